@@ -1,0 +1,36 @@
+# The two commands of the quick start: `make sim` and `make test`.
+# Both create .venv and install what they need on first use.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: sim test bench simulator clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+sim: $(STAMP)
+	$(BIN)/ipiv sim
+
+bench: $(STAMP)
+	$(BIN)/ipiv bench
+
+# Icarus Verilog from Debian/Ubuntu (for the cocotb testbenches); installed when missing.
+simulator:
+	@command -v iverilog >/dev/null 2>&1 || { \
+	  echo "Installing Icarus Verilog (apt)..."; \
+	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog >/dev/null; }
+	@iverilog -V 2>/dev/null | head -n 1
+
+test: $(STAMP) simulator
+	mkdir -p build
+	$(BIN)/python -m pytest -n auto --junitxml=build/test-results.xml
+
+clean:
+	rm -rf build

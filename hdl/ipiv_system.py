@@ -1,0 +1,65 @@
+"""`IPIVSystem`: several IPI virtualizers sharing one memory port, for multi-core studies."""
+
+from amaranth import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out, connect, flipped
+
+from . import wishbone
+from .formats import APICWriteExit, ICRWrite, Notification, VMCSConfig
+from .ipi_virtualizer import IPIVirtualizer
+from .params import bus_addr_width, check_maxphyaddr
+
+
+__all__ = ["CoreSignature", "IPIVSystem"]
+
+
+class CoreSignature(wiring.Signature):
+    """The per-core ports of `IPIVirtualizer` (everything but the memory port)."""
+
+    def __init__(self):
+        super().__init__({
+            "cfg": In(VMCSConfig),
+            "icr": In(stream.Signature(ICRWrite)),
+            "exit": Out(stream.Signature(APICWriteExit)),
+            "notify": Out(stream.Signature(Notification)),
+            "self_ipi": Out(stream.Signature(8)),
+            "gp": Out(stream.Signature(64)),
+            "busy": Out(1),
+        })
+
+
+class IPIVSystem(wiring.Component):
+    """``n_cores`` `IPIVirtualizer` units, a round-robin arbiter, and one memory port.
+
+    Members
+    -------
+    cores : Out(CoreSignature).array(n_cores)
+        Core ``i``'s ports, named as on `IPIVirtualizer`.
+    bus : Out(wishbone.Signature)
+    """
+
+    def __init__(self, n_cores, *, maxphyaddr=52):
+        if isinstance(n_cores, bool) or not isinstance(n_cores, int) or n_cores < 1:
+            raise ValueError(f"n_cores must be a positive integer, not {n_cores!r}")
+        self.n_cores = n_cores
+        self.maxphyaddr = check_maxphyaddr(maxphyaddr)
+        addr_width = bus_addr_width(maxphyaddr)
+        super().__init__({
+            "cores": Out(CoreSignature()).array(n_cores),
+            "bus": Out(wishbone.Signature(addr_width=addr_width)),
+        })
+        self.units = [IPIVirtualizer(maxphyaddr=maxphyaddr) for _ in range(n_cores)]
+        self.arbiter = wishbone.Arbiter(n_cores, addr_width=addr_width)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.arbiter = self.arbiter
+        for i, (core, unit) in enumerate(zip(self.cores, self.units)):
+            m.submodules[f"core{i}"] = unit
+            m.d.comb += [unit.cfg.eq(core.cfg), core.busy.eq(unit.busy)]
+            connect(m, flipped(core.icr), unit.icr)
+            for name in ("exit", "notify", "self_ipi", "gp"):
+                connect(m, getattr(unit, name), flipped(getattr(core, name)))
+            connect(m, unit.bus, self.arbiter.masters[i])
+        connect(m, self.arbiter.bus, flipped(self.bus))
+        return m

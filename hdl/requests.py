@@ -1,0 +1,26 @@
+"""Payloads passed between the unit's stages (not architectural; the stages' contract)."""
+
+from amaranth.lib import data
+
+
+__all__ = ["PostRequest", "SelfIPIRequest", "PIDPostRequest"]
+
+
+class PostRequest(data.Struct):
+    """An IPIv-eligible ICR write, from the interceptor to the PID-table lookup."""
+    vector: 8
+    dest: 32        # virtual destination T
+    icr: 64         # vICR image (for an exit further on)
+
+
+class SelfIPIRequest(data.Struct):
+    """A self-IPI to virtualize, from the interceptor to the VIRR update."""
+    vector: 8
+    icr: 64
+
+
+class PIDPostRequest(data.Struct):
+    """A posting into one PID, from the PID-table lookup to the PID update unit."""
+    vector: 8
+    pid_line: 58    # PID address >> 6
+    icr: 64

@@ -1,0 +1,2 @@
+"""Testbench code: the Amaranth-simulator harness (used by pytest and ``ipiv sim``/``bench``)
+and, later, the cocotb testbenches."""
