@@ -48,6 +48,10 @@ class Run:
     cycles: int = 0
     bus_cycles: list = field(default_factory=list)   # cycles with ``cyc`` high
     memory_log: list = field(default_factory=list)   # the gateware's bus transfers
+    # Per transfer in ``memory_log``: the id of the bus cycle with ``lock`` held it belongs
+    # to (a new id each time ``cyc & lock`` rises), or None for an unlocked transfer.
+    lock_cycles: list = field(default_factory=list)
+    grant_switches_in_cycle: int = 0                 # arbiter switched while cyc high (bug)
     posted: int = 0                                  # postings completed (PIDUpdate pulses)
     suppressed: int = 0
 
@@ -154,9 +158,12 @@ class Harness:
         presenting = [None] * len(ports)        # request index on the icr stream
         applied_cfg = [None] * len(ports)
         expected = [[] for _ in ports]          # events the golden model predicts, in order
-        valid_since = {}
+        offered = {}                            # (port, stream) -> (first valid cycle, payload)
         wait = None                             # cycles left before the bus responds
         cycle = 0
+        lock_id, locked_before = 0, False
+        arbiters = [self.dut.arbiter] + [u.arbiter for u in getattr(self.dut, "units", [])]
+        last_grant = [None] * len(arbiters)
 
         for port in ports:
             ctx.set(port.icr.valid, 0)
@@ -168,6 +175,17 @@ class Harness:
             ctx.set(bus.dat_r, rng.getrandbits(64))     # garbage unless acked
             if ctx.get(bus.cyc):
                 run.bus_cycles.append(cycle)
+            locked = bool(ctx.get(bus.cyc) and ctx.get(bus.lock))
+            if locked and not locked_before:
+                lock_id += 1
+            locked_before = locked
+            for i, arbiter in enumerate(arbiters):
+                # Illegal: the grant moved away from a master whose cyc is still high.
+                grant, before = ctx.get(arbiter.grant), last_grant[i]
+                if before is not None and grant != before and \
+                        ctx.get(arbiter.masters[before].cyc):
+                    run.grant_switches_in_cycle += 1
+                last_grant[i] = grant
             if ctx.get(bus.cyc) and ctx.get(bus.stb):
                 if wait is None:
                     wait = self.latency
@@ -175,6 +193,7 @@ class Harness:
                         wait += 1
                 if wait == 0:
                     wait = None
+                    run.lock_cycles.append(lock_id if locked else None)
                     try:
                         data = self.memory.transfer(
                             adr=ctx.get(bus.adr), write=bool(ctx.get(bus.we)),
@@ -227,17 +246,25 @@ class Harness:
                     taken.append(port)
                     if progress:
                         progress(len(run.accepted), len(run.requests))
+                rising = []
                 for name in OUTPUT_STREAMS:
-                    stream = getattr(port, name)
+                    stream, key = getattr(port, name), (p, name)
                     if not ctx.get(stream.valid):
+                        if key in offered:
+                            raise MismatchError(f"core {p}: {name}.valid dropped at cycle "
+                                                f"{cycle} before the payload was taken")
                         continue
-                    valid_since.setdefault((p, name), cycle)
+                    payload = event_payload(name, ctx.get(stream.p))
+                    if key not in offered:
+                        offered[key] = (cycle, payload)
+                        rising.append((name, payload))
+                    elif offered[key][1] != payload:
+                        raise MismatchError(f"core {p}: {name} payload changed at cycle "
+                                            f"{cycle} while valid")
                     if ctx.get(stream.ready):
-                        payload = event_payload(name, ctx.get(stream.p))
-                        event = Event(p, name, payload, valid_since.pop((p, name)), cycle)
-                        run.events.append(event)
-                        if self.check:
-                            self._check_event(p, event, expected[p])
+                        run.events.append(Event(p, name, payload, offered.pop(key)[0], cycle))
+                if rising and self.check:
+                    self._check_offered(p, rising, expected[p], cycle)
             for posted, suppressed in self._pulses:
                 run.posted += ctx.get(posted)
                 run.suppressed += ctx.get(suppressed)
@@ -257,14 +284,15 @@ class Harness:
         run.memory_log = self.memory.log
         self._leftover = expected
 
-    def _check_event(self, port, event, expected):
-        if not expected:
-            raise MismatchError(f"core {port}: unexpected {event.stream} {event.payload} "
-                                f"at cycle {event.taken_cycle}")
-        stream, payload = expected.pop(0)
-        if (stream, payload) != (event.stream, event.payload):
-            raise MismatchError(f"core {port}: got {event.stream} {event.payload} at cycle "
-                                f"{event.taken_cycle}, golden model expects {stream} {payload}")
+    @staticmethod
+    def _check_offered(port, rising, expected, cycle):
+        """Outputs must appear (``valid`` rise) in the order of the requests that caused them;
+        what appears in one cycle may be in any order."""
+        want = expected[:len(rising)]
+        del expected[:len(rising)]
+        if sorted(rising, key=repr) != sorted(want, key=repr):
+            raise MismatchError(f"core {port}: at cycle {cycle} the gateware offers {rising}, "
+                                f"the golden model expects {want or 'nothing'}")
 
     def _final_checks(self, run):
         missing = [(p, e) for p, exp in enumerate(self._leftover) for e in exp]
