@@ -3,7 +3,8 @@
 Every bit position the project knows about is declared here, once, as an Amaranth layout or
 shaped enum. The gateware uses the layouts as signal shapes; the Python models and the
 testbenches use the same layouts to pack (``Layout.const({...}).as_bits()``) and unpack
-(``Layout.from_bits(value)``) raw integers. Sources: ``shared/spec/ipiv.md`` (the SDM's APIC
+(``Layout.from_bits(value)``) raw integers. VMX controls, capability MSRs and VMCS field
+encodings are in ``hdl.vmx``. Sources: ``shared/spec/ipiv.md`` (the SDM's APIC
 virtualization chapter, VMCS encodings, and the KVM series that enabled IPIv).
 """
 
@@ -16,7 +17,7 @@ __all__ = [
     "DeliveryMode", "DestMode", "TriggerMode", "Shorthand", "ICRLow", "XAPICICRHigh",
     "XAPICICR", "X2APICICR", "NotifyInfo", "XAPICNDST", "PostedInterruptDescriptor",
     "PIDPointerEntry", "VMCSConfig", "ICRWriteKind", "ICRWrite", "SendUIPIData", "ExitCause",
-    "APICWriteExit", "Notification", "VMCSField",
+    "APICWriteExit", "Notification", "APICRegister",
 ]
 
 
@@ -173,10 +174,28 @@ class Notification(data.Struct):
 
 # --- Constants ----------------------------------------------------------------------------
 
+class APICRegister(py_enum.IntEnum):
+    """Offsets of local-APIC registers in the (virtual-)APIC page; x2APIC MSR = 0x800 + off/16."""
+    ID = 0x020
+    LVR = 0x030
+    TPR = 0x080
+    PPR = 0x0A0
+    EOI = 0x0B0
+    LDR = 0x0D0
+    DFR = 0x0E0
+    SVR = 0x0F0
+    ISR = 0x100         # 8 registers of 32 bits, 10H apart (as TMR and IRR)
+    TMR = 0x180
+    IRR = 0x200
+    ESR = 0x280
+    ICR = 0x300
+    ICR2 = 0x310
+
+
 EXIT_REASON_APIC_WRITE = 56
-APIC_OFFSET_IRR = 0x200         # IRR: 8 registers of 32 bits, 10H apart
-APIC_OFFSET_ICR_LO = 0x300
-APIC_OFFSET_ICR_HI = 0x310
+APIC_OFFSET_IRR = APICRegister.IRR
+APIC_OFFSET_ICR_LO = APICRegister.ICR
+APIC_OFFSET_ICR_HI = APICRegister.ICR2
 APIC_WRITE_QUALIFICATION_ICR = APIC_OFFSET_ICR_LO
 
 MSR_X2APIC_ICR = 0x830
@@ -203,19 +222,3 @@ ICR_RESERVED_MASK = ICRLow.const(
 ICR_IPIV_INELIGIBLE_MASK = 0xFFFF_FFFF & ~ICRLow.const({"vector": 0xFF, "level": 1}).as_bits()
 # VICR_HI keeps only its destination byte.
 XAPIC_ICR_HI_MASK = XAPICICRHigh.const({"dest": 0xFF}).as_bits()
-
-# VMX controls and capability MSRs used by IPIv.
-CPU_BASED_ACTIVATE_TERTIARY_CONTROLS = 1 << 17
-TERTIARY_EXEC_IPI_VIRT = 1 << 4
-MSR_IA32_VMX_PROCBASED_CTLS = 0x482
-MSR_IA32_VMX_PROCBASED_CTLS3 = 0x492
-
-
-class VMCSField(py_enum.IntEnum):
-    """VMCS field encodings (SDM Vol. 3 Appendix B) used by IPIv."""
-    POSTED_INTR_NV = 0x0002
-    LAST_PID_POINTER_INDEX = 0x0008
-    VIRTUAL_APIC_PAGE_ADDR = 0x2012
-    POSTED_INTR_DESC_ADDR = 0x2016
-    TERTIARY_VM_EXEC_CONTROL = 0x2034
-    PID_POINTER_TABLE = 0x2042

@@ -87,6 +87,27 @@ def cmd_bench(args):
     return 0
 
 
+def cmd_vmxcap(args):
+    from sim.vmx_caps import PRESETS, MSRFileError, MSRs, preset
+    from sim.vmxcap_report import report, report_json
+    if args.list_cpus:
+        for name, (text, _) in PRESETS.items():
+            print(f"{name:18s} {text}")
+        return 0
+    try:
+        msrs = MSRs.from_file(args.msrs) if args.msrs else preset(args.cpu or "ipiv")
+    except KeyError:
+        raise SystemExit(f"ipiv vmxcap: error: unknown CPU preset {args.cpu!r} "
+                         f"(known: {', '.join(PRESETS)})")
+    except MSRFileError as e:
+        raise SystemExit(f"ipiv vmxcap: error: {e}")
+    if args.json:
+        print(json.dumps(report_json(msrs, evmcs=args.evmcs), indent=2))
+    else:
+        print(report(msrs, evmcs=args.evmcs))
+    return 0
+
+
 def build_parser():
     parser = _Parser(prog="ipiv", description="Executable model of Intel VT-x IPI virtualization.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -102,6 +123,17 @@ def build_parser():
     p.add_argument("--no-waves", action="store_true", help="do not write .vcd/.gtkw")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("vmxcap", help="what a CPU's VMX MSRs allow and what KVM decides")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--cpu", metavar="PRESET", help="a CPU preset (default: ipiv; see "
+                        "--list-cpus)")
+    source.add_argument("--msrs", metavar="FILE", help="MSR values, one '<index> <value>' per "
+                        "line in hex with 0x, '#' comments")
+    p.add_argument("--evmcs", action="store_true", help="KVM runs on Hyper-V's enlightened VMCS")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--list-cpus", action="store_true", help="list the CPU presets and exit")
+    p.set_defaults(func=cmd_vmxcap)
 
     p = sub.add_parser("bench", help="latency and throughput in cycles")
     p.add_argument("--json", action="store_true", help="print JSON")

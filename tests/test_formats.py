@@ -3,6 +3,7 @@
 from amaranth.lib import data
 
 from hdl import formats as f
+from hdl import vmx
 
 
 
@@ -65,8 +66,23 @@ def test_constants():
     assert f.APIC_WRITE_QUALIFICATION_ICR == 0x300
     assert (f.APIC_OFFSET_IRR, f.APIC_OFFSET_ICR_LO, f.APIC_OFFSET_ICR_HI) == (0x200, 0x300, 0x310)
     assert (f.POSTED_INTR_WAKEUP_VECTOR, f.POSTED_INTR_VECTOR) == (0xF1, 0xF2)
-    assert f.TERTIARY_EXEC_IPI_VIRT == 0x10 and f.CPU_BASED_ACTIVATE_TERTIARY_CONTROLS == 1 << 17
-    assert {x.name: x.value for x in f.VMCSField} == {
+
+
+def test_vmx_constants():
+    assert vmx.Tertiary.IPI_VIRT == 0x10 and vmx.Primary.ACTIVATE_TERTIARY_CONTROLS == 1 << 17
+    assert vmx.Primary.ACTIVATE_SECONDARY_CONTROLS == 1 << 31
+    assert vmx.Secondary.VIRTUAL_INTR_DELIVERY == 1 << 9 and vmx.PinBased.POSTED_INTR == 1 << 7
+    assert vmx.VMXMSR.PROCBASED_CTLS3 == 0x492 and vmx.VMXMSR.PROCBASED_CTLS == 0x482
+    fields = {x.name: x.value for x in vmx.VMCSField}
+    assert {k: fields[k] for k in ("POSTED_INTR_NV", "LAST_PID_POINTER_INDEX",
+                                   "VIRTUAL_APIC_PAGE_ADDR", "POSTED_INTR_DESC_ADDR",
+                                   "TERTIARY_VM_EXEC_CONTROL", "PID_POINTER_TABLE")} == {
         "POSTED_INTR_NV": 0x0002, "LAST_PID_POINTER_INDEX": 0x0008,
         "VIRTUAL_APIC_PAGE_ADDR": 0x2012, "POSTED_INTR_DESC_ADDR": 0x2016,
         "TERTIARY_VM_EXEC_CONTROL": 0x2034, "PID_POINTER_TABLE": 0x2042}
+    assert vmx.field_width(0x2034) is vmx.FieldWidth.W64
+    assert vmx.field_width(0x2035) is vmx.FieldWidth.W32
+    assert vmx.field_width(0x0008) is vmx.FieldWidth.W16
+    assert vmx.field_width(0x4002) is vmx.FieldWidth.W32
+    assert vmx.field_width(0x681E) is vmx.FieldWidth.NATURAL
+    assert [c.feature for c in vmx.TERTIARY if c.feature] == ["ipi_virt"]

@@ -1,0 +1,186 @@
+"""A vCPU's virtual local APIC, its registers living in the virtual-APIC page of shared memory
+(so the gateware's vICR stores and VIRR updates and the model see the same state), and the
+decoding and destination matching of IPIs the way KVM does them (``arch/x86/kvm/lapic.c``).
+"""
+
+from dataclasses import dataclass
+
+from hdl.formats import (
+    APICRegister as R, DeliveryMode, DestMode, ICRLow, Shorthand, TriggerMode, XAPICICRHigh,
+    FIRST_LEGAL_VECTOR, XAPIC_BROADCAST_ID,
+)
+
+
+__all__ = ["IPI", "VirtualAPIC", "X2APIC_BROADCAST", "ESR_SEND_ILLEGAL_VECTOR",
+           "ESR_RECEIVE_ILLEGAL_VECTOR", "DFR_FLAT", "DFR_CLUSTER"]
+
+X2APIC_BROADCAST = 0xFFFF_FFFF
+ESR_SEND_ILLEGAL_VECTOR = 1 << 5
+ESR_RECEIVE_ILLEGAL_VECTOR = 1 << 6
+DFR_FLAT = 0xFFFF_FFFF
+DFR_CLUSTER = 0x0FFF_FFFF
+APIC_ICR_BUSY = ICRLow.const({"delivery_status": 1}).as_bits()
+
+
+@dataclass(frozen=True)
+class IPI:
+    """An interrupt request decoded from an ICR (KVM's ``struct kvm_lapic_irq``)."""
+    vector: int
+    delivery_mode: DeliveryMode
+    dest_mode: DestMode
+    level: bool
+    trigger: TriggerMode
+    shorthand: Shorthand
+    dest: int
+
+    @classmethod
+    def from_icr(cls, low, high, *, x2apic):
+        f = ICRLow.from_bits(low & 0xFFFF_FFFF)
+        dest = high if x2apic else XAPICICRHigh.from_bits(high & 0xFFFF_FFFF).dest
+        return cls(f.vector, DeliveryMode(f.delivery_mode), DestMode(f.dest_mode),
+                   bool(f.level), TriggerMode(f.trigger), Shorthand(f.shorthand), dest)
+
+
+class VirtualAPIC:
+    """Registers of one virtual local APIC in the virtual-APIC page at ``page``.
+
+    RVI and SVI (the guest interrupt status of virtual-interrupt delivery) are kept here too;
+    the vCPU mirrors them into its VMCS.
+    """
+
+    def __init__(self, memory, page, apic_id, *, x2apic=False):
+        self.memory = memory
+        self.page = page
+        self.apic_id = apic_id
+        self.x2apic = x2apic
+        self.rvi = 0
+        self.svi = 0
+        if not x2apic:
+            self.write32(R.ID, apic_id << 24)
+            self.write32(R.DFR, DFR_FLAT)
+
+    # -- registers --------------------------------------------------------------------------
+    def read32(self, offset):
+        return self.memory.read(self.page + offset, 4)
+
+    def write32(self, offset, value):
+        self.memory.write(self.page + offset, value & 0xFFFF_FFFF, 4)
+
+    def read64(self, offset):
+        return self.memory.read(self.page + offset, 8)
+
+    def write64(self, offset, value):
+        self.memory.write(self.page + offset, value, 8)
+
+    def _bit(self, base, vector):
+        return base + 0x10 * (vector // 32), 1 << (vector % 32)
+
+    def test(self, base, vector):
+        offset, bit = self._bit(base, vector)
+        return bool(self.read32(offset) & bit)
+
+    def set(self, base, vector):
+        offset, bit = self._bit(base, vector)
+        self.write32(offset, self.read32(offset) | bit)
+
+    def clear(self, base, vector):
+        offset, bit = self._bit(base, vector)
+        self.write32(offset, self.read32(offset) & ~bit)
+
+    def highest(self, base):
+        """The highest vector set in IRR/ISR/TMR at ``base``, or 0."""
+        for word in range(7, -1, -1):
+            value = self.read32(base + 0x10 * word)
+            if value:
+                return 32 * word + value.bit_length() - 1
+        return 0
+
+    def vectors(self, base):
+        return [v for v in range(256) if self.test(base, v)]
+
+    # -- identity ---------------------------------------------------------------------------
+    @property
+    def xapic_id(self):
+        return self.read32(R.ID) >> 24
+
+    def set_xapic_id(self, apic_id):
+        """A guest write to the xAPIC ID register (KVM inhibits APICv when this changes)."""
+        self.write32(R.ID, (apic_id & 0xFF) << 24)
+
+    @property
+    def ldr(self):
+        if self.x2apic:   # derived from the x2APIC ID: cluster in 31:16, one bit in 15:0
+            return (self.apic_id >> 4) << 16 | 1 << (self.apic_id & 0xF)
+        return self.read32(R.LDR)
+
+    def set_x2apic_mode(self, enabled):
+        self.x2apic = enabled
+        if not enabled:
+            self.write32(R.ID, (self.apic_id & 0xFF) << 24)
+
+    # -- priority and delivery --------------------------------------------------------------
+    @property
+    def ppr(self):
+        tpr, isrv = self.read32(R.TPR) & 0xFF, self.highest(R.ISR)
+        return tpr if (tpr & 0xF0) >= (isrv & 0xF0) else isrv & 0xF0
+
+    def accept_fixed(self, vector, *, level=False):
+        """Set IRR (and TMR for level-triggered) and raise RVI."""
+        self.set(R.IRR, vector)
+        (self.set if level else self.clear)(R.TMR, vector)
+        self.rvi = max(self.rvi, vector)
+
+    def deliverable(self):
+        """The vector the guest would take now (RVI above the PPR class), or None."""
+        self.rvi = self.highest(R.IRR)
+        if self.rvi and (self.rvi & 0xF0) > (self.ppr & 0xF0):
+            return self.rvi
+        return None
+
+    def acknowledge(self):
+        """Virtual-interrupt delivery: move the highest IRR vector to ISR."""
+        vector = self.deliverable()
+        if vector is None:
+            return None
+        self.clear(R.IRR, vector)
+        self.set(R.ISR, vector)
+        self.svi = vector
+        self.rvi = self.highest(R.IRR)
+        return vector
+
+    def eoi(self):
+        """EOI: clear the highest ISR bit; returns its vector (0 if none)."""
+        vector = self.highest(R.ISR)
+        if vector:
+            self.clear(R.ISR, vector)
+        self.svi = self.highest(R.ISR)
+        return vector
+
+    # -- destinations -----------------------------------------------------------------------
+    def matches(self, source, ipi):
+        """Does ``ipi`` sent by ``source`` (a VirtualAPIC) address this APIC?"""
+        if ipi.shorthand is Shorthand.SELF:
+            return self is source
+        if ipi.shorthand is Shorthand.ALL_INCLUDING_SELF:
+            return True
+        if ipi.shorthand is Shorthand.ALL_EXCLUDING_SELF:
+            return self is not source
+        if ipi.dest_mode is DestMode.PHYSICAL:
+            if self.x2apic:
+                return ipi.dest in (X2APIC_BROADCAST, self.apic_id)
+            return ipi.dest in (XAPIC_BROADCAST_ID, self.xapic_id)
+        # logical
+        if self.x2apic:
+            if ipi.dest == X2APIC_BROADCAST:
+                return True
+            return ipi.dest >> 16 == self.ldr >> 16 and bool(ipi.dest & self.ldr & 0xFFFF)
+        if ipi.dest == XAPIC_BROADCAST_ID:
+            return True
+        logical = self.ldr >> 24
+        if self.read32(R.DFR) >> 28 == 0xF:      # flat: an 8-bit mask
+            return bool(logical & ipi.dest)
+        return logical >> 4 == ipi.dest >> 4 and bool(logical & ipi.dest & 0xF)   # cluster
+
+    def legal_vector(self, ipi):
+        return not (ipi.delivery_mode in (DeliveryMode.FIXED, DeliveryMode.LOWEST_PRIORITY)
+                    and ipi.vector < FIRST_LEGAL_VECTOR)
