@@ -502,7 +502,7 @@ class VCPU:
         """VM entry: pick up postings made while outside the guest."""
         if not self.loaded:
             raise RuntimeError(f"vCPU {self.vcpu_id} is not loaded")
-        if self.apicv_active and self.pi_on:          # vmx_sync_pir_to_irr
+        if self.kvm.enable_apicv and self.pi_on:      # vmx_sync_pir_to_irr
             self._update_notify_info(on=0)
             self._pir_to_irr(self._pir_take())
         self.in_guest = True
@@ -524,6 +524,7 @@ class VCPU:
         if self.in_guest:
             self.exit_guest()
         if self.has_pending_interrupt():
+            self.enter_guest()          # kvm_vcpu_check_block: runnable, back to the guest
             return False
         self.blocking = True
         self.put()

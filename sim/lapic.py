@@ -96,7 +96,10 @@ class VirtualAPIC:
         return 0
 
     def vectors(self, base):
-        return [v for v in range(256) if self.test(base, v)]
+        """Every vector set in IRR/ISR/TMR at ``base``, ascending."""
+        return [32 * word + bit for word in range(8)
+                for value in (self.read32(base + 0x10 * word),) if value
+                for bit in range(32) if value >> bit & 1]
 
     # -- identity ---------------------------------------------------------------------------
     @property
@@ -124,10 +127,11 @@ class VirtualAPIC:
         tpr, isrv = self.read32(R.TPR) & 0xFF, self.highest(R.ISR)
         return tpr if (tpr & 0xF0) >= (isrv & 0xF0) else isrv & 0xF0
 
-    def accept_fixed(self, vector, *, level=False):
-        """Set IRR (and TMR for level-triggered) and raise RVI."""
+    def accept_fixed(self, vector, *, level=None):
+        """Set IRR and raise RVI; ``level`` True/False sets/clears TMR, None leaves it."""
         self.set(R.IRR, vector)
-        (self.set if level else self.clear)(R.TMR, vector)
+        if level is not None:
+            (self.set if level else self.clear)(R.TMR, vector)
         self.rvi = max(self.rvi, vector)
 
     def deliverable(self):

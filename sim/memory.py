@@ -36,9 +36,16 @@ class Access:
         return f"{kind} {self.adr << 3:#014x} sel={self.sel:02x} {self.data:#018x} {flags}"
 
 
+def _sel_mask(sel):
+    return sum(0xFF << (8 * k) for k in range(BUS_BYTES) if sel >> k & 1)
+
+
+_SEL_MASKS = [_sel_mask(sel) for sel in range(1 << BUS_BYTES)]
+
+
 def sel_mask(sel):
     """The 64-bit data mask selected by the byte enables ``sel``."""
-    return sum(0xFF << (8 * k) for k in range(BUS_BYTES) if sel >> k & 1)
+    return _SEL_MASKS[sel]
 
 
 class Memory:
@@ -93,6 +100,9 @@ class Memory:
 
     def read(self, addr, size=8):
         """Little-endian read of ``size`` bytes at byte address ``addr``."""
+        offset = addr & 7
+        if offset + size <= 8:      # within one word
+            return (self.words.get(addr >> 3, 0) >> (8 * offset)) & ((1 << (8 * size)) - 1)
         value = 0
         for i in range(size):
             byte_addr = addr + i
@@ -104,6 +114,10 @@ class Memory:
         """Little-endian write of ``size`` bytes at byte address ``addr``."""
         if value < 0 or value >> (8 * size):
             raise ValueError(f"value {value:#x} does not fit in {size} bytes")
+        offset = addr & 7
+        if offset + size <= 8:      # within one word
+            self.write_word(addr >> 3, value << (8 * offset), sel=((1 << size) - 1) << offset)
+            return
         for i in range(size):
             byte_addr = addr + i
             self.write_word(byte_addr >> 3, ((value >> (8 * i)) & 0xFF) << (8 * (byte_addr & 7)),

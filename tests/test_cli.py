@@ -75,3 +75,57 @@ def test_bench_json():
         assert row["latency"]["notify x2APIC"]["overhead"] <= 2
         assert row["throughput_notify"]["idle_bus_cycles_per_ipi"] == 0
         assert row["throughput_notify"]["cycles_per_ipi"] == 6 * (row["memory_latency"] + 1)
+
+
+def test_vmxcap_text_reads_like_vmxcap(capsys):
+    assert main(["vmxcap", "--cpu", "ipiv"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Basic VMX Information\n")
+    for line in ("tertiary processor-based controls", "  IPI virtualization", "ipi_virt",
+                 "KVM (kvm_intel) decisions", "enable_ipiv"):
+        assert line in out
+    ipiv_line = next(l for l in out.splitlines() if l.startswith("  IPI virtualization"))
+    assert ipiv_line.split()[-1] == "yes"
+
+
+@pytest.mark.parametrize("cpu,tertiary,ipiv", [("no-tertiary", False, False),
+                                               ("tertiary-no-ipiv", True, False),
+                                               ("ipiv", True, True)])
+def test_vmxcap_json(cpu, tertiary, ipiv, capsys):
+    assert main(["vmxcap", "--cpu", cpu, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["tertiary_controls"] is tertiary and data["ipi_virtualization"] is ipiv
+    assert (data["procbased_ctls3"] is None) is (not tertiary)
+    assert data["kvm"]["enable_ipiv"] is ipiv and data["kvm"]["enable_apicv"] is True
+    assert data["kvm"]["cpu_based_3rd_exec_ctrl"] == (0x10 if ipiv else 0)
+    assert ("0x492" in data["msrs_read"]) is tertiary
+
+
+def test_vmxcap_evmcs_and_msr_file(tmp_path, capsys):
+    path = tmp_path / "cpu.msr"
+    values = __import__("sim.vmx_caps", fromlist=["PRESETS"]).PRESETS["ipiv"][1]
+    path.write_text("# dumped\n" + "".join(f"{int(k):#x} {v:#x}\n" for k, v in values.items()))
+    assert main(["vmxcap", "--msrs", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kvm"]["enable_ipiv"] is True
+    assert main(["vmxcap", "--msrs", str(path), "--json", "--evmcs"]) == 0
+    kvm = json.loads(capsys.readouterr().out)["kvm"]
+    assert kvm["enable_ipiv"] is False and kvm["cpu_based_3rd_exec_ctrl"] == 0
+
+
+@pytest.mark.parametrize("content,message", [
+    ("0x480 0x1\n0x481 nope\n", ":2: expected"),
+    ("", "no MSR values"),
+])
+def test_vmxcap_bad_file_is_one_line(tmp_path, content, message):
+    path = tmp_path / "bad.msr"
+    path.write_text(content)
+    result = ipiv("vmxcap", "--msrs", str(path))
+    assert result.returncode != 0 and message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_vmxcap_unknown_cpu_and_conflicting_options():
+    result = ipiv("vmxcap", "--cpu", "pentium")
+    assert result.returncode != 0 and "unknown CPU preset 'pentium'" in result.stderr
+    result = ipiv("vmxcap", "--cpu", "ipiv", "--msrs", "x")
+    assert result.returncode == 2 and "not allowed with" in result.stderr

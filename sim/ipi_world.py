@@ -1,0 +1,278 @@
+"""A VM whose vCPUs run, halt, get preempted and migrate while they send each other IPIs.
+
+The processor side of every ICR write is a *poster* (default: the golden model; the
+verification issue plugs the gateware in), the rest is the KVM model: notifications reach the
+host, APIC-write exits go to the exit handler, which emulates the IPI. After every step the
+invariants of ``ipiv.md`` §6 are checked, and `IPIWorld.drain` lets every vCPU run until all
+it was sent has been taken, so "no interrupt lost" is checked at the end.
+"""
+
+import random
+from collections import Counter
+
+from hdl.formats import (
+    APIC_WRITE_QUALIFICATION_ICR, APICRegister as R, DeliveryMode, DestMode, ICRWriteKind,
+    POSTED_INTR_WAKEUP_VECTOR, Shorthand, X2APICICR, XAPICICRHigh,
+)
+from .golden import GoldenIPIVirtualizer, Outcome
+from .kvm import KVM
+from .scenarios import icr_low
+
+
+__all__ = ["InvariantError", "IPIWorld", "golden_poster"]
+
+
+class InvariantError(AssertionError):
+    """One of ipiv.md §6's invariants does not hold."""
+
+
+def golden_poster(maxphyaddr=52):
+    golden = GoldenIPIVirtualizer(maxphyaddr)
+    return lambda cfg, memory, kind, value: golden.execute(cfg, memory, kind, value)
+
+
+class IPIWorld:
+    """Randomized scheduling and IPI traffic on one VM.
+
+    Parameters
+    ----------
+    n_vcpus, n_pcpus : int
+    seed : int
+    x2apic : bool or None
+        The guest APIC mode of every vCPU (None: each vCPU picks at random).
+    poster : callable
+        ``poster(cfg, memory, kind, value) -> sim.golden.Result``, applied to the shared memory.
+    """
+
+    OPS = {"ipi": 30, "special_ipi": 6, "device": 6, "schedule": 14, "take": 18, "halt": 6,
+           "halt_race": 3, "preempt": 6, "exit_entry": 5, "inhibit": 1}
+
+    def __init__(self, *, n_vcpus=4, n_pcpus=3, seed=0, x2apic=None, poster=None,
+                 host_x2apic=True, kvm=None):
+        self.rng = random.Random(seed)
+        self.kvm = kvm or KVM(n_pcpus=n_pcpus, host_x2apic=host_x2apic)
+        self.vm = self.kvm.create_vm()
+        self.vm.enable_cap_max_vcpu_id(max(8, n_vcpus))
+        self.vcpus = []
+        for i in range(n_vcpus):
+            vcpu = self.vm.create_vcpu(i)
+            mode = self.rng.random() < 0.5 if x2apic is None else x2apic
+            vcpu.set_x2apic_mode(mode)
+            if not mode:
+                vcpu.apic.write32(R.LDR, (1 << i) << 24 if i < 8 else 0)
+            self.vcpus.append(vcpu)
+        self.poster = poster or golden_poster()
+        self.outstanding = {v.vcpu_id: Counter() for v in self.vcpus}
+        self.stats = Counter()
+
+    # -- helpers -------------------------------------------------------------------------
+    @property
+    def memory(self):
+        return self.kvm.memory
+
+    def running(self):
+        return [v for v in self.vcpus if v.in_guest]
+
+    def free_pcpus(self):
+        return [p.index for p in self.kvm.host.pcpus if p.loaded is None]
+
+    def _expect(self, vcpu, vector):
+        self.outstanding[vcpu.vcpu_id][vector] += 1
+
+    def _icr_writes(self, sender, low, dest):
+        if sender.apic.x2apic:
+            return [(ICRWriteKind.X2APIC_ICR, X2APICICR.const({"dest": dest}).as_bits() | low)]
+        return [(ICRWriteKind.XAPIC_ICR_HI, XAPICICRHigh.const({"dest": dest & 0xFF}).as_bits()),
+                (ICRWriteKind.XAPIC_ICR_LO, low)]
+
+    def guest_icr_write(self, sender, low, dest):
+        """The sender's ICR write(s), virtualized by the poster or ending in an exit."""
+        for kind, value in self._icr_writes(sender, low, dest):
+            result = self.poster(sender.unit_config(), self.memory, kind, value)
+            if kind is not ICRWriteKind.XAPIC_ICR_HI:
+                self.stats[f"outcome:{result.outcome.value}"] += 1
+            if result.outcome is Outcome.POSTED:
+                if result.notify:
+                    self.stats["notifications"] += 1
+                    self.kvm.host.send_ipi(*self._pcpu_of(result.notify))
+                else:
+                    self.stats["suppressed"] += 1
+            elif result.outcome is Outcome.EXIT:
+                self.stats[f"exit:{result.cause.name}"] += 1
+                sender.handle_apic_write(APIC_WRITE_QUALIFICATION_ICR)
+            elif result.outcome is Outcome.GP:
+                raise InvariantError(f"unexpected #GP for ICR {value:#x}")
+        return result
+
+    def _pcpu_of(self, notify):
+        vector, dest = notify
+        return dest, vector
+
+    # -- operations ----------------------------------------------------------------------
+    def op_ipi(self):
+        senders = self.running()
+        if not senders:
+            return
+        sender, target = self.rng.choice(senders), self.rng.choice(self.vcpus)
+        vector = self.rng.randrange(0x20, 0xF0)
+        self._expect(target, vector)
+        self.guest_icr_write(sender, icr_low(vector), target.vcpu_id)
+
+    def op_special_ipi(self):
+        """IPIs IPIv leaves to KVM: logical, shorthands, NMI, INIT."""
+        senders = self.running()
+        if not senders:
+            return
+        sender = self.rng.choice(senders)
+        kind = self.rng.choice(["logical", "all-but-self", "all", "nmi", "init"])
+        vector = self.rng.randrange(0x20, 0xF0)
+        if kind == "logical":
+            target = self.rng.choice(self.vcpus)
+            if target.apic.x2apic != sender.apic.x2apic or target.vcpu_id >= 8:
+                return
+            dest = target.apic.ldr if sender.apic.x2apic else target.apic.ldr >> 24
+            self._expect(target, vector)
+            self.guest_icr_write(sender, icr_low(vector, dest_mode=DestMode.LOGICAL), dest)
+        elif kind in ("all-but-self", "all"):
+            shorthand = Shorthand.ALL_EXCLUDING_SELF if kind == "all-but-self" \
+                else Shorthand.ALL_INCLUDING_SELF
+            for v in self.vcpus:
+                if v is not sender or kind == "all":
+                    self._expect(v, vector)
+            self.guest_icr_write(sender, icr_low(vector, shorthand=shorthand), 0)
+        else:
+            mode = DeliveryMode.NMI if kind == "nmi" else DeliveryMode.INIT
+            target = self.rng.choice(self.vcpus)
+            before = (target.nmi_pending, target.init_pending)
+            self.guest_icr_write(sender, icr_low(0 if kind == "init" else 2, mode=mode),
+                                 target.vcpu_id)
+            after = (target.nmi_pending, target.init_pending)
+            if after == before and not (kind == "init" and before[1]):
+                raise InvariantError(f"{kind} to vCPU {target.vcpu_id} was not delivered")
+            target.nmi_pending, target.init_pending = 0, False    # the guest handles it
+            self.stats[kind] += 1
+
+    def op_device(self):
+        """A device interrupt posted by KVM (software posting)."""
+        target = self.rng.choice(self.vcpus)
+        vector = self.rng.randrange(0x20, 0xF0)
+        self._expect(target, vector)
+        target.deliver_posted_interrupt(vector)
+        self.stats["device"] += 1
+
+    def op_schedule(self):
+        free = self.free_pcpus()
+        ready = [v for v in self.vcpus if not v.loaded and not v.blocking]
+        if free and ready:
+            vcpu, pcpu = self.rng.choice(ready), self.rng.choice(free)
+            self.stats["migrations"] += vcpu.cpu is not None and vcpu.cpu != pcpu
+            vcpu.load(pcpu)
+            vcpu.enter_guest()
+
+    def op_take(self):
+        for vcpu in self.running():
+            vector = vcpu.take_interrupt()
+            if vector is not None:
+                if not self.outstanding[vcpu.vcpu_id][vector]:
+                    raise InvariantError(f"vCPU {vcpu.vcpu_id} took vector {vector:#x} "
+                                         f"nobody sent")
+                # Several sends of a pending vector coalesce into one interrupt.
+                self.stats["coalesced"] += self.outstanding[vcpu.vcpu_id][vector] - 1
+                del self.outstanding[vcpu.vcpu_id][vector]
+                vcpu.eoi()
+                self.stats["taken"] += 1
+
+    def op_halt(self):
+        running = self.running()
+        if running:
+            self.stats["halts"] += self.rng.choice(running).halt()
+
+    def op_halt_race(self):
+        """A vCPU decides to block (nothing pending), and before it has scheduled out another
+        vCPU's virtualized IPI posts to it: the notification finds it outside the guest, so
+        only the self-IPI at put time can wake it."""
+        running = self.running()
+        if len(running) < 2:
+            return
+        blocker, sender = self.rng.sample(running, 2)
+        blocker.exit_guest()
+        if blocker.has_pending_interrupt():
+            blocker.enter_guest()
+            return
+        blocker.blocking = True
+        vector = self.rng.randrange(0x20, 0xF0)
+        self._expect(blocker, vector)
+        self.guest_icr_write(sender, icr_low(vector), blocker.vcpu_id)
+        blocker.put()
+        self.stats["halt_races"] += 1
+
+    def op_preempt(self):
+        running = self.running()
+        if running:
+            self.rng.choice(running).preempt()
+            self.stats["preemptions"] += 1
+
+    def op_exit_entry(self):
+        running = self.running()
+        if running:
+            vcpu = self.rng.choice(running)
+            vcpu.exit_guest()
+            vcpu.enter_guest()
+
+    def op_inhibit(self):
+        """Inhibit APICv on one vCPU, or lift the inhibit (IPIv goes off with APICv)."""
+        inhibited = [v for v in self.vcpus if v.apicv_inhibits]
+        if inhibited:
+            inhibited[0].set_apicv_inhibit("MODEL_TOGGLE", False)
+        else:
+            self.rng.choice(self.vcpus).set_apicv_inhibit("MODEL_TOGGLE")
+            self.stats["apicv_inhibits"] += 1
+
+    # -- running --------------------------------------------------------------------------
+    def step(self):
+        names, weights = zip(*self.OPS.items())
+        op = self.rng.choices(names, weights)[0]
+        getattr(self, f"op_{op}")()
+        self.check()
+
+    def run(self, steps):
+        for _ in range(steps):
+            self.step()
+        return self
+
+    def check(self):
+        for v in self.vcpus:
+            if v.in_guest and v.pi_sn:
+                raise InvariantError(f"vCPU {v.vcpu_id} runs with SN set")
+            if v.asleep and v.pi_on:
+                raise InvariantError(f"vCPU {v.vcpu_id} sleeps with ON set")
+            if v.asleep and v.can_use_pi_wakeup and (
+                    v.pi_nv != POSTED_INTR_WAKEUP_VECTOR or
+                    v not in self.kvm.host.pcpus[v.cpu].wakeup_list):
+                raise InvariantError(f"vCPU {v.vcpu_id} sleeps without the wakeup vector")
+            pir, irr = v.pir(), v.apic.vectors(R.IRR)
+            for vector, count in self.outstanding[v.vcpu_id].items():
+                if count and not (pir >> vector & 1 or vector in irr):
+                    raise InvariantError(f"vector {vector:#x} for vCPU {v.vcpu_id} is lost: "
+                                         f"neither in its PIR nor in its IRR")
+
+    def drain(self, max_rounds=1000):
+        """Let every vCPU run until it has taken everything sent to it."""
+        for _ in range(max_rounds):
+            if not any(self.outstanding[v.vcpu_id] for v in self.vcpus):
+                return self
+            for v in self.vcpus:
+                if v.in_guest and not self.outstanding[v.vcpu_id]:
+                    v.preempt()             # make room for the others
+            for v in self.vcpus:
+                if v.asleep and self.outstanding[v.vcpu_id]:
+                    if not v.pi_on and not v.apic.deliverable():
+                        raise InvariantError(f"vCPU {v.vcpu_id} sleeps with pending "
+                                             f"interrupts and no way to be woken")
+                    v.wake_up()
+            self.op_schedule()
+            self.op_take()
+            self.check()
+        left = {v.vcpu_id: dict(self.outstanding[v.vcpu_id]) for v in self.vcpus
+                if self.outstanding[v.vcpu_id]}
+        raise InvariantError(f"interrupts never taken: {left}")
