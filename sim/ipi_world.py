@@ -7,8 +7,10 @@ invariants of ``ipiv.md`` §6 are checked, and `IPIWorld.drain` lets every vCPU 
 it was sent has been taken, so "no interrupt lost" is checked at the end.
 """
 
+import inspect
 import random
 from collections import Counter
+from dataclasses import dataclass
 
 from hdl.formats import (
     APIC_WRITE_QUALIFICATION_ICR, APICRegister as R, DeliveryMode, DestMode, ICRWriteKind,
@@ -19,11 +21,21 @@ from .kvm import KVM
 from .scenarios import icr_low
 
 
-__all__ = ["InvariantError", "IPIWorld", "golden_poster"]
+__all__ = ["InvariantError", "IPIWorld", "PostRequest", "golden_poster"]
 
 
 class InvariantError(AssertionError):
     """One of ipiv.md §6's invariants does not hold."""
+
+
+@dataclass(frozen=True)
+class PostRequest:
+    """One guest ICR write for the processor side: ``sender`` (a VCPU; its pCPU is
+    ``sender.cpu``) with VMCS state ``cfg`` writes ``value`` (an `ICRWriteKind` ``kind``)."""
+    sender: object
+    cfg: object
+    kind: ICRWriteKind
+    value: int
 
 
 def golden_poster(maxphyaddr=52):
@@ -86,9 +98,14 @@ class IPIWorld:
                 (ICRWriteKind.XAPIC_ICR_LO, low)]
 
     def guest_icr_write(self, sender, low, dest):
-        """The sender's ICR write(s), virtualized by the poster or ending in an exit."""
+        """The sender's ICR write(s), virtualized by the poster or ending in an exit.
+
+        A generator: it yields `PostRequest`s and is sent back their `Result`s, so the same
+        operation runs with a plain poster (`step`) or an asynchronous one (`astep`, e.g. the
+        gateware in a cocotb simulation).
+        """
         for kind, value in self._icr_writes(sender, low, dest):
-            result = self.poster(sender.unit_config(), self.memory, kind, value)
+            result = yield PostRequest(sender, sender.unit_config(), kind, value)
             if kind is not ICRWriteKind.XAPIC_ICR_HI:
                 self.stats[f"outcome:{result.outcome.value}"] += 1
             if result.outcome is Outcome.POSTED:
@@ -116,7 +133,7 @@ class IPIWorld:
         sender, target = self.rng.choice(senders), self.rng.choice(self.vcpus)
         vector = self.rng.randrange(0x20, 0xF0)
         self._expect(target, vector)
-        self.guest_icr_write(sender, icr_low(vector), target.vcpu_id)
+        yield from self.guest_icr_write(sender, icr_low(vector), target.vcpu_id)
 
     def op_special_ipi(self):
         """IPIs IPIv leaves to KVM: logical, shorthands, NMI, INIT."""
@@ -132,19 +149,19 @@ class IPIWorld:
                 return
             dest = target.apic.ldr if sender.apic.x2apic else target.apic.ldr >> 24
             self._expect(target, vector)
-            self.guest_icr_write(sender, icr_low(vector, dest_mode=DestMode.LOGICAL), dest)
+            yield from self.guest_icr_write(sender, icr_low(vector, dest_mode=DestMode.LOGICAL), dest)
         elif kind in ("all-but-self", "all"):
             shorthand = Shorthand.ALL_EXCLUDING_SELF if kind == "all-but-self" \
                 else Shorthand.ALL_INCLUDING_SELF
             for v in self.vcpus:
                 if v is not sender or kind == "all":
                     self._expect(v, vector)
-            self.guest_icr_write(sender, icr_low(vector, shorthand=shorthand), 0)
+            yield from self.guest_icr_write(sender, icr_low(vector, shorthand=shorthand), 0)
         else:
             mode = DeliveryMode.NMI if kind == "nmi" else DeliveryMode.INIT
             target = self.rng.choice(self.vcpus)
             before = (target.nmi_pending, target.init_pending)
-            self.guest_icr_write(sender, icr_low(0 if kind == "init" else 2, mode=mode),
+            yield from self.guest_icr_write(sender, icr_low(0 if kind == "init" else 2, mode=mode),
                                  target.vcpu_id)
             after = (target.nmi_pending, target.init_pending)
             if after == before and not (kind == "init" and before[1]):
@@ -202,7 +219,7 @@ class IPIWorld:
         blocker.blocking = True
         vector = self.rng.randrange(0x20, 0xF0)
         self._expect(blocker, vector)
-        self.guest_icr_write(sender, icr_low(vector), blocker.vcpu_id)
+        yield from self.guest_icr_write(sender, icr_low(vector), blocker.vcpu_id)
         blocker.put()
         self.stats["halt_races"] += 1
 
@@ -229,10 +246,33 @@ class IPIWorld:
             self.stats["apicv_inhibits"] += 1
 
     # -- running --------------------------------------------------------------------------
-    def step(self):
+    def _choose(self):
         names, weights = zip(*self.OPS.items())
-        op = self.rng.choices(names, weights)[0]
-        getattr(self, f"op_{op}")()
+        return getattr(self, f"op_{self.rng.choices(names, weights)[0]}")()
+
+    def step(self):
+        """One random operation, ICR writes virtualized by ``poster``."""
+        ops = self._choose()
+        if inspect.isgenerator(ops):
+            try:
+                request = next(ops)
+                while True:
+                    request = ops.send(self.poster(request.cfg, self.memory, request.kind,
+                                                   request.value))
+            except StopIteration:
+                pass
+        self.check()
+
+    async def astep(self, aposter):
+        """`step` with an asynchronous poster: ``await aposter(request) -> Result``."""
+        ops = self._choose()
+        if inspect.isgenerator(ops):
+            try:
+                request = next(ops)
+                while True:
+                    request = ops.send(await aposter(request))
+            except StopIteration:
+                pass
         self.check()
 
     def run(self, steps):

@@ -49,3 +49,26 @@ def test_the_checker_catches_sn_not_cleared(monkeypatch):
     monkeypatch.setattr(VCPU, "_update_notify_info", keep_sn)
     with pytest.raises(InvariantError, match="SN set"):
         IPIWorld(seed=4).run(500)
+
+
+def test_async_poster_drives_the_same_world():
+    """`astep` with an asynchronous poster (how the gateware plugs in) matches `step`."""
+    import asyncio
+    from sim.ipi_world import golden_poster
+    plain = IPIWorld(seed=11).run(400)
+    post = golden_poster()
+    requests = []
+
+    async def aposter(request):
+        requests.append(request)
+        await asyncio.sleep(0)
+        return post(request.cfg, plain_async.memory, request.kind, request.value)
+
+    plain_async = IPIWorld(seed=11)
+
+    async def main():
+        for _ in range(400):
+            await plain_async.astep(aposter)
+    asyncio.run(main())
+    assert plain_async.stats == plain.stats and requests
+    assert all(r.sender.in_guest or r.sender.loaded for r in requests)
