@@ -60,6 +60,7 @@ def test_async_poster_drives_the_same_world():
     requests = []
 
     async def aposter(request):
+        assert request.sender.in_guest          # only a running vCPU writes its ICR
         requests.append(request)
         await asyncio.sleep(0)
         return post(request.cfg, plain_async.memory, request.kind, request.value)
@@ -70,5 +71,4 @@ def test_async_poster_drives_the_same_world():
         for _ in range(400):
             await plain_async.astep(aposter)
     asyncio.run(main())
-    assert plain_async.stats == plain.stats and requests
-    assert all(r.sender.in_guest or r.sender.loaded for r in requests)
+    assert plain_async.stats == plain.stats and len(requests) > 100
