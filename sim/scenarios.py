@@ -16,7 +16,8 @@ from .golden import Config
 from .memory import Memory
 
 
-__all__ = ["Request", "VM", "build_vm", "SCENARIOS", "make_scenario", "deliver_pending"]
+__all__ = ["Request", "VM", "build_vm", "SCENARIOS", "make_scenario", "deliver_pending",
+           "guest_ipi", "icr_low"]
 
 
 @dataclass(frozen=True)
@@ -157,17 +158,19 @@ def mixed_requests(vm, *, count, seed, sender=0):
             requests.append(Request(cfg, ICRWriteKind.SENDUIPI, upid, barrier=barrier))
             continue
         low, dest = _ipi(rng, vm, kind, sender, x2apic)
-        if x2apic:
-            requests.append(Request(cfg, ICRWriteKind.X2APIC_ICR,
-                                    X2APICICR.const({"dest": dest}).as_bits() | low,
-                                    barrier=barrier))
-        else:
-            # A guest writes ICR2 (the destination) first, then ICR (which sends).
-            requests.append(Request(cfg, ICRWriteKind.XAPIC_ICR_HI,
-                                    XAPICICRHigh.const({"dest": dest & 0xFF}).as_bits(),
-                                    barrier=barrier))
-            requests.append(Request(cfg, ICRWriteKind.XAPIC_ICR_LO, low))
+        requests += guest_ipi(cfg, low, dest, barrier=barrier)
     return requests
+
+
+def guest_ipi(cfg, low, dest, *, barrier=False):
+    """The ICR write(s) a guest makes for one IPI in ``cfg``'s APIC mode: x2APIC, one WRMSR;
+    xAPIC, ICR2 (the destination) first, then ICR (which sends)."""
+    if cfg.x2apic:
+        return [Request(cfg, ICRWriteKind.X2APIC_ICR,
+                        X2APICICR.const({"dest": dest}).as_bits() | low, barrier=barrier)]
+    return [Request(cfg, ICRWriteKind.XAPIC_ICR_HI,
+                    XAPICICRHigh.const({"dest": dest & 0xFF}).as_bits(), barrier=barrier),
+            Request(cfg, ICRWriteKind.XAPIC_ICR_LO, low)]
 
 
 def unicast_requests(vm, *, count, seed, sender=0, x2apic=True):
@@ -177,17 +180,8 @@ def unicast_requests(vm, *, count, seed, sender=0, x2apic=True):
     cfg = vm.config(sender, x2apic=x2apic)
     requests = []
     for i in range(count):
-        low, dest = icr_low(rng.randrange(0x20, 0xF0)), rng.choice(targets)
-        barrier = i % 6 == 5
-        if x2apic:
-            requests.append(Request(cfg, ICRWriteKind.X2APIC_ICR,
-                                    X2APICICR.const({"dest": dest}).as_bits() | low,
-                                    barrier=barrier))
-        else:
-            requests.append(Request(cfg, ICRWriteKind.XAPIC_ICR_HI,
-                                    XAPICICRHigh.const({"dest": dest}).as_bits(),
-                                    barrier=barrier))
-            requests.append(Request(cfg, ICRWriteKind.XAPIC_ICR_LO, low))
+        requests += guest_ipi(cfg, icr_low(rng.randrange(0x20, 0xF0)), rng.choice(targets),
+                              barrier=i % 6 == 5)
     return requests
 
 

@@ -3,7 +3,8 @@
 from sim.memory import BusError
 
 
-__all__ = ["stream_put", "stream_get", "serve_memory", "collect", "simulate"]
+__all__ = ["stream_put", "stream_get", "answer_transfer", "serve_memory", "collect",
+           "simulate"]
 
 
 async def stream_put(ctx, stream, payload):
@@ -26,6 +27,19 @@ async def stream_get(ctx, stream, *, timeout=200):
     raise TimeoutError(f"nothing on {stream!r} after {timeout} cycles")
 
 
+def answer_transfer(ctx, bus, memory):
+    """Perform the transfer on ``bus`` in ``memory`` and answer it with ``ack`` (and read
+    data) or ``err``, in the current cycle."""
+    try:
+        data = memory.transfer(adr=ctx.get(bus.adr), write=bool(ctx.get(bus.we)),
+                               sel=ctx.get(bus.sel), data=ctx.get(bus.dat_w),
+                               lock=bool(ctx.get(bus.lock)))
+        ctx.set(bus.dat_r, data)
+        ctx.set(bus.ack, 1)
+    except BusError:
+        ctx.set(bus.err, 1)
+
+
 SETTLE = 1e-9   # look at the bus this long after each clock edge (period must be longer)
 
 
@@ -45,14 +59,7 @@ async def serve_memory(ctx, bus, memory, *, latency=0):
                 wait = latency
             if wait == 0:
                 wait = None
-                try:
-                    data = memory.transfer(adr=ctx.get(bus.adr), write=bool(ctx.get(bus.we)),
-                                           sel=ctx.get(bus.sel), data=ctx.get(bus.dat_w),
-                                           lock=bool(ctx.get(bus.lock)))
-                    ctx.set(bus.dat_r, data)
-                    ctx.set(bus.ack, 1)
-                except BusError:
-                    ctx.set(bus.err, 1)
+                answer_transfer(ctx, bus, memory)
             else:
                 wait -= 1
         else:

@@ -14,7 +14,7 @@ from amaranth.sim import Simulator
 
 from hdl.formats import APIC_WRITE_QUALIFICATION_ICR, EXIT_REASON_APIC_WRITE
 from sim.golden import Config, GoldenIPIVirtualizer, Outcome
-from sim.memory import BusError, Memory
+from .amaranth_bfm import answer_transfer
 from sim.scenarios import Request
 
 
@@ -194,15 +194,7 @@ class Harness:
                 if wait == 0:
                     wait = None
                     run.lock_cycles.append(lock_id if locked else None)
-                    try:
-                        data = self.memory.transfer(
-                            adr=ctx.get(bus.adr), write=bool(ctx.get(bus.we)),
-                            sel=ctx.get(bus.sel), data=ctx.get(bus.dat_w),
-                            lock=bool(ctx.get(bus.lock)))
-                        ctx.set(bus.ack, 1)
-                        ctx.set(bus.dat_r, data)
-                    except BusError:
-                        ctx.set(bus.err, 1)
+                    answer_transfer(ctx, bus, self.memory)
                 else:
                     wait -= 1
             else:

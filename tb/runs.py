@@ -6,9 +6,9 @@ from collections import Counter
 from dataclasses import replace
 
 from hdl import IPIVirtualizer
-from hdl.formats import ExitCause, ICRWriteKind, X2APICICR, XAPICICRHigh
+from hdl.formats import ExitCause
 from sim.golden import Outcome
-from sim.scenarios import Request, build_vm, deliver_pending, icr_low, make_scenario
+from sim.scenarios import build_vm, deliver_pending, guest_ipi, icr_low, make_scenario
 from .amaranth_harness import Harness, expected_events
 
 
@@ -129,13 +129,12 @@ def _isolated_latency(requests, memory_latency, stream):
 
 
 def _x2apic_ipi(cfg, dest, vector=0x40):
-    return Request(cfg, ICRWriteKind.X2APIC_ICR,
-                   X2APICICR.const({"dest": dest}).as_bits() | icr_low(vector))
+    (request,) = guest_ipi(cfg, icr_low(vector), dest)
+    return request
 
 
 def _xapic_ipi(cfg, dest, vector=0x40):
-    return [Request(cfg, ICRWriteKind.XAPIC_ICR_HI, XAPICICRHigh.const({"dest": dest}).as_bits()),
-            Request(cfg, ICRWriteKind.XAPIC_ICR_LO, icr_low(vector))]
+    return guest_ipi(cfg, icr_low(vector), dest)
 
 
 def _throughput(memory_latency, *, targets, notify):
