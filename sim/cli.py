@@ -136,6 +136,9 @@ def build_parser():
     p.add_argument("--targets", type=_positive, default=64,
                    help="vCPUs in the throughput VM (default 64)")
     p.set_defaults(func=cmd_bench)
+
+    from sim.experiment_cli import register as register_experiments
+    register_experiments(sub)
     return parser
 
 

@@ -1,0 +1,158 @@
+"""``ipiv experiment ...`` and ``ipiv replay ...``: wired into `sim.cli` by `register`.
+
+Models and sweeps import the simulator only when a command needs it (``table-sharing``,
+``replay --rtl``, ``seed-table --remeasure-rtl``).
+"""
+
+import json
+import sys
+
+
+__all__ = ["register"]
+
+
+def _fail(prog, message):
+    raise SystemExit(f"{prog}: error: {message}")
+
+
+def _progress_line(text):
+    sys.stderr.write(f"  {text}\n")
+    sys.stderr.flush()
+
+
+def cmd_seed_table(args):
+    from .experiments import seed_table_outputs
+    from .round_trip import compare_rtl, fit, format_seed_table, measure_rtl, seed_table
+    bench = None
+    if args.remeasure_rtl:
+        _progress_line("re-measuring the gateware's posting cost (ipiv bench, ~10 s)")
+        bench = measure_rtl()
+        for diff in compare_rtl(bench):
+            _progress_line(f"RTL differs from the recorded bench: {diff}")
+    model = fit(bench=bench)
+    if args.json:
+        print(json.dumps({"rows": seed_table(model), "parameters": {
+            p.name: {"value": p.value, "unit": p.unit, "fitted": p.fitted, "source": p.source,
+                     "note": p.note} for p in model.params.values()}}, indent=2))
+    else:
+        print(format_seed_table(model))
+    if not args.no_plot:
+        try:
+            paths = seed_table_outputs(model, _out_dir(args))
+        except OSError as e:
+            _fail("ipiv experiment seed-table", f"cannot write to {args.out!r}: {e.strerror}")
+        print(f"wrote {', '.join(paths)}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _out_dir(args):
+    import os
+    os.makedirs(args.out, exist_ok=True)
+    return args.out
+
+
+def _list_sweeps():
+    from .experiments import SWEEPS
+    for name, sweep in SWEEPS.items():
+        print(f"{name:18s} {sweep.text}")
+    return 0
+
+
+def cmd_sweep(args):
+    from .experiments import SWEEPS, run_sweep
+    if args.list:
+        return _list_sweeps()
+    if args.name is None:
+        _fail("ipiv experiment sweep", f"give a sweep name (known: {', '.join(SWEEPS)}) or "
+                                       f"--list")
+    if args.name not in SWEEPS:
+        _fail("ipiv experiment sweep", f"unknown sweep {args.name!r} (known: "
+                                       f"{', '.join(SWEEPS)})")
+    _progress_line(f"sweep {args.name}: {SWEEPS[args.name].text}")
+    try:
+        paths = run_sweep(args.name, out_dir=_out_dir(args), progress=_progress_line)
+    except OSError as e:
+        _fail("ipiv experiment sweep", f"cannot write to {args.out!r}: {e.strerror}")
+    print(f"wrote {', '.join(paths)}")
+    return 0
+
+
+def cmd_list(args):
+    return _list_sweeps()
+
+
+def _rtl_progress():
+    if not sys.stderr.isatty():
+        return None
+
+    def report(done, total):
+        sys.stderr.write(f"\r  gateware: {done}/{total} ICR writes accepted")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+    return report
+
+
+def cmd_replay(args):
+    from .replay import TraceError, format_report, replay, report_json
+    try:
+        report = replay(args.file, rtl=args.rtl, vcpus=args.vcpus,
+                        default_mode={"x2apic": "x2APIC", "xapic": "xAPIC"}[args.default_mode],
+                        progress=_rtl_progress() if args.rtl else None)
+    except TraceError as e:
+        _fail("ipiv replay", str(e))
+    print(json.dumps(report_json(report), indent=2) if args.json else format_report(report))
+    return 1 if report.rtl else 0
+
+
+def _vcpus(text):
+    try:
+        value = int(text, 0)
+    except ValueError:
+        import argparse
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 1 <= value <= 4096:
+        import argparse
+        raise argparse.ArgumentTypeError(f"must be 1..4096, not {value}")
+    return value
+
+
+def register(subparsers):
+    """Add ``experiment`` (``seed-table``, ``sweep NAME``, ``list``) and ``replay FILE`` to
+    the ``ipiv`` command's ``subparsers``."""
+    p = subparsers.add_parser("experiment", help="the seed's table from the system model, "
+                                                 "what-if sweeps")
+    sub = p.add_subparsers(dest="experiment", metavar="EXPERIMENT", parser_class=type(p))
+    sub.required = True
+
+    q = sub.add_parser("seed-table", help="the seed's cycles-per-IPI table beside the model's")
+    q.add_argument("-o", "--out", default="build/experiments",
+                   help="output folder (default build/experiments/)")
+    q.add_argument("--json", action="store_true", help="print JSON")
+    q.add_argument("--no-plot", action="store_true", help="do not write CSV/PNG/SVG")
+    q.add_argument("--remeasure-rtl", action="store_true",
+                   help="run the RTL bench again instead of using the recorded numbers")
+    q.set_defaults(func=cmd_seed_table)
+
+    q = sub.add_parser("sweep", help="run a what-if sweep (CSV, PNG, SVG)")
+    q.add_argument("name", nargs="?", help="sweep name (see --list)")
+    q.add_argument("--list", action="store_true", help="list the sweeps and exit")
+    q.add_argument("-o", "--out", default="build/experiments",
+                   help="output folder (default build/experiments/)")
+    q.set_defaults(func=cmd_sweep)
+
+    q = sub.add_parser("list", help="list the sweeps")
+    q.set_defaults(func=cmd_list)
+
+    p = subparsers.add_parser("replay", help="classify the IPIs of a KVM trace; estimate "
+                                             "what IPIv saves")
+    p.add_argument("file", help="trace-cmd report / ftrace text")
+    p.add_argument("--rtl", action="store_true",
+                   help="also run every IPI through the gateware (Amaranth's simulator)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--vcpus", type=_vcpus, default=None,
+                   help="vCPU IDs of the replay VM (default: up to the largest physical "
+                        "destination seen)")
+    p.add_argument("--default-mode", choices=("x2apic", "xapic"), default="x2apic",
+                   help="APIC mode of IPIs traced without an ICR event (default x2apic)")
+    p.set_defaults(func=cmd_replay)

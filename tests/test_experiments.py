@@ -1,0 +1,213 @@
+"""What-if sweeps: their classification through the golden model, their numbers, their files,
+and the ``ipiv experiment`` commands."""
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sim.experiments import (
+    NON_VIRTUALIZABLE_KINDS, SWEEPS, classify_kind, kvm_fastpath_eligible, notification_for,
+    run_sweep, seed_table_outputs, sweep_table_sharing,
+)
+from sim.golden import Outcome
+from sim.round_trip import fit
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def read_csv(path):
+    with open(path) as f:
+        rows = list(csv.reader(line for line in f if not line.startswith("#")))
+    return rows[0], rows[1:]
+
+
+def assert_outputs(paths, stem):
+    assert sorted(os.path.basename(p) for p in paths) == sorted(
+        f"{stem}.{ext}" for ext in ("csv", "png", "svg"))
+    for p in paths:
+        assert os.path.getsize(p) > 200, p
+    png = next(p for p in paths if p.endswith(".png"))
+    with open(png, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    svg = next(p for p in paths if p.endswith(".svg"))
+    with open(svg) as f:
+        assert "<svg" in f.read()
+
+
+def column(rows, header, name):
+    return [r[header.index(name)] for r in rows]
+
+
+# -- classification ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["x2APIC", "xAPIC"])
+def test_kinds_are_classified_by_the_golden_model(mode):
+    assert classify_kind("unicast", mode).outcome is Outcome.POSTED
+    for kind in NON_VIRTUALIZABLE_KINDS:
+        result = classify_kind(kind, mode)
+        assert result.outcome is Outcome.EXIT and result.cause.name == "UNSUPPORTED", kind
+
+
+def test_kvm_fastpath_rule():
+    from hdl.formats import DeliveryMode, DestMode, Shorthand
+    from sim.scenarios import icr_low
+    assert kvm_fastpath_eligible(icr_low(0x40), 1, "x2APIC")
+    assert not kvm_fastpath_eligible(icr_low(0x40), 1, "xAPIC")
+    assert not kvm_fastpath_eligible(icr_low(0x40), 0xFFFF_FFFF, "x2APIC")
+    assert not kvm_fastpath_eligible(icr_low(0x40, dest_mode=DestMode.LOGICAL), 1, "x2APIC")
+    assert not kvm_fastpath_eligible(icr_low(2, mode=DeliveryMode.NMI), 1, "x2APIC")
+    assert not kvm_fastpath_eligible(
+        icr_low(0x40, shorthand=Shorthand.ALL_EXCLUDING_SELF), 0, "x2APIC")
+
+
+def test_notification_vector_follows_the_target_state():
+    assert notification_for("running") == (0xF2, 2)
+    assert notification_for("blocked") == (0xF1, 2)
+    assert notification_for("preempted") is None         # SN set: suppressed
+
+
+# -- sweeps -------------------------------------------------------------------------------------
+
+def test_pid_latency_sweep(tmp_path):
+    paths = run_sweep("pid-latency", out_dir=str(tmp_path))
+    assert_outputs(paths, "pid-latency")
+    header, rows = read_csv(tmp_path / "pid-latency.csv")
+    for mode in ("x2APIC", "xAPIC"):
+        line = [float(r[header.index("saving_pct")]) for r in rows
+                if r[3] == mode and r[2] == "PID line"]
+        unit = [float(r[header.index("saving_pct")]) for r in rows
+                if r[3] == mode and r[2] == "every unit transfer"]
+        # Both paths touch the PID line once: the saving hardly moves with its latency ...
+        assert max(line) - min(line) < 2
+        # ... but a unit whose every transfer is far loses it.
+        assert unit == sorted(unit, reverse=True) and unit[0] - unit[-1] > 15
+
+
+def test_non_virtualizable_sweep(tmp_path):
+    model = fit()
+    paths = run_sweep("non-virtualizable", out_dir=str(tmp_path), model=model)
+    assert_outputs(paths, "non-virtualizable")
+    header, rows = read_csv(tmp_path / "non-virtualizable.csv")
+    for mode in ("x2APIC", "xAPIC"):
+        mine = [r for r in rows if r[0] == mode]
+        saving = [float(r[header.index("saving_pct")]) for r in mine]
+        assert saving == sorted(saving, reverse=True)
+        off, on = model.cell(mode, False).total, model.cell(mode, True).total
+        assert saving[0] == pytest.approx(100 * (off - on) / off, abs=0.01)
+        assert abs(saving[-1]) < 0.5         # nothing virtualized: about no change
+    with open(tmp_path / "non-virtualizable.csv") as f:
+        assert "exit (UNSUPPORTED)" in f.read()
+
+
+def test_target_state_sweep(tmp_path):
+    paths = run_sweep("target-state", out_dir=str(tmp_path))
+    assert_outputs(paths, "target-state")
+    header, rows = read_csv(tmp_path / "target-state.csv")
+    assert set(column(rows, header, "notification_vector")) == {"0xf2", "0xf1"}
+    for mode in ("x2APIC", "xAPIC"):
+        saving = [float(r[header.index("saving_pct")]) for r in rows if r[0] == mode]
+        assert saving == sorted(saving, reverse=True) and saving[-1] < saving[0] / 3
+
+
+def test_table_sharing_sweep_on_the_gateware(tmp_path):
+    messages = []
+    paths = sweep_table_sharing(fit(), str(tmp_path), messages.append, cores=(1, 2),
+                                ipis_per_core=2)
+    assert_outputs(paths, "table-sharing")
+    assert messages == ["table-sharing: simulating 1 core(s)",
+                        "table-sharing: simulating 2 core(s)"]
+    header, rows = read_csv(tmp_path / "table-sharing.csv")
+    one = [r for r in rows if r[0] == "1"]
+    two = [r for r in rows if r[0] == "2"]
+    # One core alone reproduces the model's posting cost at the mean latency (~102 cycles).
+    assert 95 <= float(one[0][header.index("rtl_cycles_to_notify")]) <= 110
+    assert float(one[0][header.index("arbitration_wait")]) == 0
+    assert float(two[0][header.index("arbitration_wait")]) > 0
+    assert int(two[0][header.index("ipis_timed")]) == 4
+
+
+def test_seed_table_outputs(tmp_path):
+    paths = seed_table_outputs(fit(), str(tmp_path))
+    assert_outputs(paths, "seed-table")
+    header, rows = read_csv(tmp_path / "seed-table.csv")
+    assert len(rows) == 4 and "error_pct" in header
+
+
+def test_unknown_sweep():
+    with pytest.raises(KeyError):
+        run_sweep("nosuch")
+    assert set(SWEEPS) == {"pid-latency", "non-virtualizable", "target-state",
+                           "table-sharing"}
+
+
+# -- command line -------------------------------------------------------------------------------
+
+def parser():
+    from sim import cli
+    from sim.experiment_cli import register
+    p = cli.build_parser()
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    if "experiment" not in sub.choices:      # until sim.cli calls register itself
+        register(sub)
+    return p
+
+
+def run(*argv):
+    args = parser().parse_args(list(argv))
+    return args.func(args)
+
+
+RUNNER = ("import argparse, sys\n"
+          "sys.path.insert(0, {root!r})\n"
+          "from sim import cli\n"
+          "from sim.experiment_cli import register\n"
+          "p = cli.build_parser()\n"
+          "sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))\n"
+          "'experiment' in sub.choices or register(sub)\n"
+          "a = p.parse_args(sys.argv[1:])\n"
+          "sys.exit(a.func(a))\n")
+
+
+def ipiv(*argv):
+    return subprocess.run([sys.executable, "-c", RUNNER.format(root=ROOT), *argv],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def test_cli_seed_table(tmp_path, capsys):
+    assert run("experiment", "seed-table", "-o", str(tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert "predicted" in out and "FITTED" in out and "seed-table.png" in out
+    assert (tmp_path / "seed-table.svg").exists()
+    assert run("experiment", "seed-table", "--json", "--no-plot") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["rows"]) == 4
+    assert sum(p["fitted"] for p in data["parameters"].values()) == 2
+
+
+def test_cli_sweep_and_list(tmp_path, capsys):
+    assert run("experiment", "sweep", "target-state", "-o", str(tmp_path)) == 0
+    assert "target-state.csv" in capsys.readouterr().out
+    assert run("experiment", "sweep", "--list") == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in SWEEPS)
+    assert run("experiment", "list") == 0
+    assert capsys.readouterr().out == listed
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["experiment", "sweep", "nosuch"], "unknown sweep 'nosuch'"),
+    (["experiment", "sweep"], "give a sweep name"),
+    (["experiment"], "required"),
+    (["replay", "/no/such/trace"], "no such file"),
+    (["replay", "x", "--vcpus", "0"], "must be 1..4096"),
+])
+def test_cli_errors_are_one_line(argv, message):
+    result = ipiv(*argv)
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
