@@ -6,12 +6,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: sim test bench simulator clean
+.PHONY: sim test bench fpga simulator clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,fpga]'
 	touch $@
 
 sim: $(STAMP)
@@ -19,6 +19,12 @@ sim: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/ipiv bench
+
+# FPGA builds with YoWASP (no system tools): both boards and the bare unit.
+fpga: $(STAMP)
+	$(BIN)/ipiv build --board icebreaker
+	$(BIN)/ipiv build --board ulx3s-85f
+	$(BIN)/ipiv build --synth-only --place
 
 # Icarus Verilog from Debian/Ubuntu (for the cocotb testbenches); installed when missing.
 simulator:

@@ -19,6 +19,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from . import wishbone
+from .faults import Fault, PID_LOOKUP_FAULTS, PID_UPDATE_FAULTS, check_faults
 from .formats import APICWriteExit, ICRWrite, Notification, VMCSConfig
 from .icr_interceptor import ICRInterceptor
 from .params import bus_addr_width, check_maxphyaddr
@@ -38,6 +39,13 @@ class IPIVirtualizer(wiring.Component):
     maxphyaddr : int
         MAXPHYADDR, 36..52 (anything else is a `ValueError`). The Wishbone word address has
         ``maxphyaddr - 3`` bits.
+    faults : collection of hdl.faults.Fault
+        Test-only deliberate defects, default none (the real design); for mutation tests of
+        the formal properties and checkers, never for use. Each goes to the stage that owns
+        it: ``DROP_LOCK`` (PID read-modify-writes without ``lock``), ``ON_DESPITE_SN`` (ON set
+        and notification sent although SN = 1), ``PIR_WRITE_WITHOUT_READ`` (PIR word written
+        without its locked read), ``SKIP_BOUND_CHECK`` (no last-index check; the entry is
+        read). Anything else is a `ValueError`.
 
     Members
     -------
@@ -54,8 +62,9 @@ class IPIVirtualizer(wiring.Component):
         yet taken).
     """
 
-    def __init__(self, *, maxphyaddr=52):
+    def __init__(self, *, maxphyaddr=52, faults=frozenset()):
         self.maxphyaddr = check_maxphyaddr(maxphyaddr)
+        self.faults = check_faults(faults, frozenset(Fault), "IPIVirtualizer")
         addr_width = bus_addr_width(maxphyaddr)
         super().__init__({
             "cfg": In(VMCSConfig),
@@ -68,8 +77,9 @@ class IPIVirtualizer(wiring.Component):
             "busy": Out(1),
         })
         self.interceptor = ICRInterceptor(maxphyaddr=maxphyaddr)
-        self.lookup = PIDLookup(maxphyaddr=maxphyaddr)
-        self.pid_update = PIDUpdate(maxphyaddr=maxphyaddr)
+        self.lookup = PIDLookup(maxphyaddr=maxphyaddr, faults=self.faults & PID_LOOKUP_FAULTS)
+        self.pid_update = PIDUpdate(maxphyaddr=maxphyaddr,
+                                    faults=self.faults & PID_UPDATE_FAULTS)
         self.virr_update = VIRRUpdate(maxphyaddr=maxphyaddr)
         self.arbiter = wishbone.Arbiter(4, addr_width=addr_width)
 

@@ -12,6 +12,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import wishbone
 from .exits import load_exit
+from .faults import Fault, PID_LOOKUP_FAULTS, check_faults
 from .formats import (
     APICWriteExit, ExitCause, PID_POINTER_ENTRY_LOW_MASK, PID_POINTER_ENTRY_VALID,
     PIDPointerEntry, VMCSConfig,
@@ -30,6 +31,10 @@ class PIDLookup(wiring.Component):
     ----------
     maxphyaddr : int
         MAXPHYADDR (36..52): entries with a bit at or above it set are invalid.
+    faults : collection of hdl.faults.Fault
+        Test-only deliberate defects (default none: the real design). Allowed here:
+        ``SKIP_BOUND_CHECK`` (T is not compared with the last PID-pointer index, the entry is
+        read anyway). Others are a `ValueError`.
 
     Members
     -------
@@ -41,8 +46,9 @@ class PIDLookup(wiring.Component):
     busy : Out(1)
     """
 
-    def __init__(self, *, maxphyaddr=52):
+    def __init__(self, *, maxphyaddr=52, faults=frozenset()):
         self._maxphyaddr = check_maxphyaddr(maxphyaddr)
+        self._faults = check_faults(faults, PID_LOOKUP_FAULTS, "PIDLookup")
         self._addr_width = bus_addr_width(maxphyaddr)
         super().__init__({
             "cfg": In(VMCSConfig),
@@ -59,6 +65,8 @@ class PIDLookup(wiring.Component):
         req = self.request.p
 
         in_range = req.dest <= self.cfg.last_pid_index
+        if Fault.SKIP_BOUND_CHECK in self._faults:
+            in_range = C(1)
         # T <= last index < 2**16 here, so 16 bits of T address the entry.
         entry_adr = (self.cfg.pid_table + Cat(C(0, 3), req.dest[:16]))[3:3 + aw]
         entry = PIDPointerEntry(self.bus.dat_r)

@@ -11,6 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import wishbone
 from .exits import load_exit
+from .faults import Fault, PID_UPDATE_FAULTS, check_faults
 from .formats import (
     APICWriteExit, ExitCause, Notification, NotifyInfo, PID_NOTIFY_INFO_OFFSET, VMCSConfig,
     XAPICNDST,
@@ -29,6 +30,16 @@ class PIDUpdate(wiring.Component):
     read to the last write's ``ack`` (the NotifyInfo update starts in the cycle after the PIR
     write's ``ack``), so no other master gets between them. When the post needs no
     notification, the NotifyInfo read is the last transfer.
+
+    Parameters
+    ----------
+    maxphyaddr : int
+        MAXPHYADDR (36..52); the bus word address has ``maxphyaddr - 3`` bits.
+    faults : collection of hdl.faults.Fault
+        Test-only deliberate defects (default none: the real design). Allowed here:
+        ``DROP_LOCK`` (the read-modify-writes run without ``lock``), ``ON_DESPITE_SN`` (ON is
+        set and a notification sent even when SN = 1), ``PIR_WRITE_WITHOUT_READ`` (the PIR word
+        is written as ``1 << V % 64`` without the locked read). Others are a `ValueError`.
 
     Members
     -------
@@ -49,8 +60,9 @@ class PIDUpdate(wiring.Component):
         any, is registered at the same edge): the next ICR write may be accepted now.
     """
 
-    def __init__(self, *, maxphyaddr=52):
+    def __init__(self, *, maxphyaddr=52, faults=frozenset()):
         self._addr_width = bus_addr_width(maxphyaddr)
+        self._faults = check_faults(faults, PID_UPDATE_FAULTS, "PIDUpdate")
         super().__init__({
             "cfg": In(VMCSConfig),
             "request": In(stream.Signature(PIDPostRequest)),
@@ -84,6 +96,7 @@ class PIDUpdate(wiring.Component):
                                       XAPICNDST(info.ndst).apic_id)),
         ]
         notify_free = ~self.notify.valid | self.notify.ready
+        lock = int(Fault.DROP_LOCK not in self._faults)
 
         for out in (self.notify, self.exit):
             with m.If(out.ready):
@@ -97,28 +110,35 @@ class PIDUpdate(wiring.Component):
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.request.valid):
-                    wishbone.drive(m, bus, adr=pir_adr, lock=1)
-                    with m.If(bus.err):
-                        bus_error()
-                    with m.Elif(bus.ack):
-                        m.d.sync += word.eq(bus.dat_r)
+                    if Fault.PIR_WRITE_WITHOUT_READ in self._faults:
+                        m.d.sync += word.eq(0)
                         m.next = "PIR_WRITE"
+                    else:
+                        wishbone.drive(m, bus, adr=pir_adr, lock=lock)
+                        with m.If(bus.err):
+                            bus_error()
+                        with m.Elif(bus.ack):
+                            m.d.sync += word.eq(bus.dat_r)
+                            m.next = "PIR_WRITE"
 
             with m.State("PIR_WRITE"):
-                wishbone.drive(m, bus, adr=pir_adr, we=1, dat_w=word | pir_bit, lock=1)
+                wishbone.drive(m, bus, adr=pir_adr, we=1, dat_w=word | pir_bit, lock=lock)
                 with m.If(bus.err):
                     bus_error()
                 with m.Elif(bus.ack):
                     m.next = "NOTIFY_INFO_READ"
 
             with m.State("NOTIFY_INFO_READ"):
-                wishbone.drive(m, bus, adr=ni_adr, lock=1)
+                wishbone.drive(m, bus, adr=ni_adr, lock=lock)
                 read = NotifyInfo(bus.dat_r)
                 with m.If(bus.err):
                     bus_error()
                 with m.Elif(bus.ack):
                     m.d.sync += word.eq(bus.dat_r)
-                    with m.If(read.on | read.sn):
+                    suppress = read.on | read.sn
+                    if Fault.ON_DESPITE_SN in self._faults:
+                        suppress = read.on
+                    with m.If(suppress):
                         m.d.comb += [self.request.ready.eq(1), self.posted.eq(1),
                                      self.suppressed.eq(1), self.completing.eq(1)]
                         m.next = "IDLE"
@@ -126,7 +146,7 @@ class PIDUpdate(wiring.Component):
                         m.next = "NOTIFY_INFO_WRITE"
 
             with m.State("NOTIFY_INFO_WRITE"):
-                wishbone.drive(m, bus, adr=ni_adr, we=1, dat_w=word | on_bit, lock=1)
+                wishbone.drive(m, bus, adr=ni_adr, we=1, dat_w=word | on_bit, lock=lock)
                 with m.If(bus.err):
                     bus_error()
                 with m.Elif(bus.ack):

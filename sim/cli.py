@@ -139,6 +139,8 @@ def build_parser():
 
     from sim.experiment_cli import register as register_experiments
     register_experiments(sub)
+    from sim.board.cli import register as register_board
+    register_board(sub)
     return parser
 
 

@@ -1,0 +1,120 @@
+"""On-chip memory holding the board's VM behind the unit's Wishbone port.
+
+A block RAM of 64-bit words with byte enables (``Window.depth`` words), preloaded with the
+VM's image. The bus side maps each physical word address through the `Window`; a transfer
+outside the window ends with ``err`` (and a ``fault`` pulse): the unit should never make one.
+Every transfer takes two cycles (``ack`` or ``err`` one cycle after ``stb``), the ``ack+1``
+memory of the project's benchmarks; with ``pipeline``, the request is registered first and a
+transfer takes three (``ack+2``), which cuts the path from the units' arbiters into the RAM.
+A second, direct port (RAM indices, one-cycle read latency) serves the board's controller
+while the units are idle; it wins when ``ctl_en``.
+"""
+
+from amaranth import Cat, Module, Signal
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from .. import wishbone
+from ..formats import BUS_BYTES
+
+
+__all__ = ["VMMemory"]
+
+
+class VMMemory(wiring.Component):
+    """The VM's RAM with its address window.
+
+    Parameters
+    ----------
+    window : hdl.board.vm.Window
+    addr_width : int
+        Width of the bus word address (``maxphyaddr - 3``).
+    pipeline : bool
+        Register each request before decoding it (one more cycle per transfer).
+
+    Members
+    -------
+    bus : In(wishbone.Signature)
+        The units' memory port (this is its slave).
+    fault : Out(1)
+        Pulse: a transfer outside the window was answered with ``err``.
+    ctl_en : In(1)
+        The controller owns the RAM this cycle (the bus must be idle).
+    ctl_addr : In(range(depth))
+    ctl_we : In(1)
+        Write all 8 bytes of ``ctl_wdata`` at ``ctl_addr``.
+    ctl_wdata : In(64)
+    ctl_rdata : Out(64)
+        The word at the ``ctl_addr`` of the previous cycle.
+    """
+
+    def __init__(self, window, *, addr_width, pipeline=False):
+        self.window = window
+        self._addr_width = addr_width
+        self.pipeline = bool(pipeline)
+        super().__init__({
+            "bus": In(wishbone.Signature(addr_width=addr_width)),
+            "fault": Out(1),
+            "ctl_en": In(1),
+            "ctl_addr": In(range(window.depth)),
+            "ctl_we": In(1),
+            "ctl_wdata": In(8 * BUS_BYTES),
+            "ctl_rdata": Out(8 * BUS_BYTES),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.bus
+        depth = self.window.depth
+        # An asynchronous read port followed by a register, with ``no_rw_check``: Yosys
+        # merges the register into a block RAM port without emulating read-during-write
+        # (which a synchronous Amaranth port asks for, at about 150 FFs and a long path on
+        # iCE40). Reads and writes of one transfer never need each other's data.
+        m.submodules.ram = ram = memory.Memory(shape=8 * BUS_BYTES, depth=depth,
+                                               init=self.window.image(),
+                                               attrs={"no_rw_check": 1})
+        rd = ram.read_port(domain="comb")
+        wr = ram.write_port(granularity=8)
+        rdata = Signal(8 * BUS_BYTES)
+        m.d.sync += rdata.eq(rd.data)
+
+        # The request as the RAM sees it: the bus itself, or a copy taken when it appears
+        # and dropped when it is answered (the master holds it until then).
+        if self.pipeline:
+            valid = Signal()
+            adr = Signal.like(bus.adr)
+            we = Signal()
+            sel = Signal.like(bus.sel)
+            dat_w = Signal.like(bus.dat_w)
+            with m.If(~valid & bus.cyc & bus.stb):
+                m.d.sync += [valid.eq(1), adr.eq(bus.adr), we.eq(bus.we), sel.eq(bus.sel),
+                             dat_w.eq(bus.dat_w)]
+            with m.If(bus.ack | bus.err):
+                m.d.sync += valid.eq(0)
+        else:
+            valid = bus.cyc & bus.stb
+            adr, we, sel, dat_w = bus.adr, bus.we, bus.sel, bus.dat_w
+
+        # Window decode: one comparison of the upper address bits per region.
+        hit = Signal()
+        index = Signal(range(depth))
+        for region in self.window.regions:
+            with m.If(adr[region.bits:] == region.base >> region.bits):
+                m.d.comb += [hit.eq(1), index.eq(region.offset + adr[:region.bits])]
+
+        request = valid & ~bus.ack & ~bus.err
+        m.d.sync += [bus.ack.eq(request & hit), bus.err.eq(request & ~hit)]
+        m.d.comb += [
+            self.fault.eq(bus.err),
+            bus.dat_r.eq(rdata),
+            self.ctl_rdata.eq(rdata),
+        ]
+        with m.If(self.ctl_en):
+            m.d.comb += [rd.addr.eq(self.ctl_addr), wr.addr.eq(self.ctl_addr),
+                         wr.data.eq(self.ctl_wdata), wr.en.eq(Cat([self.ctl_we] * BUS_BYTES))]
+        with m.Else():
+            # A write lands at the edge that ends its transfer (``ack`` high).
+            m.d.comb += [rd.addr.eq(index), wr.addr.eq(index), wr.data.eq(dat_w)]
+            with m.If(valid & we & bus.ack):
+                m.d.comb += wr.en.eq(sel)
+        return m

