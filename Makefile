@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: sim test bench fpga simulator clean
+.PHONY: sim test bench fpga regress simulator clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ sim: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/ipiv bench
+
+# The long cocotb regression (random seeds, contention, 100k-IPI co-simulation).
+regress: $(STAMP) simulator
+	$(BIN)/ipiv regress
 
 # FPGA builds with YoWASP (no system tools): both boards and the bare unit.
 fpga: $(STAMP)

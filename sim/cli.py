@@ -141,6 +141,8 @@ def build_parser():
     register_experiments(sub)
     from sim.board.cli import register as register_board
     register_board(sub)
+    from tb.regress import register as register_regress
+    register_regress(sub)
     return parser
 
 

@@ -1,0 +1,91 @@
+"""What the cocotb test modules share: their parameters (from pytest, through the environment),
+their report file, coverage, and timing presets."""
+
+import json
+import os
+import traceback
+from pathlib import Path
+
+from . import fcoverage
+
+
+__all__ = ["PARAMS_ENV", "params", "Report", "TIMINGS", "timing_for_seed"]
+
+PARAMS_ENV = "IPIV_TB_PARAMS"
+STATS_FILE = "stats.json"
+COVERAGE_FILE = "coverage.yml"
+
+# (latency, wait_states, backpressure): every memory-latency bin of the coverage model with
+# and without back-pressure; random seeds cycle through them.
+TIMINGS = [(lat, ws, bp) for bp in (0.0, 0.4) for lat, ws in
+           ((0, 0.0), (1, 0.0), (2, 0.0), (4, 0.0), (1, 0.35))]
+
+
+def timing_for_seed(seed):
+    return TIMINGS[seed % len(TIMINGS)]
+
+
+def params():
+    """The test's parameters: a JSON object in ``IPIV_TB_PARAMS`` set by `tb.cocotb.runner`."""
+    return json.loads(os.environ.get(PARAMS_ENV, "{}"))
+
+
+class Report:
+    """Collects a test's figures and writes them, with the coverage, into the test's directory
+    (the simulator's working directory) for the pytest side and ``ipiv regress``.
+
+    Parameters
+    ----------
+    name : str
+        What the test is (stored in ``stats.json``).
+    """
+
+    def __init__(self, name):
+        self.data = {"test": name, "cycles": 0, "wall_s": 0.0, "icr_writes": 0, "checked": 0,
+                     "transfers": 0, "ipis": 0, "outcomes": {}}
+        self.coverage = False
+
+    def add_tb(self, stats):
+        for key in ("cycles", "wall_s", "icr_writes", "checked", "transfers"):
+            self.data[key] += stats[key]
+        self.data.setdefault("cycles_per_run", []).append(stats["cycles"])
+        for name, n in stats["outcomes"].items():
+            self.data["outcomes"][name] = self.data["outcomes"].get(name, 0) + n
+
+    def sampler(self, tb_args):
+        """An ``on_resolved`` callback sampling coverage with this TB's timing."""
+        self.coverage = True
+        lat, ws, bp = tb_args["latency"], tb_args["wait_states"], tb_args["backpressure"]
+        return lambda r: fcoverage.sample(r, latency=lat, wait_states=ws, backpressure=bp)
+
+    def write(self, error=None):
+        self.data["error"] = None if error is None else \
+            f"{type(error).__name__}: {error}"
+        if error is not None:
+            self.data["traceback"] = "".join(traceback.format_exception(error))[-4000:]
+        Path(STATS_FILE).write_text(json.dumps(self.data, indent=1, default=str))
+        if self.coverage:
+            fcoverage.export(COVERAGE_FILE)
+
+    async def run(self, body):
+        """Run ``body()`` and write the report whatever happens; re-raise its error. With the
+        parameter ``profile``, a cProfile of the whole test goes to ``profile.txt``."""
+        profiler = None
+        if params().get("profile"):
+            import cProfile
+            profiler = cProfile.Profile()
+            profiler.enable()
+        try:
+            await body()
+        except BaseException as e:
+            self.write(e)
+            raise
+        finally:
+            if profiler is not None:
+                import io
+                import pstats
+                profiler.disable()
+                out = io.StringIO()
+                pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(40)
+                Path("profile.txt").write_text(out.getvalue())
+        self.write()

@@ -1,0 +1,311 @@
+"""``ipiv regress``: the cocotb regression on an HDL simulator, in parallel, with a summary.
+
+It runs the cocotb suite (``tests/test_cocotb_*.py``: directed rules, ``--seeds``
+constrained-random seeds, contention, the checkers' fault tests, short co-simulations and the
+long co-simulation of ``--cosim-ipis`` IPIs) with pytest-xdist on ``-j`` workers, shows
+progress, writes JUnit XML, and prints a summary: tests, seeds, functional coverage against
+its threshold, ICR writes checked by the scoreboard, co-simulated IPIs, simulated cycles per
+second. It exits non-zero on any failing test or on coverage below the threshold.
+
+Hook it into the ``ipiv`` command with ``register(subparsers)``.
+
+Coverage threshold: 100 % of the judged bins. Every bin of the model is a combination the
+spec allows (impossible ones are excluded where the model is defined), so an empty bin is a
+hole in the stimulus, never noise. Bins of a memory timing no test ran (fewer random seeds than
+``tb.cocotb.common.TIMINGS`` has entries) are not judged (`fcoverage.judge`).
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from xml.etree import ElementTree
+
+
+__all__ = ["register", "run_regression", "DEFAULT_SEEDS", "COVERAGE_THRESHOLD"]
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SEEDS = 30
+COVERAGE_THRESHOLD = 100.0
+TEST_FILES = {
+    "directed": ["tests/test_cocotb_unit.py::test_directed"],
+    "random": ["tests/test_cocotb_unit.py::test_random"],
+    "contention": ["tests/test_cocotb_system.py::test_contention"],
+    "cosim": ["tests/test_cocotb_system.py::test_cosim",
+              "tests/test_cocotb_system.py::test_cosim_long"],
+    "checkers": ["tests/test_cocotb_faults.py"] + [
+        f"tests/test_cocotb_unit.py::{name}" for name in (
+            "test_icarus_time0_fix_splits_the_initialiser",
+            "test_verilog_is_generated_once_with_the_fix", "test_design_parameters_are_validated",
+            "test_unknown_simulator_is_an_error", "test_missing_simulator_is_an_error_not_a_skip")],
+}
+
+
+def _positive(text):
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _percentage(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 100.0:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 100, not {value}")
+    return value
+
+
+def register(subparsers):
+    """Add the ``regress`` subcommand to an `argparse` subparsers object (imports nothing
+    heavy: Amaranth, cocotb and pytest are loaded only when the command runs)."""
+    from tb.cocotb.config import SIMULATORS
+    p = subparsers.add_parser(
+        "regress", help="cocotb regression on an HDL simulator (random seeds, contention, "
+                        "co-simulation), in parallel")
+    p.add_argument("--sim", choices=SIMULATORS, default=None,
+                   help="HDL simulator (default: $SIM, else icarus)")
+    p.add_argument("--seeds", type=_positive, default=DEFAULT_SEEDS,
+                   help=f"constrained-random seeds (default {DEFAULT_SEEDS})")
+    p.add_argument("-j", "--jobs", type=_positive, default=os.cpu_count() or 1,
+                   help="parallel workers (default: one per CPU)")
+    p.add_argument("--count", type=_positive, default=200,
+                   help="ICR writes per random VM image (default 200; 6 images per seed)")
+    p.add_argument("--cosim-ipis", type=_positive, default=100_000,
+                   help="IPIs of the long co-simulation (default 100000)")
+    p.add_argument("--cosim-seeds", type=_positive, default=1,
+                   help="number of long co-simulations (default 1)")
+    p.add_argument("--only", action="append", choices=sorted(TEST_FILES),
+                   help="run only these parts (repeatable; default all)")
+    p.add_argument("--coverage-threshold", type=_percentage, default=COVERAGE_THRESHOLD,
+                   help=f"minimum functional coverage in %% (default {COVERAGE_THRESHOLD:g})")
+    p.add_argument("--fault", metavar="NAME",
+                   help="test-only: build the unit with this deliberate defect, an "
+                        "hdl.faults.Fault name such as drop_lock (the regression must then "
+                        "fail)")
+    p.add_argument("-o", "--out", default="build/regress",
+                   help="folder for JUnit XML, the pytest log and the summary "
+                        "(default build/regress)")
+    p.set_defaults(func=cmd_regress)
+    return p
+
+
+def cmd_regress(args):
+    if args.fault:
+        from hdl.faults import Fault
+        known = [f.value for f in Fault]
+        if args.fault not in known:
+            raise SystemExit(f"ipiv regress: error: --fault must be one of {', '.join(known)}, "
+                             f"not {args.fault!r}")
+    summary = run_regression(
+        sim=args.sim or os.environ.get("SIM") or "icarus", seeds=args.seeds, jobs=args.jobs,
+        count=args.count, cosim_ipis=args.cosim_ipis, cosim_seeds=args.cosim_seeds,
+        only=args.only, threshold=args.coverage_threshold, fault=args.fault, out=args.out)
+    return 0 if summary["ok"] else 1
+
+
+class _Progress:
+    """pytest plugin: one status line per finished test, failures kept for the summary."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.total = None
+        self.done = self.failed = 0
+        self.start = time.monotonic()
+        self.failures = []
+
+    def pytest_xdist_node_collection_finished(self, node, ids):
+        self.total = len(ids)
+
+    def pytest_collection_modifyitems(self, items):
+        self.total = len(items)
+
+    def pytest_collectreport(self, report):
+        if report.failed:
+            self.failed += 1
+            self.failures.append((report.nodeid or "collection", report.longreprtext))
+
+    def pytest_runtest_logreport(self, report):
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            self.done += 1
+        if report.failed:
+            self.failed += 1
+            self.failures.append((report.nodeid, report.longreprtext))
+        if report.when != "call" and not (report.when == "setup" and not report.passed):
+            return
+        elapsed = time.monotonic() - self.start
+        total = self.total or "?"
+        name = report.nodeid.split("::", 1)[-1]
+        line = (f"[{self.done:>4}/{total}] {self.failed} failed  {elapsed:6.0f} s  "
+                f"{report.outcome.upper():7s} {name} ({report.duration:.1f} s)")
+        if self.tty:
+            self.stream.write("\r\033[K" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self):
+        if self.tty:
+            self.stream.write("\n")
+
+
+def _properties(junit):
+    """[(nodeid-ish name, outcome, {property: value})] from a pytest JUnit XML file."""
+    rows = []
+    for case in ElementTree.parse(junit).getroot().iter("testcase"):
+        outcome = "passed"
+        if case.find("failure") is not None or case.find("error") is not None:
+            outcome = "failed"
+        elif case.find("skipped") is not None:
+            outcome = "skipped"
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        rows.append((f"{case.get('classname')}::{case.get('name')}", outcome, props))
+    return rows
+
+
+def _number(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def run_regression(*, sim="icarus", seeds=DEFAULT_SEEDS, jobs=1, count=200, cosim_ipis=100_000,
+                   cosim_seeds=1, only=None, threshold=COVERAGE_THRESHOLD, fault=None,
+                   out="build/regress", stream=None):
+    """Run the regression; print progress and the summary to ``stream`` (default stderr and
+    stdout); return the summary dict (``ok`` says whether it passed)."""
+    import pytest
+    from tb.cocotb import fcoverage
+    stream = stream or sys.stderr
+    out = Path(out)
+    if not out.is_absolute():
+        out = ROOT / out
+    out.mkdir(parents=True, exist_ok=True)
+    junit, log = out / "junit.xml", out / "pytest.log"
+    parts = only or sorted(TEST_FILES)
+    # the long co-simulation first: xdist hands tests out in order, and it is the longest
+    targets = sorted({t for part in parts for t in TEST_FILES[part]},
+                     key=lambda t: (not t.endswith("_long"), t))
+    env = {
+        "SIM": sim, "IPIV_SEEDS": str(seeds if "random" in parts else 0),
+        "IPIV_RANDOM_COUNT": str(count), "IPIV_RANDOM_CHUNKS": "6",
+        "IPIV_CONTENTION_SEEDS": str(max(2, seeds // 4)), "IPIV_CONTENTION_COUNT": "150",
+        "IPIV_LONG": "1", "IPIV_LONG_COSIM_IPIS": str(cosim_ipis),
+        "IPIV_COSIM_SEEDS": str(cosim_seeds), "IPIV_FAULT": fault or "",
+        "IPIV_TEST_ROOT": str(out / "tests"),
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    args = [*targets, "-p", "no:cacheprovider", f"--junitxml={junit}", "-o",
+            "junit_family=xunit1", "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml")]
+    if jobs > 1:
+        args += ["-n", str(jobs)]
+    print(f"ipiv regress: {sim}, {seeds} seeds, {jobs} workers, parts {', '.join(parts)}"
+          + (f", FAULT {fault}" if fault else "") + f"\n  log: {log}", file=stream)
+    progress = _Progress(stream)
+    start = time.monotonic()
+    cwd = os.getcwd()
+    try:
+        os.chdir(ROOT)
+        with open(log, "w") as f, contextlib.redirect_stdout(f):
+            code = pytest.main(args, plugins=[progress])
+    finally:
+        os.chdir(cwd)
+        progress.close()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    wall = time.monotonic() - start
+
+    rows = _properties(junit) if junit.exists() else []
+    passed = [r for r in rows if r[1] == "passed"]
+    failed = [r for r in rows if r[1] == "failed"]
+    sims = [p for _, o, p in rows if o == "passed" and "cycles" in p]
+    cycles = sum(_number(p.get("cycles")) for p in sims)
+    sim_wall = sum(_number(p.get("wall_s")) for p in sims)
+    checked = sum(_number(p.get("checked")) for p in sims)
+    ipis = sum(_number(p.get("ipis")) for p in sims)
+    random_seeds = sum(1 for name, o, _ in rows if "::test_random[" in name and o == "passed")
+    cov_files = [p["coverage_file"] for _, o, p in rows if o == "passed" and "coverage_file" in p
+                 and Path(p["coverage_file"]).exists()]
+    merged = fcoverage.merge(cov_files)
+    items, (covered, total) = fcoverage.summarize(merged) if merged else ({}, (0, 0))
+    hit, judged_bins = fcoverage.judge(merged) if merged else (0, 0)
+    percent = 100.0 * hit / judged_bins if judged_bins else 0.0
+    judged = "random" in parts and not fault and random_seeds > 0
+    coverage_ok = not judged or percent >= threshold
+    ok = code == 0 and not failed and coverage_ok and bool(rows)
+    summary = {
+        "ok": ok, "simulator": sim, "pytest_exit_code": int(code), "wall_s": round(wall, 1),
+        "tests": len(rows), "passed": len(passed), "failed": [r[0] for r in failed],
+        "skipped": len(rows) - len(passed) - len(failed), "random_seeds": random_seeds,
+        "contention_seeds": sum(1 for n, o, _ in rows if "test_contention[" in n and
+                                o == "passed"),
+        "coverage": {"covered": covered, "bins": total, "judged_bins": judged_bins,
+                     "percent": round(percent, 2), "threshold": threshold,
+                     "judged": judged, "ok": coverage_ok,
+                     "items": {k: list(v) for k, v in items.items()}},
+        "icr_writes_checked": int(checked), "cosim_ipis": int(ipis),
+        "simulated_cycles": int(cycles),
+        "cycles_per_s": round(cycles / sim_wall) if sim_wall else 0,
+        "junit": str(junit), "log": str(log),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    _print_summary(summary, progress.failures, stream)
+    return summary
+
+
+def _print_summary(s, failures, stream):
+    for name, text in failures[:10]:
+        print(f"\nFAILED {name}\n{text[-3000:]}", file=stream)
+    c = s["coverage"]
+    cov = f"{c['percent']:.1f} % of {c['judged_bins']} bins judged ({c['covered']} of all " \
+          f"{c['bins']} hit)"
+    if c["judged"]:
+        cov += f", threshold {c['threshold']:g} %: {'ok' if c['ok'] else 'TOO LOW'}"
+    else:
+        cov += " (not judged)"
+    print("\nipiv regress summary", file=sys.stdout)
+    lines = [
+        ("result", "PASS" if s["ok"] else "FAIL"),
+        ("tests", f"{s['tests']} ({s['passed']} passed, {len(s['failed'])} failed, "
+                  f"{s['skipped']} skipped)"),
+        ("seeds", f"{s['random_seeds']} random, {s['contention_seeds']} contention"),
+        ("coverage", cov),
+        ("ICR writes checked", f"{s['icr_writes_checked']} (every transfer and output against "
+                               f"the golden model)"),
+        ("co-simulated IPIs", f"{s['cosim_ipis']}"),
+        ("simulated cycles", f"{s['simulated_cycles']} at {s['cycles_per_s']} cycles/s "
+                             f"({s['simulator']}, testbench included)"),
+        ("wall time", f"{s['wall_s']} s"),
+        ("JUnit XML", s["junit"]),
+    ]
+    for key, value in lines:
+        print(f"  {key:20s} {value}", file=sys.stdout)
+    for name in s["failed"][:20]:
+        print(f"  failed: {name}", file=sys.stdout)
+
+
+def main(argv=None):
+    """``python -m tb.regress [options]``: the same as ``ipiv regress [options]``."""
+    parser = argparse.ArgumentParser(prog="ipiv")
+    sub = parser.add_subparsers(dest="command")
+    register(sub)
+    args = parser.parse_args(["regress", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Verilog of the gateware for HDL simulators, generated once per parameter set.
+
+`generate` converts `hdl.IPIVirtualizer` or `hdl.IPIVSystem` with Amaranth's built-in Yosys
+into ``build/verilog/`` and returns the file. A file is keyed by the design's parameters and a
+hash of the gateware's sources, so an edit of ``hdl/`` makes a new file and an unchanged design
+is converted only once, even by many pytest-xdist workers at the same time (an ``fcntl`` lock
+per file, written to a temporary name and renamed).
+
+The output is post-processed for Icarus Verilog 11 (``shared/TOOLCHAIN.md``, gotcha 1): Yosys
+declares ``reg \\$auto$verilog_backend...$N = 0;`` and relies on that initialiser to run its
+``always @*`` blocks at time 0; in ``-g2012`` mode Icarus 11 schedules no event for it, and
+outputs stay X. Such declarations become a declaration plus ``initial X = 0;``.
+"""
+
+import fcntl
+import hashlib
+import inspect
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import amaranth
+from amaranth.back import verilog
+
+from hdl import IPIVirtualizer, IPIVSystem
+from hdl.faults import Fault
+from hdl.params import check_maxphyaddr
+
+
+__all__ = ["Design", "generate", "fix_icarus_time0", "ROOT", "BUILD"]
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build"
+HDL = ROOT / "hdl"
+
+_TIME0 = re.compile(r"^(?P<indent>[ \t]*)reg (?P<name>\\\$auto\$verilog_backend\S*)\s*= *0;[ \t]*$",
+                    re.MULTILINE)
+
+
+def fix_icarus_time0(text):
+    """Return ``text`` with every ``reg \\$auto$verilog_backend...$N = 0;`` split into a
+    declaration and an ``initial`` assignment (Icarus 11 fires no event for the initialiser)."""
+    return _TIME0.sub(lambda m: f"{m['indent']}reg {m['name']} ;\n"
+                                f"{m['indent']}initial {m['name']} = 0;", text)
+
+
+@dataclass(frozen=True)
+class Design:
+    """One parameter set of a gateware top.
+
+    Parameters
+    ----------
+    n_cores : int or None
+        None: one `IPIVirtualizer`; an int: `IPIVSystem(n_cores)`.
+    maxphyaddr : int
+    faults : tuple of str
+        `hdl.faults.Fault` values (test-only defects), sorted; empty for the real design.
+    """
+    n_cores: int | None = None
+    maxphyaddr: int = 52
+    faults: tuple = ()
+
+    def __post_init__(self):
+        check_maxphyaddr(self.maxphyaddr)
+        if self.n_cores is not None and (isinstance(self.n_cores, bool) or
+                                         not isinstance(self.n_cores, int) or self.n_cores < 1):
+            raise ValueError(f"n_cores must be None or a positive integer, not {self.n_cores!r}")
+        faults = tuple(sorted(Fault(f).value for f in self.faults))
+        object.__setattr__(self, "faults", faults)
+
+    @property
+    def toplevel(self):
+        """The Verilog module name of the top (also the stem of its file)."""
+        base = "ipiv_unit" if self.n_cores is None else f"ipiv_system{self.n_cores}"
+        name = f"{base}_m{self.maxphyaddr}"
+        if self.faults:
+            name += "_fault_" + "_".join(self.faults)
+        return name
+
+    def elaboratable(self):
+        faults = frozenset(Fault(f) for f in self.faults)
+        if self.n_cores is None:
+            return IPIVirtualizer(maxphyaddr=self.maxphyaddr, faults=faults)
+        if "faults" in inspect.signature(IPIVSystem).parameters:
+            return IPIVSystem(self.n_cores, maxphyaddr=self.maxphyaddr, faults=faults)
+        system = IPIVSystem(self.n_cores, maxphyaddr=self.maxphyaddr)
+        if faults:
+            # IPIVSystem takes no faults (yet): swap in faulty units before elaboration.
+            for unit in system.units:
+                unit._MustUse__silence = True       # replaced on purpose, never elaborated
+            system.units = [IPIVirtualizer(maxphyaddr=self.maxphyaddr, faults=faults)
+                            for _ in range(self.n_cores)]
+        return system
+
+
+def source_hash():
+    """A short hash of everything the Verilog depends on: ``hdl/`` and Amaranth's version."""
+    h = hashlib.sha256(amaranth.__version__.encode())
+    for path in sorted(HDL.rglob("*.py")):
+        if "board" in path.relative_to(HDL).parts:
+            continue        # FPGA tops are not part of the simulated design
+        h.update(str(path.relative_to(HDL)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def generate(design=Design(), *, out_dir=None):
+    """Return the path of ``design``'s Verilog (Icarus time-0 fix applied), converting it
+    first unless an up-to-date file exists. Safe to call from parallel processes."""
+    out_dir = Path(out_dir) if out_dir is not None else BUILD / "verilog"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{design.toplevel}-{source_hash()}.v"
+    if path.exists():
+        return path
+    with open(out_dir / f".{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():       # another process may have made it while we waited
+            dut = design.elaboratable()
+            text = fix_icarus_time0(verilog.convert(dut, name=design.toplevel))
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+    return path
