@@ -9,21 +9,11 @@ import json
 import sys
 import time
 
-
-def _integer(minimum, message):
-    def parse(text):
-        try:
-            value = int(text, 0)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{message}, not {value}")
-        return value
-    return parse
+from sim.cli_args import integer
 
 
-_positive = _integer(1, "must be at least 1")
-_non_negative = _integer(0, "must not be negative")
+_positive = integer(1)
+_non_negative = integer(0)
 
 
 class _Parser(argparse.ArgumentParser):

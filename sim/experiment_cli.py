@@ -7,6 +7,8 @@ Models and sweeps import the simulator only when a command needs it (``table-sha
 import json
 import sys
 
+from sim.cli_args import integer
+
 
 __all__ = ["register"]
 
@@ -105,16 +107,7 @@ def cmd_replay(args):
     return 1 if report.rtl else 0
 
 
-def _vcpus(text):
-    try:
-        value = int(text, 0)
-    except ValueError:
-        import argparse
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 1 <= value <= 4096:
-        import argparse
-        raise argparse.ArgumentTypeError(f"must be 1..4096, not {value}")
-    return value
+_vcpus = integer(1, 4096)
 
 
 def register(subparsers):

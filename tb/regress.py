@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from xml.etree import ElementTree
 
+from sim.cli_args import integer, number
+
 
 __all__ = ["register", "run_regression", "DEFAULT_SEEDS", "COVERAGE_THRESHOLD"]
 
@@ -44,24 +46,8 @@ TEST_FILES = {
 }
 
 
-def _positive(text):
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _percentage(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 100.0:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 100, not {value}")
-    return value
+_positive = integer(1)
+_percentage = number(0, 100)
 
 
 def register(subparsers):

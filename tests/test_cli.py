@@ -47,7 +47,7 @@ def test_sim_list(capsys):
     (["sim", "-n", "0"], "must be at least 1"),
     (["sim", "--seed", "x"], "not an integer"),
     (["sim", "nosuch"], "unknown scenario 'nosuch'"),
-    (["sim", "--latency", "-1"], "must not be negative"),
+    (["sim", "--latency", "-1"], "must be at least 0"),
     ([], "required"),
     (["frobnicate"], "invalid choice"),
 ])

@@ -204,7 +204,7 @@ def test_cli_sweep_and_list(tmp_path, capsys):
     (["experiment", "sweep"], "give a sweep name"),
     (["experiment"], "required"),
     (["replay", "/no/such/trace"], "no such file"),
-    (["replay", "x", "--vcpus", "0"], "must be 1..4096"),
+    (["replay", "x", "--vcpus", "0"], "must be from 1 to 4096"),
 ])
 def test_cli_errors_are_one_line(argv, message):
     result = ipiv(*argv)

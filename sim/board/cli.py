@@ -12,31 +12,14 @@ import json
 import sys
 import time
 
+from sim.cli_args import integer, number
+
 
 __all__ = ["register", "build_parser", "main"]
 
 
-def _int(low, high=None):
-    def parse(text):
-        try:
-            value = int(text, 0)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < low or (high is not None and value > high):
-            bound = f"from {low} to {high}" if high is not None else f"at least {low}"
-            raise argparse.ArgumentTypeError(f"must be {bound}, not {value}")
-        return value
-    return parse
-
-
-def _seconds(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
+_int = integer
+_seconds = number(0, strict=True)
 
 
 def _mix(text):
