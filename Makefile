@@ -30,12 +30,18 @@ fpga: $(STAMP)
 	$(BIN)/ipiv build --board ulx3s-85f
 	$(BIN)/ipiv build --synth-only --place
 
-# Icarus Verilog from Debian/Ubuntu (for the cocotb testbenches); installed when missing.
+# Icarus Verilog from Debian/Ubuntu (the cocotb testbenches' default simulator) and LZ4 (FST
+# waves from Verilator); installed with apt when missing.
 simulator:
-	@command -v iverilog >/dev/null 2>&1 || { \
-	  echo "Installing Icarus Verilog (apt)..."; \
+	@missing=""; \
+	command -v iverilog >/dev/null 2>&1 || missing="$$missing iverilog"; \
+	dpkg -s liblz4-dev >/dev/null 2>&1 || missing="$$missing liblz4-dev"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing$$missing (apt)..."; \
 	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog >/dev/null; }
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 	@iverilog -V 2>/dev/null | head -n 1
 
 test: $(STAMP) simulator
