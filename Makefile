@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: sim test bench fpga regress simulator clean
+.PHONY: sim test bench fpga regress formal simulator clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ sim: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/ipiv bench
+
+# The SymbiYosys proofs (also part of `make test` at their default depths).
+formal: $(STAMP)
+	$(BIN)/ipiv prove
 
 # The long cocotb regression (random seeds, contention, 100k-IPI co-simulation).
 regress: $(STAMP) simulator

