@@ -4,7 +4,7 @@ Every bit position the project knows about is declared here, once, as an Amarant
 shaped enum. The gateware uses the layouts as signal shapes; the Python models and the
 testbenches use the same layouts to pack (``Layout.const({...}).as_bits()``) and unpack
 (``Layout.from_bits(value)``) raw integers. VMX controls, capability MSRs and VMCS field
-encodings are in ``hdl.vmx``. Sources: ``shared/spec/ipiv.md`` (the SDM's APIC
+encodings are in ``hdl.vmx``. Sources: ``docs/architecture.md`` (the SDM's APIC
 virtualization chapter, VMCS encodings, and the KVM series that enabled IPIv).
 """
 
@@ -17,7 +17,7 @@ __all__ = [
     "DeliveryMode", "DestMode", "TriggerMode", "Shorthand", "ICRLow", "XAPICICRHigh",
     "XAPICICR", "X2APICICR", "NotifyInfo", "XAPICNDST", "PostedInterruptDescriptor",
     "PIDPointerEntry", "VMCSConfig", "ICRWriteKind", "ICRWrite", "SendUIPIData", "ExitCause",
-    "APICWriteExit", "Notification", "APICRegister",
+    "APICWriteExit", "Notification", "APICRegister", "pid_pointer_entry", "pid_of_entry",
 ]
 
 
@@ -117,7 +117,7 @@ class PIDPointerEntry(data.Struct):
     pid_line: 58
 
 
-# --- The unit's external contract (shared/spec/interface.md) -----------------------------
+# --- The unit's external contract (docs/interface.md) -----------------------------
 
 class VMCSConfig(data.Struct):
     """VMCS-derived state of the running vCPU."""
@@ -211,6 +211,24 @@ PID_NOTIFY_INFO_OFFSET = 32
 PID_POINTER_ENTRY_BYTES = 8
 PID_POINTER_ENTRY_VALID = PIDPointerEntry.const({"valid": 1}).as_bits()
 PID_POINTER_ENTRY_LOW_MASK = PIDPointerEntry.const({"valid": 1, "reserved_5_1": 0x1F}).as_bits()
+
+
+def pid_pointer_entry(pid):
+    """The PID-pointer-table entry that points at the PID at byte address ``pid`` (valid, as
+    KVM writes it at vCPU creation). ``pid`` must be 64-byte aligned."""
+    if pid % PID_BYTES:
+        raise ValueError(f"a PID must be {PID_BYTES}-byte aligned, not {pid:#x}")
+    return PIDPointerEntry.const({"valid": 1, "pid_line": pid // PID_BYTES}).as_bits()
+
+
+def pid_of_entry(entry):
+    """The PID byte address an entry points at (validity is not checked here)."""
+    return PIDPointerEntry.from_bits(entry).pid_line * PID_BYTES
+
+
+# The unit's output streams (docs/interface.md), in the order a request's effects are listed.
+OUTPUT_STREAMS = ("exit", "notify", "self_ipi", "gp")
+
 MAXPHYADDR_MIN = 36
 MAXPHYADDR_MAX = 52
 BUS_BYTES = 8                      # the unit's memory port is 64 bits wide

@@ -3,7 +3,7 @@
 It takes one `ICRWrite` at a time, raises #GP for an x2APIC write with reserved bits set,
 otherwise stores the vICR image into the virtual-APIC page (xAPIC ICR-low writes then read
 VICR_HI back, since the destination lives there), and classifies the write
-(``shared/spec/ipiv.md`` §4): a virtualized self-IPI, an IPIv posting (handed to the
+(``docs/architecture.md`` §4): a virtualized self-IPI, an IPIv posting (handed to the
 PID-table lookup), or an APIC-write exit whose cause is decided from the ICR and the VMCS
 alone. The range and entry checks happen in the lookup.
 """

@@ -1,6 +1,6 @@
 """`IPIVirtualizer`: the IPI-virtualization logic of one logical processor running one vCPU.
 
-The external contract is ``shared/spec/interface.md``. Inside, four stages share the memory
+The external contract is ``docs/interface.md``. Inside, four stages share the memory
 port through a round-robin `wishbone.Arbiter` (only one stage drives the bus at a time, so the
 combinational grant costs no cycle)::
 
@@ -20,7 +20,7 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 
 from . import wishbone
 from .faults import Fault, PID_LOOKUP_FAULTS, PID_UPDATE_FAULTS, check_faults
-from .formats import APICWriteExit, ICRWrite, Notification, VMCSConfig
+from .formats import APICWriteExit, ICRWrite, Notification, OUTPUT_STREAMS, VMCSConfig
 from .icr_interceptor import ICRInterceptor
 from .params import bus_addr_width, check_maxphyaddr
 from .pid_lookup import PIDLookup
@@ -28,11 +28,28 @@ from .pid_update import PIDUpdate
 from .virr_update import VIRRUpdate
 
 
-__all__ = ["IPIVirtualizer"]
+__all__ = ["CoreSignature", "IPIVirtualizer"]
+
+
+class CoreSignature(wiring.Signature):
+    """The ports of one unit facing its logical processor: every member of `IPIVirtualizer`
+    but the memory port (``cfg``, ``icr``, the output streams `OUTPUT_STREAMS`, ``busy``)."""
+
+    def __init__(self):
+        super().__init__({
+            "cfg": In(VMCSConfig),
+            "icr": In(stream.Signature(ICRWrite)),
+            "exit": Out(stream.Signature(APICWriteExit)),
+            "notify": Out(stream.Signature(Notification)),
+            "self_ipi": Out(stream.Signature(8)),
+            "gp": Out(stream.Signature(64)),
+            "busy": Out(1),
+        })
+        assert all(name in self.members for name in OUTPUT_STREAMS)
 
 
 class IPIVirtualizer(wiring.Component):
-    """IPI virtualization of one vCPU (see ``shared/spec/interface.md``).
+    """IPI virtualization of one vCPU (see ``docs/interface.md``).
 
     Parameters
     ----------
@@ -66,15 +83,11 @@ class IPIVirtualizer(wiring.Component):
         self.maxphyaddr = check_maxphyaddr(maxphyaddr)
         self.faults = check_faults(faults, frozenset(Fault), "IPIVirtualizer")
         addr_width = bus_addr_width(maxphyaddr)
+        core = CoreSignature().members
         super().__init__({
-            "cfg": In(VMCSConfig),
-            "icr": In(stream.Signature(ICRWrite)),
-            "exit": Out(stream.Signature(APICWriteExit)),
-            "notify": Out(stream.Signature(Notification)),
-            "self_ipi": Out(stream.Signature(8)),
-            "gp": Out(stream.Signature(64)),
+            **{name: member for name, member in core.items() if name != "busy"},
             "bus": Out(wishbone.Signature(addr_width=addr_width)),
-            "busy": Out(1),
+            "busy": core["busy"],       # the contract's order: ..., bus, busy
         })
         self.interceptor = ICRInterceptor(maxphyaddr=maxphyaddr)
         self.lookup = PIDLookup(maxphyaddr=maxphyaddr, faults=self.faults & PID_LOOKUP_FAULTS)

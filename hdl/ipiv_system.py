@@ -1,31 +1,16 @@
 """`IPIVSystem`: several IPI virtualizers sharing one memory port, for multi-core studies."""
 
 from amaranth import Module
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out, connect, flipped
+from amaranth.lib import wiring
+from amaranth.lib.wiring import Out, connect, flipped
 
 from . import wishbone
-from .formats import APICWriteExit, ICRWrite, Notification, VMCSConfig
-from .ipi_virtualizer import IPIVirtualizer
+from .formats import OUTPUT_STREAMS
+from .ipi_virtualizer import CoreSignature, IPIVirtualizer
 from .params import bus_addr_width, check_maxphyaddr
 
 
 __all__ = ["CoreSignature", "IPIVSystem"]
-
-
-class CoreSignature(wiring.Signature):
-    """The per-core ports of `IPIVirtualizer` (everything but the memory port)."""
-
-    def __init__(self):
-        super().__init__({
-            "cfg": In(VMCSConfig),
-            "icr": In(stream.Signature(ICRWrite)),
-            "exit": Out(stream.Signature(APICWriteExit)),
-            "notify": Out(stream.Signature(Notification)),
-            "self_ipi": Out(stream.Signature(8)),
-            "gp": Out(stream.Signature(64)),
-            "busy": Out(1),
-        })
 
 
 class IPIVSystem(wiring.Component):
@@ -58,7 +43,7 @@ class IPIVSystem(wiring.Component):
             m.submodules[f"core{i}"] = unit
             m.d.comb += [unit.cfg.eq(core.cfg), core.busy.eq(unit.busy)]
             connect(m, flipped(core.icr), unit.icr)
-            for name in ("exit", "notify", "self_ipi", "gp"):
+            for name in OUTPUT_STREAMS:
                 connect(m, getattr(unit, name), flipped(getattr(core, name)))
             connect(m, unit.bus, self.arbiter.masters[i])
         connect(m, self.arbiter.bus, flipped(self.bus))

@@ -1,8 +1,10 @@
 """The posted-interrupt-descriptor update unit: last stage of an IPIv posting.
 
-Two separate locked read-modify-writes, as the processor does them: first the PIR word that
-holds bit V (set it), then NotifyInfo (if ON = 0 and SN = 0, set ON and notify; otherwise
-write nothing). The notification goes to NV at NDST, decoded by the host's APIC mode.
+The processor makes two locked read-modify-writes (docs/architecture.md §4): first the PIR
+word that holds bit V (set it), then NotifyInfo (if ON = 0 and SN = 0, set ON and notify;
+otherwise write nothing). This unit runs them back to back inside one locked bus cycle, which
+is at least as atomic as two separate ones (docs/decisions.md). The notification goes to NV at
+NDST, decoded by the host's APIC mode.
 """
 
 from amaranth import C, Cat, Module, Mux, Signal

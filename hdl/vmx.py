@@ -144,6 +144,7 @@ VM_EXIT = _table(
     (23, "CLEAR_BNDCFGS", "Clear IA32_BNDCFGS"),
     (24, "PT_CONCEAL_PIP", "Conceal VM exits from PT"),
     (25, "CLEAR_IA32_RTIT_CTL", "Clear IA32_RTIT_CTL"),
+    (28, "LOAD_CET_STATE", "Load CET state"),
 )
 
 VM_ENTRY = _table(
@@ -157,6 +158,7 @@ VM_ENTRY = _table(
     (16, "LOAD_BNDCFGS", "Load IA32_BNDCFGS"),
     (17, "PT_CONCEAL_PIP", "Conceal VM entries from PT"),
     (18, "LOAD_IA32_RTIT_CTL", "Load IA32_RTIT_CTL"),
+    (20, "LOAD_CET_STATE", "Load CET state"),
 )
 
 
@@ -197,6 +199,7 @@ class VMCSField(enum.IntEnum):
     EOI_EXIT_BITMAP1 = 0x201E
     EOI_EXIT_BITMAP2 = 0x2020
     EOI_EXIT_BITMAP3 = 0x2022
+    TSC_MULTIPLIER = 0x2032
     TERTIARY_VM_EXEC_CONTROL = 0x2034
     PID_POINTER_TABLE = 0x2042
     VMCS_LINK_POINTER = 0x2800

@@ -14,21 +14,25 @@ Every sweep starts from the fitted seed model (`sim.round_trip.fit`) and changes
 - ``table-sharing``: n vCPUs of one VM (one PID-pointer table) posting at once through the
   gateware's shared memory port, measured on Amaranth's simulator (`IPIVSystem`).
 
-The last one imports the simulator when it runs; the others need only the models.
+This module needs only the models. The last sweep takes its gateware measurement as a
+function (``measure_sharing``, `tb.sharing.measure_sharing`) from the caller.
 """
 
 import csv
 import os
-import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from statistics import mean
 
-from .round_trip import MODES, Breakdown, MemoryLatency, fit
+from hdl.formats import DeliveryMode, DestMode, ICRLow, Shorthand
+from .golden import GoldenIPIVirtualizer, Outcome
+from .round_trip import (
+    MODES, Breakdown, MemoryLatency, fit, posting_cost, posting_transfers, seed_table,
+)
+from .scenarios import build_vm, guest_ipi, icr_low
 
 
 __all__ = ["Sweep", "SWEEPS", "run_sweep", "write_csv", "write_plot", "LATENCY_LADDER",
-           "NON_VIRTUALIZABLE_KINDS", "classify_kind", "kvm_fastpath_eligible",
-           "measure_sharing"]
+           "NON_VIRTUALIZABLE_KINDS", "classify_kind", "kvm_fastpath_eligible"]
 
 DEFAULT_OUT = os.path.join("build", "experiments")
 
@@ -43,10 +47,14 @@ LATENCY_LADDER = [
 
 @dataclass(frozen=True)
 class Sweep:
-    """A named sweep: ``run(model, out_dir, progress) -> list of written paths``."""
+    """A named sweep: ``run(model, out_dir, progress) -> list of written paths``.
+
+    ``gateware``: the sweep measures the RTL and takes ``measure_sharing`` from its caller.
+    """
     name: str
     text: str
     run: object
+    gateware: bool = False
 
 
 # -- output ------------------------------------------------------------------------------------
@@ -87,7 +95,6 @@ def _saving_pct(off, on):
 
 def seed_table_outputs(model, out_dir):
     """The seed's table beside the model's, as CSV and a grouped bar chart."""
-    from .round_trip import seed_table
     rows = seed_table(model)
     stem = os.path.join(out_dir, "seed-table")
     write_csv(f"{stem}.csv", ["mode", "ipiv", "seed_cycles", "seed_stdev", "model_cycles",
@@ -158,8 +165,6 @@ NON_VIRTUALIZABLE_KINDS = ("logical", "all-but-self", "NMI")
 
 def _kind_icr(kind, mode, target=1):
     """(icr_low, destination) of one IPI of ``kind`` to vCPU ``target``."""
-    from hdl.formats import DeliveryMode, DestMode, Shorthand
-    from .scenarios import icr_low
     if kind == "unicast":
         return icr_low(0x40), target
     if kind.startswith("logical"):
@@ -175,8 +180,6 @@ def _kind_icr(kind, mode, target=1):
 
 def classify_kind(kind, mode):
     """The golden model's `Result` for one IPI of ``kind`` from vCPU 0 to vCPU 1 (IPIv on)."""
-    from .golden import GoldenIPIVirtualizer
-    from .scenarios import build_vm, guest_ipi
     vm = build_vm({0: "running", 1: "running"}, max_vcpu_ids=2)
     cfg = vm.config(0, x2apic=mode == "x2APIC")
     low, dest = _kind_icr(kind, mode)
@@ -190,7 +193,6 @@ def classify_kind(kind, mode):
 def kvm_fastpath_eligible(icr_low, dest, mode):
     """KVM's x2APIC ICR fastpath (handle_fastpath_set_x2apic_icr_irqoff): no shorthand,
     physical, fixed, and not the broadcast destination; never in xAPIC mode."""
-    from hdl.formats import DeliveryMode, DestMode, ICRLow, Shorthand
     low = ICRLow.from_bits(icr_low & 0xFFFF_FFFF)
     return (mode == "x2APIC" and low.shorthand == Shorthand.NONE
             and low.dest_mode == DestMode.PHYSICAL and low.delivery_mode == DeliveryMode.FIXED
@@ -199,7 +201,6 @@ def kvm_fastpath_eligible(icr_low, dest, mode):
 
 def kind_cost(model, kind, mode, ipiv):
     """The round trip (`Breakdown`) of one IPI of ``kind`` in the seed's setting."""
-    from .golden import Outcome
     if ipiv:
         result = classify_kind(kind, mode)
         if result.outcome is Outcome.POSTED:
@@ -209,7 +210,6 @@ def kind_cost(model, kind, mode, ipiv):
         parts = [p for p in base.components if p[0] != "ipiv posting (RTL)"]
         exit_parts = model.exit_path(mode, fastpath=False)
         if mode == "x2APIC":   # the x2APIC vICR store happens before the exit too
-            from .round_trip import posting_cost
             exit_parts.insert(1, ("vICR store before exit",
                                   posting_cost(mode, model.latency, ipiv=False,
                                                bench=model.bench)))
@@ -270,8 +270,6 @@ WAKEUP_LATENCIES = [0, 1000, 2000, 5000, 10000, 20000, 40000]
 
 def notification_for(state, mode="x2APIC"):
     """The golden model's notification (vector, pCPU) for an IPI to a target in ``state``."""
-    from .golden import GoldenIPIVirtualizer
-    from .scenarios import build_vm, guest_ipi, icr_low
     vm = build_vm({0: "running", 1: state}, max_vcpu_ids=2)
     cfg = vm.config(0, x2apic=mode == "x2APIC")
     golden, result = GoldenIPIVirtualizer(), None
@@ -316,42 +314,10 @@ def sweep_target_state(model, out_dir, progress=None):
 SHARING_CORES = (1, 2, 4, 8)
 
 
-def measure_sharing(n_cores, *, ipis_per_core=8, latency=16, seed=1):
-    """Mean cycles from ``icr`` accepted to ``notify.valid`` when ``n_cores`` vCPUs of one VM
-    post x2APIC IPIs at once through `IPIVSystem`'s shared memory port (Amaranth's simulator;
-    every output and the final memory checked against the golden model).
-
-    Each core issues its next IPI when its unit is idle (a sender posts one IPI at a time);
-    every IPI goes to a vCPU nobody posted to before, so each sets ON and notifies, as in the
-    seed's benchmark where the target takes every notification before the next IPI.
-    Returns (mean cycles, number of IPIs timed).
-    """
-    from hdl import IPIVSystem
-    from tb.amaranth_harness import Harness
-    from tb.runs import pair_events
-    from .scenarios import build_vm, guest_ipi, icr_low
-    n_vcpus = n_cores * (ipis_per_core + 1)
-    vm = build_vm({v: "running" for v in range(n_vcpus)}, max_vcpu_ids=n_vcpus)
-    targets = list(range(n_cores, n_vcpus))
-    random.Random(seed).shuffle(targets)
-    requests = []
-    for i in range(ipis_per_core):
-        for core in range(n_cores):
-            cfg = vm.config(core, x2apic=True)
-            for r in guest_ipi(cfg, icr_low(0x20 + (i * n_cores + core) % 0xC0), targets.pop(),
-                               barrier=True):
-                requests.append(replace(r, port=core))
-    run = Harness(IPIVSystem(n_cores), vm.memory, latency=latency, seed=seed).run(requests)
-    latencies = [event.valid_cycle - cycle for port in range(n_cores)
-                 for _, cycle, _, event in pair_events(run, port)
-                 if event is not None and event.stream == "notify"]
-    return mean(latencies), len(latencies)
-
-
-def sweep_table_sharing(model, out_dir, progress=None, cores=SHARING_CORES, ipis_per_core=8):
+def sweep_table_sharing(model, out_dir, progress=None, *, measure_sharing, cores=SHARING_CORES,
+                        ipis_per_core=8):
     # The simulator runs every transfer at one ack delay: the mean of the seed model's
     # per-transfer latencies, so one core reproduces the model's posting cost.
-    from .round_trip import posting_transfers
     lats = model.latency.of(posting_transfers("x2APIC"))
     uniform = round(mean(lats))
     measured = {}
@@ -403,13 +369,23 @@ SWEEPS = {s.name: s for s in [
     Sweep("target-state", "target running (0xF2) vs blocked (wakeup vector 0xF1)",
           sweep_target_state),
     Sweep("table-sharing", "vCPUs posting at once through one PID-pointer table (RTL)",
-          sweep_table_sharing),
+          sweep_table_sharing, gateware=True),
 ]}
 
 
-def run_sweep(name, *, out_dir=DEFAULT_OUT, model=None, progress=None, **options):
-    """Run the named sweep; returns the paths it wrote. Raises KeyError for an unknown name."""
+def run_sweep(name, *, out_dir=DEFAULT_OUT, model=None, progress=None, measure_sharing=None,
+              **options):
+    """Run the named sweep; returns the paths it wrote. Raises KeyError for an unknown name.
+
+    ``measure_sharing(n_cores, *, ipis_per_core, latency)``: the gateware measurement a
+    ``gateware`` sweep needs (`tb.sharing.measure_sharing`); ValueError if it is missing.
+    """
     sweep = SWEEPS[name]
+    if sweep.gateware:
+        if measure_sharing is None:
+            raise ValueError(f"sweep {name!r} measures the gateware: pass measure_sharing "
+                             f"(tb.sharing.measure_sharing)")
+        options["measure_sharing"] = measure_sharing
     os.makedirs(out_dir, exist_ok=True)
     return sweep.run(model or fit(), out_dir, progress, **options)
 

@@ -1,9 +1,10 @@
-"""Golden model of the IPI-virtualization unit (``shared/spec/ipiv.md`` §4, ``interface.md``).
+"""Golden model of the IPI-virtualization unit (``docs/architecture.md`` §4, ``docs/interface.md``).
 
 `GoldenIPIVirtualizer.execute` takes one ICR write and applies it to a `Memory` exactly as the
 gateware does: the same bus transfers in the same order (so an injected bus error hits the same
 step), and returns the `Result` (outcome, exit cause, vICR image, notification). The gateware
-tests and the cocotb scoreboard compare the RTL against it, transfer by transfer.
+tests and the checker shared by both simulator backends (`tb.checker`) compare the RTL
+against it, transfer by transfer.
 
 Model decisions (the spec is silent; the gateware follows the same rules):
 
@@ -26,9 +27,10 @@ from dataclasses import dataclass, field, fields
 from amaranth.lib import data
 
 from hdl.formats import (
-    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, ExitCause, FIRST_LEGAL_VECTOR,
+    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, APIC_WRITE_QUALIFICATION_ICR,
+    EXIT_REASON_APIC_WRITE, ExitCause, FIRST_LEGAL_VECTOR,
     ICR_IPIV_INELIGIBLE_MASK, ICR_RESERVED_MASK, ICRLow, ICRWriteKind, NotifyInfo, PID_NOTIFY_INFO_OFFSET, PID_POINTER_ENTRY_BYTES,
-    PID_POINTER_ENTRY_LOW_MASK, PID_POINTER_ENTRY_VALID, PIDPointerEntry, SendUIPIData,
+    PID_POINTER_ENTRY_LOW_MASK, PID_POINTER_ENTRY_VALID, SendUIPIData, pid_of_entry,
     Shorthand, DeliveryMode, TriggerMode, VMCSConfig, XAPIC_BROADCAST_ID, XAPIC_ICR_HI_MASK,
     XAPICNDST, XAPICICR, X2APICICR,
 )
@@ -66,7 +68,7 @@ class Config:
 class Outcome(enum.Enum):
     STORED = "stored"        # an xAPIC write to 310H: stored, nothing else
     GP = "gp"                # x2APIC #GP, nothing stored
-    EXIT = "exit"            # APIC-write VM exit
+    EXIT = "exit"            # VM exit: APIC write (56, qualification 300H)
     SELF_IPI = "self-ipi"    # virtualized self-IPI (VIRR updated)
     POSTED = "posted"        # virtualized IPI (PIR set; maybe a notification)
 
@@ -79,6 +81,8 @@ class Result:
     vector: int | None = None
     dest: int | None = None              # virtual destination T
     notify: tuple | None = None          # (vector, physical APIC ID)
+    reason: int = EXIT_REASON_APIC_WRITE  # of an exit
+    qualification: int = APIC_WRITE_QUALIFICATION_ICR
 
     @property
     def suppressed(self):
@@ -187,7 +191,7 @@ class GoldenIPIVirtualizer:
                 adr=self.word(cfg.pid_table + PID_POINTER_ENTRY_BYTES * dest), write=False)
             if not self.entry_valid(entry):
                 return exit_(ExitCause.ENTRY_INVALID)
-            pid = PIDPointerEntry.from_bits(entry).pid_line << 6
+            pid = pid_of_entry(entry)
 
             # 4. Locked RMW of the PIR word holding bit V.
             pir_word = self.word(pid + 8 * (vector // 64))

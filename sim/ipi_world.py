@@ -3,7 +3,7 @@
 The processor side of every ICR write is a *poster* (default: the golden model; the
 verification issue plugs the gateware in), the rest is the KVM model: notifications reach the
 host, APIC-write exits go to the exit handler, which emulates the IPI. After every step the
-invariants of ``ipiv.md`` §6 are checked, and `IPIWorld.drain` lets every vCPU run until all
+invariants of ``docs/architecture.md`` §6 are checked, and `IPIWorld.drain` lets every vCPU run until all
 it was sent has been taken, so "no interrupt lost" is checked at the end.
 """
 
@@ -13,11 +13,12 @@ from collections import Counter
 from dataclasses import dataclass
 
 from hdl.formats import (
-    APIC_WRITE_QUALIFICATION_ICR, APICRegister as R, DeliveryMode, DestMode, ICRWriteKind,
-    POSTED_INTR_WAKEUP_VECTOR, Shorthand, X2APICICR, XAPICICRHigh,
+    APIC_WRITE_QUALIFICATION_ICR, APICRegister as R, DeliveryMode, DestMode,
+    EXIT_REASON_APIC_WRITE, ExitCause, ICRWriteKind, MSR_X2APIC_ICR, POSTED_INTR_WAKEUP_VECTOR,
+    Shorthand, X2APICICR, XAPICICRHigh,
 )
 from .golden import GoldenIPIVirtualizer, Outcome
-from .kvm import KVM
+from .kvm import EXIT_REASON_MSR_WRITE, KVM
 from .scenarios import icr_low
 
 
@@ -25,7 +26,7 @@ __all__ = ["InvariantError", "IPIWorld", "PostRequest", "golden_poster"]
 
 
 class InvariantError(AssertionError):
-    """One of ipiv.md §6's invariants does not hold."""
+    """One of docs/architecture.md §6's invariants does not hold."""
 
 
 @dataclass(frozen=True)
@@ -54,15 +55,21 @@ class IPIWorld:
         The guest APIC mode of every vCPU (None: each vCPU picks at random).
     poster : callable
         ``poster(cfg, memory, kind, value) -> sim.golden.Result``, applied to the shared memory.
+    kernel : str
+        The KVM model's release (``"6.0"`` or ``"6.19"``), when ``kvm`` is not given.
+
+    Exits: an x2APIC ICR write while IPIv is not active is a WRMSR exit that KVM emulates
+    (`sim.kvm.VCPU.handle_wrmsr`; counted as ``wrmsr:fastpath`` / ``wrmsr:full``); every other
+    exit is an APIC-write exit (`sim.kvm.VCPU.handle_apic_write`).
     """
 
     OPS = {"ipi": 30, "special_ipi": 6, "device": 6, "schedule": 14, "take": 18, "halt": 6,
            "halt_race": 3, "preempt": 6, "exit_entry": 5, "inhibit": 1}
 
     def __init__(self, *, n_vcpus=4, n_pcpus=3, seed=0, x2apic=None, poster=None,
-                 host_x2apic=True, kvm=None):
+                 host_x2apic=True, kvm=None, kernel="6.0"):
         self.rng = random.Random(seed)
-        self.kvm = kvm or KVM(n_pcpus=n_pcpus, host_x2apic=host_x2apic)
+        self.kvm = kvm or KVM(n_pcpus=n_pcpus, host_x2apic=host_x2apic, kernel=kernel)
         self.vm = self.kvm.create_vm()
         self.vm.enable_cap_max_vcpu_id(max(8, n_vcpus))
         self.vcpus = []
@@ -71,7 +78,7 @@ class IPIWorld:
             mode = self.rng.random() < 0.5 if x2apic is None else x2apic
             vcpu.set_x2apic_mode(mode)
             if not mode:
-                vcpu.apic.write32(R.LDR, (1 << i) << 24 if i < 8 else 0)
+                vcpu.guest_write_ldr((1 << i) << 24 if i < 8 else 0)
             self.vcpus.append(vcpu)
         self.poster = poster or golden_poster()
         self.outstanding = {v.vcpu_id: Counter() for v in self.vcpus}
@@ -116,10 +123,27 @@ class IPIWorld:
                     self.stats["suppressed"] += 1
             elif result.outcome is Outcome.EXIT:
                 self.stats[f"exit:{result.cause.name}"] += 1
-                sender.handle_apic_write(APIC_WRITE_QUALIFICATION_ICR)
+                if self.exit_reason(kind, result) == EXIT_REASON_MSR_WRITE:
+                    # The x2APIC intercept: KVM emulates the whole WRMSR (fastpath or full).
+                    handled = sender.handle_wrmsr(MSR_X2APIC_ICR, value)
+                    self.stats[f"wrmsr:{handled.path}"] += 1
+                    if handled.gp:
+                        raise InvariantError(f"KVM injected #GP for ICR {value:#x}")
+                else:
+                    sender.handle_apic_write(APIC_WRITE_QUALIFICATION_ICR)
             elif result.outcome is Outcome.GP:
                 raise InvariantError(f"unexpected #GP for ICR {value:#x}")
         return result
+
+    @staticmethod
+    def exit_reason(kind, result):
+        """The basic exit reason of an exit `Result`, by the rule of ``docs/interface.md``: an
+        x2APIC ICR write with IPIv off (cause DISABLED) is a WRMSR exit (32); otherwise the
+        ``reason`` the processor side reports, if any, else an APIC-write exit (56)."""
+        if kind is ICRWriteKind.X2APIC_ICR and result.cause is ExitCause.DISABLED:
+            return EXIT_REASON_MSR_WRITE
+        reason = getattr(result, "reason", None)
+        return EXIT_REASON_APIC_WRITE if reason is None else int(reason)
 
     def _pcpu_of(self, notify):
         vector, dest = notify

@@ -1,22 +1,29 @@
 """A vCPU's virtual local APIC, its registers living in the virtual-APIC page of shared memory
 (so the gateware's vICR stores and VIRR updates and the model see the same state), and the
-decoding and destination matching of IPIs the way KVM does them (``arch/x86/kvm/lapic.c``).
+decoding and destination matching of IPIs the way KVM does them (``arch/x86/kvm/lapic.c``
+kvm_apic_send_ipi / kvm_icr_to_lapic_irq, kvm_apic_match_dest; identical in 6.0 and 6.19).
+
+KVM has no "send illegal vector" emulation: an IPI with a vector below 16 is decoded and
+delivered like any other (lapic.c kvm_apic_send_ipi, 6.0 and 6.19), so the model has none.
+
+Model decisions: the APIC is hardware-enabled and the guest has software-enabled it (SPIV bit
+8 set at creation; KVM's reset value is 0xFF, disabled, until the guest writes SPIV); the
+x2APIC LDR is derived from the x2APIC ID as KVM writes it (kvm_apic_calc_x2apic_ldr).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hdl.formats import (
     APICRegister as R, DeliveryMode, DestMode, ICRLow, Shorthand, TriggerMode, XAPICICRHigh,
-    FIRST_LEGAL_VECTOR, XAPIC_BROADCAST_ID,
+    XAPIC_BROADCAST_ID,
 )
 
 
-__all__ = ["IPI", "VirtualAPIC", "X2APIC_BROADCAST", "ESR_SEND_ILLEGAL_VECTOR",
-           "ESR_RECEIVE_ILLEGAL_VECTOR", "DFR_FLAT", "DFR_CLUSTER"]
+__all__ = ["IPI", "VirtualAPIC", "X2APIC_BROADCAST", "DFR_FLAT", "DFR_CLUSTER",
+           "APIC_ICR_BUSY", "SPIV_APIC_ENABLED"]
 
 X2APIC_BROADCAST = 0xFFFF_FFFF
-ESR_SEND_ILLEGAL_VECTOR = 1 << 5
-ESR_RECEIVE_ILLEGAL_VECTOR = 1 << 6
+SPIV_APIC_ENABLED = 1 << 8
 DFR_FLAT = 0xFFFF_FFFF
 DFR_CLUSTER = 0x0FFF_FFFF
 APIC_ICR_BUSY = ICRLow.const({"delivery_status": 1}).as_bits()
@@ -40,6 +47,9 @@ class IPI:
         return cls(f.vector, DeliveryMode(f.delivery_mode), DestMode(f.dest_mode),
                    bool(f.level), TriggerMode(f.trigger), Shorthand(f.shorthand), dest)
 
+    def with_delivery_mode(self, mode):
+        return replace(self, delivery_mode=mode)
+
 
 class VirtualAPIC:
     """Registers of one virtual local APIC in the virtual-APIC page at ``page``.
@@ -55,6 +65,7 @@ class VirtualAPIC:
         self.x2apic = x2apic
         self.rvi = 0
         self.svi = 0
+        self.write32(R.SVR, 0xFF | SPIV_APIC_ENABLED)
         if not x2apic:
             self.write32(R.ID, apic_id << 24)
             self.write32(R.DFR, DFR_FLAT)
@@ -102,6 +113,15 @@ class VirtualAPIC:
                 for bit in range(32) if value >> bit & 1]
 
     # -- identity ---------------------------------------------------------------------------
+    @property
+    def sw_enabled(self):
+        """kvm_apic_sw_enabled: SPIV bit 8."""
+        return bool(self.read32(R.SVR) & SPIV_APIC_ENABLED)
+
+    def set_sw_enabled(self, enabled):
+        value = self.read32(R.SVR)
+        self.write32(R.SVR, value | SPIV_APIC_ENABLED if enabled else value & ~SPIV_APIC_ENABLED)
+
     @property
     def xapic_id(self):
         return self.read32(R.ID) >> 24
@@ -161,30 +181,43 @@ class VirtualAPIC:
         return vector
 
     # -- destinations -----------------------------------------------------------------------
-    def matches(self, source, ipi):
-        """Does ``ipi`` sent by ``source`` (a VirtualAPIC) address this APIC?"""
+    def match_physical(self, mda):
+        """kvm_apic_match_physical_addr, with KVM's x2APIC "hotplug hack": a destination above
+        0xFF is matched against the x2APIC ID (the vCPU id) even in xAPIC mode."""
+        if mda == (X2APIC_BROADCAST if self.x2apic else XAPIC_BROADCAST_ID):
+            return True
+        if self.x2apic or mda > 0xFF:
+            return mda == self.apic_id
+        return mda == self.xapic_id
+
+    def match_logical(self, mda):
+        """kvm_apic_match_logical_addr."""
+        if mda == (X2APIC_BROADCAST if self.x2apic else XAPIC_BROADCAST_ID):
+            return True
+        ldr = self.ldr
+        if self.x2apic:
+            return ldr >> 16 == mda >> 16 and bool(ldr & mda & 0xFFFF)
+        logical = ldr >> 24
+        dfr = self.read32(R.DFR)
+        if dfr == DFR_FLAT:
+            return bool(logical & mda)
+        if dfr == DFR_CLUSTER:
+            return logical >> 4 == mda >> 4 and bool(logical & mda & 0xF)
+        return False
+
+    def matches(self, source, ipi, *, broadcast_quirk=True):
+        """kvm_apic_match_dest: does ``ipi`` sent by ``source`` (a VirtualAPIC; None for a
+        non-IPI message, where KVM turns 0xFF into the x2APIC broadcast for an x2APIC
+        target unless KVM_CAP_X2APIC_API disabled that quirk) address this APIC?"""
         if ipi.shorthand is Shorthand.SELF:
             return self is source
         if ipi.shorthand is Shorthand.ALL_INCLUDING_SELF:
             return True
         if ipi.shorthand is Shorthand.ALL_EXCLUDING_SELF:
             return self is not source
+        mda = ipi.dest
+        if broadcast_quirk and source is None and mda == XAPIC_BROADCAST_ID and self.x2apic:
+            mda = X2APIC_BROADCAST
         if ipi.dest_mode is DestMode.PHYSICAL:
-            if self.x2apic:
-                return ipi.dest in (X2APIC_BROADCAST, self.apic_id)
-            return ipi.dest in (XAPIC_BROADCAST_ID, self.xapic_id)
-        # logical
-        if self.x2apic:
-            if ipi.dest == X2APIC_BROADCAST:
-                return True
-            return ipi.dest >> 16 == self.ldr >> 16 and bool(ipi.dest & self.ldr & 0xFFFF)
-        if ipi.dest == XAPIC_BROADCAST_ID:
-            return True
-        logical = self.ldr >> 24
-        if self.read32(R.DFR) >> 28 == 0xF:      # flat: an 8-bit mask
-            return bool(logical & ipi.dest)
-        return logical >> 4 == ipi.dest >> 4 and bool(logical & ipi.dest & 0xF)   # cluster
-
-    def legal_vector(self, ipi):
-        return not (ipi.delivery_mode in (DeliveryMode.FIXED, DeliveryMode.LOWEST_PRIORITY)
-                    and ipi.vector < FIRST_LEGAL_VECTOR)
+            return self.match_physical(mda)
+        return self.match_logical(mda)

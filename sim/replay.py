@@ -1,71 +1,61 @@
 """Replay a KVM trace: which of a VM's IPIs would IPI virtualization take off the exit path?
 
-Input is the text of ``trace-cmd report`` or of the ftrace ``trace`` file. Three events carry
-ICR values (KVM, ``arch/x86/kvm/trace.h``):
+Input: the text that ftrace (``trace``, ``trace_pipe``), ``trace-cmd report`` or ``perf script``
+print for the KVM tracepoints, or an excerpt of it pasted into a mail (`sim.trace_parse` reads
+the line forms). The records that describe ICR writes (``kvm_apic_ipi``, ``kvm_msr`` 830,
+``kvm_apic`` APIC_ICR / APIC_ICR2; `sim.trace_events`) are grouped into IPIs, one per guest
+ICR write (`sim.trace_group`). Every IPI is classified by the golden model as if IPIv were on
+(virtualized, or the exit and its cause), per vector, per destination and per APIC mode, and
+priced with the round-trip model (`sim.round_trip`). KVM's paravirtual send-IPI hypercalls
+(``kvm_hypercall: nr 0xa``) are counted apart: they never touch the ICR.
 
-- ``kvm_apic_ipi: dst %x vec %u (MODE|logical/physical|assert/de-assert|level/edge|SHORTHAND)``,
-  traced by KVM when it sends an IPI a guest wrote (so, on a host without IPIv, every IPI);
-- ``kvm_msr: msr_write 830 = 0x...``: the full 64-bit x2APIC ICR;
-- ``kvm_apic: apic_write APIC_ICR = 0x...`` (and ``APIC_ICR2``): the xAPIC ICR halves.
-
-A ``kvm_apic_ipi`` and the ICR event of the same thread that describe the same write are one
-IPI (KVM traces the xAPIC write before the IPI and the x2APIC WRMSR after it). Every IPI is
-classified by the golden model as if IPIv were on (virtualized, or the exit and its cause), per
-vector, per destination and per APIC mode, and priced with the round-trip model
-(`sim.round_trip`). Lines that are not trace records, and records of other events, are counted
-and skipped; a malformed line of a known event is reported with its line number.
+Lines that are no trace record are counted (comments and tool headers apart from unknown
+lines); a malformed record of a known event is reported with its line number. A text with no
+trace record at all is an error.
 
 Model decisions (the trace does not say):
 
-- The VM has vCPU IDs ``0 .. max physical destination seen`` (or ``--vcpus``), all running,
-  each with a valid PID-pointer entry: replay asks what IPIv would virtualize in that VM.
-- A ``kvm_apic_ipi`` with no ICR event of the same thread beside it is taken in the default
-  APIC mode (x2APIC unless told), its destination as printed.
-- The sender's vCPU ID comes from QEMU's thread name ``CPU n/KVM``; otherwise 0.
+- The VM has every vCPU the trace names, as sender or as physical unicast destination
+  (IDs below `MAX_VCPU_IDS`), or ``--vcpus``; all running, each with a valid PID-pointer
+  entry: replay asks what IPIv would virtualize in that VM. A ``--vcpus`` smaller than that
+  is an error.
+- An IPI traced without an ICR record, on a thread whose APIC mode nothing shows, is taken
+  in the default APIC mode (x2APIC unless told), its destination as printed.
 """
 
-import re
+import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from hdl.formats import DeliveryMode, DestMode, ICRLow, Shorthand, TriggerMode
+from hdl.formats import DestMode, ICRLow, Shorthand
+from .experiments import kvm_fastpath_eligible
+from .golden import GoldenIPIVirtualizer, Outcome
+from .kvm_kernel import DEFAULT_KERNEL, KERNELS, check_kernel
+from .round_trip import fit, posting_cost
+from .scenarios import build_vm, deliver_pending, guest_ipi
+from .trace_events import KVM_HC_SEND_IPI, Boundary, Hypercall, Other, decode
+from .trace_generate import EXAMPLES, FORMATS, generate_example_traces, generate_trace
+from .trace_group import TraceIPI, group_records
+from .trace_parse import iter_lines
 
 
 __all__ = ["TraceIPI", "ParseResult", "parse_trace", "parse_lines", "classify", "Report",
            "replay", "format_report", "report_json", "generate_trace",
-           "generate_example_traces", "TraceError"]
+           "generate_example_traces", "EXAMPLES", "FORMATS", "TraceError", "replay_vm",
+           "replay_requests", "named_vcpus", "KERNELS", "DEFAULT_KERNEL", "MAX_VCPU_IDS",
+           "PV_SEND_IPI_NOTE"]
+
+MAX_VCPU_IDS = 4096          # x86 KVM_MAX_VCPU_IDS (Linux 6.0): no vCPU has a larger ID
+PV_SEND_IPI_NOTE = (
+    "KVM's paravirtual send-IPI hypercall (kvm_hypercall nr 0xa, KVM_HC_SEND_IPI): the guest "
+    "asks KVM by VMCALL for a set of destinations and writes no ICR, so IPIv does nothing for "
+    "these IPIs; a guest that uses it makes few ICR writes, and the ICR IPIs replayed here "
+    "are only part of its IPIs.")
 
 
 class TraceError(Exception):
-    """The trace cannot be read at all (missing file, not text)."""
-
-
-DELIVERY_NAMES = ("Fixed", "LowPrio", "SMI", "Res3", "NMI", "INIT", "SIPI", "ExtINT")
-SHORTHAND_NAMES = ("dst", "self", "all", "all-but-self")
-MSR_X2APIC_ICR = 0x830
-
-_RECORD = re.compile(
-    r"^\s*(?P<task>\S.*?)-(?P<pid>\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(?P<cpu>\d+)\]\s+"
-    r"(?:(?P<flags>[^\s:]+)\s+)?(?P<ts>\d+\.\d+):\s+(?P<event>\w+):\s*(?P<body>.*?)\s*$")
-_IPI = re.compile(
-    r"^dst (?P<dst>[0-9a-fA-F]+) vec (?P<vec>\d+) \((?P<mode>\w+)\|(?P<dm>logical|physical)\|"
-    r"(?P<level>assert|de-assert)\|(?P<trig>level|edge)\|(?P<sh>[\w-]+)\)$")
-_MSR = re.compile(r"^msr_(?P<rw>read|write) (?P<idx>[0-9a-fA-F]+) = 0x(?P<val>[0-9a-fA-F]+)"
-                  r"(?P<gp> \(#GP\))?$")
-_APIC = re.compile(r"^apic_(?P<rw>read|write) (?P<reg>\w+) = 0x(?P<val>[0-9a-fA-F]+)$")
-_QEMU_VCPU = re.compile(r"CPU (\d+)/KVM")
-
-
-@dataclass(frozen=True)
-class TraceIPI:
-    """One IPI a guest sent, as reconstructed from the trace."""
-    line: int              # line number of its first event
-    task: str              # the sending thread, "comm-tid"
-    sender: int            # the sender's vCPU ID
-    mode: str              # "x2APIC", "xAPIC" or "unknown"
-    icr_low: int
-    dest: int
-    sources: tuple         # events that described it
+    """The trace cannot be used (missing file, not text, no trace record, ``vcpus`` too
+    small); the message is one line."""
 
 
 @dataclass
@@ -73,138 +63,76 @@ class ParseResult:
     """What `parse_lines` found."""
     ipis: list = field(default_factory=list)
     lines: int = 0
-    unknown_lines: int = 0                            # not a trace record
-    other_events: Counter = field(default_factory=Counter)   # records of events not used
+    records: int = 0                                  # lines recognized as trace records
+    unknown_lines: int = 0                            # not a record, comment, header or blank
+    comment_lines: int = 0                            # '#' comments and tool headers
+    other_events: Counter = field(default_factory=Counter)   # records that are no ICR write
+    forms: Counter = field(default_factory=Counter)   # records per line form
     errors: list = field(default_factory=list)        # (line number, message)
-    default_mode: str = "x2APIC"                      # for IPIs traced without an ICR event
+    notes: list = field(default_factory=list)         # (line number or None, message)
+    pv_send_ipi: int = 0
+    default_mode: str = "x2APIC"                      # for IPIs traced without an ICR record
+    kernel: str = DEFAULT_KERNEL
 
 
-def _ipi_low(m):
-    """ICR bits 31:0 from a ``kvm_apic_ipi`` body, or raise ValueError."""
-    if m["mode"] not in DELIVERY_NAMES:
-        raise ValueError(f"unknown delivery mode {m['mode']!r}")
-    if m["sh"] not in SHORTHAND_NAMES:
-        raise ValueError(f"unknown shorthand {m['sh']!r}")
-    vector = int(m["vec"])
-    if vector > 0xFF:
-        raise ValueError(f"vector {vector} is not 0..255")
-    return ICRLow.const({
-        "vector": vector, "delivery_mode": DeliveryMode(DELIVERY_NAMES.index(m["mode"])),
-        "dest_mode": DestMode.LOGICAL if m["dm"] == "logical" else DestMode.PHYSICAL,
-        "level": m["level"] == "assert",
-        "trigger": TriggerMode.LEVEL if m["trig"] == "level" else TriggerMode.EDGE,
-        "shorthand": Shorthand(SHORTHAND_NAMES.index(m["sh"])),
-    }).as_bits()
-
-
-# The fields kvm_apic_ipi prints: what an ICR event must agree on to be the same IPI.
-_IPI_FIELDS = ICRLow.const({"vector": 0xFF, "delivery_mode": DeliveryMode.EXTINT,
-                            "dest_mode": DestMode.LOGICAL, "level": 1,
-                            "trigger": TriggerMode.LEVEL,
-                            "shorthand": Shorthand.ALL_EXCLUDING_SELF}).as_bits()
-
-
-@dataclass
-class _Pending:
-    line: int
-    kind: str          # "ipi" or "icr"
-    mode: str
-    low: int
-    dest: int | None
-    source: str
-
-
-def parse_lines(lines, *, default_mode="x2APIC"):
+def parse_lines(lines, *, default_mode="x2APIC", kernel=DEFAULT_KERNEL):
     """Parse trace text lines (an iterable of str) into a `ParseResult`."""
     if default_mode not in ("x2APIC", "xAPIC"):
         raise ValueError(f"default_mode must be x2APIC or xAPIC, not {default_mode!r}")
-    result = ParseResult(default_mode=default_mode)
-    pending = {}                         # task -> _Pending not yet paired
-    icr2 = {}                            # task -> last xAPIC ICR2 destination
-    senders = {}
-
-    def emit(task, first, second=None):
-        items = [first] + ([second] if second is not None else [])
-        icr = next((i for i in items if i.kind == "icr"), None)
-        ipi = next((i for i in items if i.kind == "ipi"), None)
-        dest = icr.dest if icr is not None and icr.dest is not None else \
-            (ipi.dest if ipi is not None else 0)
-        result.ipis.append(TraceIPI(
-            min(i.line for i in items), task, senders[task],
-            icr.mode if icr is not None else "unknown",
-            icr.low if icr is not None else ipi.low, dest,
-            tuple(i.source for i in items)))
-
-    def add(task, item):
-        prev = pending.pop(task, None)
-        if prev is not None and prev.kind != item.kind and \
-                (prev.low & _IPI_FIELDS) == (item.low & _IPI_FIELDS):
-            emit(task, prev, item)
-            return
-        if prev is not None:
-            emit(task, prev)
-        pending[task] = item
-
-    for number, raw in enumerate(lines, 1):
-        result.lines += 1
-        text = raw.rstrip("\n")
-        m = _RECORD.match(text)
-        if not m:
+    check_kernel(kernel)
+    result = ParseResult(default_mode=default_mode, kernel=kernel)
+    decoded = []
+    for line in iter_lines(lines):
+        result.lines += line.lines
+        if line.kind == "comment":
+            result.comment_lines += 1
+        elif line.kind == "unknown":
             result.unknown_lines += 1
+        if line.kind != "record":
             continue
-        task, event, body = f"{m['task']}-{m['pid']}", m["event"], m["body"]
-        if task not in senders:
-            q = _QEMU_VCPU.search(m["task"])
-            senders[task] = int(q.group(1)) if q else 0
+        record = line.record
+        result.records += 1
+        result.forms[record.form] += 1
         try:
-            if event == "kvm_apic_ipi":
-                b = _IPI.match(body)
-                if not b:
-                    raise ValueError("expected 'dst %x vec %u (mode|dest mode|level|trigger|"
-                                     "shorthand)'")
-                add(task, _Pending(number, "ipi", "unknown", _ipi_low(b), int(b["dst"], 16),
-                                   "kvm_apic_ipi"))
-            elif event == "kvm_msr":
-                b = _MSR.match(body)
-                if not b:
-                    raise ValueError("expected 'msr_write|msr_read INDEX = 0xVALUE'")
-                if b["rw"] != "write" or int(b["idx"], 16) != MSR_X2APIC_ICR or b["gp"]:
-                    result.other_events[f"{event} (not an ICR write)"] += 1
-                    continue
-                value = int(b["val"], 16)
-                if value >> 64:
-                    raise ValueError(f"ICR value {value:#x} is wider than 64 bits")
-                add(task, _Pending(number, "icr", "x2APIC", value & 0xFFFF_FFFF, value >> 32,
-                                   "kvm_msr"))
-            elif event == "kvm_apic":
-                b = _APIC.match(body)
-                if not b:
-                    raise ValueError("expected 'apic_write|apic_read REGISTER = 0xVALUE'")
-                value = int(b["val"], 16)
-                if value >> 32:
-                    raise ValueError(f"APIC register value {value:#x} is wider than 32 bits")
-                if b["rw"] == "write" and b["reg"] == "APIC_ICR2":
-                    icr2[task] = value >> 24
-                    result.other_events[f"{event} (ICR2)"] += 1
-                elif b["rw"] == "write" and b["reg"] == "APIC_ICR":
-                    add(task, _Pending(number, "icr", "xAPIC", value, icr2.get(task), "kvm_apic"))
-                else:
-                    result.other_events[f"{event} (not an ICR write)"] += 1
-            else:
-                result.other_events[event] += 1
+            event = decode(record.event, record.body)
         except ValueError as e:
-            result.errors.append((number, f"malformed {event} line: {e}: {body!r}"))
-    for task, p in list(pending.items()):
-        emit(task, p)
-    result.ipis.sort(key=lambda ipi: ipi.line)
+            result.errors.append((record.line, f"malformed {record.event} record: {e}: "
+                                               f"{record.body!r}"))
+            continue
+        label = _other_label(event)
+        if label is not None:
+            result.other_events[label] += 1
+        decoded.append((record, event))
+    grouping = group_records(decoded, kernel=kernel)
+    result.ipis = grouping.ipis
+    result.pv_send_ipi = grouping.pv_send_ipi
+    result.notes = grouping.notes
     return result
 
 
-def parse_trace(path, *, default_mode="x2APIC"):
-    """Parse a trace file; raises `TraceError` if it cannot be read."""
+def _other_label(event):
+    """How a record that describes no ICR write is counted, or None if it describes one."""
+    if isinstance(event, Other):
+        return event.label
+    if isinstance(event, Boundary):
+        return event.event
+    if isinstance(event, Hypercall):
+        return "kvm_hypercall (PV send-IPI)" if event.nr == KVM_HC_SEND_IPI else \
+            "kvm_hypercall"
+    return None
+
+
+def parse_trace(path, *, default_mode="x2APIC", kernel=DEFAULT_KERNEL):
+    """Parse a trace file (``-``: standard input); raises `TraceError` if it cannot be read."""
+    if path == "-":
+        try:
+            return parse_lines(sys.stdin, default_mode=default_mode, kernel=kernel)
+        except UnicodeDecodeError as e:
+            raise TraceError(f"standard input is not a text trace (byte {e.start} is not "
+                             f"UTF-8)") from None
     try:
         with open(path, encoding="utf-8", errors="strict") as f:
-            return parse_lines(f, default_mode=default_mode)
+            return parse_lines(f, default_mode=default_mode, kernel=kernel)
     except FileNotFoundError:
         raise TraceError(f"no such file: {path!r}") from None
     except IsADirectoryError:
@@ -235,22 +163,44 @@ class Classified:
         return self.result.outcome.value in ("posted", "self-ipi")
 
 
-def _vm_for(ipis, vcpus):
-    from .scenarios import build_vm
+def _mode_of(ipi, default_mode):
+    return default_mode if ipi.mode == "unknown" else ipi.mode
+
+
+def named_vcpus(ipis, default_mode="x2APIC"):
+    """{vCPU ID: line of the first record naming it} for the vCPUs a trace names: every
+    sender, and every physical unicast destination (no shorthand, not the broadcast ID)
+    below `MAX_VCPU_IDS`."""
+    named = {}
+    for ipi in ipis:
+        named.setdefault(ipi.sender, ipi.line)
+        f = ICRLow.from_bits(ipi.icr_low & 0xFFFF_FFFF)
+        broadcast = 0xFF if _mode_of(ipi, default_mode) == "xAPIC" else 0xFFFF_FFFF
+        if f.dest_mode == DestMode.PHYSICAL and f.shorthand == Shorthand.NONE and \
+                ipi.dest != broadcast and ipi.dest < MAX_VCPU_IDS:
+            named.setdefault(ipi.dest, ipi.line)
+    return named
+
+
+def replay_vm(ipis, vcpus, default_mode="x2APIC"):
+    """(VM, number of vCPU IDs): every vCPU the trace names (or ``vcpus``), all running.
+    Raises `TraceError` if ``vcpus`` is smaller than the trace needs."""
+    named = named_vcpus(ipis, default_mode)
+    need = max(named, default=0) + 1
     if vcpus is None:
-        physical = [ipi.dest for ipi in ipis
-                    if ICRLow.from_bits(ipi.icr_low).dest_mode == DestMode.PHYSICAL and ipi.dest < 0xFF]
-        vcpus = max(physical + [ipi.sender for ipi in ipis] + [1]) + 1
-    vcpus = max(vcpus, max([ipi.sender for ipi in ipis] + [0]) + 1)
+        vcpus = need
+    elif vcpus < need:
+        top = max(named)
+        raise TraceError(f"--vcpus {vcpus} is too small for this trace: it names vCPU {top} "
+                         f"(line {named[top]}); give at least {need}")
     return build_vm({v: "running" for v in range(vcpus)}, max_vcpu_ids=vcpus), vcpus
 
 
-def _requests(vm, ipis, default_mode):
+def replay_requests(vm, ipis, default_mode):
     """Per IPI: (mode, [Request, ...]) as the guest wrote it."""
-    from .scenarios import guest_ipi
     out = []
     for ipi in ipis:
-        mode = default_mode if ipi.mode == "unknown" else ipi.mode
+        mode = _mode_of(ipi, default_mode)
         cfg = vm.config(ipi.sender, x2apic=mode == "x2APIC")
         out.append((mode, guest_ipi(cfg, ipi.icr_low, ipi.dest, barrier=True)))
     return out
@@ -259,15 +209,11 @@ def _requests(vm, ipis, default_mode):
 def classify(parsed, *, vcpus=None, model=None):
     """Classify every IPI of a `ParseResult` with the golden model; returns (list of
     `Classified`, number of vCPUs of the replay VM)."""
-    from .experiments import kvm_fastpath_eligible
-    from .golden import GoldenIPIVirtualizer, Outcome
-    from .round_trip import fit, posting_cost
-    from .scenarios import deliver_pending
     model = model or fit()
-    vm, vcpus = _vm_for(parsed.ipis, vcpus)
+    vm, vcpus = replay_vm(parsed.ipis, vcpus, parsed.default_mode)
     golden = GoldenIPIVirtualizer()
     out = []
-    for ipi, (mode, requests) in zip(parsed.ipis, _requests(vm, parsed.ipis,
+    for ipi, (mode, requests) in zip(parsed.ipis, replay_requests(vm, parsed.ipis,
                                                                parsed.default_mode)):
         result = None
         for request in requests:
@@ -289,39 +235,6 @@ def classify(parsed, *, vcpus=None, model=None):
     return out, vcpus
 
 
-def check_rtl(parsed, classified, *, vcpus, progress=None):
-    """Run every IPI through the gateware on Amaranth's simulator (the harness checks every
-    output and bus transfer against its own golden run) and compare that run's results with
-    ``classified``. Returns a list of disagreements (empty: they agree)."""
-    from hdl import IPIVirtualizer
-    from tb.amaranth_harness import Harness, MismatchError
-    from .golden import Outcome
-    from .scenarios import deliver_pending
-    vm, _ = _vm_for(parsed.ipis, vcpus)
-    per_ipi = _requests(vm, parsed.ipis, parsed.default_mode)
-    requests = [r for _, reqs in per_ipi for r in reqs]
-    harness = Harness(IPIVirtualizer(), vm.memory,
-                      on_barrier=lambda req, *mems: deliver_pending(vm, *mems))
-    try:
-        run = harness.run(requests, progress=progress)
-    except (MismatchError, TimeoutError) as e:
-        return [f"gateware and golden model disagree: {e}"]
-    results = iter(run.results)
-    problems = []
-    for c, (_, reqs) in zip(classified, per_ipi):
-        rtl = None
-        for _ in reqs:
-            rtl = next(results)
-        same = rtl.outcome is c.result.outcome and rtl.cause == c.result.cause
-        if not same:
-            problems.append(f"line {c.ipi.line}: replay {c.label}, gateware run "
-                            f"{rtl.outcome.value} ({rtl.cause})")
-    if sum(1 for e in run.events if e.stream == "notify") != sum(
-            1 for c in classified if c.result.outcome is Outcome.POSTED and c.result.notify):
-        problems.append("notification count differs between the gateware and the replay")
-    return problems
-
-
 # -- report ------------------------------------------------------------------------------------
 
 @dataclass
@@ -341,13 +254,30 @@ class Report:
         return table
 
 
-def replay(path, *, rtl=False, vcpus=None, default_mode="x2APIC", model=None, progress=None):
-    """Parse, classify and (``rtl``) check on the gateware; returns a `Report`."""
-    parsed = parse_trace(path, default_mode=default_mode)
+def replay(path, *, check=None, vcpus=None, default_mode="x2APIC", kernel=DEFAULT_KERNEL,
+           model=None, progress=None):
+    """Parse and classify; returns a `Report`. ``path`` ``-`` reads standard input;
+    ``kernel`` ("6.0" or "6.19") is the release that wrote the trace.
+
+    ``check(parsed, classified, *, vcpus, progress)``: an independent run to compare with
+    (`tb.replay_rtl.check_rtl` runs every IPI through the gateware), returning a list of
+    disagreements; its result is the report's ``rtl``.
+
+    Raises `TraceError` (one line) for a file that cannot be read, a text with no trace
+    record, or ``vcpus`` smaller than the trace needs; ValueError for an unknown kernel.
+    """
+    check_kernel(kernel)
+    parsed = parse_trace(path, default_mode=default_mode, kernel=kernel)
+    if parsed.records == 0:
+        name = "standard input" if path == "-" else repr(str(path))
+        what = "is empty" if parsed.lines == 0 else \
+            f"has no trace record in its {parsed.lines} lines"
+        raise TraceError(f"{name} {what} (expected KVM tracepoint records as ftrace, "
+                         f"trace-cmd report or perf script print them)")
     classified, n = classify(parsed, vcpus=vcpus, model=model)
     report = Report(str(path), parsed, classified, n)
-    if rtl:
-        report.rtl = check_rtl(parsed, classified, vcpus=n, progress=progress)
+    if check is not None:
+        report.rtl = check(parsed, classified, vcpus=n, progress=progress)
     return report
 
 
@@ -355,10 +285,15 @@ def report_json(report):
     p = report.parsed
     outcome = Counter(c.label for c in report.classified)
     return {
-        "file": report.path, "lines": p.lines, "ipis": len(report.classified),
-        "unknown_lines": p.unknown_lines, "other_events": dict(p.other_events),
+        "file": report.path, "kernel": p.kernel, "lines": p.lines, "records": p.records,
+        "ipis": len(report.classified), "pv_send_ipi": p.pv_send_ipi,
+        "pv_send_ipi_note": PV_SEND_IPI_NOTE,
+        "unknown_lines": p.unknown_lines, "comment_lines": p.comment_lines,
+        "forms": dict(p.forms), "other_events": dict(p.other_events),
         "errors": [{"line": n, "message": m} for n, m in p.errors],
+        "notes": [{"line": n, "message": m} for n, m in p.notes],
         "replay_vcpus": report.vcpus,
+        "senders_unknown": sum(not c.ipi.sender_known for c in report.classified),
         "virtualized": sum(c.virtualized for c in report.classified),
         "outcomes": dict(outcome),
         "per_mode": {k: dict(v) for k, v in report.counts(lambda c: c.mode).items()},
@@ -379,13 +314,20 @@ TOP = 10     # rows of the per-vector and per-destination lines in the text repo
 
 def format_report(report):
     j = report_json(report)
-    lines = [f"{j['file']}: {j['lines']} lines, {j['ipis']} IPIs "
-             f"({j['unknown_lines']} unknown lines and "
-             f"{sum(j['other_events'].values())} other events skipped)"]
-    for e in j["errors"]:
-        lines.append(f"  line {e['line']}: {e['message']}")
+    forms = ", ".join(f"{k} {v}" for k, v in sorted(j["forms"].items(), key=lambda kv: -kv[1]))
+    lines = [f"{j['file']}: {j['lines']} lines, {j['records']} trace records ({forms}), "
+             f"{j['ipis']} IPIs; Linux {j['kernel']} event formats",
+             f"  skipped: {j['unknown_lines']} unknown lines, {j['comment_lines']} comment/header "
+             f"lines, {sum(j['other_events'].values())} records of other events"]
+    if j["errors"]:
+        lines.append(f"  {len(j['errors'])} malformed records skipped (line numbers on stderr)")
+    lines += [f"  note{'' if n['line'] is None else ' (line ' + str(n['line']) + ')'}: "
+              f"{n['message']}" for n in j["notes"]]
+    if j["pv_send_ipi"]:
+        lines.append(f"  PV send-IPI hypercalls: {j['pv_send_ipi']}. {PV_SEND_IPI_NOTE}")
     lines.append(f"  replayed in a VM of {j['replay_vcpus']} running vCPUs, IPIv on "
-                 f"(golden model)")
+                 f"(golden model)" + (f"; sender unknown for {j['senders_unknown']} IPIs "
+                                      f"(taken as vCPU 0)" if j["senders_unknown"] else ""))
     lines.append(f"  virtualized by IPIv: {j['virtualized']} of {j['ipis']}")
     for label, n in sorted(j["outcomes"].items(), key=lambda kv: -kv[1]):
         lines.append(f"    {label:28s} {n:6d}")
@@ -409,89 +351,7 @@ def format_report(report):
     return "\n".join(lines)
 
 
-# -- example traces from the project's co-simulation -----------------------------------------
-
-def _ipi_body(low, dest):
-    f = ICRLow.from_bits(low)
-    return (f"dst {dest:x} vec {f.vector} ({DELIVERY_NAMES[int(f.delivery_mode.value)]}|"
-            f"{'logical' if f.dest_mode == DestMode.LOGICAL else 'physical'}|"
-            f"{'assert' if f.level else 'de-assert'}|"
-            f"{'level' if f.trigger == TriggerMode.LEVEL else 'edge'}|"
-            f"{SHORTHAND_NAMES[int(f.shorthand.value)]})")
-
-
-def generate_trace(path, *, steps=300, seed=1, x2apic=None, n_vcpus=4, apicv=True):
-    """Run `IPIWorld` and write, in ``trace-cmd report`` format, the events a KVM *without*
-    IPIv logs for every ICR write its guests made (each one exits).
-
-    ``apicv``: with APICv, xAPIC ICR2 writes do not exit, so no ``APIC_ICR2`` line is traced.
-    Returns the number of IPIs written.
-    """
-    import random
-    from .ipi_world import IPIWorld
-
-    rng = random.Random(seed)
-    clock = [1000.0]
-    out = []
-
-    def record(vcpu, cpu, event, body):
-        clock[0] += rng.uniform(0.000001, 0.00004)
-        task = f"CPU {vcpu}/KVM-{4100 + vcpu}"
-        out.append(f"{task:>18s} [{cpu:03d}] {clock[0]:.6f}: {event + ':':16s} {body}")
-
-    class Recorder(IPIWorld):
-        def guest_icr_write(self, sender, low, dest):
-            v, cpu = sender.vcpu_id, sender.cpu or 0
-            rip = 0xFFFF_FFFF_8100_0000 + 0x40 * rng.randrange(64)
-            if sender.apic.x2apic:
-                value = (dest & 0xFFFF_FFFF) << 32 | low
-                record(v, cpu, "kvm_exit", f"vcpu {v} reason MSR_WRITE rip {rip:#x} info1 0x0 "
-                                           f"info2 0x0 intr_info 0x0 error_code 0x0")
-                record(v, cpu, "kvm_apic_ipi", _ipi_body(low, dest))
-                record(v, cpu, "kvm_msr", f"msr_write 830 = {value:#x}")
-            else:
-                if not apicv:
-                    record(v, cpu, "kvm_apic", f"apic_write APIC_ICR2 = {(dest & 0xFF) << 24:#x}")
-                record(v, cpu, "kvm_exit", f"vcpu {v} reason APIC_WRITE rip {rip:#x} info1 0x300 "
-                                           f"info2 0x0 intr_info 0x0 error_code 0x0")
-                record(v, cpu, "kvm_apic", f"apic_write APIC_ICR = {low:#x}")
-                record(v, cpu, "kvm_apic_ipi", _ipi_body(low, dest & 0xFF))
-            record(v, cpu, "kvm_entry", f"vcpu {v}, rip {rip + 4:#x}")
-            self.stats["traced_ipis"] += 1
-            return (yield from super().guest_icr_write(sender, low, dest))
-
-    world = Recorder(n_vcpus=n_vcpus, n_pcpus=n_vcpus, seed=seed, x2apic=x2apic)
-    world.run(steps).drain()
-    mode = {True: "x2APIC", False: "xAPIC", None: "mixed x2APIC/xAPIC"}[x2apic]
-    header = [
-        "# Generated by sim.replay.generate_trace from the project's co-simulation (IPIWorld:",
-        f"# {n_vcpus} vCPUs, {mode} guests, seed {seed}, {steps} steps): the events a KVM",
-        "# without IPIv traces for every ICR write the guests made, in trace-cmd report format.",
-        "# Regenerate: .venv/bin/python -m sim.replay generate sim/traces",
-        f"cpus={n_vcpus}",
-    ]
-    with open(path, "w") as f:
-        f.write("\n".join(header + out) + "\n")
-    return world.stats["traced_ipis"]
-
-
-EXAMPLES = {
-    "ipiworld-x2apic.trace": dict(x2apic=True, seed=1),
-    "ipiworld-xapic.trace": dict(x2apic=False, seed=2, apicv=False),
-    "ipiworld-mixed.trace": dict(x2apic=None, seed=3),
-}
-
-
-def generate_example_traces(out_dir, *, steps=300):
-    """Write the shipped example traces into ``out_dir``; returns {file: IPIs}."""
-    import os
-    os.makedirs(out_dir, exist_ok=True)
-    return {name: generate_trace(os.path.join(out_dir, name), steps=steps, **kw)
-            for name, kw in EXAMPLES.items()}
-
-
 if __name__ == "__main__":
-    import sys
     if len(sys.argv) != 3 or sys.argv[1] != "generate":
         sys.exit("usage: python -m sim.replay generate DIR")
     for name, n in generate_example_traces(sys.argv[2]).items():

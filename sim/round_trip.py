@@ -1,4 +1,4 @@
-"""A system model of the seed's IPI round trip (``shared/spec/ipiv.md`` §7), in cycles.
+"""A system model of the seed's IPI round trip (``docs/architecture.md`` §7), in cycles.
 
 The benchmark is kvm-unit-tests ``vmexit ipi``: vCPU 0 calls ``on_cpu(1, nop, 0)``, which writes
 the ICR (xAPIC: a busy-poll read of ICR, then ICR2, then ICR through the APIC-access page;
@@ -12,7 +12,7 @@ x2APIC: one WRMSR 0x830) and spins until vCPU 1's IPI handler has run ``nop`` an
 - IPIv on: the processor posts. Its cost is the gateware's: the bus transfers the golden model
   (transfer-exact with the RTL) performs for the ICR write, each costing ``1 + latency`` cycles,
   plus the unit's fixed overhead, as measured from the RTL (`RTL_BENCH`, re-measured by
-  `measure_rtl`). A transfer's latency is L1 except the first touch of the target's PID line,
+  `tb.runs.measure_rtl`). A transfer's latency is L1 except the first touch of the target's PID line,
   which the target left modified in its own cache when it last processed a notification.
 - IPIv off, x2APIC: a WRMSR exit handled by KVM's IPI fastpath: the full exit round trip minus
   the fastpath's cited saving, plus KVM's software posting.
@@ -25,16 +25,20 @@ Two parameters are fitted, both to the IPIv-on row of the seed table (``base`` t
 ``xapic_guest_extra`` to xAPIC); the IPIv-off row is a prediction from cited figures. Every
 `Parameter` carries its unit and either its source or ``fitted=True``.
 
-Plain Python: the golden model and the RTL bench are imported only when called.
+Plain Python: the golden model only; the RTL bench is measured by `tb.runs.measure_rtl`.
 """
 
 from dataclasses import dataclass, field, replace
 from statistics import mean, stdev
 
+from hdl.formats import ICRWriteKind
+from .golden import GoldenIPIVirtualizer
+from .scenarios import build_vm, guest_ipi, icr_low
+
 
 __all__ = [
     "Parameter", "PARAMETERS", "SEED", "SEED_SOURCE", "RTL_BENCH", "RTL_BENCH_COMMAND",
-    "MemoryLatency", "RTLLine", "rtl_line", "measure_rtl", "compare_rtl", "posting_transfers",
+    "MemoryLatency", "RTLLine", "rtl_line", "compare_rtl", "posting_transfers",
     "posting_cost", "software_posting_cost", "Breakdown", "RoundTripModel", "fit", "seed_table",
     "format_seed_table", "MODES",
 ]
@@ -142,11 +146,11 @@ FITTED_NOTES = {
 
 # -- the RTL's posting cost ------------------------------------------------------------------
 
-RTL_BENCH_COMMAND = ".venv/bin/python -m sim bench --json"
+RTL_BENCH_COMMAND = "ipiv bench --json"
 
 # Recorded with RTL_BENCH_COMMAND (Amaranth simulation of hdl.IPIVirtualizer) on the tree at
 # commit 4756bb8: cycles from ``icr`` accepted to ``notify.valid`` / ``exit.valid`` for a memory
-# that acks 0, 1 and 4 cycles after ``stb``. `measure_rtl` runs the bench again.
+# that acks 0, 1 and 4 cycles after ``stb``. `tb.runs.measure_rtl` runs the bench again.
 RTL_BENCH = {
     "notify x2APIC": {"transfers": 6, "cycles": {0: 7, 1: 13, 4: 31}},
     "notify xAPIC": {"transfers": 7, "cycles": {0: 8, 1: 15, 4: 36}},
@@ -179,18 +183,6 @@ def rtl_line(case, bench=None):
                              f"{cycles} cycles at ack+{lat}, line predicts "
                              f"{line.cycles([lat] * transfers)}")
     return line
-
-
-def measure_rtl():
-    """Run the RTL bench (Amaranth's simulator, ~10 s) and return it in `RTL_BENCH`'s shape."""
-    from tb.runs import run_bench      # lazily: the simulator is not needed for the model
-    rows = run_bench()
-    measured = {}
-    for case in RTL_BENCH:
-        measured[case] = {"transfers": rows[0]["latency"][case]["transfers"],
-                          "cycles": {r["memory_latency"]: r["latency"][case]["cycles"]
-                                     for r in rows}}
-    return measured
 
 
 def compare_rtl(measured, recorded=None):
@@ -237,9 +229,6 @@ def posting_transfers(mode, *, ipiv=True):
     seed's ICR write (the ICR-low write in xAPIC mode), in order, from the golden model."""
     key = (mode, ipiv)
     if key not in _TRANSFER_CACHE:
-        from hdl.formats import ICRWriteKind
-        from .golden import GoldenIPIVirtualizer
-        from .scenarios import build_vm, guest_ipi, icr_low
         vm = build_vm({0: "running", 1: "running"}, max_vcpu_ids=2)
         cfg = replace(vm.config(0, x2apic=mode == "x2APIC"), ipiv=ipiv)
         golden = GoldenIPIVirtualizer()

@@ -1,19 +1,20 @@
 """Named workloads for the unit: a small VM laid out in memory and a stream of ICR writes.
 
-Plain Python (no simulator): the Amaranth harness and, later, the cocotb testbenches and the
-KVM model use the same scenarios.
+Plain Python (no simulator): the golden model, both testbench backends (Amaranth's simulator
+and cocotb), the experiments and the board host use the same scenarios. The VM itself is laid
+out by `sim.vm_layout`.
 """
 
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 from hdl.formats import (
     DeliveryMode, DestMode, ICRLow, ICRWriteKind, NotifyInfo, PID_NOTIFY_INFO_OFFSET,
-    POSTED_INTR_VECTOR, POSTED_INTR_WAKEUP_VECTOR, SendUIPIData, Shorthand, TriggerMode,
+    SendUIPIData, Shorthand, TriggerMode,
     XAPICICRHigh, XAPICNDST, X2APICICR, XAPIC_BROADCAST_ID,
 )
 from .golden import Config
-from .memory import Memory
+from .vm_layout import VM, build_vm
 
 
 __all__ = ["Request", "VM", "build_vm", "SCENARIOS", "make_scenario", "deliver_pending",
@@ -32,53 +33,6 @@ class Request:
     value: int
     port: int = 0
     barrier: bool = False
-
-
-@dataclass
-class VM:
-    """Where a VM's IPIv structures live in guest-physical memory."""
-    memory: Memory
-    pid_table: int
-    max_vcpu_ids: int
-    pids: dict = field(default_factory=dict)          # vCPU id -> PID address
-    vapic_pages: dict = field(default_factory=dict)   # vCPU id -> virtual-APIC page
-
-    def config(self, vcpu, *, x2apic, host_x2apic=True, ipiv=True, vid=True):
-        return Config(ipiv=ipiv, vid=vid, x2apic=x2apic, host_x2apic=host_x2apic,
-                      last_pid_index=self.max_vcpu_ids - 1, pid_table=self.pid_table,
-                      vapic_page=self.vapic_pages[vcpu])
-
-
-# How a target vCPU's PID is routed: (SN, NV) and whether it is counted as running.
-TARGET_STATES = {
-    "running": (0, POSTED_INTR_VECTOR),
-    "preempted": (1, POSTED_INTR_VECTOR),
-    "blocked": (0, POSTED_INTR_WAKEUP_VECTOR),
-}
-
-
-def build_vm(states, *, max_vcpu_ids=8, host_x2apic=True, base=0x10_0000):
-    """Lay out a VM: PID-pointer table, one PID and one virtual-APIC page per vCPU.
-
-    ``states`` maps vCPU id -> "running" / "preempted" / "blocked"; vCPU ``i`` runs (or last
-    ran) on pCPU ``i + 1``. Table entries of vCPUs not in ``states`` stay 0 (invalid).
-    """
-    memory = Memory()
-    vm = VM(memory, pid_table=base, max_vcpu_ids=max_vcpu_ids)
-    for vcpu, state in states.items():
-        if not 0 <= vcpu < max_vcpu_ids:
-            raise ValueError(f"vCPU id {vcpu} outside 0..{max_vcpu_ids - 1}")
-        sn, nv = TARGET_STATES[state]
-        pid = base + 0x1_0000 + 64 * vcpu
-        vapic = base + 0x2_0000 + 0x1000 * vcpu
-        pcpu = vcpu + 1
-        ndst = pcpu if host_x2apic else XAPICNDST.const({"apic_id": pcpu}).as_bits()
-        memory.write(pid + PID_NOTIFY_INFO_OFFSET,
-                     NotifyInfo.const({"sn": sn, "nv": nv, "ndst": ndst}).as_bits())
-        memory.write(vm.pid_table + 8 * vcpu, pid | 1)
-        vm.pids[vcpu] = pid
-        vm.vapic_pages[vcpu] = vapic
-    return vm
 
 
 def deliver_pending(vm, *memories):

@@ -16,6 +16,7 @@ from hdl.formats import (
 from .golden import Config
 from .memory import Memory
 from .scenarios import Request
+from .vm_layout import allowed_words
 
 
 __all__ = ["RandomCase", "random_case", "random_icr_low"]
@@ -31,16 +32,7 @@ class RandomCase:
 
     def allowed_words(self):
         """Word addresses the spec allows the unit to write for these requests."""
-        mask = (1 << (self.maxphyaddr - 3)) - 1
-        words = set()
-        for vapic in self.vapic_pages:
-            offsets = [APIC_OFFSET_ICR_LO, APIC_OFFSET_ICR_HI] + \
-                [APIC_OFFSET_IRR + 0x10 * k for k in range(8)]
-            words |= {((vapic + off) >> 3) & mask for off in offsets}
-        for pid in self.pids:
-            words |= {((pid + 8 * k) >> 3) & mask for k in range(4)}
-            words.add(((pid + PID_NOTIFY_INFO_OFFSET) >> 3) & mask)
-        return words
+        return allowed_words(self.vapic_pages, self.pids, self.maxphyaddr)
 
 
 def _address(rng, maxphyaddr, align_bits):

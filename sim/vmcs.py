@@ -48,20 +48,29 @@ class VMCS:
     def read32(self, encoding): return self.read(encoding, 32)
     def read64(self, encoding): return self.read(encoding, 64)
 
-    def dump(self):
-        """The control-state part of KVM's ``dump_vmcs()``, in its format."""
+    def dump(self, *, has_secondary=None, has_tertiary=None):
+        """The "Control State" part of KVM's ``dump_vmcs()``, line for line as Linux 6.0
+        prints it (vmx.c dump_vmcs; 6.19 prints the same lines, plus #VE information the
+        model never enables).
+
+        ``has_secondary`` / ``has_tertiary``: whether the CPU has secondary / tertiary
+        controls (KVM asks its vmcs_config, not the VMCS); by default the VMCS's own primary
+        controls decide. Without them the field prints as 0.
+        """
         pin = self.read32(F.PIN_BASED_VM_EXEC_CONTROL)
         cpu = self.read32(F.CPU_BASED_VM_EXEC_CONTROL)
-        secondary = self.read32(F.SECONDARY_VM_EXEC_CONTROL) \
-            if cpu & Primary.ACTIVATE_SECONDARY_CONTROLS else 0
-        tertiary = self.read64(F.TERTIARY_VM_EXEC_CONTROL) \
-            if cpu & Primary.ACTIVATE_TERTIARY_CONTROLS else 0
+        if has_secondary is None:
+            has_secondary = bool(cpu & Primary.ACTIVATE_SECONDARY_CONTROLS)
+        if has_tertiary is None:
+            has_tertiary = bool(cpu & Primary.ACTIVATE_TERTIARY_CONTROLS)
+        secondary = self.read32(F.SECONDARY_VM_EXEC_CONTROL) if has_secondary else 0
+        tertiary = self.read64(F.TERTIARY_VM_EXEC_CONTROL) if has_tertiary else 0
+        entry, exit_ = self.read32(F.VM_ENTRY_CONTROLS), self.read32(F.VM_EXIT_CONTROLS)
         lines = [
             "*** Control State ***",
-            f"PinBased=0x{pin:08x} CPUBased=0x{cpu:08x} SecondaryExec=0x{secondary:08x} "
+            f"CPUBased=0x{cpu:08x} SecondaryExec=0x{secondary:08x} "
             f"TertiaryExec=0x{tertiary:016x}",
-            f"EntryControls={self.read32(F.VM_ENTRY_CONTROLS):08x} "
-            f"ExitControls={self.read32(F.VM_EXIT_CONTROLS):08x}",
+            f"PinBased=0x{pin:08x} EntryControls={entry:08x} ExitControls={exit_:08x}",
             f"ExceptionBitmap={self.read32(F.EXCEPTION_BITMAP):08x} "
             f"PFECmask={self.read32(F.PAGE_FAULT_ERROR_CODE_MASK):08x} "
             f"PFECmatch={self.read32(F.PAGE_FAULT_ERROR_CODE_MATCH):08x}",
@@ -77,17 +86,25 @@ class VMCS:
             f"errcode={self.read32(F.IDT_VECTORING_ERROR_CODE):08x}",
             f"TSC Offset = 0x{self.read64(F.TSC_OFFSET):016x}",
         ]
-        tpr = f"TPR Threshold = 0x{self.read32(F.TPR_THRESHOLD):02x}"
-        if secondary & Secondary.VIRTUAL_INTR_DELIVERY:
-            status = self.read16(F.GUEST_INTR_STATUS)
-            tpr = f"SVI|RVI = {status >> 8:02x}|{status & 0xFF:02x} " + tpr
-        lines.append(tpr)
+        if secondary & Secondary.TSC_SCALING:
+            lines.append(f"TSC Multiplier = 0x{self.read64(F.TSC_MULTIPLIER):016x}")
         if cpu & Primary.TPR_SHADOW:
-            lines.append(f"virt-APIC addr = 0x{self.read64(F.VIRTUAL_APIC_PAGE_ADDR):016x}")
+            line = ""
+            if secondary & Secondary.VIRTUAL_INTR_DELIVERY:
+                status = self.read16(F.GUEST_INTR_STATUS)
+                line = f"SVI|RVI = {status >> 8:02x}|{status & 0xFF:02x} "
+            lines.append(line + f"TPR Threshold = 0x{self.read32(F.TPR_THRESHOLD):02x}")
+            line = ""
+            if secondary & Secondary.VIRTUALIZE_APIC_ACCESSES:
+                line = f"APIC-access addr = 0x{self.read64(F.APIC_ACCESS_ADDR):016x} "
+            lines.append(line + f"virt-APIC addr = 0x{self.read64(F.VIRTUAL_APIC_PAGE_ADDR):016x}")
         if pin & PinBased.POSTED_INTR:
             lines.append(f"PostedIntrVec = 0x{self.read16(F.POSTED_INTR_NV):02x}")
         if secondary & Secondary.ENABLE_EPT:
             lines.append(f"EPT pointer = 0x{self.read64(F.EPT_POINTER):016x}")
+        if secondary & Secondary.PAUSE_LOOP_EXITING:
+            lines.append(f"PLE Gap={self.read32(F.PLE_GAP):08x} "
+                         f"Window={self.read32(F.PLE_WINDOW):08x}")
         if secondary & Secondary.ENABLE_VPID:
             lines.append(f"Virtual processor ID = 0x{self.read16(F.VIRTUAL_PROCESSOR_ID):04x}")
         return "\n".join(lines)

@@ -15,6 +15,7 @@ from hdl.vmx import (
     PIN_BASED, PRIMARY, SECONDARY, TERTIARY, VM_ENTRY, VM_EXIT, VMXMSR, Primary, Secondary,
     Tertiary, PinBased,
 )
+from .vmx_flags import vmx_flags
 
 
 __all__ = ["MSRFileError", "MSRs", "ControlCaps", "VMXCapabilities", "PRESETS",
@@ -94,28 +95,33 @@ class ControlCaps:
     allowed0: int           # bits that must be 1 (low half of the capability MSR)
     allowed1: int           # bits that may be 1 (high half; tertiary: all 64 bits)
     true_allowed0: int | None = None    # from the TRUE_* MSR, when IA32_VMX_BASIC[55] is set
+    true_allowed1: int = 0
 
     @classmethod
     def from_msr(cls, title, table, value, true_value=None):
         return cls(title, table, value & 0xFFFF_FFFF, value >> 32,
-                   None if true_value is None else true_value & 0xFFFF_FFFF)
+                   None if true_value is None else true_value & 0xFFFF_FFFF,
+                   0 if true_value is None else true_value >> 32)
 
     def allowed(self, mask):
         return self.allowed1 & mask == mask
 
     def setting(self, bit):
-        """vmxcap's words: yes (may be 0 or 1), no (must be 0), forced (must be 1), default
-        (must be 1 in the legacy MSR, may be 0 by the TRUE MSR)."""
+        """vmxcap's words (QEMU scripts/kvm/vmxcap Control.show): yes (may be 0 or 1), no
+        (must be 0), forced (must be 1), default (must be 1 in the legacy MSR, may be 0 or 1
+        by the TRUE MSR), ? (must be 1 but may not be 1: an inconsistent MSR)."""
         one = self.allowed1 >> bit & 1
         zero_ok = not self.allowed0 >> bit & 1
         if one and not zero_ok and self.true_allowed0 is not None and \
-                not self.true_allowed0 >> bit & 1:
+                not self.true_allowed0 >> bit & 1 and self.true_allowed1 >> bit & 1:
             return "default"
+        if zero_ok and not one:
+            return "no"
+        if one and not zero_ok:
+            return "forced"
         if one and zero_ok:
             return "yes"
-        if one:
-            return "forced"
-        return "no"
+        return "?"
 
 
 class VMXCapabilities:
@@ -172,26 +178,10 @@ class VMXCapabilities:
             ("IA32_VMX_TRUE_*_CTLS support", "yes" if b >> 55 & 1 else "no"),
         ]
 
-    def feature_words(self):
-        """The ``vmx flags`` Linux shows in /proc/cpuinfo (feature words 0..3)."""
-        flags = []
-        for caps, table in ((self.pin, PIN_BASED), (self.primary, PRIMARY),
-                            (self.secondary, SECONDARY), (self.tertiary, TERTIARY)):
-            if caps is None:
-                continue
-            flags += [c.feature for c in table if c.feature and caps.allowed1 >> c.bit & 1]
-        ept, vpid = ((self.ept_vpid or 0) & 0xFFFF_FFFF), (self.ept_vpid or 0) >> 32
-        synthetic = [
-            ("invvpid", vpid & 1), ("ept_x_only", ept & 1), ("ept_ad", ept >> 21 & 1),
-            ("ept_1gb", ept >> 17 & 1),
-            ("flexpriority", self.primary.allowed(Primary.TPR_SHADOW) and self.secondary and
-             self.secondary.allowed(Secondary.VIRTUALIZE_APIC_ACCESSES)),
-            ("apicv", self.primary.allowed(Primary.TPR_SHADOW) and self.secondary and
-             self.secondary.allowed(Secondary.APIC_REGISTER_VIRT |
-                                    Secondary.VIRTUAL_INTR_DELIVERY) and
-             self.pin.allowed(PinBased.POSTED_INTR)),
-        ]
-        return flags + [name for name, present in synthetic if present]
+    def feature_words(self, *, kernel="6.0"):
+        """The ``vmx flags`` Linux shows in /proc/cpuinfo (`sim.vmx_flags`: feat_ctl.c reads
+        the MSRs itself, ungated, so this does not depend on what this object read)."""
+        return vmx_flags(self.msrs, kernel=kernel)
 
 
 # -- presets --------------------------------------------------------------------------------

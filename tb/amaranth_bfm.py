@@ -1,6 +1,7 @@
 """Small async helpers for unit tests on Amaranth's simulator (one stage at a time)."""
 
 from sim.memory import BusError
+from .timing import TransferTimer
 
 
 __all__ = ["stream_put", "stream_get", "answer_transfer", "serve_memory", "collect",
@@ -49,21 +50,13 @@ async def serve_memory(ctx, bus, memory, *, latency=0):
     It looks at the bus `SETTLE` after each edge, once the other testbenches have driven
     their inputs for the cycle, so a request withdrawn at the edge is never served.
     """
-    wait = None
+    timer = TransferTimer(None, latency)
     await ctx.delay(SETTLE)
     while True:
         ctx.set(bus.ack, 0)
         ctx.set(bus.err, 0)
-        if ctx.get(bus.cyc) and ctx.get(bus.stb):
-            if wait is None:
-                wait = latency
-            if wait == 0:
-                wait = None
-                answer_transfer(ctx, bus, memory)
-            else:
-                wait -= 1
-        else:
-            wait = None
+        if timer.step(ctx.get(bus.cyc) and ctx.get(bus.stb)):
+            answer_transfer(ctx, bus, memory)
         await ctx.tick()
         await ctx.delay(SETTLE)
 

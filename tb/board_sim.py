@@ -11,6 +11,7 @@ from amaranth.sim import Simulator
 
 from hdl.board import BoardCore
 from sim.board.transport import Transport
+from sim.board.vm import board_vm
 
 
 __all__ = ["SimulatedBoard"]
@@ -42,9 +43,9 @@ class SimulatedBoard(Transport):
 
     def __init__(self, *, n_cores=2, maxphyaddr=52, digest=True, pipeline=False, divisor=4,
                  read_cycles=200_000, pause_cycles=300):
-        self.core = BoardCore(n_cores=n_cores, maxphyaddr=maxphyaddr, digest=digest,
-                              pipeline=pipeline, divisor=divisor, rx_timeout=40 * divisor,
-                              led_stretch=8)
+        self.core = BoardCore(board_vm(), n_cores=n_cores, maxphyaddr=maxphyaddr,
+                              digest=digest, pipeline=pipeline, divisor=divisor,
+                              rx_timeout=40 * divisor, led_stretch=8)
         self.divisor = divisor
         self.read_cycles = read_cycles
         self.pause_cycles = pause_cycles

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from xml.etree import ElementTree
 
-from sim.cli_args import integer, number
+from sim.commands.args import integer, number
 
 
 __all__ = ["register", "run_regression", "DEFAULT_SEEDS", "COVERAGE_THRESHOLD"]

@@ -8,11 +8,13 @@ from dataclasses import replace
 from hdl import IPIVirtualizer
 from hdl.formats import ExitCause
 from sim.golden import Outcome
+from sim.round_trip import RTL_BENCH
 from sim.scenarios import build_vm, deliver_pending, guest_ipi, icr_low, make_scenario
 from .amaranth_harness import Harness, expected_events
 
 
-__all__ = ["run_scenario", "summarize", "format_summary", "run_bench", "format_bench"]
+__all__ = ["run_scenario", "summarize", "format_summary", "run_bench", "format_bench",
+           "measure_rtl"]
 
 
 def wave_traces(dut):
@@ -209,3 +211,14 @@ def format_bench(rows):
                          f"{t['ipis_per_1000_cycles']:.1f} IPIs per 1000 cycles, "
                          f"{t['idle_bus_cycles_per_ipi']:.2f} idle bus cycles/IPI")
     return "\n".join(lines)
+
+
+def measure_rtl():
+    """Run the RTL bench (Amaranth's simulator, ~10 s) and return it in `sim.round_trip.RTL_BENCH`'s shape."""
+    rows = run_bench()
+    measured = {}
+    for case in RTL_BENCH:
+        measured[case] = {"transfers": rows[0]["latency"][case]["transfers"],
+                          "cycles": {r["memory_latency"]: r["latency"][case]["cycles"]
+                                     for r in rows}}
+    return measured

@@ -6,7 +6,7 @@ hash of the gateware's sources, so an edit of ``hdl/`` makes a new file and an u
 is converted only once, even by many pytest-xdist workers at the same time (an ``fcntl`` lock
 per file, written to a temporary name and renamed).
 
-The output is post-processed for Icarus Verilog 11 (``shared/TOOLCHAIN.md``, gotcha 1): Yosys
+The output is post-processed for Icarus Verilog 11 (``docs/toolchain.md``, gotcha 1): Yosys
 declares ``reg \\$auto$verilog_backend...$N = 0;`` and relies on that initialiser to run its
 ``always @*`` blocks at time 0; in ``-g2012`` mode Icarus 11 schedules no event for it, and
 outputs stay X. Such declarations become a declaration plus ``initial X = 0;``.

@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from sim.board.build import (
+from tb.board_build import (
     BuildError, ProgrammerMissing, parse_nextpnr_log, parse_yosys_stat, program_board,
     resources, tool_environment,
 )
-from sim.board.cli import main
+from tb.cli import main
 
 
 # -- hand-written samples of the reports ----------------------------------------------------

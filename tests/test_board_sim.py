@@ -19,7 +19,8 @@ from hdl.board.formats import (
 from hdl.board.memory import VMMemory
 from hdl.board.stimulus import StimulusEngine
 from hdl.board.uart import UARTReceiver, UARTTransmitter
-from hdl.board.vm import Window, board_vm
+from hdl.board.vm import Window
+from sim.board.vm import board_vm
 from hdl.formats import APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR
 from sim.board.experiment import (
     DEFAULT_WEIGHTS, RunParams, mix_from_weights, operations, parse_mix, predict,
@@ -390,7 +391,7 @@ def test_pyserial_missing_is_one_line(monkeypatch):
 
 
 def board_cli(*args):
-    return subprocess.run([sys.executable, "-m", "sim.board", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "tb", *args], capture_output=True,
                           text=True, cwd=ROOT, timeout=600)
 
 

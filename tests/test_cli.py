@@ -7,13 +7,13 @@ import sys
 
 import pytest
 
-from sim.cli import main
+from tb.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def ipiv(*args):
-    return subprocess.run([sys.executable, "-m", "sim", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "tb", *args], capture_output=True, text=True,
                           cwd=ROOT, timeout=600)
 
 

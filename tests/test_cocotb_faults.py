@@ -1,4 +1,4 @@
-"""The checkers can fail: the scoreboard on hand-made transfer logs, and the cocotb regression
+"""The checkers can fail: `tb.checker` on hand-made transfer logs, and the cocotb regression
 on gateware built with deliberate defects (`hdl.faults`)."""
 
 import re
@@ -6,13 +6,13 @@ import re
 import pytest
 
 from hdl.faults import Fault
-from hdl.formats import ExitCause, ICRWriteKind as K, NotifyInfo
+from hdl.formats import ExitCause, ICRWriteKind as K, NotifyInfo, pid_pointer_entry
 from sim.golden import Config, GoldenIPIVirtualizer
 from sim.memory import Access, Memory
 from sim.scenarios import Request
+from tb.checker import Checker, MismatchError, ReplayMemory, expected_events
 from tb.cocotb import runner
 from tb.cocotb.agent import AgentError, SoftwareAgent
-from tb.cocotb.scoreboard import MismatchError, ReplayMemory, Scoreboard, expected_events
 from tb.verilog import Design
 
 CFG = Config(ipiv=True, vid=True, x2apic=True, host_x2apic=True, last_pid_index=3,
@@ -23,7 +23,7 @@ POST = Request(CFG, K.X2APIC_ICR, 2 << 32 | 0x45)
 
 def memory():
     m = Memory()
-    m.write(0x8000 + 16, PID | 1)
+    m.write(0x8000 + 16, pid_pointer_entry(PID))
     m.write(PID + 32, NotifyInfo.const({"nv": 0xF2, "ndst": 7}).as_bits())
     return m
 
@@ -34,18 +34,26 @@ def golden_log(request=POST):
     return result, list(m.log)
 
 
-# -- the scoreboard on hand-made logs (no simulator) ---------------------------------------
+def feed(checker, log, request=POST):
+    """Accept ``request`` on core 0 and hand over ``log``; each locked read opens a locked bus
+    cycle that its locked write closes."""
+    checker.accepted(0, request, 0)
+    lock_cycle = 0
+    for access in log:
+        lock_cycle += access.lock and not access.write
+        checker.transfer(0, access, lock_cycle if access.lock else None)
+
+
+# -- the checker on hand-made logs (no simulator) ------------------------------------------
 
 def test_replay_of_the_golden_transfers_passes():
     result, log = golden_log()
-    sb = Scoreboard(1)
-    sb.cores[0].accepted(POST, 0)
-    for access in log:
-        sb.transfer(0, access)
-    sb.cores[0].offered([("notify", (0xF2, 7))], 9)
-    sb.cores[0].taken("notify")
-    sb.finish(10)
-    assert sb.outcomes["notified"] == 1 and result.notify == (0xF2, 7)
+    checker = Checker(1)
+    feed(checker, log)
+    checker.offered(0, [("notify", (0xF2, 7))], 9)
+    checker.taken(0, "notify")
+    checker.finish(10)
+    assert checker.outcomes["notified"] == 1 and result.notify == (0xF2, 7)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -60,38 +68,49 @@ def test_replay_catches_a_changed_pir_write(change, message):
         GoldenIPIVirtualizer().execute(CFG, ReplayMemory(log), POST.kind, POST.value)
 
 
+@pytest.mark.parametrize("split", ["no lock", "two locked bus cycles"])
+def test_locked_rmw_rule_catches_a_split_pid_write(split):
+    """Without the golden model's lock comparison, the locked-RMW rule alone catches a PIR
+    write made without ``lock``, or in another locked bus cycle than its read."""
+    _, log = golden_log()
+    checker = Checker(1, compare_lock=False)
+    if split == "no lock":
+        log[2:4] = [Access(a.write, a.adr, a.sel, a.data, False) for a in log[2:4]]
+        feed(checker, log)
+    else:
+        checker.accepted(0, POST, 0)
+        for i, access in enumerate(log):
+            checker.transfer(0, access, i if access.lock else None)
+    with pytest.raises(MismatchError, match="not the second half of a locked read-modify-write"):
+        checker.offered(0, [("notify", (0xF2, 7))], 9)
+
+
 def test_missing_transfer_and_wrong_output_are_caught():
     _, log = golden_log()
-    sb = Scoreboard(1)
-    sb.cores[0].accepted(POST, 0)
-    for access in log[:-1]:                  # no NotifyInfo write
-        sb.transfer(0, access)
+    checker = Checker(1)
+    feed(checker, log[:-1])                  # no NotifyInfo write
     with pytest.raises(MismatchError, match="still needs a bus transfer"):
-        sb.cores[0].offered([("notify", (0xF2, 7))], 9)
-    sb = Scoreboard(1)
-    sb.cores[0].accepted(POST, 0)
-    for access in log:
-        sb.transfer(0, access)
+        checker.offered(0, [("notify", (0xF2, 7))], 9)
+    checker = Checker(1)
+    feed(checker, log)
     with pytest.raises(MismatchError, match="the golden model expects"):
-        sb.cores[0].offered([("notify", (0xF2, 8))], 9)
+        checker.offered(0, [("notify", (0xF2, 8))], 9)
 
 
 def test_next_write_accepted_before_the_exit_is_caught():
-    off = Request(Config(ipiv=False, x2apic=True, vapic_page=0x4000), K.X2APIC_ICR, 0x45)
-    sb = Scoreboard(1)
-    sb.cores[0].accepted(off, 0)
-    sb.transfer(0, Access(True, 0x4300 >> 3, 0xFF, 0x45, False))
-    assert expected_events(GoldenIPIVirtualizer().execute(off.cfg, Memory(), off.kind,
-                                                          off.value))[0][1][2] is \
-        ExitCause.DISABLED
+    off = Request(Config(ipiv=False, x2apic=False, vapic_page=0x4000), K.XAPIC_ICR_LO, 0x45)
+    result, log = golden_log(off)
+    assert expected_events(result)[0][1][2] is ExitCause.DISABLED
+    checker = Checker(1)
+    feed(checker, log, off)
     with pytest.raises(MismatchError, match="before offering the exit"):
-        sb.cores[0].accepted(off, 3)
+        checker.accepted(0, off, 3)
 
 
 def test_write_outside_the_allowed_words_is_caught():
-    sb = Scoreboard(1, allowed_words={1, 2})
+    checker = Checker(1, allowed_words={1, 2})
     with pytest.raises(MismatchError, match="does not allow"):
-        sb.transfer(0, Access(True, 3, 0xFF, 0, False))
+        checker.transfer(0, Access(True, 3, 0xFF, 0, False))
 
 
 def test_agent_sees_a_split_read_modify_write():
@@ -120,14 +139,26 @@ def test_broken_unit_fails_the_random_regression(fault, request, record_property
     record_property("caught_by", result.error[:200])
 
 
+def test_unlocked_pid_write_fails_the_locked_rmw_rule_on_cocotb(request, record_property):
+    """The same rule on the cocotb backend: with the golden model's lock comparison off, the
+    checker's locked-RMW rule alone fails a unit built with ``drop_lock``."""
+    result = runner.run(Design(faults=("drop_lock",)), "tb.cocotb.unit_tests", "directed",
+                        {"rule": "pir_rmw", "compare_lock": False}, test_name=request.node.name)
+    assert not result.ok and result.failures
+    assert result.error.startswith("MismatchError"), result.error
+    assert "not the second half of a locked read-modify-write" in result.error, result.error
+    record_property("caught_by", result.error[:200])
+
+
 @pytest.mark.parametrize("fault, message", [
     ("drop_lock", "lost bits|resurrected"),      # split RMWs lose or resurrect PID bits
     ("on_despite_sn", "while SN = 1"),           # a notification although SN = 1
 ])
 def test_broken_system_fails_the_contention_invariants(fault, message, request,
                                                        record_property):
-    """With the scoreboard's lock comparison off, the no-loss bookkeeping alone catches the
-    broken unit: it is a check of its own, not a shadow of the golden model."""
+    """With the checker's lock checks off (golden-model lock comparison and locked-RMW rule),
+    the no-loss bookkeeping alone catches the broken unit: it is a check of its own, not a
+    shadow of the golden model."""
     params = {"seed": 1, "n_cores": 3, "count": 80, "compare_lock": False, "n_pids": 1,
               "vectors": [0x20, 0x40], "agent_rate": 0.3, "timing": [1, 0.0, 0.0]}
     result = runner.run(Design(n_cores=3, faults=(fault,)), "tb.cocotb.system_tests",

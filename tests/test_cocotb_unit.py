@@ -1,6 +1,7 @@
 """cocotb testbenches of one `IPIVirtualizer` on an HDL simulator (``SIM``: icarus by default,
-or verilator), against the golden model: the Verilog generation, every rule of ipiv.md §4
-(directed), and constrained-random seeds with coverage. Sizes: `tb.cocotb.config`."""
+or verilator), against the golden model: the Verilog generation, every rule of
+docs/architecture.md §4 (the directed suite `tb.directed`, one simulator run a family; the Amaranth backend runs the
+same cases), and constrained-random seeds with coverage. Sizes: `tb.cocotb.config`."""
 
 import re
 import sys
@@ -9,7 +10,7 @@ import pytest
 
 from tb.cocotb import runner
 from tb.cocotb.config import sizes
-from tb.cocotb.directed import ALL, make_case
+from tb import directed
 from tb.verilog import Design, fix_icarus_time0, generate
 
 SIZES = sizes()
@@ -61,15 +62,19 @@ def test_missing_simulator_is_an_error_not_a_skip(monkeypatch, sim):
         runner._prepare(sim)
 
 
-# -- the rules of ipiv.md §4 --------------------------------------------------------------
+# -- the rules of docs/architecture.md §4 and docs/interface.md ------------------------------
 
-@pytest.mark.parametrize("rule", ALL)
+@pytest.mark.parametrize("rule", directed.FAMILIES)
 def test_directed(rule, request, record_property):
-    maxphyaddr = make_case(rule)[0].maxphyaddr
+    cases = directed.family(rule)
+    (maxphyaddr,) = {c.maxphyaddr for c in cases}       # one design a family
     result = runner.run_checked(Design(maxphyaddr=maxphyaddr, faults=FAULTS),
                                 "tb.cocotb.unit_tests", "directed", {"rule": rule},
                                 test_name=request.node.name, record_property=record_property)
-    assert result.stats["checked"] == result.stats["icr_writes"] > 0
+    runs = sum(len(c.timings) for c in cases)
+    assert (result.stats["cases"], result.stats["runs"]) == (len(cases), runs)
+    assert result.stats["checked"] == result.stats["icr_writes"] == \
+        sum(len(c.requests) * len(c.timings) for c in cases)
 
 
 # -- constrained random -------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """What-if sweeps: their classification through the golden model, their numbers, their files,
 and the ``ipiv experiment`` commands."""
 
-import argparse
 import csv
 import json
 import os
@@ -16,6 +15,7 @@ from sim.experiments import (
 )
 from sim.golden import Outcome
 from sim.round_trip import fit
+from tb.sharing import measure_sharing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -117,7 +117,7 @@ def test_target_state_sweep(tmp_path):
 def test_table_sharing_sweep_on_the_gateware(tmp_path):
     messages = []
     paths = sweep_table_sharing(fit(), str(tmp_path), messages.append, cores=(1, 2),
-                                ipis_per_core=2)
+                                ipis_per_core=2, measure_sharing=measure_sharing)
     assert_outputs(paths, "table-sharing")
     assert messages == ["table-sharing: simulating 1 core(s)",
                         "table-sharing: simulating 2 core(s)"]
@@ -141,6 +141,8 @@ def test_seed_table_outputs(tmp_path):
 def test_unknown_sweep():
     with pytest.raises(KeyError):
         run_sweep("nosuch")
+    with pytest.raises(ValueError, match="measure_sharing"):
+        run_sweep("table-sharing")
     assert set(SWEEPS) == {"pid-latency", "non-virtualizable", "target-state",
                            "table-sharing"}
 
@@ -148,13 +150,8 @@ def test_unknown_sweep():
 # -- command line -------------------------------------------------------------------------------
 
 def parser():
-    from sim import cli
-    from sim.experiment_cli import register
-    p = cli.build_parser()
-    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
-    if "experiment" not in sub.choices:      # until sim.cli calls register itself
-        register(sub)
-    return p
+    from tb import cli
+    return cli.build_parser()
 
 
 def run(*argv):
@@ -162,19 +159,8 @@ def run(*argv):
     return args.func(args)
 
 
-RUNNER = ("import argparse, sys\n"
-          "sys.path.insert(0, {root!r})\n"
-          "from sim import cli\n"
-          "from sim.experiment_cli import register\n"
-          "p = cli.build_parser()\n"
-          "sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))\n"
-          "'experiment' in sub.choices or register(sub)\n"
-          "a = p.parse_args(sys.argv[1:])\n"
-          "sys.exit(a.func(a))\n")
-
-
 def ipiv(*argv):
-    return subprocess.run([sys.executable, "-c", RUNNER.format(root=ROOT), *argv],
+    return subprocess.run([sys.executable, "-m", "tb", *argv],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 

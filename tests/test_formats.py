@@ -1,4 +1,4 @@
-"""The architectural formats against the bit positions of shared/spec/ipiv.md."""
+"""The architectural formats against the bit positions of docs/architecture.md."""
 
 from amaranth.lib import data
 

@@ -1,4 +1,4 @@
-"""The golden model against hand-worked examples of shared/spec/ipiv.md §4.
+"""The golden model against hand-worked examples of docs/architecture.md §4.
 
 Numbers here are written out by hand from the spec, not computed with the layouts the model
 uses, so a wrong constant in ``hdl.formats`` shows up here.

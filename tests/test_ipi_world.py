@@ -1,4 +1,4 @@
-"""ipiv.md §6 invariants under randomized interleavings of posting (virtualized by the golden
+"""docs/architecture.md §6 invariants under randomized interleavings of posting (virtualized by the golden
 model and by software), load, put, halt, preemption, migration and APICv inhibits."""
 
 import pytest

@@ -2,6 +2,7 @@
 
 import os
 import re
+from pathlib import Path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,3 +26,77 @@ def test_readme_quick_start_is_two_commands():
     quick = re.search(r"## Quick start.*?```sh\n(.*?)```", text, re.S).group(1)
     assert [line.split("#")[0].strip() for line in quick.strip().splitlines()] == \
         ["make sim", "make test"]
+
+
+def _section(text, heading):
+    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    assert match, f"README has no '## {heading}' section"
+    return match.group(1)
+
+
+def _synopsis_entries():
+    """README's command synopsis: {"ipiv sim": "ipiv sim [SCENARIO] ...", ...} (continuation
+    lines start with white space)."""
+    block = re.search(r"```\n(ipiv .*?)```", _section(readme(), "Command line"), re.S).group(1)
+    entries = []
+    for line in block.splitlines():
+        if line.startswith("ipiv "):
+            entries.append(line)
+        elif line.strip():
+            entries[-1] += " " + line.strip()
+    return entries
+
+
+def _commands():
+    """Every (sub)command path of the real parser with its options: {"ipiv board run": [...]}"""
+    import argparse
+    from tb.cli import build_parser
+
+    def walk(prefix, parser, inherited):
+        options = inherited + [a for a in parser._actions if a.option_strings
+                               and not isinstance(a, argparse._HelpAction)]
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or prefix == "ipiv":
+            yield prefix, options           # "ipiv" itself: its own options (--version)
+        if not subs:
+            return
+        for name, sub in subs[0].choices.items():
+            yield from walk(f"{prefix} {name}", sub, options if prefix != "ipiv" else [])
+    return dict(walk("ipiv", build_parser(), []))
+
+
+def test_synopsis_names_every_command_and_option():
+    """Each subcommand of ``ipiv --help`` has a synopsis line naming each of its options."""
+    entries = _synopsis_entries()
+    for command, options in _commands().items():
+        lines = [e for e in entries if e == command or e.startswith(command + " ")
+                 and (command != "ipiv" or e.split()[1].startswith("-"))]
+        assert lines, f"README synopsis lacks {command!r}"
+        for action in options:
+            assert any(re.search(rf"(?<![\w-]){re.escape(opt)}(?![\w-])", line)
+                       for line in lines for opt in action.option_strings), \
+                f"README synopsis of {command!r} lacks {action.option_strings}"
+
+
+def test_synopsis_names_no_option_that_does_not_exist():
+    commands = _commands()
+    for entry in _synopsis_entries():
+        command = max((c for c in commands if entry == c or entry.startswith(c + " ")),
+                      key=len, default=None)
+        assert command, f"README synopsis names an unknown command: {entry!r}"
+        known = {opt for action in commands[command] for opt in action.option_strings}
+        for opt in re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", entry[len(command):]):
+            assert opt in known, f"{command}: README names {opt}, which does not exist"
+
+
+def test_layout_table_names_every_module():
+    layout = _section(readme(), "Layout")
+    missing = []
+    for top in ("hdl", "sim", "tb"):
+        for path in sorted(Path(ROOT, top).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if path.name in ("__init__.py", "__main__.py"):
+                continue
+            if rel not in layout:
+                missing.append(rel)
+    assert not missing, f"README layout table misses {missing}"

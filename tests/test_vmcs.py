@@ -47,8 +47,12 @@ def test_dump_format():
     vmcs.write64(F.TERTIARY_VM_EXEC_CONTROL, 0x10)
     vmcs.write16(F.POSTED_INTR_NV, 0xF2)
     text = vmcs.dump()
-    assert re.search(r"^PinBased=0x000000ff CPUBased=0x00020000 SecondaryExec=0x00000000 "
+    # vmx.c dump_vmcs (6.0): CPUBased/SecondaryExec/TertiaryExec on one line, then PinBased
+    # with the entry/exit controls (the old expectation put PinBased first: wrong)
+    assert re.search(r"^CPUBased=0x00020000 SecondaryExec=0x00000000 "
                      r"TertiaryExec=0x0000000000000010$", text, re.M)
+    assert re.search(r"^PinBased=0x000000ff EntryControls=00000000 ExitControls=00000000$",
+                     text, re.M)
     assert "PostedIntrVec = 0xf2" in text
     vmcs.write32(F.CPU_BASED_VM_EXEC_CONTROL, 0)      # no tertiary controls: printed as 0
     assert "TertiaryExec=0x0000000000000000" in vmcs.dump()

@@ -8,7 +8,8 @@ __all__ = ["BoardCore"]
 
 
 def __getattr__(name):
-    # Lazy, so the host side can use the board's formats without elaborating anything.
+    # Lazy, so the host side (sim.board) can use the board's formats without loading the
+    # gateware.
     if name == "BoardCore":
         from .core import BoardCore
         return BoardCore

@@ -9,7 +9,7 @@
 A run (command START): the controller reloads the VM image into the RAM and clears the
 counters, then every core's engine issues ``count`` operations. Every ``epoch`` operations
 all engines wait until every unit is idle; the controller then does what
-`sim.scenarios.deliver_pending` does (each PID with ON set gets ON and its PIR cleared, as if
+the models' ``deliver_pending`` does (each PID with ON set gets ON and its PIR cleared, as if
 its vCPU had taken the notification) and lets them go on. Within an epoch no PID loses ON,
 so which core posts first to a shared PID changes no count: the counters are totals over the
 cores and equal the golden model's whatever the interleaving. The outputs are always taken.
@@ -35,7 +35,7 @@ from .formats import (
 from .memory import VMMemory
 from .stimulus import StimulusEngine
 from .uart import UARTReceiver, UARTTransmitter, check_divisor
-from .vm import Window, board_vm
+from .vm import Window
 
 
 __all__ = ["BoardCore"]
@@ -52,6 +52,9 @@ class BoardCore(wiring.Component):
 
     Parameters
     ----------
+    vm : VM layout
+        The board's VM with its memory image (``sim.board.vm.board_vm()``); the RAM is
+        initialised from it (see `hdl.board.vm.Window`).
     n_cores : int
         1..4 (core ``i`` runs vCPU ``i`` of the board's VM).
     maxphyaddr : int
@@ -84,9 +87,9 @@ class BoardCore(wiring.Component):
         A run has finished since the last START.
     """
 
-    def __init__(self, *, n_cores=2, maxphyaddr=52, divisor=104, rx_timeout=1 << 16,
+    def __init__(self, vm, *, n_cores=2, maxphyaddr=52, divisor=104, rx_timeout=1 << 16,
                  led_stretch=1 << 20, digest=True, pipeline=False):
-        self.window = Window(board_vm(), n_cores)
+        self.window = Window(vm, n_cores)
         self.n_cores = n_cores
         self.maxphyaddr = check_maxphyaddr(maxphyaddr)
         self.divisor = check_divisor(divisor)
@@ -113,7 +116,7 @@ class BoardCore(wiring.Component):
         self.transmitter = UARTTransmitter(divisor)
 
     def vmcs(self, core, *, x2apic, ipiv):
-        """Core ``core``'s VMCS configuration (a `sim.golden.Config`)."""
+        """Core ``core``'s VMCS configuration (from the VM layout's ``config``)."""
         return self.window.vm.config(core, x2apic=bool(x2apic), ipiv=bool(ipiv))
 
     def elaborate(self, platform):

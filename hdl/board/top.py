@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from amaranth import Elaboratable, Module
 from amaranth.lib import io
 
+from .core import BoardCore
+
 
 __all__ = ["BAUD", "BoardSpec", "BOARDS", "BoardTop"]
 
@@ -71,18 +73,20 @@ class BoardTop(Elaboratable):
     Parameters
     ----------
     spec : BoardSpec
+    vm : VM layout
+        The board's VM with its memory image (``sim.board.vm.board_vm()``).
     **overrides
         `BoardCore` arguments replacing ``spec.core``'s.
     """
 
-    def __init__(self, spec, **overrides):
+    def __init__(self, spec, vm, **overrides):
         self.spec = spec
+        self.vm = vm
         self.overrides = overrides
         self.core = None
         self.core_args = None       # the `BoardCore` arguments, once elaborated
 
     def elaborate(self, platform):
-        from .core import BoardCore     # here, so the command line can list BOARDS cheaply
         m = Module()
         clk_hz = platform.default_clk_frequency
         kwargs = {**self.spec.core, **self.overrides}
@@ -90,7 +94,7 @@ class BoardTop(Elaboratable):
         kwargs.setdefault("rx_timeout", int(clk_hz // 100))     # 10 ms
         kwargs.setdefault("led_stretch", int(clk_hz // 8))      # 125 ms
         self.core_args = kwargs
-        m.submodules.core = self.core = core = BoardCore(**kwargs)
+        m.submodules.core = self.core = core = BoardCore(self.vm, **kwargs)
 
         uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)

@@ -1,8 +1,10 @@
 """The VM the board holds in on-chip memory, and the address window that maps it.
 
-The VM is laid out by `sim.scenarios.build_vm`, the code the Python models use: a PID-pointer
-table of `VM_IDS` entries, a PID per vCPU and a virtual-APIC page per vCPU. The board's RAM
-holds only the words the unit may touch (``shared/spec/interface.md``, order of effects): the
+The gateware takes the VM as data: any object with ``pid_table``, ``pids``, ``vapic_pages``,
+``memory`` (``read_word``, ``words``) and ``config(vcpu, x2apic=, ipiv=)``. The host side builds
+it with the models' layout (`sim.board.vm.board_vm`): a PID-pointer table of `VM_IDS` entries,
+a PID per vCPU and a virtual-APIC page per vCPU. The board's RAM holds only the words the unit
+may touch (``docs/interface.md``, order of effects): the
 table, the PIDs, and of each sender's virtual-APIC page the IRR (200H..27FH) and the ICR
 (300H..31FH). Each of these regions is a power-of-two run of words at an aligned physical
 address, so the window decodes an address with one comparison per region.
@@ -11,19 +13,13 @@ address, so the window decodes an address with one comparison per region.
 from dataclasses import dataclass
 
 from ..formats import APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, BUS_BYTES, PID_BYTES
-from .formats import MAX_CORES, VM_IDS, VM_STATES, VM_VCPUS
+from .formats import MAX_CORES, VM_IDS, VM_VCPUS
 
 
-__all__ = ["board_vm", "Region", "Window"]
+__all__ = ["Region", "Window"]
 
 _IRR_BYTES = 0x80           # 8 registers 10H apart
 _ICR_BYTES = 0x20           # ICR (300H) and ICR2 (310H)
-
-
-def board_vm():
-    """The board's VM (a `sim.scenarios.VM`, memory image included), host in x2APIC mode."""
-    from sim.scenarios import build_vm
-    return build_vm(dict(enumerate(VM_STATES)), max_vcpu_ids=VM_IDS)
 
 
 @dataclass(frozen=True)
@@ -61,8 +57,8 @@ class Window:
 
     Parameters
     ----------
-    vm : sim.scenarios.VM
-        From `board_vm`.
+    vm : VM layout
+        The board's VM, memory image included (``sim.board.vm.board_vm()``).
     n_cores : int
         Senders: core ``i`` runs vCPU ``i``, whose virtual-APIC page is mapped.
     """

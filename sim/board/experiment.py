@@ -17,7 +17,8 @@ from hdl.board.formats import (
     Category, Counter, Draw, MIX_SLOTS, PID_DUMP_WORDS, RESERVED_FORMS, StartCommand,
     UNSUPPORTED_FORMS, VM_IDS, VM_VCPUS, seed_salt,
 )
-from hdl.board.vm import Window, board_vm
+from hdl.board.vm import Window
+from .vm import board_vm
 from hdl.formats import (
     BUS_BYTES, FIRST_LEGAL_VECTOR, ICRLow, ICRWriteKind, SendUIPIData, Shorthand, X2APICICR,
     XAPIC_BROADCAST_ID, XAPICICRHigh, XAPICNDST,

@@ -1,5 +1,5 @@
 """Simulator speed on one workload: Amaranth's simulator (`tb.amaranth_harness`), Icarus and
-Verilator (cocotb, `tb.cocotb.scoreboard`), each checking every request against the golden model.
+Verilator (cocotb), each checking every request against the golden model (`tb.checker`).
 
 ``python -m tb.cocotb.bench [COUNT] [SEED]`` prints, per engine: simulated cycles, wall time
 of the simulation (start-up and build excluded), cycles/s and ICR writes/s.
@@ -11,14 +11,15 @@ import time
 
 from hdl import IPIVirtualizer
 from sim.stimulus import random_case
+from tb.amaranth_harness import Harness
 from tb.verilog import Design
+from . import runner
 
 
 __all__ = ["amaranth", "cocotb_sim", "main"]
 
 
 def amaranth(count, seed, latency=1):
-    from tb.amaranth_harness import Harness
     case = random_case(random.Random(seed), maxphyaddr=52, count=count)
     harness = Harness(IPIVirtualizer(), case.memory, latency=latency, seed=seed)
     start = time.perf_counter()
@@ -29,7 +30,6 @@ def amaranth(count, seed, latency=1):
 
 
 def cocotb_sim(sim, count, seed, latency=1):
-    from . import runner
     result = runner.run(Design(), "tb.cocotb.unit_tests", "bench_run",
                         {"seed": seed, "count": count, "latency": latency},
                         test_name=f"bench_{count}_{seed}", sim=sim)

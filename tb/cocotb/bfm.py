@@ -9,17 +9,14 @@ the next rising edge). A memory that acks 0 cycles after ``stb`` answers in the 
 
 from collections import deque
 
+from hdl.formats import OUTPUT_STREAMS
 from sim.memory import BusError
+from tb.checker import LockTracker, ProtocolError
+from tb.codec import ICR_WRITE, pack_config
+from tb.timing import TransferTimer, ready, validate_timing
 
 
-__all__ = ["ProtocolError", "CorePorts", "WishboneMemory", "ICRDriver", "OutputPort",
-           "OUTPUT_STREAMS"]
-
-OUTPUT_STREAMS = ("exit", "notify", "self_ipi", "gp")
-
-
-class ProtocolError(AssertionError):
-    """A port broke its protocol (Wishbone, stream valid/ready, the contract's ``busy``)."""
+__all__ = ["CorePorts", "WishboneMemory", "ICRDriver", "OutputPort"]
 
 
 def _handle(dut, name):
@@ -70,27 +67,21 @@ class WishboneMemory:
     dut : cocotb handle of the top
     memory : sim.memory.Memory
     rng : random.Random
-    latency : int
-        Cycles from ``stb`` to ``ack``/``err`` (0: in the same cycle).
-    wait_states : float
-        Probability of one more wait cycle, drawn again after each extra one.
+    latency, wait_states
+        The memory's timing (see `tb.timing`).
     n_masters : int
         More than one: `IPIVSystem`; transfers are attributed to masters by the arbiter's grant.
-    on_transfer : callable(master, sim.memory.Access)
+    on_transfer : callable(master, sim.memory.Access, locked bus cycle or None)
+        Each completed transfer (see `tb.checker.LockTracker`).
     agent : object with ``tick(cycle, may_start) -> bool`` (owns the memory this cycle), or None
     """
 
     def __init__(self, dut, memory, rng, *, latency=0, wait_states=0.0, n_masters=1,
                  on_transfer=None, agent=None):
-        if not isinstance(latency, int) or latency < 0:
-            raise ValueError(f"latency must be a non-negative integer, not {latency!r}")
-        if not 0.0 <= wait_states < 1.0:
-            raise ValueError(f"wait_states must be in [0, 1), not {wait_states!r}")
+        self.timer = TransferTimer(rng, latency, wait_states)
         self.bus = _Bus(dut)
         self.memory = memory
         self.rng = rng
-        self.latency = latency
-        self.wait_states = wait_states
         self.on_transfer = on_transfer
         self.agent = agent
         self.arbiter = None
@@ -98,11 +89,11 @@ class WishboneMemory:
             arbiter = _handle(dut, "arbiter")
             self.arbiter = (_handle(arbiter, "grant"),
                             [_handle(arbiter, f"masters__{i}__cyc") for i in range(n_masters)])
-        self.wait = None            # cycles left before the current transfer is answered
         self.request = None
         self.held = 0               # cycles the current transfer has waited so far
         self.in_locked = False      # inside a locked sequence (a locked transfer completed)
-        self.last_locked = None     # last transfer of the current locked sequence
+        self.locks = LockTracker()
+        self.lock_cycle = None      # the locked bus cycle in progress
         self.grant = None
         self.ack = self.err = 0
         self.dat_r_valid = False
@@ -126,7 +117,7 @@ class WishboneMemory:
         if stb and not cyc:
             raise ProtocolError(f"cycle {cycle}: stb high without cyc")
         if not (cyc and lock):
-            self.in_locked, self.last_locked = False, None
+            self.in_locked = False
         if cyc:
             self.busy_cycles += 1
             self.cyc_run += 1
@@ -137,30 +128,25 @@ class WishboneMemory:
             self.cyc_run = 0
             if self.arbiter is not None:
                 self.grant = None
+        self.lock_cycle = self.locks.step(cyc, lock, self.grant)
         owned = self.agent.tick(cycle, not self.in_locked) if self.agent is not None else False
 
         ack = err = 0
         data = None
         if cyc and stb:
-            if self.wait is None:           # a new transfer
+            if not self.timer.waiting:      # a new transfer
                 self.request = self._read_request(lock)
                 self.held = 0
-                self.wait = self.latency
-                while self.wait_states and self.rng.random() < self.wait_states:
-                    self.wait += 1
-            if owned:
-                self.stalled += 1
-                self.held += 1
-            elif self.wait == 0:
+            if self.timer.step(True, hold=owned):
                 if self.held and self._read_request(lock) != self.request:
                     raise ProtocolError(f"cycle {cycle}: the master changed its transfer while "
                                         f"waiting for ack: {self.request} -> "
                                         f"{self._read_request(lock)}")
-                ack, err, data = self._perform(cycle)
+                ack, err, data = self._perform()
             else:
-                self.wait -= 1
+                self.stalled += owned
                 self.held += 1
-        elif self.wait is not None:
+        elif self.timer.waiting:
             raise ProtocolError(f"cycle {cycle}: the master withdrew a transfer before its ack")
 
         self._set("ack", ack)
@@ -187,33 +173,27 @@ class WishboneMemory:
             raise ProtocolError(f"cycle {cycle}: the arbiter switched from master {self.grant} "
                                 f"to {grant} while master {self.grant} holds cyc")
         if grant != self.grant:
-            self.in_locked, self.last_locked = False, None   # a new master's sequence
+            self.in_locked = False      # a new master's sequence
             if self.grant is not None:
                 self.handovers_in_cyc += 1      # the bus saw no cyc-low cycle in between
                 self.locked_handovers += bool(lock and self.prev_lock)
         self.grant = grant
         self.prev_lock = lock
 
-    def _perform(self, cycle):
+    def _perform(self):
         adr, we, sel, dat_w, lock = self.request
-        self.wait = None
         try:
             data = self.memory.transfer(adr=adr, write=bool(we), sel=sel, data=dat_w,
                                         lock=bool(lock))
             ack, err = 1, 0
         except BusError:
             data, ack, err = None, 0, 1
-        access = self.memory.log[-1]
         if lock:
-            # The contract's locked RMW: a locked write follows the locked read of its word.
-            if we and (self.last_locked is None or self.last_locked.write or
-                       self.last_locked.adr != adr):
-                raise ProtocolError(f"cycle {cycle}: locked write {access} is not preceded by "
-                                    f"a locked read of its word in the same locked sequence")
-            self.in_locked, self.last_locked = True, access
+            self.in_locked = True
         self.transfers += 1
         if self.on_transfer is not None:
-            self.on_transfer(self.grant if self.arbiter is not None else 0, access)
+            self.on_transfer(self.grant if self.arbiter is not None else 0, self.memory.log[-1],
+                             self.lock_cycle)
         return ack, err, (data if not we and ack else None)
 
 
@@ -234,8 +214,6 @@ class ICRDriver:
     """
 
     def __init__(self, ports, rng, *, gap=0.0, on_accept=None, on_barrier=None):
-        from .codec import ICR_WRITE, pack_config
-        self._pack, self._pack_cfg = ICR_WRITE.pack, pack_config
         self.ports = ports
         self.rng = rng
         self.gap = gap
@@ -266,9 +244,9 @@ class ICRDriver:
         if request.barrier and self.on_barrier is not None:
             self.on_barrier(request)
         if request.cfg != self.applied_cfg:
-            self.ports.cfg.value = self._pack_cfg(request.cfg)
+            self.ports.cfg.value = pack_config(request.cfg)
             self.applied_cfg = request.cfg
-        self.ports.icr_payload.value = self._pack(kind=request.kind, data=request.value)
+        self.ports.icr_payload.value = ICR_WRITE.pack(kind=request.kind, data=request.value)
         if not self.valid:
             self.ports.icr_valid.value = self.valid = 1
         self.presenting = self.queue.popleft()
@@ -282,55 +260,32 @@ class ICRDriver:
 
 
 class OutputPort:
-    """Random back-pressure on one output stream, and its monitor.
-
-    The monitor checks the stream rules (``valid`` stays high and the payload stable until
-    taken) and reports each new offer and each handshake.
+    """Random back-pressure on one output stream, and what its monitor
+    (`tb.checker.OutputMonitors`) looks at.
 
     Parameters
     ----------
     name : str
-        exit / notify / self_ipi / gp.
+        One of `hdl.formats.OUTPUT_STREAMS`.
     handles : (valid, payload, ready)
-    decode : callable(int) -> payload as the scoreboard compares it
     backpressure : float
         Probability that ``ready`` is low in a cycle.
     """
 
-    def __init__(self, name, handles, decode, rng, *, backpressure=0.0):
-        if not 0.0 <= backpressure < 1.0:
-            raise ValueError(f"backpressure must be in [0, 1), not {backpressure!r}")
+    def __init__(self, name, handles, rng, *, backpressure=0.0):
+        validate_timing(backpressure=backpressure)
         self.name = name
         self.valid, self.payload, self.ready_handle = handles
-        self.decode = decode
         self.rng = rng
         self.backpressure = backpressure
         self.ready = None
-        self.offered = None         # (first cycle valid, payload) while offered
-        self.stalls = 0             # cycles offered and not taken
 
     def drive(self):
-        ready = 0 if self.backpressure and self.rng.random() < self.backpressure else 1
-        if ready != self.ready:
-            self.ready_handle.value = self.ready = ready
+        value = int(ready(self.rng, self.backpressure))
+        if value != self.ready:
+            self.ready_handle.value = self.ready = value
 
-    def sample(self, cycle):
-        """Returns (rising payload or None, taken (first cycle, payload) or None)."""
-        if not int(self.valid.value):
-            if self.offered is not None:
-                raise ProtocolError(f"cycle {cycle}: {self.name}.valid dropped before the "
-                                    f"payload {self.offered[1]} was taken")
-            return None, None
-        payload = self.decode(int(self.payload.value))
-        rising = None
-        if self.offered is None:
-            self.offered = (cycle, payload)
-            rising = payload
-        elif self.offered[1] != payload:
-            raise ProtocolError(f"cycle {cycle}: {self.name} payload changed while valid: "
-                                f"{self.offered[1]} -> {payload}")
-        if self.ready:
-            taken, self.offered = self.offered, None
-            return rising, taken
-        self.stalls += 1
-        return rising, None
+    def observe(self):
+        """(valid, raw payload, ready) in this cycle."""
+        valid = int(self.valid.value)
+        return valid, int(self.payload.value) if valid else 0, self.ready

@@ -4,7 +4,7 @@
 (load, put, block, preempt, migrate, APICv inhibits) and has running vCPUs send IPIs (unicast,
 logical, shorthands, NMI, INIT, device interrupts). Its processor side is the gateware: each
 core of `IPIVSystem(n)` is a pCPU; an ICR write of a vCPU is driven on the core of its pCPU
-with the VMCS-derived ``cfg``, every transfer and output checked by the scoreboard, and the
+with the VMCS-derived ``cfg``, every transfer and output checked by `tb.checker`, and the
 `Result` handed back to the world is built from the gateware's outputs (a notification goes to
 ``kvm.host.send_ipi``, an exit to the vCPU's APIC-write handler, by the world itself).
 
@@ -16,28 +16,19 @@ same seed, stepped in lockstep: the same statistics, exit counts per cause inclu
 
 import logging
 
-from hdl.formats import APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, \
-    PID_NOTIFY_INFO_OFFSET
 from sim.ipi_world import IPIWorld
 from sim.scenarios import Request
+from tb.checker import MismatchError, allowed_words
 from .common import timing_for_seed
 from .env import TB
-from .scoreboard import MismatchError
 
 
-__all__ = ["run_cosim", "allowed_words", "ipis"]
+__all__ = ["run_cosim", "world_words", "ipis"]
 
 
-def allowed_words(world):
+def world_words(world):
     """Words the unit may write: each vCPU's vICR and VIRR words and its PID."""
-    words = set()
-    for v in world.vcpus:
-        offsets = [APIC_OFFSET_ICR_LO, APIC_OFFSET_ICR_HI] + [APIC_OFFSET_IRR + 0x10 * k
-                                                              for k in range(8)]
-        words |= {(v.vapic_page + off) >> 3 for off in offsets}
-        words |= {(v.pi_desc + 8 * k) >> 3 for k in range(4)}
-        words.add((v.pi_desc + PID_NOTIFY_INFO_OFFSET) >> 3)
-    return words
+    return allowed_words([v.vapic_page for v in world.vcpus], [v.pi_desc for v in world.vcpus])
 
 
 def ipis(stats):
@@ -57,7 +48,7 @@ async def run_cosim(dut, p, report):
     latency, wait_states, backpressure = p.get("timing") or timing_for_seed(seed)
     timing = {"latency": latency, "wait_states": wait_states, "backpressure": backpressure}
     tb = TB(dut, n_cores=p["n_pcpus"], memory=world.memory, seed=seed,
-            allowed_words=allowed_words(world), on_resolved=report.sampler(timing), **timing)
+            allowed_words=world_words(world), on_resolved=report.sampler(timing), **timing)
     await tb.start()
 
     async def aposter(request):

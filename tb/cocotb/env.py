@@ -1,8 +1,9 @@
 """`TB`: the testbench of one DUT (`IPIVirtualizer` or `IPIVSystem`) in cocotb.
 
-It owns the clock, the reset, the bus-functional models of `tb.cocotb.bfm` and the
-`tb.cocotb.scoreboard.Scoreboard`, and steps them all from one loop (``drive`` at the falling
-edge, ``sample`` at ReadOnly), so every run is reproducible from its seed.
+It owns the clock, the reset and the bus-functional models of `tb.cocotb.bfm`, and steps them
+all from one loop (``drive`` at the falling edge, ``sample`` at ReadOnly), so every run is
+reproducible from its seed. What the models see goes, as records, to `tb.checker.Checker`, the
+checker the Amaranth backend (`tb.amaranth_harness`) feeds too.
 """
 
 import random
@@ -12,29 +13,21 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import Event, FallingEdge, ReadOnly
 
-from sim.golden import Outcome, Result
+from hdl.formats import OUTPUT_STREAMS
 from sim.memory import Memory
-from .bfm import CorePorts, ICRDriver, OUTPUT_STREAMS, OutputPort, ProtocolError, WishboneMemory
-from .codec import NOTIFY, exit_tuple
-from .scoreboard import MismatchError, Scoreboard
+from tb.checker import Checker, MismatchError, OutputMonitors, ProtocolError, \
+    result_from_events
+from .bfm import CorePorts, ICRDriver, OutputPort, WishboneMemory
 
 
-__all__ = ["TB", "CLOCK_NS", "DECODERS"]
+__all__ = ["TB", "CLOCK_NS"]
 
 CLOCK_NS = 10
 _clock_started = False
 
 
-def _notify(bits):
-    f = NOTIFY.unpack(bits)
-    return (f["vector"], f["dest"])
-
-
-DECODERS = {"exit": exit_tuple, "notify": _notify, "self_ipi": int, "gp": int}
-
-
 class TB:
-    """Clock, reset, BFMs, scoreboard and the cycle loop for one DUT.
+    """Clock, reset, BFMs, checker and the cycle loop for one DUT.
 
     Parameters
     ----------
@@ -56,28 +49,29 @@ class TB:
     allowed_words : set or None
         Word addresses the unit may write.
     agent : optional software master (see `tb.cocotb.agent.SoftwareAgent`)
-    on_resolved : callable(scoreboard.Resolved), e.g. coverage sampling
+    on_resolved : callable(tb.checker.Resolved), e.g. coverage sampling
     on_barrier : callable(request, memories) for requests with ``barrier``
-    compare_lock : bool
-        See `scoreboard.ReplayMemory` (False only in the test showing the agent's checks).
+    compare_lock, locked_rmw : bool
+        The checker's lock checks (see `tb.checker.Checker`; ``locked_rmw`` None: as
+        ``compare_lock``). False only in the tests showing that another check catches a
+        missing lock on its own.
     """
 
     def __init__(self, dut, *, n_cores=None, memory=None, maxphyaddr=52, seed=0, latency=0,
                  wait_states=0.0, backpressure=0.0, gap=0.0, shadow=False, allowed_words=None,
-                 agent=None, on_resolved=None, on_barrier=None, compare_lock=True):
+                 agent=None, on_resolved=None, on_barrier=None, compare_lock=True,
+                 locked_rmw=None):
         self.dut = dut
         self.n = 1 if n_cores is None else n_cores
         self.memory = Memory() if memory is None else memory
         self.rng = random.Random(seed)
         self.seed = seed
         self.latency, self.wait_states, self.backpressure = latency, wait_states, backpressure
-        shadow_memory = None
-        if shadow:
-            shadow_memory = self.memory.copy()
-            shadow_memory.log = []
-        self.scoreboard = Scoreboard(self.n, maxphyaddr=maxphyaddr, shadow=shadow_memory,
-                                     allowed_words=allowed_words, on_resolved=on_resolved,
-                                     compare_lock=compare_lock)
+        self.checker = Checker(self.n, maxphyaddr=maxphyaddr,
+                               shadow=self.memory.copy() if shadow else None,
+                               allowed_words=allowed_words, on_resolved=on_resolved,
+                               compare_lock=compare_lock,
+                               locked_rmw=compare_lock if locked_rmw is None else locked_rmw)
         self.agent = agent
         self.on_barrier = on_barrier
         self.ports = [CorePorts(dut, "" if n_cores is None else f"cores__{i}__")
@@ -89,11 +83,12 @@ class TB:
                                   on_accept=lambda r, c, i=i: self._accepted(i, r, c),
                                   on_barrier=self._barrier)
                         for i, p in enumerate(self.ports)]
-        self.outputs = [[OutputPort(name, p.streams[name], DECODERS[name], self.rng,
+        self.outputs = [[OutputPort(name, p.streams[name], self.rng,
                                     backpressure=backpressure) for name in OUTPUT_STREAMS]
                         for p in self.ports]
+        self.monitors = [OutputMonitors(i) for i in range(self.n)]
         self.busy = [1] * self.n
-        self.taken = [[] for _ in range(self.n)]     # (stream, payload) per core, in order
+        self.taken = [[] for _ in range(self.n)]     # `tb.checker.Event` per core, in order
         self.listeners = []                           # callables(core, stream, payload)
         self.cycle = 0
         self.accepted = 0
@@ -151,7 +146,7 @@ class TB:
         for i, p in enumerate(self.ports):
             busy = int(p.busy.value)
             if not busy and self.busy[i]:
-                self.scoreboard.cores[i].idle(cycle)
+                self.checker.idle(i, cycle)
             self.busy[i] = busy
         self.mem.drive(cycle)
         for i, driver in enumerate(self.drivers):
@@ -165,7 +160,7 @@ class TB:
     IDLE_CHECK_EVERY = 8
 
     def _sample(self):
-        cycle, scoreboard = self.cycle, self.scoreboard
+        cycle, checker = self.cycle, self.checker
         spot_check = cycle % self.IDLE_CHECK_EVERY == 0
         for i, driver in enumerate(self.drivers):
             driver.sample(cycle)
@@ -176,43 +171,37 @@ class TB:
                             raise ProtocolError(f"core {i}: {out.name}.valid high at cycle "
                                                 f"{cycle} while busy is low")
                 continue
-            rising, taken = [], []
-            for out in self.outputs[i]:
-                r, t = out.sample(cycle)
-                if r is not None:
-                    rising.append((out.name, r))
-                if t is not None:
-                    taken.append((out.name, t[1]))
-            if rising:
-                scoreboard.cores[i].offered(rising, cycle)
-            for stream, payload in taken:
-                scoreboard.cores[i].taken(stream)
-                self.taken[i].append((stream, payload))
+            rising, taken = self.monitors[i].sample(cycle,
+                                                    [out.observe() for out in self.outputs[i]])
+            checker.outputs(i, cycle, rising, taken)
+            for event in taken:
+                self.taken[i].append(event)
                 for listener in self.listeners:
-                    listener(i, stream, payload)
+                    listener(i, event.stream, event.payload)
         if self._waiting and (self._settled() or self.cycle + 1 >= self._deadline):
             self._changed.set()
 
     def _settled(self):
         # busy is sampled at the falling edge: a write accepted in this cycle is not seen yet
         return self.cycle > self.last_accept and all(d.idle for d in self.drivers) and \
-            not any(self.busy) and not any(out.offered for outs in self.outputs for out in outs)
+            not any(self.busy) and \
+            not any(m.offered for m in self.monitors)
 
     # -- callbacks from the BFMs ---------------------------------------------------------------
-    def _transfer(self, master, access):
-        self.scoreboard.transfer(master, access)
+    def _transfer(self, master, access, lock_cycle):
+        self.checker.transfer(master, access, lock_cycle)
         if self.agent is not None:
             self.agent.observe(master, access)
 
     def _accepted(self, core, request, cycle):
         self.accepted += 1
         self.last_accept = cycle
-        self.scoreboard.cores[core].accepted(request, cycle)
+        self.checker.accepted(core, request, cycle)
 
     def _barrier(self, request):
         if self.on_barrier is not None:
-            memories = [self.memory] + ([self.scoreboard.shadow]
-                                        if self.scoreboard.shadow is not None else [])
+            memories = [self.memory] + ([self.checker.shadow]
+                                        if self.checker.shadow is not None else [])
             self.on_barrier(request, *memories)
 
     # -- for tests -----------------------------------------------------------------------------
@@ -246,8 +235,8 @@ class TB:
 
     async def execute(self, core, request, max_cycles=2000):
         """Co-simulation: run one ICR write on ``core`` to completion and return the `Result`
-        built from what the gateware did (the scoreboard has checked it against the golden
-        model by then)."""
+        built from what the gateware did (the checker has checked it against the golden model
+        by then)."""
         first = len(self.taken[core])
         self.drivers[core].push(request)
         await self.wait_settled(max_cycles)
@@ -262,7 +251,14 @@ class TB:
         self._stop = True
         await self._task
         self._raise()
-        self.scoreboard.finish(self.cycle, self.memory)
+        self.checker.finish(self.cycle, self.memory)
+
+    async def run(self, requests, max_cycles=10000):
+        """`start`, `submit` ``requests`` and `finish`; returns the `stats`."""
+        await self.start()
+        self.submit(requests)
+        await self.finish(max_cycles)
+        return self.stats()
 
     def _raise(self):
         if self.error is not None:
@@ -270,8 +266,8 @@ class TB:
 
     def stats(self):
         """Figures of the run so far (JSON-able)."""
-        sb = self.scoreboard
-        stalls = sum(out.stalls for outs in self.outputs for out in outs)
+        sb = self.checker
+        stalls = sum(m.stalls for m in self.monitors)
         return {
             "cycles": self.cycle, "wall_s": round(self.wall or time.perf_counter() - self._t0, 3),
             "icr_writes": self.accepted, "checked": sum(c.resolved for c in sb.cores),
@@ -283,19 +279,3 @@ class TB:
             "locked_handovers": self.mem.locked_handovers,
         }
 
-
-def result_from_events(request, events):
-    """A `sim.golden.Result` from the outputs the gateware gave for one request."""
-    from hdl.formats import ICRWriteKind
-    if not events:
-        if request.kind == ICRWriteKind.XAPIC_ICR_HI:
-            return Result(Outcome.STORED)
-        return Result(Outcome.POSTED)               # posted, no notification needed
-    stream, payload = events[0]
-    if stream == "exit":
-        return Result(Outcome.EXIT, icr=payload[3], cause=payload[2])
-    if stream == "gp":
-        return Result(Outcome.GP, icr=payload)
-    if stream == "self_ipi":
-        return Result(Outcome.SELF_IPI, vector=payload)
-    return Result(Outcome.POSTED, notify=tuple(payload))

@@ -18,7 +18,7 @@ from hdl.formats import (
     Shorthand, TriggerMode, X2APICICR, XAPIC_BROADCAST_ID, XAPICICR,
 )
 from sim.golden import Outcome
-from .codec import ICR_LOW, field_slice
+from tb.codec import ICR_LOW, field_slice
 
 
 __all__ = ["OUTCOMES", "LATENCY_BINS", "latency_bin", "icr_class", "sample", "export", "merge",
@@ -77,7 +77,7 @@ class Sample:
 
     Parameters
     ----------
-    resolved : tb.cocotb.scoreboard.Resolved
+    resolved : tb.checker.Resolved
     latency, wait_states, backpressure : the memory timing and back-pressure of the run
     """
 
@@ -179,7 +179,7 @@ def _get_samplers():
 
 
 def sample(resolved, *, latency, wait_states, backpressure):
-    """Sample one `scoreboard.Resolved` request (call inside the simulator process)."""
+    """Sample one `tb.checker.Resolved` request (call inside the simulator process)."""
     on_fields, on_run = _get_samplers()
     s = Sample(resolved, latency=latency, wait_states=wait_states, backpressure=backpressure)
     if s.has_icr:

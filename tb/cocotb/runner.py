@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree
 
+from hdl.faults import Fault
 from tb.verilog import BUILD, generate
 from .common import COVERAGE_FILE, PARAMS_ENV, STATS_FILE
 from .config import SIMULATORS
@@ -212,7 +213,6 @@ def run(design, module, testcase, params, *, test_name, sim=None):
 def fault_from_env():
     """``IPIV_FAULT``: build every design of the suite with this `hdl.faults.Fault` (to show
     that the regression fails on a broken unit); empty: the real design."""
-    from hdl.faults import Fault
     names = [f for f in os.environ.get("IPIV_FAULT", "").replace(",", " ").split() if f]
     return tuple(Fault(name).value for name in names)
 

@@ -2,7 +2,7 @@
 
 ``contention``: n cores post into the same few PIDs while a software agent (`agent`) does
 locked read-modify-writes on them (posted-interrupt processing, software posting, SN changes);
-every transfer is checked by the scoreboard, and at the end no PIR bit is lost and every
+every transfer is checked by `tb.checker`, and at the end no PIR bit is lost and every
 notification matches an ON transition. ``cosim``: the KVM model's `IPIWorld` runs on the
 gateware (`cosim`).
 """
@@ -12,13 +12,13 @@ import random
 import cocotb
 
 from hdl.formats import (
-    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, ICRWriteKind as K, NotifyInfo,
-    PID_NOTIFY_INFO_OFFSET, POSTED_INTR_VECTOR, SendUIPIData, XAPICNDST, X2APICICR,
-    XAPICICRHigh,
+    ICRWriteKind as K, NotifyInfo, PID_NOTIFY_INFO_OFFSET, POSTED_INTR_VECTOR, SendUIPIData,
+    XAPICNDST, X2APICICR, XAPICICRHigh,
 )
 from sim.golden import Config, Outcome
 from sim.memory import Memory
 from sim.scenarios import Request, icr_low
+from tb.checker import allowed_words
 from .agent import SoftwareAgent
 from .common import Report, params, timing_for_seed
 from .cosim import run_cosim
@@ -26,17 +26,6 @@ from .env import TB
 
 TABLE, PID_BASE, VAPIC_BASE = 0x10_0000, 0x20_0000, 0x30_0000
 FIRST_NDST = 0x40
-
-
-def vapic_words(vapic):
-    """Word addresses the unit may write in a virtual-APIC page."""
-    offsets = [APIC_OFFSET_ICR_LO, APIC_OFFSET_ICR_HI] + [APIC_OFFSET_IRR + 0x10 * k
-                                                          for k in range(8)]
-    return {(vapic + off) >> 3 for off in offsets}
-
-
-def pid_words(pid):
-    return {(pid + 8 * k) >> 3 for k in range(4)} | {(pid + PID_NOTIFY_INFO_OFFSET) >> 3}
 
 
 def contention_setup(rng, *, n_cores, n_pids, count, host_x2apic, vectors=(0x20, 0x100),
@@ -55,11 +44,10 @@ def contention_setup(rng, *, n_cores, n_pids, count, host_x2apic, vectors=(0x20,
         memory.write(pid + PID_NOTIFY_INFO_OFFSET, NotifyInfo.const(
             {"nv": POSTED_INTR_VECTOR, "ndst": ndst, "sn": int(rng.random() < 0.3)}).as_bits())
         notify_map[(POSTED_INTR_VECTOR, apic_id)] = i
-    allowed = set().union(*(pid_words(pid) for pid in pids))
+    vapics = [VAPIC_BASE + 0x1000 * core for core in range(n_cores)]
+    allowed = allowed_words(vapics, pids)
     requests = []
-    for core in range(n_cores):
-        vapic = VAPIC_BASE + 0x1000 * core
-        allowed |= vapic_words(vapic)
+    for core, vapic in enumerate(vapics):
         x2apic = rng.random() < 0.5
         for _ in range(count):
             if rng.random() < 0.05:
@@ -113,10 +101,7 @@ async def contention(dut):
                 compare_lock=p.get("compare_lock", True), **timing)
         tb.listeners.append(lambda core, stream, payload:
                             agent.notified(core, payload) if stream == "notify" else None)
-        await tb.start()
-        tb.submit(requests)
-        await tb.finish(2000 + len(requests) * 60 * (latency + 2))
-        stats = tb.stats()
+        stats = await tb.run(requests, 2000 + len(requests) * 60 * (latency + 2))
         assert stats["checked"] == len(requests), stats
         figures = agent.finish()
         assert figures["lost"] == 0 and figures["operations"] > 0, figures

@@ -1,10 +1,10 @@
 """cocotb tests of one `IPIVirtualizer` (started by `tb.cocotb.runner`, parameters from pytest).
 
 ``random_run``: constrained-random VMs and ICR writes (`sim.stimulus.random_case`) under one
-memory timing and back-pressure, every transfer and output checked by the scoreboard, memory
-against a shadow run of the golden model, coverage sampled. ``directed``: one rule of
-``ipiv.md`` §4 (`tb.cocotb.directed`) under three timings, checked by the scoreboard and
-against the spec's expected outcome.
+memory timing and back-pressure, every transfer and output checked by `tb.checker`, memory
+against a shadow run of the golden model, coverage sampled. ``directed``: one family of the
+directed suite (`tb.directed`, shared with the Amaranth backend), each case under its timings,
+checked by `tb.checker` and against the spec's expected outcome (`tb.directed.verify`).
 """
 
 import random
@@ -15,8 +15,8 @@ import cocotb
 from hdl.formats import ICRWriteKind, NotifyInfo, PID_NOTIFY_INFO_OFFSET, Shorthand
 from sim.scenarios import icr_low
 from sim.stimulus import random_case
-from .common import Report, TIMINGS, params, timing_for_seed
-from .directed import make_case
+from tb import directed as suite
+from .common import Report, params, timing_for_seed
 from .env import TB
 
 
@@ -80,10 +80,7 @@ async def random_run(dut):
                     allowed_words=case.allowed_words(), on_resolved=report.sampler(timing),
                     on_barrier=_host_side(case.pids, random.Random(rng.getrandbits(32))),
                     **timing)
-            await tb.start()
-            tb.submit(requests)
-            await tb.finish(_max_cycles(len(case.requests), latency, wait_states))
-            stats = tb.stats()
+            stats = await tb.run(requests, _max_cycles(len(case.requests), latency, wait_states))
             assert stats["checked"] == len(case.requests) == stats["icr_writes"], stats
             report.add_tb(stats)
         report.data.update(seed=seed, latency=latency, wait_states=wait_states,
@@ -98,35 +95,29 @@ async def directed(dut):
     report = Report(f"directed {rule}")
 
     async def body():
-        for case in make_case(rule):
-            # three timings: immediate memory, slow memory with back-pressure, random waits
-            for i, (latency, wait_states, backpressure) in enumerate(
-                    (TIMINGS[0], TIMINGS[5 + 3], TIMINGS[5 + 4])):
-                before = case.memory.copy()
+        cases = suite.family(rule)
+        for case in cases:
+            for seed, (latency, wait_states, backpressure) in enumerate(case.timings):
                 memory = case.memory.copy()
                 timing = {"latency": latency, "wait_states": wait_states,
                           "backpressure": backpressure}
-                tb = TB(dut, memory=memory, maxphyaddr=case.maxphyaddr, seed=i, shadow=True,
-                        on_resolved=report.sampler(timing), **timing)
-                await tb.start()
-                tb.submit(case.requests)
-                await tb.finish(_max_cycles(len(case.requests), latency, wait_states))
-                results = [r.result for r in sorted(tb.scoreboard.results, key=lambda r: r.seq)]
-                assert len(results) == len(case.requests), (len(results), len(case.requests))
-                for k, (expect, result) in enumerate(zip(case.expect or [], results)):
-                    problem = expect.mismatch(result)
-                    assert problem is None, f"{case.rule}, request {k}: {problem}"
-                for check in case.checks:
-                    check(before, memory, results)
-                report.add_tb(tb.stats())
-        report.data["rule"] = rule
+                tb = TB(dut, memory=memory, maxphyaddr=case.maxphyaddr, seed=seed, shadow=True,
+                        on_resolved=report.sampler(timing), locked_rmw=True,
+                        compare_lock=p.get("compare_lock", True), **timing)
+                stats = await tb.run(case.requests,
+                                     _max_cycles(len(case.requests), latency, wait_states))
+                suite.verify(case, [r.result for r in tb.checker.in_order()], case.memory,
+                             memory)
+                report.add_tb(stats)
+        report.data.update(rule=rule, cases=len(cases),
+                           runs=sum(len(c.timings) for c in cases))
     await report.run(body)
 
 
 @cocotb.test()
 async def bench_run(dut):
     """The benchmark workload (`tb.cocotb.bench`): one random VM image, ``count`` ICR writes,
-    memory ack 1 cycle after stb, no back-pressure, through the scoreboard (no coverage)."""
+    memory ack 1 cycle after stb, no back-pressure, through the checker (no coverage)."""
     p = params()
     report = Report(f"bench seed {p['seed']}")
 
@@ -134,10 +125,7 @@ async def bench_run(dut):
         case = random_case(random.Random(p["seed"]), maxphyaddr=52, count=p["count"])
         tb = TB(dut, memory=case.memory, seed=p["seed"], latency=p.get("latency", 1),
                 shadow=p.get("shadow", True), allowed_words=case.allowed_words())
-        await tb.start()
-        tb.submit(case.requests)
-        await tb.finish(_max_cycles(len(case.requests), 1, 0.0))
-        stats = tb.stats()
+        stats = await tb.run(case.requests, _max_cycles(len(case.requests), 1, 0.0))
         assert stats["checked"] == len(case.requests), stats
         report.add_tb(stats)
     await report.run(body)

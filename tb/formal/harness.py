@@ -1,9 +1,9 @@
 """The formal harness: `IPIVirtualizer` in an unconstrained but legal environment, with a
-transfer-level monitor of ``shared/spec/ipiv.md`` §4 and the properties as named checks.
+transfer-level monitor of ``docs/architecture.md`` §4 and the properties as named checks.
 
 Environment (assumptions, shared by every check):
 
-- ``cfg`` is free in every cycle but held stable while the unit is busy (``interface.md``);
+- ``cfg`` is free in every cycle but held stable while the unit is busy (``docs/interface.md``);
 - the ``icr`` producer is free except for the stream rule: once ``valid``, it holds ``valid``
   and the payload until ``ready``;
 - every output consumer drives ``ready`` freely;
@@ -247,7 +247,7 @@ class FormalHarness(Elaboratable):
         e = Mux(k_lo, 1, 0)         # index of the entry read among the request's reads
         may_post = ~k_hi & ~gp_req & ~self_req
 
-        # The pre-checks of ipiv.md §4 in priority order (interface.md's cause order).
+        # The pre-checks of docs/architecture.md §4 in priority order (docs/interface.md's cause order).
         pre_exit = Signal()
         pre_cause = Signal(ExitCause)
         m.d.comb += pre_exit.eq(1)

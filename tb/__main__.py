@@ -1,3 +1,5 @@
+"""``python -m tb``: the ``ipiv`` command."""
+
 import sys
 
 from .cli import main

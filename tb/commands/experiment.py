@@ -1,20 +1,23 @@
-"""``ipiv experiment ...`` and ``ipiv replay ...``: wired into `sim.cli` by `register`.
+"""``ipiv experiment ...`` and ``ipiv replay ...`` (entry points `register_experiment`,
+`register_replay`).
 
-Models and sweeps import the simulator only when a command needs it (``table-sharing``,
-``replay --rtl``, ``seed-table --remeasure-rtl``).
+The models (`sim.round_trip`, `sim.experiments`, `sim.replay`) need no simulator; this layer
+hands them the gateware measurements where a command asks for them (``table-sharing``,
+``replay --rtl``, ``seed-table --remeasure-rtl``). Those are imported when the command runs,
+so that ``ipiv --help`` starts fast.
 """
 
 import json
 import sys
 
-from sim.cli_args import integer
+from sim.commands.args import fail, integer
 
 
-__all__ = ["register"]
+__all__ = ["register_experiment", "register_replay"]
 
 
 def _fail(prog, message):
-    raise SystemExit(f"{prog}: error: {message}")
+    fail(prog, message, status=1)
 
 
 def _progress_line(text):
@@ -23,8 +26,9 @@ def _progress_line(text):
 
 
 def cmd_seed_table(args):
-    from .experiments import seed_table_outputs
-    from .round_trip import compare_rtl, fit, format_seed_table, measure_rtl, seed_table
+    from sim.experiments import seed_table_outputs
+    from sim.round_trip import compare_rtl, fit, format_seed_table, seed_table
+    from tb.runs import measure_rtl
     bench = None
     if args.remeasure_rtl:
         _progress_line("re-measuring the gateware's posting cost (ipiv bench, ~10 s)")
@@ -54,14 +58,15 @@ def _out_dir(args):
 
 
 def _list_sweeps():
-    from .experiments import SWEEPS
+    from sim.experiments import SWEEPS
     for name, sweep in SWEEPS.items():
         print(f"{name:18s} {sweep.text}")
     return 0
 
 
 def cmd_sweep(args):
-    from .experiments import SWEEPS, run_sweep
+    from sim.experiments import SWEEPS, run_sweep
+    from tb.sharing import measure_sharing
     if args.list:
         return _list_sweeps()
     if args.name is None:
@@ -72,7 +77,8 @@ def cmd_sweep(args):
                                        f"{', '.join(SWEEPS)})")
     _progress_line(f"sweep {args.name}: {SWEEPS[args.name].text}")
     try:
-        paths = run_sweep(args.name, out_dir=_out_dir(args), progress=_progress_line)
+        paths = run_sweep(args.name, out_dir=_out_dir(args), progress=_progress_line,
+                          measure_sharing=measure_sharing)
     except OSError as e:
         _fail("ipiv experiment sweep", f"cannot write to {args.out!r}: {e.strerror}")
     print(f"wrote {', '.join(paths)}")
@@ -96,13 +102,16 @@ def _rtl_progress():
 
 
 def cmd_replay(args):
-    from .replay import TraceError, format_report, replay, report_json
+    from sim.replay import TraceError, format_report, replay, report_json
+    from tb.replay_rtl import check_rtl
     try:
-        report = replay(args.file, rtl=args.rtl, vcpus=args.vcpus,
+        report = replay(args.file, check=check_rtl if args.rtl else None, vcpus=args.vcpus,
                         default_mode={"x2apic": "x2APIC", "xapic": "xAPIC"}[args.default_mode],
-                        progress=_rtl_progress() if args.rtl else None)
+                        kernel=args.kernel, progress=_rtl_progress() if args.rtl else None)
     except TraceError as e:
         _fail("ipiv replay", str(e))
+    for number, message in report.parsed.errors:
+        sys.stderr.write(f"ipiv replay: {args.file}: line {number}: {message}\n")
     print(json.dumps(report_json(report), indent=2) if args.json else format_report(report))
     return 1 if report.rtl else 0
 
@@ -110,9 +119,8 @@ def cmd_replay(args):
 _vcpus = integer(1, 4096)
 
 
-def register(subparsers):
-    """Add ``experiment`` (``seed-table``, ``sweep NAME``, ``list``) and ``replay FILE`` to
-    the ``ipiv`` command's ``subparsers``."""
+def register_experiment(subparsers):
+    """Add ``experiment`` (``seed-table``, ``sweep NAME``, ``list``) to ``subparsers``."""
     p = subparsers.add_parser("experiment", help="the seed's table from the system model, "
                                                  "what-if sweeps")
     sub = p.add_subparsers(dest="experiment", metavar="EXPERIMENT", parser_class=type(p))
@@ -137,15 +145,25 @@ def register(subparsers):
     q = sub.add_parser("list", help="list the sweeps")
     q.set_defaults(func=cmd_list)
 
+
+
+def register_replay(subparsers):
+    """Add ``replay FILE`` to ``subparsers``."""
+    from sim.kvm_kernel import DEFAULT_KERNEL, KERNELS
     p = subparsers.add_parser("replay", help="classify the IPIs of a KVM trace; estimate "
                                              "what IPIv saves")
-    p.add_argument("file", help="trace-cmd report / ftrace text")
+    p.add_argument("file", help="ftrace (trace, trace_pipe), trace-cmd report or perf script "
+                                "text of the KVM events, or a pasted excerpt; - reads "
+                                "standard input")
     p.add_argument("--rtl", action="store_true",
                    help="also run every IPI through the gateware (Amaranth's simulator)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--vcpus", type=_vcpus, default=None,
-                   help="vCPU IDs of the replay VM (default: up to the largest physical "
-                        "destination seen)")
+                   help="vCPU IDs of the replay VM (default: every vCPU the trace names as "
+                        "sender or destination; fewer is an error)")
     p.add_argument("--default-mode", choices=("x2apic", "xapic"), default="x2apic",
                    help="APIC mode of IPIs traced without an ICR event (default x2apic)")
+    p.add_argument("--kernel", choices=KERNELS, default=DEFAULT_KERNEL,
+                   help=f"Linux release that wrote the trace (event formats; default "
+                        f"{DEFAULT_KERNEL})")
     p.set_defaults(func=cmd_replay)

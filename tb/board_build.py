@@ -16,6 +16,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from amaranth.back import rtlil
+from amaranth.build.run import LocalBuildProducts
+
+from hdl import IPIVirtualizer
+from hdl.board.top import BOARDS, BoardTop
+from sim.board.vm import board_vm
+
 
 __all__ = [
     "BuildError", "ProgrammerMissing", "TOOLS", "tool_environment", "parse_yosys_stat",
@@ -226,13 +233,12 @@ def _bitstream_name(family):
 def build_board(board, *, build_dir, progress=None, **overrides):
     """Build the experiment for ``board`` (a key of `hdl.board.top.BOARDS`) in
     ``build_dir``; returns a `BoardBuild`. ``overrides`` replace `BoardCore` arguments."""
-    from hdl.board.top import BOARDS, BoardTop
     if board not in BOARDS:
         raise BuildError(f"unknown board {board!r} (known: {', '.join(BOARDS)})")
     spec = BOARDS[board]
     env = tool_environment(spec.family)
     platform = spec.make_platform()
-    top = BoardTop(spec, **overrides)
+    top = BoardTop(spec, board_vm(), **overrides)
     if progress:
         progress(f"elaborating the {board} design")
     # nextpnr would stop on a timing failure; the figures are wanted either way, and the
@@ -274,8 +280,6 @@ def _sync_clock(clocks):
 def program_board(board, build_dir):
     """Load the bitstream in ``build_dir`` with the board's programmer (through
     amaranth-boards); raises `ProgrammerMissing` when the programmer is not installed."""
-    from amaranth.build.run import LocalBuildProducts
-    from hdl.board.top import BOARDS
     spec = BOARDS[board]
     var, default = spec.programmer.split("=")
     tool = os.environ.get(var) or default
@@ -301,8 +305,6 @@ def synth_unit(*, out_dir, maxphyaddr=52, families=("ice40", "ecp5"), place=Fals
     """Synthesize the bare `IPIVirtualizer` for each family (Yosys: the unit's ports
     outnumber any package's pins). With ``place``, ECP5 is also placed and routed out of
     context for an Fmax (``fmax_mhz``; None elsewhere). Returns {family: resources}."""
-    from amaranth.back import rtlil
-    from hdl import IPIVirtualizer
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if progress:

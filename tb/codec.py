@@ -1,4 +1,5 @@
-"""Packing and unpacking of the unit's flattened ports, from the layouts in `hdl.formats`.
+"""Packing and unpacking of the unit's flattened ports, from the layouts in `hdl.formats`
+(plain Python: used by the checker, the cocotb backend and its coverage).
 
 Amaranth flattens a struct port into one vector (``cores__0__cfg`` is 148 bits); the field
 offsets come from the layouts themselves, so no bit position is written here. `data.Const`
@@ -9,12 +10,11 @@ import enum
 
 from amaranth.lib import data
 
-from hdl.formats import APICWriteExit, ExitCause, ICRLow, ICRWrite, Notification, NotifyInfo, \
-    VMCSConfig
+from hdl.formats import APICWriteExit, ICRLow, ICRWrite, Notification, NotifyInfo, VMCSConfig
 
 
 __all__ = ["Codec", "field_slice", "ICR_WRITE", "EXIT", "NOTIFY", "CONFIG", "ICR_LOW",
-           "NOTIFY_INFO", "exit_tuple", "pack_config"]
+           "NOTIFY_INFO", "pack_config"]
 
 
 class Codec:
@@ -68,16 +68,6 @@ NOTIFY = Codec(Notification)
 CONFIG = Codec(VMCSConfig)
 ICR_LOW = Codec(ICRLow)
 NOTIFY_INFO = Codec(NotifyInfo)
-
-
-def exit_tuple(bits):
-    """An exit payload as (reason, qualification, ExitCause or raw int, icr)."""
-    f = EXIT.unpack(bits)
-    try:
-        cause = ExitCause(f["cause"])
-    except ValueError:
-        cause = f["cause"]      # a value no ExitCause has: still comparable, shows as int
-    return (f["reason"], f["qualification"], cause, f["icr"])
 
 
 def pack_config(cfg):

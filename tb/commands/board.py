@@ -1,10 +1,11 @@
-"""The ``build`` and ``board`` subcommands of ``ipiv`` (`register` adds them to a parser).
+"""The ``build`` and ``board`` subcommands of ``ipiv`` (entry points `register_build`,
+`register_board`).
 
 ``ipiv build --board NAME [--json] [--program] [-o DIR]`` builds the board experiment;
 ``ipiv build --synth-only [--json] [--place]`` synthesizes the bare unit for iCE40 and ECP5.
 ``ipiv board run (--port DEV | --sim) ...`` runs the experiment and prints every counter next
 to the golden model's prediction; ``ipiv board pid`` dumps a PID; ``ipiv board info`` shows
-what the board was built with. Also runnable alone: ``python -m sim.board``.
+what the board was built with.
 """
 
 import argparse
@@ -12,10 +13,10 @@ import json
 import sys
 import time
 
-from sim.cli_args import integer, number
+from sim.commands.args import fail, integer, number
 
 
-__all__ = ["register", "build_parser", "main"]
+__all__ = ["register_build", "register_board"]
 
 
 _int = integer
@@ -23,7 +24,7 @@ _seconds = number(0, strict=True)
 
 
 def _mix(text):
-    from .experiment import parse_mix
+    from sim.board.experiment import parse_mix
     try:
         return parse_mix(text)
     except ValueError as e:
@@ -65,13 +66,13 @@ class _Progress:
 
 
 def _fail(prog, error):
-    raise SystemExit(f"{prog}: error: {error}")
+    fail(prog, error, status=1)
 
 
 # -- ipiv build ----------------------------------------------------------------------------
 
 def cmd_build(args):
-    from .build import BuildError, build_board, program_board, synth_unit
+    from tb.board_build import BuildError, build_board, program_board, synth_unit
     prog = "ipiv build"
     if bool(args.board) == bool(args.synth_only):
         _fail(prog, "give either --board NAME or --synth-only")
@@ -147,13 +148,13 @@ def _transport(args):
         from tb.board_sim import SimulatedBoard
         core = BOARDS[args.board].core
         return SimulatedBoard(**core)
-    from .transport import SerialTransport
+    from sim.board.transport import SerialTransport
     return SerialTransport(args.port, args.baud)
 
 
 def _with_board(args, body):
-    from .protocol import ProtocolError
-    from .transport import TransportError
+    from sim.board.protocol import ProtocolError
+    from sim.board.transport import TransportError
     prog = f"ipiv board {args.action}"
     if not args.sim and not args.port:
         _fail(prog, "give --port DEVICE (the board's USB-UART) or --sim")
@@ -166,8 +167,8 @@ def _with_board(args, body):
 
 def cmd_board_run(args):
     from hdl.board.formats import Counter
-    from .experiment import RunParams, mix_from_weights, DEFAULT_WEIGHTS, predict
-    from .protocol import BoardClient
+    from sim.board.experiment import RunParams, mix_from_weights, DEFAULT_WEIGHTS, predict
+    from sim.board.protocol import BoardClient
     try:
         params = RunParams(seed=args.seed, count=args.count, epoch=args.epoch,
                            x2apic="x2apic" in args.modes, xapic="xapic" in args.modes,
@@ -232,7 +233,7 @@ def cmd_board_run(args):
 
 
 def cmd_board_pid(args):
-    from .protocol import BoardClient
+    from sim.board.protocol import BoardClient
 
     def body(transport):
         return BoardClient(transport, timeout=args.timeout).pid(args.vcpu)
@@ -250,7 +251,7 @@ def cmd_board_pid(args):
 
 
 def cmd_board_info(args):
-    from .protocol import BoardClient
+    from sim.board.protocol import BoardClient
 
     def body(transport):
         client = BoardClient(transport, timeout=args.timeout)
@@ -263,8 +264,8 @@ def cmd_board_info(args):
     return 0
 
 
-def register(subparsers):
-    """Add ``build`` and ``board`` to ``subparsers`` (from ``add_subparsers``)."""
+def register_build(subparsers):
+    """Add ``build`` to ``subparsers`` (from ``add_subparsers``)."""
     from hdl.board.formats import MAX_CORES
     from hdl.board.top import BOARDS
 
@@ -287,6 +288,11 @@ def register(subparsers):
                    help="load the bitstream with the board's programmer")
     p.add_argument("-o", "--out", help="build folder (default build/BOARD or build/unit)")
     p.set_defaults(func=cmd_build)
+
+
+def register_board(subparsers):
+    """Add ``board`` to ``subparsers`` (from ``add_subparsers``)."""
+    from hdl.board.top import BOARDS
 
     p = subparsers.add_parser("board", help="run the IPI experiment on a board over its UART")
     actions = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p))
@@ -331,22 +337,3 @@ def register(subparsers):
     q = actions.add_parser("info", help="what the board was built with, and its status")
     link(q)
     q.set_defaults(func=cmd_board_info)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def build_parser():
-    """A parser with just these subcommands (for ``python -m sim.board``)."""
-    parser = _Parser(prog="ipiv", description="FPGA builds and board runs of the IPIv model.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-    register(sub)
-    return parser
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    return args.func(args)

@@ -1,9 +1,10 @@
-"""Argument types for the ``ipiv`` subcommands: one-line messages, bounds checked."""
+"""Argument types and the parser of the ``ipiv`` subcommands: one-line messages, bounds checked."""
 
 import argparse
+import sys
 
 
-__all__ = ["integer", "number"]
+__all__ = ["integer", "number", "Parser", "fail"]
 
 
 def integer(low, high=None):
@@ -33,3 +34,16 @@ def number(low, high=None, *, strict=False):
             raise argparse.ArgumentTypeError(f"must be {bound}, not {text}")
         return value
     return parse
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line: ``ipiv sim: error: ...``."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def fail(prog, message, status=2):
+    """End a command with a one-line error on stderr (status 2: bad usage, 1: a failed run)."""
+    sys.stderr.write(f"{prog}: error: {message}\n")
+    raise SystemExit(status)

@@ -1,0 +1,63 @@
+"""``ipiv``: the project's command line (also ``python -m tb``).
+
+A thin dispatcher on top of every layer. Each subcommand lives in the layer that owns it
+(``sim.commands`` for what needs only the models, ``tb.commands``, ``tb.regress`` and
+``tb.formal.cli`` for what runs gateware) and is registered as an entry point of the group
+``ipiv.commands`` in ``pyproject.toml``, as Glasgow registers its applets: nothing below the
+command line imports it, and a new command is one function plus one line there. A command
+module imports its heavy dependencies (Amaranth, cocotb, the simulators) only when it runs,
+so that ``ipiv --help`` and light commands start fast.
+"""
+
+import os
+import sys
+from importlib.metadata import PackageNotFoundError, entry_points, version
+
+from sim.commands.args import Parser
+
+
+__all__ = ["ENTRY_POINT_GROUP", "build_parser", "main"]
+
+ENTRY_POINT_GROUP = "ipiv.commands"
+DISTRIBUTION = "ipiv-model"
+
+
+def _version():
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def build_parser():
+    """The ``ipiv`` parser with every registered subcommand."""
+    parser = Parser(prog="ipiv", description="Executable model of Intel VT-x IPI virtualization.")
+    parser.add_argument("--version", action="version", version=f"ipiv {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    commands = entry_points(group=ENTRY_POINT_GROUP)
+    if not commands:
+        parser.exit(2, f"ipiv: error: no commands registered (entry points "
+                       f"{ENTRY_POINT_GROUP!r}); install the project: pip install -e .\n")
+    for command in commands:
+        command.load()(sub)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        status = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (``ipiv sim | head -1``): end quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        sys.stderr.write("ipiv: interrupted\n")
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
