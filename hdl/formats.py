@@ -193,6 +193,8 @@ class APICRegister(py_enum.IntEnum):
 
 
 EXIT_REASON_APIC_WRITE = 56
+EXIT_REASON_WRMSR = 32             # x2APIC ICR write intercepted while IPIv is off
+WRMSR_QUALIFICATION = 0            # WRMSR exits have no qualification
 APIC_OFFSET_IRR = APICRegister.IRR
 APIC_OFFSET_ICR_LO = APICRegister.ICR
 APIC_OFFSET_ICR_HI = APICRegister.ICR2

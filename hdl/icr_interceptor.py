@@ -1,11 +1,13 @@
 """The ICR-write interceptor: first stage of the IPI-virtualization unit.
 
-It takes one `ICRWrite` at a time, raises #GP for an x2APIC write with reserved bits set,
-otherwise stores the vICR image into the virtual-APIC page (xAPIC ICR-low writes then read
-VICR_HI back, since the destination lives there), and classifies the write
-(``docs/architecture.md`` §4): a virtualized self-IPI, an IPIv posting (handed to the
-PID-table lookup), or an APIC-write exit whose cause is decided from the ICR and the VMCS
-alone. The range and entry checks happen in the lookup.
+It takes one `ICRWrite` at a time. An x2APIC write while IPIv is off never reaches the
+virtual APIC: the hypervisor intercepts WRMSR 0x830 then, so it is a WRMSR exit (reason 32)
+with no bus transfer and no #GP check (docs/interface.md, "the x2APIC intercept"). Otherwise
+it raises #GP for an x2APIC write with reserved bits set, or stores the vICR image into the
+virtual-APIC page (xAPIC ICR-low writes then read VICR_HI back, since the destination lives
+there), and classifies the write (docs/architecture.md §4): a virtualized self-IPI, an IPIv
+posting (handed to the PID-table lookup), or an APIC-write exit whose cause is decided from
+the ICR and the VMCS alone. The range and entry checks happen in the lookup.
 """
 
 from amaranth import C, Cat, Module, Mux, Signal
@@ -15,10 +17,11 @@ from amaranth.lib.wiring import In, Out
 from . import wishbone
 from .exits import load_exit
 from .formats import (
-    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APICWriteExit, DeliveryMode, ExitCause,
+    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APICWriteExit, DeliveryMode, EXIT_REASON_WRMSR,
+    ExitCause,
     FIRST_LEGAL_VECTOR, ICR_IPIV_INELIGIBLE_MASK, ICR_RESERVED_MASK, ICRLow, ICRWrite,
     ICRWriteKind, SendUIPIData, Shorthand, TriggerMode, VMCSConfig, XAPIC_BROADCAST_ID,
-    XAPIC_ICR_HI_MASK, XAPICICR, XAPICNDST, X2APICICR,
+    WRMSR_QUALIFICATION, XAPIC_ICR_HI_MASK, XAPICICR, XAPICNDST, X2APICICR,
 )
 from .params import bus_addr_width
 from .requests import PostRequest, SelfIPIRequest
@@ -46,8 +49,8 @@ class ICRInterceptor(wiring.Component):
         The later stages are free; a new write is taken only while this is high.
     gp : Out(stream.Signature(64))
     exit : Out(stream.Signature(APICWriteExit))
-        Exits decided here (``DISABLED``, ``UNSUPPORTED``, ``ILLEGAL_VECTOR``, ``BROADCAST``)
-        and bus errors of the vICR store.
+        Exits decided here (``DISABLED``, ``UNSUPPORTED``, ``ILLEGAL_VECTOR``, ``BROADCAST``;
+        the WRMSR exit of an x2APIC write with IPIv off) and bus errors of the vICR store.
     post : Out(stream.Signature(PostRequest))
     self_ipi : Out(stream.Signature(SelfIPIRequest))
     bus : Out(wishbone.Signature)
@@ -153,7 +156,12 @@ class ICRInterceptor(wiring.Component):
                             m.next = "STORE_LO"
                         with m.Case(ICRWriteKind.X2APIC_ICR):
                             m.d.sync += [xapic.eq(0), image.eq(data)]
-                            with m.If((data[:32] & ICR_RESERVED_MASK) != 0):
+                            with m.If(~cfg.ipiv):
+                                load_exit(m, self.exit, cause=ExitCause.DISABLED, icr=data,
+                                          reason=EXIT_REASON_WRMSR,
+                                          qualification=WRMSR_QUALIFICATION)
+                                m.next = "OUTPUT"
+                            with m.Elif((data[:32] & ICR_RESERVED_MASK) != 0):
                                 m.d.sync += [self.gp.valid.eq(1), self.gp.p.eq(data)]
                                 m.next = "OUTPUT"
                             with m.Else():

@@ -28,7 +28,7 @@ from amaranth.lib import data
 
 from hdl.formats import (
     APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, APIC_WRITE_QUALIFICATION_ICR,
-    EXIT_REASON_APIC_WRITE, ExitCause, FIRST_LEGAL_VECTOR,
+    EXIT_REASON_APIC_WRITE, EXIT_REASON_WRMSR, ExitCause, FIRST_LEGAL_VECTOR, WRMSR_QUALIFICATION,
     ICR_IPIV_INELIGIBLE_MASK, ICR_RESERVED_MASK, ICRLow, ICRWriteKind, NotifyInfo, PID_NOTIFY_INFO_OFFSET, PID_POINTER_ENTRY_BYTES,
     PID_POINTER_ENTRY_LOW_MASK, PID_POINTER_ENTRY_VALID, SendUIPIData, pid_of_entry,
     Shorthand, DeliveryMode, TriggerMode, VMCSConfig, XAPIC_BROADCAST_ID, XAPIC_ICR_HI_MASK,
@@ -68,7 +68,7 @@ class Config:
 class Outcome(enum.Enum):
     STORED = "stored"        # an xAPIC write to 310H: stored, nothing else
     GP = "gp"                # x2APIC #GP, nothing stored
-    EXIT = "exit"            # VM exit: APIC write (56, qualification 300H)
+    EXIT = "exit"            # VM exit: APIC write (56), or WRMSR (32) for the x2APIC intercept
     SELF_IPI = "self-ipi"    # virtualized self-IPI (VIRR updated)
     POSTED = "posted"        # virtualized IPI (PIR set; maybe a notification)
 
@@ -81,7 +81,7 @@ class Result:
     vector: int | None = None
     dest: int | None = None              # virtual destination T
     notify: tuple | None = None          # (vector, physical APIC ID)
-    reason: int = EXIT_REASON_APIC_WRITE  # of an exit
+    reason: int = EXIT_REASON_APIC_WRITE  # of an exit: 56, or 32 (WRMSR) for the intercept
     qualification: int = APIC_WRITE_QUALIFICATION_ICR
 
     @property
@@ -155,6 +155,11 @@ class GoldenIPIVirtualizer:
                 memory.transfer(adr=hi_word, write=True, sel=0x0F, data=hi)
                 return Result(Outcome.STORED, icr=image)
             if kind == ICRWriteKind.X2APIC_ICR:
+                if not cfg.ipiv:
+                    # KVM intercepts WRMSR 0x830 while IPIv is off: nothing is stored and
+                    # the CPU makes no #GP check (docs/architecture.md §4.7).
+                    return Result(Outcome.EXIT, icr=value, cause=ExitCause.DISABLED,
+                                  reason=EXIT_REASON_WRMSR, qualification=WRMSR_QUALIFICATION)
                 if value & ICR_RESERVED_MASK:
                     return Result(Outcome.GP, icr=value)
                 image = value

@@ -38,7 +38,7 @@ What is checked:
 from collections import Counter, deque
 from dataclasses import dataclass, replace
 
-from hdl.formats import OUTPUT_STREAMS, ExitCause, ICRWriteKind
+from hdl.formats import EXIT_REASON_WRMSR, OUTPUT_STREAMS, ExitCause, ICRWriteKind
 from sim.golden import GoldenIPIVirtualizer, Outcome, Result
 from sim.memory import Access, BusError, sel_mask
 from sim.vm_layout import allowed_words
@@ -271,7 +271,10 @@ class ReplayMemory:
 
 def outcome_class(result, consumed):
     """A name for what a request did, finer than `Outcome`: posts tell why they were
-    suppressed (from the NotifyInfo word the unit read), exits their cause."""
+    suppressed (from the NotifyInfo word the unit read), exits their cause (the x2APIC
+    intercept's WRMSR exit is ``wrmsr-exit``)."""
+    if result.outcome is Outcome.EXIT and result.reason == EXIT_REASON_WRMSR:
+        return "wrmsr-exit"
     if result.outcome is Outcome.EXIT:
         return f"exit:{result.cause.name}"
     if result.outcome is Outcome.POSTED:

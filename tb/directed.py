@@ -56,12 +56,14 @@ class Expect:
     cause: ExitCause | None = None
     notify: object = ANY
     vector: object = ANY
+    reason: object = ANY        # of an exit: (basic exit reason, qualification)
 
     def mismatch(self, result):
         """A description of how ``result`` (a `sim.golden.Result`) differs, or None."""
         got = Expect(result.outcome, result.cause,
                      result.notify if self.notify != ANY else ANY,
-                     result.vector if self.vector != ANY else ANY)
+                     result.vector if self.vector != ANY else ANY,
+                     (result.reason, result.qualification) if self.reason != ANY else ANY)
         return None if got == self else f"spec: {self}, got {got}"
 
 
@@ -141,6 +143,11 @@ GP = Expect(Outcome.GP)
 
 def _exit(cause):
     return Expect(Outcome.EXIT, cause)
+
+
+APIC_WRITE = (56, 0x300)        # basic exit reason and qualification of an APIC-write exit
+WRMSR = (32, 0)                 # ... of the x2APIC intercept's WRMSR exit
+INTERCEPTED = Expect(Outcome.EXIT, ExitCause.DISABLED, reason=WRMSR)
 
 
 def _notify(t):
@@ -398,8 +405,34 @@ def ipiv_disabled():
     cfg, xcfg = replace(CFG, ipiv=False), replace(XCFG, ipiv=False)
     return _one("ipiv_disabled", "IPIv off: exits", vm_memory(),
                 [x2(2, low(0x40), cfg)] + xapic(2, low(0x40), xcfg) + [self_ipi(0x45, xcfg)],
-                [_exit(ExitCause.DISABLED), STORED, _exit(ExitCause.DISABLED),
+                [INTERCEPTED, STORED,
+                 Expect(Outcome.EXIT, ExitCause.DISABLED, reason=APIC_WRITE),
                  Expect(Outcome.SELF_IPI, vector=0x45)])
+
+
+def x2apic_intercept():
+    """docs/interface.md, the x2APIC intercept: with IPIv = 0 an x2APIC ICR write is a WRMSR
+    exit (reason 32, qualification 0, cause DISABLED, icr = the value) with no bus transfer and
+    no #GP check, whatever the value; SENDUIPI in x2APIC mode is not intercepted (stored, then
+    an APIC-write exit); with IPIv = 1 the same values are handled as usual."""
+    off = replace(CFG, ipiv=False)
+    values = [X2APICICR.const({"dest": 2}).as_bits() | low(0x40),     # virtualizable if on
+              X2APICICR.const({"dest": 2}).as_bits() | low(0x40) | 1 << 13,   # #GP if on
+              (1 << 64) - 1,
+              low(0x30, dest_mode=DestMode.LOGICAL, shorthand=Shorthand.ALL_EXCLUDING_SELF)]
+    uipi = SendUIPIData.const({"nv": 0x51, "ndst": 3}).as_bits()
+    requests = [Request(off, K.X2APIC_ICR, v) for v in values] + \
+        [Request(off, K.SENDUIPI, uipi), x2(2, low(0x41)), x2(2, low(0x42) | 1 << 13)]
+    def check(before, after, results):
+        assert [r.icr for r in results[:len(values)]] == values
+        word = GoldenIPIVirtualizer().word(VAPIC + APIC_OFFSET_ICR_LO)
+        # nothing before the SENDUIPI's store touched memory
+        assert after.log[0] == Access(True, word, 0xFF, 3 << 32 | 0x51, False), after.log[0]
+    return _one("x2apic_intercept", "x2APIC ICR write with IPIv off: WRMSR exit, nothing "
+                "stored, no #GP", vm_memory(), requests,
+                [INTERCEPTED] * len(values) +
+                [Expect(Outcome.EXIT, ExitCause.DISABLED, reason=APIC_WRITE),
+                 _notify(2), GP], checks=[check])
 
 
 def self_ipis():
@@ -499,6 +532,7 @@ FAMILIES = {
     "notify_on_sn": notify_on_sn,
     "ndst_xapic_host": ndst_xapic_host,
     "ipiv_disabled": ipiv_disabled,
+    "x2apic_intercept": x2apic_intercept,
     "self_ipi": self_ipis,
     "exit_priority": exit_priority,
     "xapic_icr_lo_destination": xapic_icr_lo_destination,

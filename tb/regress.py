@@ -25,6 +25,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from sim.commands.args import integer, number
+from sim.kvm_kernel import DEFAULT_KERNEL, KERNELS
 
 
 __all__ = ["register", "run_regression", "DEFAULT_SEEDS", "COVERAGE_THRESHOLD"]
@@ -69,6 +70,9 @@ def register(subparsers):
                    help="IPIs of the long co-simulation (default 100000)")
     p.add_argument("--cosim-seeds", type=_positive, default=1,
                    help="number of long co-simulations (default 1)")
+    p.add_argument("--kernel", choices=KERNELS, default=DEFAULT_KERNEL,
+                   help=f"Linux release of the co-simulation's KVM model (default "
+                        f"{DEFAULT_KERNEL})")
     p.add_argument("--only", action="append", choices=sorted(TEST_FILES),
                    help="run only these parts (repeatable; default all)")
     p.add_argument("--coverage-threshold", type=_percentage, default=COVERAGE_THRESHOLD,
@@ -94,7 +98,8 @@ def cmd_regress(args):
     summary = run_regression(
         sim=args.sim or os.environ.get("SIM") or "icarus", seeds=args.seeds, jobs=args.jobs,
         count=args.count, cosim_ipis=args.cosim_ipis, cosim_seeds=args.cosim_seeds,
-        only=args.only, threshold=args.coverage_threshold, fault=args.fault, out=args.out)
+        only=args.only, threshold=args.coverage_threshold, fault=args.fault, out=args.out,
+        kernel=args.kernel)
     return 0 if summary["ok"] else 1
 
 
@@ -167,7 +172,7 @@ def _number(text):
 
 def run_regression(*, sim="icarus", seeds=DEFAULT_SEEDS, jobs=1, count=200, cosim_ipis=100_000,
                    cosim_seeds=1, only=None, threshold=COVERAGE_THRESHOLD, fault=None,
-                   out="build/regress", stream=None):
+                   out="build/regress", stream=None, kernel=DEFAULT_KERNEL):
     """Run the regression; print progress and the summary to ``stream`` (default stderr and
     stdout); return the summary dict (``ok`` says whether it passed)."""
     import pytest
@@ -188,6 +193,7 @@ def run_regression(*, sim="icarus", seeds=DEFAULT_SEEDS, jobs=1, count=200, cosi
         "IPIV_CONTENTION_SEEDS": str(max(2, seeds // 4)), "IPIV_CONTENTION_COUNT": "150",
         "IPIV_LONG": "1", "IPIV_LONG_COSIM_IPIS": str(cosim_ipis),
         "IPIV_COSIM_SEEDS": str(cosim_seeds), "IPIV_FAULT": fault or "",
+        "IPIV_KERNEL": kernel,
         "IPIV_TEST_ROOT": str(out / "tests"),
     }
     saved = {k: os.environ.get(k) for k in env}
@@ -196,7 +202,8 @@ def run_regression(*, sim="icarus", seeds=DEFAULT_SEEDS, jobs=1, count=200, cosi
             "junit_family=xunit1", "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml")]
     if jobs > 1:
         args += ["-n", str(jobs)]
-    print(f"ipiv regress: {sim}, {seeds} seeds, {jobs} workers, parts {', '.join(parts)}"
+    print(f"ipiv regress: {sim}, {seeds} seeds, {jobs} workers, kernel {kernel}, "
+          f"parts {', '.join(parts)}"
           + (f", FAULT {fault}" if fault else "") + f"\n  log: {log}", file=stream)
     progress = _Progress(stream)
     start = time.monotonic()

@@ -26,8 +26,9 @@ def test_contention(seed, request, record_property):
     assert agent["gateware_notifications"] == agent["gateware_on_transitions"] > 0
 
 
-def _cosim(seed, ipis, request, record_property, *, n_vcpus, n_pcpus):
-    params = {"seed": seed, "ipis": ipis, "n_vcpus": n_vcpus, "n_pcpus": n_pcpus}
+def _cosim(seed, ipis, request, record_property, *, n_vcpus, n_pcpus, kernel):
+    params = {"seed": seed, "ipis": ipis, "n_vcpus": n_vcpus, "n_pcpus": n_pcpus,
+              "kernel": kernel}
     result = runner.run_checked(Design(n_cores=n_pcpus, faults=FAULTS),
                                 "tb.cocotb.system_tests", "cosim", params,
                                 test_name=request.node.name, record_property=record_property)
@@ -35,13 +36,17 @@ def _cosim(seed, ipis, request, record_property, *, n_vcpus, n_pcpus):
     assert s["ipis"] >= ipis and s["lost"] == 0
     assert s["exits"] == s["golden_exits"]
     assert s["world"]["notifications"] > 0 and s["world"]["migrations"] > 0
+    assert s["kernel"] == kernel
+    # x2APIC ICR writes while IPIv is not active reached KVM's WRMSR handling
+    assert s["world"].get("wrmsr:fastpath", 0) + s["world"].get("wrmsr:full", 0) > 0
     return s
 
 
-# two short runs: x2APIC and xAPIC host, different vCPU/pCPU counts
-@pytest.mark.parametrize("seed, n_vcpus, n_pcpus", [(0, 5, 3), (1, 4, 2)])
-def test_cosim(seed, n_vcpus, n_pcpus, request, record_property):
-    _cosim(seed, SIZES.cosim_ipis, request, record_property, n_vcpus=n_vcpus, n_pcpus=n_pcpus)
+# two short runs: x2APIC and xAPIC host, different vCPU/pCPU counts, each kernel
+@pytest.mark.parametrize("seed, n_vcpus, n_pcpus, kernel", [(0, 5, 3, "6.0"), (1, 4, 2, "6.19")])
+def test_cosim(seed, n_vcpus, n_pcpus, kernel, request, record_property):
+    _cosim(seed, SIZES.cosim_ipis, request, record_property, n_vcpus=n_vcpus, n_pcpus=n_pcpus,
+           kernel=kernel)
 
 
 if SIZES.long:
@@ -50,5 +55,5 @@ if SIZES.long:
     @pytest.mark.parametrize("seed", range(109, 109 + SIZES.cosim_seeds))
     def test_cosim_long(seed, request, record_property):
         s = _cosim(seed, SIZES.long_cosim_ipis, request, record_property, n_vcpus=6,
-                   n_pcpus=4)
+                   n_pcpus=4, kernel=SIZES.kernel)
         assert s["world"]["halt_races"] > 0 and s["world"]["preemptions"] > 0

@@ -196,9 +196,23 @@ def test_senduipi_xapic():
     assert [a.adr << 3 for a in m.log[:2]] == [VAPIC + 0x310, VAPIC + 0x300]
 
 
-def test_ipiv_disabled_exits_after_storing():
-    result, m = run(replace(CFG, ipiv=False), K.X2APIC_ICR, 0x2_0000_0071)
-    assert result.cause is ExitCause.DISABLED and m.read(VAPIC + 0x300) == 0x2_0000_0071
+def test_ipiv_disabled_xapic_exits_after_storing():
+    """docs/architecture.md §4.7: with IPIv = 0 an xAPIC ICR write is stored, then exits (56)."""
+    result, m = run(replace(CFG, ipiv=False, x2apic=False), K.XAPIC_ICR_LO, 0x71)
+    assert (result.outcome, result.cause) == (Outcome.EXIT, ExitCause.DISABLED)
+    assert (result.reason, result.qualification) == (56, 0x300)
+    assert m.read(VAPIC + 0x300, 4) == 0x71
+
+
+@pytest.mark.parametrize("value", [0x2_0000_0071, 0x2_0000_2071, 0xFFFF_FFFF_FFFF_FFFF])
+def test_ipiv_disabled_x2apic_write_is_intercepted(value):
+    """docs/interface.md, the x2APIC intercept: with IPIv = 0, WRMSR 0x830 is a WRMSR exit
+    (reason 32, qualification 0, cause DISABLED, icr = the value): no transfer at all, not even
+    the #GP check of reserved bits (bit 13 here, or every bit)."""
+    result, m = run(replace(CFG, ipiv=False), K.X2APIC_ICR, value)
+    assert (result.outcome, result.cause) == (Outcome.EXIT, ExitCause.DISABLED)
+    assert (result.reason, result.qualification, result.icr) == (32, 0, value)
+    assert m.log == [] and m.read(VAPIC + 0x300) == 0
 
 
 @pytest.mark.parametrize("step", range(6))

@@ -48,11 +48,12 @@ def term_of(stream, bits):
     return ((folded << r) | (folded >> (32 - r))) & _MASK if r else folded
 
 
-def exit_bits(cause, icr):
-    """The `APICWriteExit` payload bits of an exit."""
+def exit_bits(cause, icr, reason=EXIT_REASON_APIC_WRITE,
+              qualification=APIC_WRITE_QUALIFICATION_ICR):
+    """The `APICWriteExit` payload bits of an exit (an APIC-write exit unless told)."""
     return data.Layout.cast(APICWriteExit).const({
-        "reason": EXIT_REASON_APIC_WRITE, "qualification": APIC_WRITE_QUALIFICATION_ICR,
-        "cause": cause, "icr": icr}).as_bits()
+        "reason": reason, "qualification": qualification, "cause": cause,
+        "icr": icr}).as_bits()
 
 
 def notify_bits(vector, dest):

@@ -287,5 +287,6 @@ def _tally(counts, result):
         return term_of("gp", result.icr)
     if result.outcome is Outcome.EXIT:
         counts[Counter.exit(result.cause)] += 1
-        return term_of("exit", exit_bits(result.cause, result.icr))
+        return term_of("exit", exit_bits(result.cause, result.icr, result.reason,
+                                         result.qualification))
     return 0

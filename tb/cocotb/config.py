@@ -14,9 +14,12 @@ The defaults make the short suite of ``make test``; ``ipiv regress`` sets larger
 | ``IPIV_LONG`` | off | also run the long co-simulation |
 | ``IPIV_LONG_COSIM_IPIS`` | 100000 | IPIs of the long co-simulation |
 | ``IPIV_COSIM_SEEDS`` | 1 | number of long co-simulations (seeds) |
+| ``IPIV_KERNEL`` | 6.0 | Linux release of the long co-simulation's KVM model (6.0, 6.19) |
 """
 
 import os
+
+from sim.kvm_kernel import DEFAULT_KERNEL, check_kernel
 
 
 __all__ = ["SIMULATORS", "Sizes", "sizes"]
@@ -50,6 +53,8 @@ class Sizes:
         self.long = os.environ.get("IPIV_LONG", "").strip().lower() in ("1", "yes", "true", "on")
         self.long_cosim_ipis = _int("IPIV_LONG_COSIM_IPIS", 100_000, 1)
         self.cosim_seeds = _int("IPIV_COSIM_SEEDS", 1, 1)
+        # The Linux release whose KVM the long co-simulation models (`ipiv regress --kernel`).
+        self.kernel = check_kernel(os.environ.get("IPIV_KERNEL", "").strip() or DEFAULT_KERNEL)
 
 
 def sizes():

@@ -16,6 +16,7 @@ same seed, stepped in lockstep: the same statistics, exit counts per cause inclu
 
 import logging
 
+from sim.kvm_kernel import DEFAULT_KERNEL
 from sim.ipi_world import IPIWorld
 from sim.scenarios import Request
 from tb.checker import MismatchError, allowed_words
@@ -43,7 +44,8 @@ def _diff(a, b):
 async def run_cosim(dut, p, report):
     seed = p["seed"]
     kwargs = dict(seed=seed, n_vcpus=p["n_vcpus"], n_pcpus=p["n_pcpus"], x2apic=None,
-                  host_x2apic=p.get("host_x2apic", seed % 2 == 0))
+                  host_x2apic=p.get("host_x2apic", seed % 2 == 0),
+                  kernel=p.get("kernel", DEFAULT_KERNEL))
     world, twin = IPIWorld(**kwargs), IPIWorld(**kwargs)
     latency, wait_states, backpressure = p.get("timing") or timing_for_seed(seed)
     timing = {"latency": latency, "wait_states": wait_states, "backpressure": backpressure}
@@ -88,6 +90,7 @@ async def run_cosim(dut, p, report):
     s = world.stats
     report.data.update(
         seed=seed, steps=steps, ipis=ipis(s), n_vcpus=p["n_vcpus"], n_pcpus=p["n_pcpus"],
+        kernel=kwargs["kernel"],
         latency=latency, wait_states=wait_states, backpressure=backpressure, lost=outstanding,
         exits={k[5:]: n for k, n in sorted(s.items()) if k.startswith("exit:")},
         golden_exits={k[5:]: n for k, n in sorted(twin.stats.items()) if k.startswith("exit:")},

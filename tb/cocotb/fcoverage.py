@@ -24,7 +24,8 @@ from tb.codec import ICR_LOW, field_slice
 __all__ = ["OUTCOMES", "LATENCY_BINS", "latency_bin", "icr_class", "sample", "export", "merge",
            "summarize", "judge", "CROSS"]
 
-OUTCOMES = ["stored", "gp", "self-ipi", "notified", "suppressed:ON", "suppressed:SN"] + \
+OUTCOMES = ["stored", "gp", "self-ipi", "notified", "suppressed:ON", "suppressed:SN",
+            "wrmsr-exit"] + \
     [f"exit:{c.name}" for c in ExitCause]
 MODES = ["xapic", "x2apic"]
 LATENCY_BINS = ["0", "1", "2-3", "4+", "random"]
@@ -146,7 +147,7 @@ def _define():
         point("backpressure", "backpressure", BACKPRESSURE_BINS),
     ]
     impossible = [("gp", "xapic"), ("self-ipi", "x2apic"), ("stored", "x2apic"),
-                  ("exit:BROADCAST", "x2apic")]
+                  ("exit:BROADCAST", "x2apic"), ("wrmsr-exit", "xapic")]
     run_cross = CoverCross(
         "ipiv.outcome_x_modes_x_timing",
         items=["ipiv.outcome", "ipiv.apic_mode", "ipiv.host_mode", "ipiv.latency",

@@ -26,11 +26,11 @@ from amaranth.hdl import Assert, Assume, Cover
 from hdl import IPIVirtualizer
 from hdl.formats import (
     APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, APIC_WRITE_QUALIFICATION_ICR,
-    DeliveryMode, EXIT_REASON_APIC_WRITE, ExitCause, FIRST_LEGAL_VECTOR,
+    DeliveryMode, EXIT_REASON_APIC_WRITE, EXIT_REASON_WRMSR, ExitCause, FIRST_LEGAL_VECTOR,
     ICR_IPIV_INELIGIBLE_MASK, ICR_RESERVED_MASK, ICRLow, ICRWriteKind, NotifyInfo,
     PID_NOTIFY_INFO_OFFSET, PID_POINTER_ENTRY_BYTES, PID_POINTER_ENTRY_LOW_MASK,
     PID_POINTER_ENTRY_VALID, SendUIPIData, Shorthand, TriggerMode, VMCSConfig,
-    XAPIC_BROADCAST_ID, XAPIC_ICR_HI_MASK, XAPICNDST,
+    WRMSR_QUALIFICATION, XAPIC_BROADCAST_ID, XAPIC_ICR_HI_MASK, XAPICNDST,
 )
 
 
@@ -86,7 +86,8 @@ CHECKS = {c.name: c for c in [
           "notifications pending"),
 ]}
 
-COVERS = (["notify", "two_notifications_pending", "suppressed_post", "self_ipi", "gp"] +
+COVERS = (["notify", "two_notifications_pending", "suppressed_post", "self_ipi", "gp",
+           "wrmsr_exit"] +
           [f"exit_{cause.name.lower()}" for cause in ExitCause])
 
 
@@ -239,13 +240,15 @@ class FormalHarness(Elaboratable):
                                  Cat(C(0, 32), d[:32] & XAPIC_ICR_HI_MASK))))))
         low = ICRLow(image[:32])
         dest = Mux(xapic, image[56:64], image[32:64])
-        gp_req = k_x2 & ((d[:32] & ICR_RESERVED_MASK) != 0)
+        # The x2APIC intercept: with IPIv off, WRMSR 0x830 exits before anything else.
+        intercept = k_x2 & ~c.ipiv
+        gp_req = k_x2 & c.ipiv & ((d[:32] & ICR_RESERVED_MASK) != 0)
         self_req = k_lo & c.vid & ((d[:32] & ICR_RESERVED_MASK) == 0) & \
             (low.shorthand == Shorthand.SELF) & (low.trigger == TriggerMode.EDGE) & \
             (low.delivery_mode == DeliveryMode.FIXED) & (vector >= FIRST_LEGAL_VECTOR)
-        n_stores = Mux(gp_req, 0, Mux(uipi_xapic, 2, 1))
+        n_stores = Mux(gp_req | intercept, 0, Mux(uipi_xapic, 2, 1))
         e = Mux(k_lo, 1, 0)         # index of the entry read among the request's reads
-        may_post = ~k_hi & ~gp_req & ~self_req
+        may_post = ~k_hi & ~gp_req & ~self_req & ~intercept
 
         # The pre-checks of docs/architecture.md §4 in priority order (docs/interface.md's cause order).
         pre_exit = Signal()
@@ -443,6 +446,7 @@ class FormalHarness(Elaboratable):
             with m.If(active):
                 self._assert(m, "nothing_after_err", r_any & ~r_err)
                 self._assert(m, "no_transfer_for_gp", ~gp_req)
+                self._assert(m, "no_transfer_for_the_x2apic_intercept", ~intercept)
             with m.If(active & ~bus.we):
                 self._assert(m, "no_read_for_icr2_write", ~k_hi)
                 with m.If(may_post & (n_rd == e)):
@@ -466,11 +470,18 @@ class FormalHarness(Elaboratable):
             with m.If(dut.exit.valid & ~r_err):
                 x = dut.exit.p
                 cause = Mux(pre_exit, pre_cause.as_value(), ExitCause.ENTRY_INVALID.value)
-                self._assert(m, "exit_format", (x.reason == EXIT_REASON_APIC_WRITE) &
-                             (x.qualification == APIC_WRITE_QUALIFICATION_ICR))
-                self._assert(m, "exit_is_spec", r_any & may_post &
-                             (pre_exit | (r_entry_done & ~entry_ok)) &
-                             (x.cause.as_value() == cause) & (x.icr == image))
+                with m.If(intercept):
+                    self._assert(m, "wrmsr_exit_is_spec", r_any &
+                                 (x.reason == EXIT_REASON_WRMSR) &
+                                 (x.qualification == WRMSR_QUALIFICATION) &
+                                 (x.cause == ExitCause.DISABLED) & (x.icr == d) &
+                                 (n_rd == 0) & (n_wr == 0))
+                with m.Else():
+                    self._assert(m, "exit_format", (x.reason == EXIT_REASON_APIC_WRITE) &
+                                 (x.qualification == APIC_WRITE_QUALIFICATION_ICR))
+                    self._assert(m, "exit_is_spec", r_any & may_post &
+                                 (pre_exit | (r_entry_done & ~entry_ok)) &
+                                 (x.cause.as_value() == cause) & (x.icr == image))
 
         elif name == "notify_after_on":
             with m.If(dut.notify.valid):
@@ -485,6 +496,7 @@ class FormalHarness(Elaboratable):
                 Cover(r_suppressed & dut.icr.ready, "suppressed_post"),
                 Cover(dut.self_ipi.valid, "self_ipi"),
                 Cover(dut.gp.valid, "gp"),
+                Cover(dut.exit.valid & (dut.exit.p.reason == EXIT_REASON_WRMSR), "wrmsr_exit"),
             ]
             for cause in ExitCause:
                 m.d.comb += Cover(dut.exit.valid & (dut.exit.p.cause == cause),
