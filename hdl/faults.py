@@ -2,31 +2,92 @@
 
 A unit built with ``faults=frozenset()`` (the default) is the real design. Each `Fault` turns
 on one deliberate bug in the stage that owns it, so that the formal properties
-(``tb/formal``) and the simulation checkers can be shown to catch it. Never build a real
-design with a fault.
+(``tb/formal``, which maps each fault to the check and assertion that catches it) and the
+simulation checkers can be shown to catch it. Never build a real design with a fault.
+
+Every fault is owned by exactly one stage (`STAGE_FAULTS`); `IPIVirtualizer` hands each stage
+its own. The defects are chosen so that most of them pass a single request at zero wait
+states and show only under back-pressure, a second request, or a particular ICR or memory
+value: the kinds of bug that a one-request test misses.
 """
 
 import enum
 
 
-__all__ = ["Fault", "PID_LOOKUP_FAULTS", "PID_UPDATE_FAULTS", "check_faults"]
+__all__ = ["Fault", "ICR_INTERCEPTOR_FAULTS", "PID_LOOKUP_FAULTS", "PID_UPDATE_FAULTS",
+           "VIRR_UPDATE_FAULTS", "STAGE_FAULTS", "check_faults"]
 
 
 class Fault(enum.Enum):
     """A deliberate defect (test-only). The value is the name used on the command line."""
+    # -- PIDUpdate (PIR and NotifyInfo read-modify-writes, the notification) -----------------
     #: `PIDUpdate`: the PIR and NotifyInfo read-modify-writes run without ``lock``.
     DROP_LOCK = "drop_lock"
     #: `PIDUpdate`: ON is set (and a notification sent) even when SN = 1.
     ON_DESPITE_SN = "on_despite_sn"
     #: `PIDUpdate`: the PIR word is written (``1 << V % 64``) without being read first.
     PIR_WRITE_WITHOUT_READ = "pir_write_without_read"
+    #: `PIDUpdate`: an ON set while the previous notification is still offered is never notified.
+    DROP_NOTIFY_WHILE_OFFERED = "drop_notify_while_offered"
+    #: `PIDUpdate`: an ON set while the previous notification is still offered overwrites it.
+    NOTIFY_OVERWRITTEN = "notify_overwritten"
+    #: `PIDUpdate`: every ON transition is notified twice.
+    DOUBLE_NOTIFY = "double_notify"
+    #: `PIDUpdate`: the notification vector is NotifyInfo bits 31:24 instead of NV (23:16).
+    WRONG_NV_BYTE = "wrong_nv_byte"
+    #: `PIDUpdate`: with an xAPIC host the destination is NDST bits 7:0 instead of 15:8.
+    WRONG_NDST_BYTE = "wrong_ndst_byte"
+    #: `PIDUpdate`: the PIR write sets bit (V + 1) % 64 instead of V % 64.
+    PIR_BIT_OFF_BY_ONE = "pir_bit_off_by_one"
+    #: `PIDUpdate`: the PIR read-modify-write addresses word (V / 32) % 4 instead of V / 64.
+    WRONG_PIR_WORD = "wrong_pir_word"
+    #: `PIDUpdate`: cyc and lock drop for one cycle between the PIR read and its write.
+    LOCK_GAP = "lock_gap"
+    #: `PIDUpdate`: drives ``lock`` while idle, without ``cyc`` (a Wishbone protocol error).
+    LOCK_WITHOUT_CYC = "lock_without_cyc"
+    # -- PIDLookup (bound check, entry) ----------------------------------------------------
     #: `PIDLookup`: T is not checked against the last PID-pointer index; the entry is read.
     SKIP_BOUND_CHECK = "skip_bound_check"
+    #: `PIDLookup`: the bound check is off by one: T = last index + 1 counts as in range.
+    BOUND_OFF_BY_ONE = "bound_off_by_one"
+    #: `PIDLookup`: an unusable entry exits (ENTRY_INVALID) and is still posted into its PID.
+    POST_DESPITE_EXIT = "post_despite_exit"
+    #: `PIDLookup`: its exits are offered for one cycle only, withdrawn if not taken.
+    EXIT_WITHDRAWN = "exit_withdrawn"
+    # -- ICRInterceptor (eligibility, #GP) -------------------------------------------------
+    #: `ICRInterceptor`: a level-triggered ICR value (bit 15 = 1) is eligible and posted.
+    ELIGIBLE_LEVEL_TRIGGER = "eligible_level_trigger"
+    #: `ICRInterceptor`: an ICR value with bit 12 set is eligible and posted.
+    ELIGIBLE_BIT12 = "eligible_bit12"
+    #: `ICRInterceptor`: a #GP is offered for one cycle only, withdrawn if not taken.
+    GP_WITHDRAWN = "gp_withdrawn"
+    # -- VIRRUpdate (self-IPI) -------------------------------------------------------------
+    #: `VIRRUpdate`: the IRR read-modify-write hits the upper 8 bytes of the register's slot.
+    IRR_WRONG_WORD = "irr_wrong_word"
+    #: `VIRRUpdate`: a self-IPI finishing while the previous one is still offered overwrites it.
+    SELF_IPI_OVERWRITTEN = "self_ipi_overwritten"
 
 
-PID_UPDATE_FAULTS = frozenset({Fault.DROP_LOCK, Fault.ON_DESPITE_SN,
-                               Fault.PIR_WRITE_WITHOUT_READ})
-PID_LOOKUP_FAULTS = frozenset({Fault.SKIP_BOUND_CHECK})
+ICR_INTERCEPTOR_FAULTS = frozenset({Fault.ELIGIBLE_LEVEL_TRIGGER, Fault.ELIGIBLE_BIT12,
+                                    Fault.GP_WITHDRAWN})
+PID_LOOKUP_FAULTS = frozenset({Fault.SKIP_BOUND_CHECK, Fault.BOUND_OFF_BY_ONE,
+                               Fault.POST_DESPITE_EXIT, Fault.EXIT_WITHDRAWN})
+PID_UPDATE_FAULTS = frozenset({
+    Fault.DROP_LOCK, Fault.ON_DESPITE_SN, Fault.PIR_WRITE_WITHOUT_READ,
+    Fault.DROP_NOTIFY_WHILE_OFFERED, Fault.NOTIFY_OVERWRITTEN, Fault.DOUBLE_NOTIFY,
+    Fault.WRONG_NV_BYTE, Fault.WRONG_NDST_BYTE, Fault.PIR_BIT_OFF_BY_ONE, Fault.WRONG_PIR_WORD,
+    Fault.LOCK_GAP, Fault.LOCK_WITHOUT_CYC,
+})
+VIRR_UPDATE_FAULTS = frozenset({Fault.IRR_WRONG_WORD, Fault.SELF_IPI_OVERWRITTEN})
+#: Stage class name -> the faults it implements (each fault has exactly one owner).
+STAGE_FAULTS = {
+    "ICRInterceptor": ICR_INTERCEPTOR_FAULTS,
+    "PIDLookup": PID_LOOKUP_FAULTS,
+    "PIDUpdate": PID_UPDATE_FAULTS,
+    "VIRRUpdate": VIRR_UPDATE_FAULTS,
+}
+assert frozenset().union(*STAGE_FAULTS.values()) == frozenset(Fault)
+assert sum(len(s) for s in STAGE_FAULTS.values()) == len(Fault)
 
 
 def check_faults(faults, allowed, owner):

@@ -16,6 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import wishbone
 from .exits import load_exit
+from .faults import Fault, ICR_INTERCEPTOR_FAULTS, check_faults
 from .formats import (
     APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APICWriteExit, DeliveryMode, EXIT_REASON_WRMSR,
     ExitCause,
@@ -40,6 +41,10 @@ class ICRInterceptor(wiring.Component):
     ----------
     maxphyaddr : int
         MAXPHYADDR (36..52); the bus word address has ``maxphyaddr - 3`` bits.
+    faults : collection of hdl.faults.Fault
+        Test-only deliberate defects (default none: the real design). Allowed here: those of
+        ``hdl.faults.ICR_INTERCEPTOR_FAULTS`` (eligibility, the #GP handshake; each documented
+        in `hdl.faults.Fault`). Others are a `ValueError`.
 
     Members
     -------
@@ -57,8 +62,9 @@ class ICRInterceptor(wiring.Component):
     busy : Out(1)
     """
 
-    def __init__(self, *, maxphyaddr=52):
+    def __init__(self, *, maxphyaddr=52, faults=frozenset()):
         self._addr_width = bus_addr_width(maxphyaddr)
+        self._faults = check_faults(faults, ICR_INTERCEPTOR_FAULTS, "ICRInterceptor")
         super().__init__({
             "cfg": In(VMCSConfig),
             "icr": In(stream.Signature(ICRWrite)),
@@ -97,12 +103,19 @@ class ICRInterceptor(wiring.Component):
             & (low.trigger == TriggerMode.EDGE) & (low.delivery_mode == DeliveryMode.FIXED)
             & (low.vector >= FIRST_LEGAL_VECTOR))
 
+        faults = self._faults
+        ineligible_mask = ICR_IPIV_INELIGIBLE_MASK
+        if Fault.ELIGIBLE_LEVEL_TRIGGER in faults:
+            ineligible_mask &= ~(1 << 15)
+        if Fault.ELIGIBLE_BIT12 in faults:
+            ineligible_mask &= ~(1 << 12)
+
         must_exit = Signal()
         cause = Signal(ExitCause)
         m.d.comb += must_exit.eq(1)
         with m.If(~cfg.ipiv):
             m.d.comb += cause.eq(ExitCause.DISABLED)
-        with m.Elif((full[:32] & ICR_IPIV_INELIGIBLE_MASK) != 0):
+        with m.Elif((full[:32] & ineligible_mask) != 0):
             m.d.comb += cause.eq(ExitCause.UNSUPPORTED)
         with m.Elif(low.vector < FIRST_LEGAL_VECTOR):
             m.d.comb += cause.eq(ExitCause.ILLEGAL_VECTOR)
@@ -138,6 +151,8 @@ class ICRInterceptor(wiring.Component):
         for out in outputs:
             with m.If(out.ready):
                 m.d.sync += out.valid.eq(0)
+        if Fault.GP_WITHDRAWN in faults:
+            m.d.sync += self.gp.valid.eq(0)
 
         data = self.icr.p.data
         upid = SendUIPIData(data)
@@ -208,7 +223,10 @@ class ICRInterceptor(wiring.Component):
 
             with m.State("OUTPUT"):
                 # Leave as the output is taken, so the next write can be accepted at once.
-                with m.If(sum(out.valid & out.ready for out in outputs) != 0):
+                taken = sum(out.valid & out.ready for out in outputs) != 0
+                if Fault.GP_WITHDRAWN in faults:
+                    taken = taken | self.gp.valid
+                with m.If(taken):
                     m.next = "IDLE"
 
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))

@@ -19,7 +19,10 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from . import wishbone
-from .faults import Fault, PID_LOOKUP_FAULTS, PID_UPDATE_FAULTS, check_faults
+from .faults import (
+    Fault, ICR_INTERCEPTOR_FAULTS, PID_LOOKUP_FAULTS, PID_UPDATE_FAULTS, VIRR_UPDATE_FAULTS,
+    check_faults,
+)
 from .formats import APICWriteExit, ICRWrite, Notification, OUTPUT_STREAMS, VMCSConfig
 from .icr_interceptor import ICRInterceptor
 from .params import bus_addr_width, check_maxphyaddr
@@ -59,10 +62,8 @@ class IPIVirtualizer(wiring.Component):
     faults : collection of hdl.faults.Fault
         Test-only deliberate defects, default none (the real design); for mutation tests of
         the formal properties and checkers, never for use. Each goes to the stage that owns
-        it: ``DROP_LOCK`` (PID read-modify-writes without ``lock``), ``ON_DESPITE_SN`` (ON set
-        and notification sent although SN = 1), ``PIR_WRITE_WITHOUT_READ`` (PIR word written
-        without its locked read), ``SKIP_BOUND_CHECK`` (no last-index check; the entry is
-        read). Anything else is a `ValueError`.
+        it (``hdl.faults.STAGE_FAULTS``; every `hdl.faults.Fault` is documented there).
+        Anything else is a `ValueError`.
 
     Members
     -------
@@ -89,11 +90,13 @@ class IPIVirtualizer(wiring.Component):
             "bus": Out(wishbone.Signature(addr_width=addr_width)),
             "busy": core["busy"],       # the contract's order: ..., bus, busy
         })
-        self.interceptor = ICRInterceptor(maxphyaddr=maxphyaddr)
+        self.interceptor = ICRInterceptor(maxphyaddr=maxphyaddr,
+                                          faults=self.faults & ICR_INTERCEPTOR_FAULTS)
         self.lookup = PIDLookup(maxphyaddr=maxphyaddr, faults=self.faults & PID_LOOKUP_FAULTS)
         self.pid_update = PIDUpdate(maxphyaddr=maxphyaddr,
                                     faults=self.faults & PID_UPDATE_FAULTS)
-        self.virr_update = VIRRUpdate(maxphyaddr=maxphyaddr)
+        self.virr_update = VIRRUpdate(maxphyaddr=maxphyaddr,
+                                      faults=self.faults & VIRR_UPDATE_FAULTS)
         self.arbiter = wishbone.Arbiter(4, addr_width=addr_width)
 
     def elaborate(self, platform):

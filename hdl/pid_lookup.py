@@ -32,9 +32,9 @@ class PIDLookup(wiring.Component):
     maxphyaddr : int
         MAXPHYADDR (36..52): entries with a bit at or above it set are invalid.
     faults : collection of hdl.faults.Fault
-        Test-only deliberate defects (default none: the real design). Allowed here:
-        ``SKIP_BOUND_CHECK`` (T is not compared with the last PID-pointer index, the entry is
-        read anyway). Others are a `ValueError`.
+        Test-only deliberate defects (default none: the real design). Allowed here: those of
+        ``hdl.faults.PID_LOOKUP_FAULTS`` (the bound check, the entry decision, the exit
+        handshake; each documented in `hdl.faults.Fault`). Others are a `ValueError`.
 
     Members
     -------
@@ -64,9 +64,12 @@ class PIDLookup(wiring.Component):
         aw = self._addr_width
         req = self.request.p
 
+        faults = self._faults
         in_range = req.dest <= self.cfg.last_pid_index
-        if Fault.SKIP_BOUND_CHECK in self._faults:
+        if Fault.SKIP_BOUND_CHECK in faults:
             in_range = C(1)
+        if Fault.BOUND_OFF_BY_ONE in faults:
+            in_range = req.dest <= self.cfg.last_pid_index + 1
         # T <= last index < 2**16 here, so 16 bits of T address the entry.
         entry_adr = (self.cfg.pid_table + Cat(C(0, 3), req.dest[:16]))[3:3 + aw]
         entry = PIDPointerEntry(self.bus.dat_r)
@@ -76,6 +79,8 @@ class PIDLookup(wiring.Component):
         for out in (self.post, self.exit):
             with m.If(out.ready):
                 m.d.sync += out.valid.eq(0)
+        if Fault.EXIT_WITHDRAWN in faults:
+            m.d.sync += self.exit.valid.eq(0)
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
@@ -102,11 +107,20 @@ class PIDLookup(wiring.Component):
                             with m.Else():
                                 load_exit(m, self.exit, cause=ExitCause.ENTRY_INVALID,
                                           icr=req.icr)
+                                if Fault.POST_DESPITE_EXIT in faults:
+                                    m.d.sync += [
+                                        self.post.valid.eq(1),
+                                        self.post.p.vector.eq(req.vector),
+                                        self.post.p.pid_line.eq(entry.pid_line),
+                                        self.post.p.icr.eq(req.icr),
+                                    ]
                             m.next = "OUTPUT"
 
             with m.State("OUTPUT"):
-                with m.If((self.post.valid & self.post.ready) |
-                          (self.exit.valid & self.exit.ready)):
+                done = (self.post.valid & self.post.ready) | (self.exit.valid & self.exit.ready)
+                if Fault.EXIT_WITHDRAWN in faults:
+                    done = done | self.exit.valid
+                with m.If(done):
                     m.next = "IDLE"
 
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))

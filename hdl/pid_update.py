@@ -38,10 +38,10 @@ class PIDUpdate(wiring.Component):
     maxphyaddr : int
         MAXPHYADDR (36..52); the bus word address has ``maxphyaddr - 3`` bits.
     faults : collection of hdl.faults.Fault
-        Test-only deliberate defects (default none: the real design). Allowed here:
-        ``DROP_LOCK`` (the read-modify-writes run without ``lock``), ``ON_DESPITE_SN`` (ON is
-        set and a notification sent even when SN = 1), ``PIR_WRITE_WITHOUT_READ`` (the PIR word
-        is written as ``1 << V % 64`` without the locked read). Others are a `ValueError`.
+        Test-only deliberate defects (default none: the real design). Allowed here: those of
+        ``hdl.faults.PID_UPDATE_FAULTS`` (the locks, the PIR word and bit, the NotifyInfo
+        decision and decoding, the notification register; each documented in
+        `hdl.faults.Fault`). Others are a `ValueError`.
 
     Members
     -------
@@ -83,19 +83,29 @@ class PIDUpdate(wiring.Component):
         req = self.request.p
         bus = self.bus
 
+        faults = self._faults
         pir_adr = Cat(req.vector[6:8], C(0, 1), req.pid_line)[:aw]
+        if Fault.WRONG_PIR_WORD in faults:
+            pir_adr = Cat(req.vector[5:7], C(0, 1), req.pid_line)[:aw]
         ni_adr = Cat(C(PID_NOTIFY_INFO_OFFSET // 8, 3), req.pid_line)[:aw]
         pir_bit = Signal(64)
         m.d.comb += pir_bit.eq(C(1, 64) << req.vector[:6])
+        if Fault.PIR_BIT_OFF_BY_ONE in faults:
+            m.d.comb += pir_bit.eq(C(1, 64) << (req.vector + 1)[:6])
 
         word = Signal(64)           # data read by the current read-modify-write
         info = NotifyInfo(word)
         on_bit = NotifyInfo.const({"on": 1}).as_bits()
+        nv = info.nv
+        if Fault.WRONG_NV_BYTE in faults:
+            nv = word[24:32]
+        xapic_dest = XAPICNDST(info.ndst).apic_id
+        if Fault.WRONG_NDST_BYTE in faults:
+            xapic_dest = info.ndst[:8]
         notification = [
             self.notify.valid.eq(1),
-            self.notify.p.vector.eq(info.nv),
-            self.notify.p.dest.eq(Mux(self.cfg.host_x2apic, info.ndst,
-                                      XAPICNDST(info.ndst).apic_id)),
+            self.notify.p.vector.eq(nv),
+            self.notify.p.dest.eq(Mux(self.cfg.host_x2apic, info.ndst, xapic_dest)),
         ]
         notify_free = ~self.notify.valid | self.notify.ready
         lock = int(Fault.DROP_LOCK not in self._faults)
@@ -111,6 +121,8 @@ class PIDUpdate(wiring.Component):
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
+                if Fault.LOCK_WITHOUT_CYC in faults:
+                    m.d.comb += bus.lock.eq(1)
                 with m.If(self.request.valid):
                     if Fault.PIR_WRITE_WITHOUT_READ in self._faults:
                         m.d.sync += word.eq(0)
@@ -121,7 +133,11 @@ class PIDUpdate(wiring.Component):
                             bus_error()
                         with m.Elif(bus.ack):
                             m.d.sync += word.eq(bus.dat_r)
-                            m.next = "PIR_WRITE"
+                            m.next = "PIR_GAP" if Fault.LOCK_GAP in faults else "PIR_WRITE"
+
+            if Fault.LOCK_GAP in faults:
+                with m.State("PIR_GAP"):
+                    m.next = "PIR_WRITE"        # the bus is let go between read and write
 
             with m.State("PIR_WRITE"):
                 wishbone.drive(m, bus, adr=pir_adr, we=1, dat_w=word | pir_bit, lock=lock)
@@ -154,11 +170,22 @@ class PIDUpdate(wiring.Component):
                 with m.Elif(bus.ack):
                     m.d.comb += [self.request.ready.eq(1), self.posted.eq(1)]
                     with m.If(notify_free):
-                        m.d.comb += self.completing.eq(1)
                         m.d.sync += notification
-                        m.next = "IDLE"
+                        if Fault.DOUBLE_NOTIFY in faults:
+                            m.next = "NOTIFY"   # ... and once more when it is taken
+                        else:
+                            m.d.comb += self.completing.eq(1)
+                            m.next = "IDLE"
                     with m.Else():
-                        m.next = "NOTIFY"
+                        if Fault.DROP_NOTIFY_WHILE_OFFERED in faults:
+                            m.d.comb += self.completing.eq(1)
+                            m.next = "IDLE"
+                        elif Fault.NOTIFY_OVERWRITTEN in faults:
+                            m.d.comb += self.completing.eq(1)
+                            m.d.sync += notification
+                            m.next = "IDLE"
+                        else:
+                            m.next = "NOTIFY"
 
             with m.State("NOTIFY"):
                 # One notification register: wait while the previous one is still offered.

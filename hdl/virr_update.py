@@ -11,6 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import wishbone
 from .exits import load_exit
+from .faults import Fault, VIRR_UPDATE_FAULTS, check_faults
 from .formats import APIC_OFFSET_IRR, APICWriteExit, ExitCause, VMCSConfig
 from .params import bus_addr_width
 from .requests import SelfIPIRequest
@@ -22,7 +23,18 @@ _SEL_32 = 0x0F
 
 
 class VIRRUpdate(wiring.Component):
-    """Members
+    """Sets bit V of the virtual IRR and offers V on ``self_ipi``.
+
+    Parameters
+    ----------
+    maxphyaddr : int
+        MAXPHYADDR (36..52); the bus word address has ``maxphyaddr - 3`` bits.
+    faults : collection of hdl.faults.Fault
+        Test-only deliberate defects (default none: the real design). Allowed here: those of
+        ``hdl.faults.VIRR_UPDATE_FAULTS`` (each documented in `hdl.faults.Fault`). Others are
+        a `ValueError`.
+
+    Members
     -------
     cfg : In(VMCSConfig)
     request : In(stream.Signature(SelfIPIRequest))
@@ -35,8 +47,9 @@ class VIRRUpdate(wiring.Component):
         The update ends at this clock edge and its ``self_ipi`` is registered at the same edge.
     """
 
-    def __init__(self, *, maxphyaddr=52):
+    def __init__(self, *, maxphyaddr=52, faults=frozenset()):
         self._addr_width = bus_addr_width(maxphyaddr)
+        self._faults = check_faults(faults, VIRR_UPDATE_FAULTS, "VIRRUpdate")
         super().__init__({
             "cfg": In(VMCSConfig),
             "request": In(stream.Signature(SelfIPIRequest)),
@@ -55,6 +68,9 @@ class VIRRUpdate(wiring.Component):
 
         # IRR registers are 10H apart, so each sits in bits 31:0 of its 64-bit word.
         irr_adr = (self.cfg.vapic_page + APIC_OFFSET_IRR + Cat(C(0, 4), req.vector[5:8]))[3:3 + aw]
+        if Fault.IRR_WRONG_WORD in self._faults:
+            irr_adr = (self.cfg.vapic_page + APIC_OFFSET_IRR + 8 +
+                       Cat(C(0, 4), req.vector[5:8]))[3:3 + aw]
         irr_bit = Signal(32)
         m.d.comb += irr_bit.eq(C(1, 32) << req.vector[:5])
         word = Signal(32)
@@ -92,7 +108,13 @@ class VIRRUpdate(wiring.Component):
                         m.d.sync += [self.self_ipi.valid.eq(1), self.self_ipi.p.eq(req.vector)]
                         m.next = "IDLE"
                     with m.Else():
-                        m.next = "OFFER"
+                        if Fault.SELF_IPI_OVERWRITTEN in self._faults:
+                            m.d.comb += self.completing.eq(1)
+                            m.d.sync += [self.self_ipi.valid.eq(1),
+                                         self.self_ipi.p.eq(req.vector)]
+                            m.next = "IDLE"
+                        else:
+                            m.next = "OFFER"
 
             with m.State("OFFER"):
                 with m.If(self_ipi_free):

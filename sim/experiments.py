@@ -32,7 +32,8 @@ from .scenarios import build_vm, guest_ipi, icr_low
 
 
 __all__ = ["Sweep", "SWEEPS", "run_sweep", "write_csv", "write_plot", "LATENCY_LADDER",
-           "NON_VIRTUALIZABLE_KINDS", "classify_kind", "kvm_fastpath_eligible"]
+           "NON_VIRTUALIZABLE_KINDS", "classify_kind", "kvm_fastpath_eligible", "read_table",
+           "format_table", "PLOT_SIZE", "LEVEL_NAMES"]
 
 DEFAULT_OUT = os.path.join("build", "experiments")
 
@@ -43,6 +44,15 @@ LATENCY_LADDER = [
     ("L3 hit, modified in another core", 75), ("remote socket L3 (low)", 100),
     ("remote socket L3 (mid)", 200), ("remote socket L3 (high)", 300),
 ]
+
+
+#: The ladder's latencies in the architecture's terms, for the x axis.
+LEVEL_NAMES = {4: "L1", 10: "L2", 40: "LLC", 65: "LLC", 75: "LLC",
+               100: "remote\nsocket", 200: "remote\nsocket", 300: "remote\nsocket"}
+
+#: Plot size in pixels (PNG) and the resolution that gives it.
+PLOT_SIZE = (1600, 1000)
+PLOT_DPI = 100
 
 
 @dataclass(frozen=True)
@@ -70,12 +80,42 @@ def write_csv(path, header, rows, comments=()):
     return path
 
 
+def read_table(path):
+    """(header, rows, comments) of a CSV written by `write_csv`."""
+    comments, lines = [], []
+    with open(path, newline="") as f:
+        for line in f:
+            (comments.append(line[2:].rstrip("\n")) if line.startswith("# ")
+             else lines.append(line))
+    rows = list(csv.reader(lines))
+    return rows[0], rows[1:], comments
+
+
+def format_table(header, rows, comments=()):
+    """A sweep's table as aligned text (numbers right-aligned), its notes below."""
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
+
+    def cells(row):
+        return "  ".join(str(x).rjust(w) if _is_number(x) else str(x).ljust(w)
+                         for x, w in zip(row, widths)).rstrip()
+    lines = ["  " + cells(header)] + ["  " + cells(r) for r in rows]
+    return "\n".join(lines + [f"  note: {c}" for c in comments])
+
+
+def _is_number(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
 def write_plot(fig, stem):
-    """Save ``fig`` as ``stem.png`` and ``stem.svg``; close it."""
+    """Save ``fig`` as ``stem.png`` (`PLOT_SIZE` pixels) and ``stem.svg``; close it."""
     import matplotlib.pyplot as plt
     paths = [f"{stem}.png", f"{stem}.svg"]
-    fig.savefig(paths[0], dpi=120, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
+    fig.savefig(paths[0], dpi=PLOT_DPI)
+    fig.savefig(paths[1])
     plt.close(fig)
     return paths
 
@@ -84,7 +124,22 @@ def _pyplot():
     import matplotlib
     matplotlib.use("Agg")           # files only, never a window
     import matplotlib.pyplot as plt
+    plt.rcParams.update({"font.size": 15, "axes.titlesize": 18, "legend.fontsize": 13,
+                         "axes.grid": True, "grid.alpha": 0.3})
     return plt
+
+
+def _figure(plt):
+    return plt.subplots(figsize=(PLOT_SIZE[0] / PLOT_DPI, PLOT_SIZE[1] / PLOT_DPI),
+                        layout="constrained")
+
+
+def _zero_line(ax, values):
+    """A zero line where a curve goes negative (a saving below zero is a loss)."""
+    if min(values) < 0:
+        ax.axhline(0, color="black", lw=1.2, zorder=1)
+        ax.annotate("IPIv slower below this line", (0.01, 0), xycoords=("axes fraction",
+                    "data"), va="bottom", fontsize=12)
 
 
 def _saving_pct(off, on):
@@ -105,20 +160,22 @@ def seed_table_outputs(model, out_dir):
               comments=["kvm-unit-tests vmexit ipi round trip, cycles; seed = mean of 20 runs "
                         "(Zeng Guang, IPIv v7 cover letter); model = sim.round_trip.fit()"])
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    labels = [f"{r['mode']}\nIPIv {'on' if r['ipiv'] else 'off'}" for r in rows]
+    fig, ax = _figure(plt)
+    labels = [f"{r['mode']}, IPIv {'on' if r['ipiv'] else 'off'}" for r in rows]
     x = range(len(rows))
-    ax.bar([i - 0.2 for i in x], [r["seed"] for r in rows], 0.4, label="seed (mean of 20)",
-           yerr=[r["seed_stdev"] for r in rows], capsize=3)
-    ax.bar([i + 0.2 for i in x], [r["model"] for r in rows], 0.4, label="model")
+    ax.bar([i - 0.2 for i in x], [r["seed"] for r in rows], 0.4,
+           label="seed: mean of 20 runs (error bar: \u00b11 standard deviation)",
+           yerr=[r["seed_stdev"] for r in rows], capsize=8)
+    ax.bar([i + 0.2 for i in x], [r["model"] for r in rows], 0.4,
+           label="model (sim/round_trip.py)")
     for i, r in enumerate(rows):
         ax.annotate(f"{r['error_pct']:+.1f}%\n{r['role'].split(' ')[0]}",
-                    (i + 0.2, r["model"]), ha="center", va="bottom", fontsize=7)
+                    (i + 0.2, r["model"]), ha="center", va="bottom", fontsize=13)
     ax.set_xticks(list(x), labels)
-    ax.set_ylim(0, 1.2 * max(max(r["seed"], r["model"]) for r in rows))
-    ax.set_ylabel("cycles per IPI round trip")
-    ax.set_title("Seed table vs model (fitted: IPIv-on row)")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.set_ylim(0, 1.25 * max(max(r["seed"], r["model"]) for r in rows))
+    ax.set_ylabel("cycles per IPI round trip (kvm-unit-tests vmexit ipi)")
+    ax.set_title("Seed table vs model (fitted: the IPIv-on row; IPIv off is predicted)")
+    ax.legend(loc="upper right")
     return [f"{stem}.csv"] + write_plot(fig, stem)
 
 
@@ -144,16 +201,26 @@ def sweep_pid_latency(model, out_dir, progress=None):
                                  "same); 'every unit transfer': all of the unit's transfers",
                                  "latencies: Levinthal, Intel 2009, Data Source Latency table"])]
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    fig, ax = _figure(plt)
+    savings = []
     for mode in MODES:
         for scope, style in (("PID line", "-o"), ("every unit transfer", "--s")):
             pts = [(r[1], float(r[7])) for r in rows if r[3] == mode and r[2] == scope]
-            ax.plot(*zip(*pts), style, label=f"{mode}, {scope} at L")
+            savings += [y for _, y in pts]
+            ax.plot(*zip(*pts), style, lw=2, ms=8,
+                    label=f"{mode}: {'the PID line' if scope == 'PID line' else 'every transfer of the unit'} at latency L")
     ax.set_xscale("log")
-    ax.set_xlabel("latency L of the PID line / unit transfers (cycles, L1 .. remote socket)")
+    ladder = [lat for _, lat in LATENCY_LADDER]
+    # 65 and 75 sit close on a log axis: their level goes on a second line
+    ax.set_xticks(ladder, [f"{lat}\n{LEVEL_NAMES[lat]}" if lat in (65, 75) else
+                           f"{LEVEL_NAMES.get(lat, '')}\n{lat}" for lat in ladder])
+    ax.minorticks_off()
+    _zero_line(ax, savings)
+    ax.set_xlabel("where the data is: latency L in cycles, log scale (Levinthal's ladder; "
+                  "LLC 65/75: the line shared/modified in another core)")
     ax.set_ylabel("round-trip saving with IPIv (%)")
-    ax.set_title("IPIv saving vs memory latency")
-    ax.legend(fontsize=7)
+    ax.set_title("IPIv saving vs where the PID (or every line the unit touches) is cached")
+    ax.legend()
     return paths + write_plot(fig, stem)
 
 
@@ -251,15 +318,18 @@ def sweep_non_virtualizable(model, out_dir, progress=None):
     paths = [write_csv(f"{stem}.csv", ["mode", "non_virtualizable_fraction", "round_trip_off",
                                        "round_trip_on", "saving_pct"], rows, comments)]
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    fig, ax = _figure(plt)
+    savings = []
     for mode in MODES:
         pts = [(float(r[1]), float(r[4])) for r in rows if r[0] == mode]
-        ax.plot(*zip(*pts), "-o", label=mode)
-    ax.axhline(0, color="grey", lw=0.5)
-    ax.set_xlabel("fraction of IPIs IPIv cannot virtualize (logical, shorthand, NMI)")
+        savings += [y for _, y in pts]
+        ax.plot(*zip(*pts), "-o", lw=2, ms=8, label=f"{mode} guest")
+    _zero_line(ax, savings)
+    ax.set_xlabel("fraction of IPIs IPIv cannot virtualize (logical, shorthand, NMI; split "
+                  "equally)")
     ax.set_ylabel("mean round-trip saving with IPIv (%)")
     ax.set_title("IPIv saving vs non-virtualizable IPIs")
-    ax.legend(fontsize=8)
+    ax.legend()
     return paths + write_plot(fig, stem)
 
 
@@ -298,14 +368,18 @@ def sweep_target_state(model, out_dir, progress=None):
                                  "scheduling and VM entry of the target, paid with and "
                                  "without IPIv alike (not a cited figure)"])]
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    fig, ax = _figure(plt)
+    savings = []
     for mode in MODES:
         pts = [(int(r[3]), float(r[6])) for r in rows if r[0] == mode]
-        ax.plot(*zip(*pts), "-o", label=f"{mode} (0 = running, else blocked)")
+        savings += [y for _, y in pts]
+        ax.plot(*zip(*pts), "-o", lw=2, ms=8,
+                label=f"{mode} guest (at 0: target running, else blocked)")
+    _zero_line(ax, savings)
     ax.set_xlabel("target wakeup latency (cycles; 0: target running, notification 0xF2)")
     ax.set_ylabel("round-trip saving with IPIv (%)")
     ax.set_title("IPIv saving: running vs blocked target (wakeup vector 0xF1)")
-    ax.legend(fontsize=8)
+    ax.legend()
     return paths + write_plot(fig, stem)
 
 
@@ -346,17 +420,27 @@ def sweep_table_sharing(model, out_dir, progress=None, *, measure_sharing, cores
                                  "added to the IPIv posting (the xAPIC rows reuse the x2APIC "
                                  "measurement)"])]
     plt = _pyplot()
-    fig, ax1 = plt.subplots(figsize=(6.4, 3.8))
-    ax1.plot(cores, [measured[n][0] for n in cores], "-o", color="C0")
+    fig, ax1 = _figure(plt)
+    rtl, = ax1.plot(cores, [measured[n][0] for n in cores], "-o", lw=2, ms=8, color="C0",
+                    label="RTL cycles, icr accepted -> notify (left axis)")
     ax1.set_xlabel("vCPUs posting at once through one PID-pointer table (one memory port)")
     ax1.set_ylabel("RTL cycles, icr accepted -> notify", color="C0")
-    ax2 = ax1.twinx()
-    for mode, style in zip(MODES, ("--s", ":^")):
-        ax2.plot(cores, [float(r[7]) for r in rows if r[1] == mode], style,
-                 label=f"{mode} saving", color="C1" if mode == "xAPIC" else "C2")
-    ax2.set_ylabel("round-trip saving with IPIv (%)")
-    ax2.legend(fontsize=8, loc="center right")
     ax1.set_xscale("log", base=2)
+    ax1.set_xticks(list(cores), [str(n) for n in cores])
+    ax1.minorticks_off()
+    ax2 = ax1.twinx()
+    lines, savings = [rtl], []
+    for mode, style in zip(MODES, ("--s", ":^")):
+        values = [float(r[7]) for r in rows if r[1] == mode]
+        savings += values
+        line, = ax2.plot(cores, values, style, lw=2, ms=8,
+                         label=f"{mode} round-trip saving with IPIv (right axis)",
+                         color="C1" if mode == "xAPIC" else "C2")
+        lines.append(line)
+    _zero_line(ax2, savings)
+    ax2.set_ylabel("round-trip saving with IPIv (%)")
+    ax2.grid(False)
+    ax1.legend(handles=lines, loc="upper center")
     ax1.set_title("Shared PID-pointer table and memory port")
     return paths + write_plot(fig, stem)
 

@@ -29,6 +29,16 @@ class InvariantError(AssertionError):
     """One of docs/architecture.md §6's invariants does not hold."""
 
 
+#: Steps within which a posting that set ON must have been delivered: 0, i.e. by the end of
+#: the step that made it. The model handles a notification when it arrives (posted-interrupt
+#: processing on the target's pCPU, or the wakeup handler), and the processor side hands the
+#: world every notification before the step ends, so an ON transition for a vCPU in guest mode
+#: has moved its vector out of the PIR, and a blocked target is awake, when the step ends; a
+#: lost notification leaves the vector in the PIR until the target's next VM entry (a hang for
+#: a busy-idle guest). The gateware's own side is bounded in cycles (`tb.checker`).
+DELIVERY_BOUND_STEPS = 0
+
+
 @dataclass(frozen=True)
 class PostRequest:
     """One guest ICR write for the processor side: ``sender`` (a VCPU; its pCPU is
@@ -83,6 +93,9 @@ class IPIWorld:
         self.poster = poster or golden_poster()
         self.outstanding = {v.vcpu_id: Counter() for v in self.vcpus}
         self.stats = Counter()
+        self.steps = 0
+        self.deliveries = []        # [vcpu, vector, step, state at posting] of ON transitions
+        self.delivery_steps = []    # steps from each such posting to its delivery
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -111,8 +124,16 @@ class IPIWorld:
         operation runs with a plain poster (`step`) or an asynchronous one (`astep`, e.g. the
         gateware in a cocotb simulation).
         """
+        target = next((v for v in self.vcpus if v.vcpu_id == dest), None)
         for kind, value in self._icr_writes(sender, low, dest):
+            on_before = target is not None and target.pi_on
             result = yield PostRequest(sender, sender.unit_config(), kind, value)
+            if target is not None and not on_before and result.outcome is Outcome.POSTED \
+                    and target.pi_on and (target.in_guest or target.asleep):
+                # this posting set ON (seen in memory, whatever the result says): it must be
+                # delivered within DELIVERY_BOUND_STEPS
+                self.deliveries.append([target, result.vector, self.steps,
+                                        "guest" if target.in_guest else "blocked"])
             if kind is not ICRWriteKind.XAPIC_ICR_HI:
                 self.stats[f"outcome:{result.outcome.value}"] += 1
             if result.outcome is Outcome.POSTED:
@@ -286,6 +307,7 @@ class IPIWorld:
             except StopIteration:
                 pass
         self.check()
+        self.end_step()
 
     async def astep(self, aposter):
         """`step` with an asynchronous poster: ``await aposter(request) -> Result``."""
@@ -298,6 +320,33 @@ class IPIWorld:
             except StopIteration:
                 pass
         self.check()
+        self.end_step()
+
+    def end_step(self):
+        """Timely delivery: every ON transition for a vCPU in guest mode has its vector out
+        of the PIR, and every blocked target is awake, within `DELIVERY_BOUND_STEPS`."""
+        waiting = []
+        for entry in self.deliveries:
+            vcpu, vector, step, state = entry
+            if state == "guest":
+                done = not vcpu.pir() >> vector & 1
+            else:
+                done = not vcpu.asleep
+            if done:
+                self.delivery_steps.append(self.steps - step)
+                self.stats[f"delivered:{state}"] += 1
+            elif self.steps - step >= DELIVERY_BOUND_STEPS:
+                what = "the vector is still in its PIR while it runs in guest mode" \
+                    if state == "guest" else "the vCPU is still asleep"
+                raise InvariantError(
+                    f"a posting at step {step} set ON for vCPU {vcpu.vcpu_id} (vector "
+                    f"{vector:#x}), and at the end of step {self.steps} {what}: "
+                    f"not delivered within {DELIVERY_BOUND_STEPS} steps (a lost "
+                    f"notification)")
+            else:
+                waiting.append(entry)
+        self.deliveries = waiting
+        self.steps += 1
 
     def run(self, steps):
         for _ in range(steps):

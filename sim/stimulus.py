@@ -10,7 +10,8 @@ from dataclasses import dataclass, replace
 
 from hdl.formats import (
     APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, DeliveryMode, DestMode,
-    ICRLow, ICRWriteKind, NotifyInfo, PID_NOTIFY_INFO_OFFSET, SendUIPIData, Shorthand,
+    ICRLow, ICRWriteKind, NotifyInfo, PID_NOTIFY_INFO_OFFSET, PID_POINTER_ENTRY_LOW_MASK,
+    PID_POINTER_ENTRY_VALID, SendUIPIData, Shorthand,
     TriggerMode, X2APICICR, XAPICICRHigh,
 )
 from .golden import Config
@@ -19,7 +20,8 @@ from .scenarios import Request
 from .vm_layout import allowed_words
 
 
-__all__ = ["RandomCase", "random_case", "random_icr_low"]
+__all__ = ["RandomCase", "random_case", "random_icr_low", "more_self_ipis", "dense_errors",
+           "host_side", "with_barriers", "posting_bursts"]
 
 
 @dataclass
@@ -143,3 +145,103 @@ def random_case(rng, *, maxphyaddr=52, count=20, errors=False):
     if errors:
         memory.error_at = {rng.randrange(5 * count) for _ in range(rng.randrange(1, 4))}
     return RandomCase(memory, requests, maxphyaddr, pids, vapic_pages)
+
+
+def more_self_ipis(requests, rng, share=0.15):
+    """`random_case` makes few well-formed self-IPIs: turn a ``share`` of the xAPIC ICR-low
+    writes into them (vector and level random), so every path of the self-IPI is taken."""
+    return [replace(r, value=ICRLow.const({"vector": rng.randrange(16, 256),
+                                           "shorthand": Shorthand.SELF,
+                                           "level": rng.getrandbits(1)}).as_bits())
+            if r.kind == ICRWriteKind.XAPIC_ICR_LO and rng.random() < share else r
+            for r in requests]
+
+
+def dense_errors(case, rng, per_transfer=1 / 40):
+    """Bus errors at about ``per_transfer`` of the transfers of ``case`` (a request makes 2 to
+    3 on average), denser than `random_case`'s own, so every transfer of every path meets one."""
+    n = len(case.requests) * 3
+    case.memory.error_at = {rng.randrange(n) for _ in range(max(1, int(n * per_transfer)))}
+
+
+_ON = NotifyInfo.const({"on": 1}).as_bits()
+_SN = NotifyInfo.const({"sn": 1}).as_bits()
+
+
+def host_side(pids, rng):
+    """A barrier action (``on_barrier(request, *memories)``): the host handled each PID's
+    notification (ON cleared, and sometimes the PIR taken), so later postings notify again;
+    and each vCPU is running (SN clear) or preempted (SN set, one in five)."""
+    def handle(request, *memories):
+        take = rng.random() < 0.5
+        preempted = {pid for pid in pids if rng.random() < 0.2}
+        for memory in memories:
+            for pid in pids:
+                info = memory.read(pid + PID_NOTIFY_INFO_OFFSET) & ~_ON & ~_SN
+                memory.write(pid + PID_NOTIFY_INFO_OFFSET,
+                             info | _SN if pid in preempted else info)
+                if take:
+                    for k in range(4):
+                        memory.write(pid + 8 * k, 0)
+    return handle
+
+
+def with_barriers(requests, rng, share=0.08):
+    """Mark a ``share`` of the requests as barriers (the host side runs before them)."""
+    return [replace(r, barrier=True) if rng.random() < share else r for r in requests]
+
+
+#: One ICR field that makes a write ineligible (docs/architecture.md §4.4), each alone.
+_ODD_FIELDS = ({"delivery_status": 1}, {"trigger": TriggerMode.LEVEL},
+               {"dest_mode": DestMode.LOGICAL}, {"delivery_mode": DeliveryMode.NMI},
+               {"shorthand": Shorthand.ALL_EXCLUDING_SELF}, {"vector": 7})
+
+
+def posting_bursts(case, rng, *, bursts=None, length=(3, 7), odd=0.25):
+    """Insert ``bursts`` (default one per 12 requests, at least 4) runs of back-to-back
+    postings (each to another target with a usable PID-pointer entry, after a barrier) into
+    ``case.requests``, so that notifications follow one another faster than a slow consumer
+    takes them: the "previous notification still offered" path. Kinds: x2APIC, xAPIC (ICR2 +
+    ICR-low), SENDUIPI, and in xAPIC mode self-IPIs (the same path of the VIRR update). A share
+    ``odd`` of the ICR writes has one field that makes them ineligible (`_ODD_FIELDS`), so the
+    eligibility rules are met between postings too."""
+    requests = list(case.requests)
+    if bursts is None:
+        bursts = max(4, len(requests) // 12)
+    for _ in range(bursts):
+        if not requests:
+            break
+        at = rng.randrange(len(requests))
+        cfg = replace(requests[at].cfg, ipiv=True)
+        table, last, top = cfg.pid_table, cfg.last_pid_index, case.maxphyaddr
+        usable = [t for t in range(min(last, 255) + 1)
+                  if (case.memory.read(table + 8 * t) & PID_POINTER_ENTRY_LOW_MASK)
+                  == PID_POINTER_ENTRY_VALID and not case.memory.read(table + 8 * t) >> top]
+        if not usable:
+            continue
+        burst = []
+        for t in rng.sample(usable, min(len(usable), rng.randint(*length))):
+            vector = rng.randrange(16, 256)
+            fields = {"vector": vector}
+            if rng.random() < odd:
+                fields.update(rng.choice(_ODD_FIELDS))
+            r = rng.random()
+            if not cfg.x2apic and r < 0.25:
+                burst.append(Request(replace(cfg, vid=True), ICRWriteKind.XAPIC_ICR_LO,
+                                     ICRLow.const({**fields, "shorthand": Shorthand.SELF}
+                                                  ).as_bits()))
+            elif r < 0.45:
+                ndst = t if cfg.x2apic else t << 8
+                burst.append(Request(cfg, ICRWriteKind.SENDUIPI,
+                                     SendUIPIData.const({"nv": vector, "ndst": ndst}).as_bits()))
+            elif cfg.x2apic:
+                burst.append(Request(cfg, ICRWriteKind.X2APIC_ICR, X2APICICR.const(
+                    {"dest": t}).as_bits() | ICRLow.const(fields).as_bits()))
+            else:
+                burst += [Request(cfg, ICRWriteKind.XAPIC_ICR_HI,
+                                  XAPICICRHigh.const({"dest": t}).as_bits()),
+                          Request(cfg, ICRWriteKind.XAPIC_ICR_LO, ICRLow.const(fields).as_bits())]
+        burst[0] = replace(burst[0], barrier=True)
+        requests[at:at] = burst
+    case.requests = requests
+    return case

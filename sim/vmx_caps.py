@@ -61,7 +61,10 @@ class MSRs:
                 raise MSRFileError(f"{source}:{lineno}: expected '<index> <value>' in hex with "
                                    f"0x, got {line!r}")
             index, value = (int(p, 16) for p in parts)
-            if value >> 64 or index >> 32:
+            if index >> 32:
+                raise MSRFileError(f"{source}:{lineno}: MSR index {index:#x} does not fit in "
+                                   f"32 bits")
+            if value >> 64:
                 raise MSRFileError(f"{source}:{lineno}: value does not fit in 64 bits")
             if index in values:
                 raise MSRFileError(f"{source}:{lineno}: MSR {index:#x} given twice")

@@ -6,23 +6,36 @@ latency, random wait states, injected errors), drives the ICR-write streams, app
 back-pressure on every output stream, and turns what it sees into the records of
 `tb.checker.Checker` (writes accepted, bus transfers with their locked bus cycle, outputs
 offered and taken, ``busy`` falling), each with its cycle. The checker compares them with the
-golden model; the cocotb backend (`tb.cocotb.env`) feeds the same checker.
+golden model; the cocotb backend (`tb.cocotb.env`) feeds the same checker. Memory wait
+states and back-pressure follow the stall model of `tb.timing` (coin flips, bursts of 0..50
+cycles, the cap), the same as on cocotb. With a `tb.fsm_coverage.Sampler` it also samples
+the state of every stage and of the arbiters each cycle (the state registers are found in the
+elaborated design, which is the one simulated).
 """
 
 import random
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Value
+from amaranth.hdl import Fragment, Signal, Value
+from amaranth.hdl._ast import Switch
 from amaranth.sim import Simulator
 
 from hdl.formats import OUTPUT_STREAMS
+from hdl.ipi_virtualizer import IPIVirtualizer
 from sim.scenarios import Request
+from sim.stimulus import (
+    dense_errors, host_side, more_self_ipis, posting_bursts, random_case, with_barriers,
+)
 from .amaranth_bfm import answer_transfer
-from .checker import Checker, Event, LockTracker, MismatchError, OutputMonitors, expected_events
-from .timing import TransferTimer, ready, validate_timing
+from .checker import (
+    Checker, Event, LockTracker, MismatchError, OutputMonitors, ProtocolError, expected_events,
+)
+from .fsm_coverage import STAGES
+from .timing import OutputStall, TransferTimer, validate_timing
 
 
-__all__ = ["Request", "Event", "Run", "Harness", "expected_events", "MismatchError"]
+__all__ = ["Request", "Event", "Run", "Harness", "expected_events", "MismatchError",
+           "STRESS_TIMINGS", "stress_run"]
 
 CLOCK_PERIOD = 10e-9
 
@@ -53,7 +66,7 @@ class Harness:
     dut : IPIVirtualizer or IPIVSystem
     memory : Memory
         The memory the gateware sees (one core: the checker's shadow is a copy taken at `run`).
-    latency, wait_states, backpressure
+    latency, wait_states, backpressure, bursts
         The memory's timing and the outputs' back-pressure (see `tb.timing`).
     seed : int
     check : bool
@@ -64,18 +77,22 @@ class Harness:
         core) the checker's shadow copy.
     allowed_words, compare_lock, locked_rmw
         See `tb.checker.Checker`.
+    coverage : tb.fsm_coverage.Sampler or None
+        Sample the FSM states and transitions into it (one sampler may collect many runs).
     """
 
     def __init__(self, dut, memory, *, latency=0, wait_states=0.0, backpressure=0.0, seed=0,
                  check=True, on_barrier=None, allowed_words=None, compare_lock=True,
-                 locked_rmw=True):
-        validate_timing(latency, wait_states, backpressure)
+                 locked_rmw=True, bursts=0.0, coverage=None):
+        validate_timing(latency, wait_states, backpressure, bursts)
         self.dut = dut
         self.ports = list(dut.cores) if hasattr(dut, "cores") else [dut]
         self.memory = memory
         self.latency = latency
         self.wait_states = wait_states
         self.backpressure = backpressure
+        self.bursts = bursts
+        self.coverage = coverage
         self.rng = random.Random(seed)
         self.check = check
         self.on_barrier = on_barrier
@@ -104,7 +121,11 @@ class Harness:
             self.checker = Checker(len(self.ports), shadow=shadow, **self.checker_args)
         run = Run(requests)
         limit = max_cycles or 200 + 200 * (len(requests) + 1) * (self.latency + 2)
-        sim = Simulator(self.dut)
+        # Elaborated here so that the simulated FSM state registers can be found in it.
+        fragment = Fragment.get(self.dut, None)
+        self._fsm_states = _fsm_state_signals(fragment, len(self.ports),
+                                              hasattr(self.dut, "cores"))
+        sim = Simulator(fragment)
         sim.add_clock(CLOCK_PERIOD)
         async def bench(ctx):
             await self._bench(ctx, run, limit, progress)
@@ -135,7 +156,11 @@ class Harness:
         monitors = [OutputMonitors(p) for p in range(len(ports))]
         streams = [[(getattr(port, name), Value.cast(getattr(port, name).payload))
                     for name in OUTPUT_STREAMS] for port in ports]
-        timer = TransferTimer(rng, self.latency, self.wait_states)
+        timer = TransferTimer(rng, self.latency, self.wait_states, self.bursts)
+        stalls = [[OutputStall(rng, self.backpressure, self.bursts) for _ in OUTPUT_STREAMS]
+                  for _ in ports]
+        units = list(getattr(self.dut, "units", [self.dut]))
+        coverage = self.coverage
         cycle = 0
         locks = LockTracker()
         arbiters = [self.dut.arbiter] + [u.arbiter for u in getattr(self.dut, "units", [])]
@@ -159,6 +184,8 @@ class Harness:
             cyc = ctx.get(bus.cyc)
             if cyc:
                 run.bus_cycles.append(cycle)
+            elif checker is not None and (ctx.get(bus.lock) or ctx.get(bus.stb)):
+                raise ProtocolError(f"cycle {cycle}: stb or lock high without cyc")
             grant = ctx.get(self.dut.arbiter.grant) if system else None
             lock_cycle = locks.step(cyc, ctx.get(bus.lock), grant)
             for i, arbiter in enumerate(arbiters):
@@ -172,10 +199,10 @@ class Harness:
                 answer_transfer(ctx, bus, self.memory)
                 run.lock_cycles.append(lock_cycle)
                 if checker is not None:
-                    checker.transfer(grant or 0, self.memory.log[-1], lock_cycle)
+                    checker.transfer(grant or 0, self.memory.log[-1], lock_cycle, cycle)
 
             # 2. Output streams: random back-pressure.
-            readies = [[ready(rng, self.backpressure) for _ in OUTPUT_STREAMS] for _ in ports]
+            readies = [[s.step() for s in port_stalls] for port_stalls in stalls]
             for p in range(len(ports)):
                 for (stream, _), r in zip(streams[p], readies[p]):
                     ctx.set(stream.ready, r)
@@ -200,6 +227,12 @@ class Harness:
 
             # 4. Records of what happens at this clock edge.
             taken = []
+            if coverage is not None:
+                if system:
+                    coverage.system_grant(grant)
+                for p, unit in enumerate(units):
+                    self._sample_coverage(ctx, coverage, p, unit, run, presenting[p],
+                                          readies[p])
             for p, port in enumerate(ports):
                 if presenting[p] is not None and ctx.get(port.icr.ready):
                     index = presenting[p]
@@ -235,3 +268,61 @@ class Harness:
                 ctx.set(port.icr.valid, 0)
         run.cycles = cycle
         run.memory_log = self.memory.log
+
+    _NOTIFY = OUTPUT_STREAMS.index("notify")
+    _SELF_IPI = OUTPUT_STREAMS.index("self_ipi")
+
+    def _sample_coverage(self, ctx, coverage, p, unit, run, presenting, readies):
+        kind = None if presenting is None else run.requests[presenting].kind
+        coverage.sample(
+            p, [ctx.get(s) for s in self._fsm_states[p]], ctx.get(unit.arbiter.grant),
+            ctx.get(unit.bus.cyc), ctx.get(unit.bus.ack), kind,
+            presenting is not None and ctx.get(unit.icr.ready),
+            ctx.get(unit.interceptor.post.valid), ctx.get(unit.interceptor.self_ipi.valid),
+            ctx.get(unit.lookup.post.valid),
+            (ctx.get(unit.notify.valid), readies[self._NOTIFY]),
+            (ctx.get(unit.self_ipi.valid), readies[self._SELF_IPI]))
+
+
+def _fsm_state_signals(fragment, n_ports, system):
+    """Per port, the ``fsm_state`` signal of each stage (`tb.fsm_coverage.STAGES`) in the
+    elaborated ``fragment``."""
+    def state_of(frag):
+        for stmt in frag.statements.get("sync", []):
+            if isinstance(stmt, Switch) and isinstance(stmt.test, Signal) and \
+                    stmt.test.name == "fsm_state":
+                return stmt.test
+        raise ValueError("a stage without an FSM")
+
+    def subs(frag):
+        return {name: sub for sub, name, _ in frag.subfragments}
+    units = [subs(fragment)[f"core{i}"] for i in range(n_ports)] if system else [fragment]
+    return [[state_of(subs(u)[stage]) for stage in STAGES] for u in units]
+
+
+#: The bursty timings of `stress_run`, by seed: (latency, wait states, back-pressure, bursts).
+STRESS_TIMINGS = ((0, 0.0, 0.3, 0.05), (1, 0.3, 0.3, 0.05), (2, 0.0, 0.5, 0.08),
+                  (0, 0.2, 0.0, 0.05))
+
+
+def stress_run(seed, *, faults=frozenset(), count=40, coverage=None):
+    """One constrained-random run on Amaranth's simulator with back-pressure and wait states in
+    bursts (`STRESS_TIMINGS`), bus errors at one transfer in ten every other seed, extra
+    self-IPIs, host-side barriers that clear ON and bursts of back-to-back postings (so
+    notifications follow one another), checked by the checker.
+    The same stimulus for every design: used for FSM coverage and to show every deliberate
+    defect (``faults``) is caught. Returns the `Run`; raises `MismatchError` at the first
+    disagreement."""
+    rng = random.Random(seed)
+    maxphyaddr = (52, 36, 46)[seed % 3]
+    case = posting_bursts(random_case(rng, maxphyaddr=maxphyaddr, count=count), rng)
+    if seed % 2:
+        dense_errors(case, rng, per_transfer=1 / 10)
+    requests = with_barriers(more_self_ipis(case.requests, rng, share=0.3), rng, share=0.15)
+    latency, wait_states, backpressure, bursts = STRESS_TIMINGS[seed % len(STRESS_TIMINGS)]
+    harness = Harness(IPIVirtualizer(maxphyaddr=maxphyaddr, faults=faults), case.memory,
+                      latency=latency, wait_states=wait_states, backpressure=backpressure,
+                      bursts=bursts, seed=seed, allowed_words=case.allowed_words(),
+                      on_barrier=host_side(case.pids, random.Random(seed + 1)),
+                      coverage=coverage)
+    return harness.run(requests)

@@ -33,22 +33,31 @@ What is checked:
   of the same word in the same locked bus cycle (``cyc`` and ``lock`` held, no other master).
   This rule does not use the golden model.
 - **Allowed write targets**: a write outside ``allowed_words`` (see `allowed_words`) fails.
+- **Conservation and timely delivery of notifications** (`DeliveryMonitor`, from the bus and
+  the ``notify`` port alone, not the golden model): every ON transition the unit makes (its
+  locked NotifyInfo read saw ON = 0, its write sets ON) is followed, in order, by exactly one
+  notification handshake carrying the NV and NDST of the word written, within
+  `DELIVERY_BOUND` cycles; no notification without an ON transition. Fed when the backend
+  gives transfers a ``cycle``.
 """
 
 from collections import Counter, deque
 from dataclasses import dataclass, replace
 
-from hdl.formats import EXIT_REASON_WRMSR, OUTPUT_STREAMS, ExitCause, ICRWriteKind
+from hdl.formats import (
+    EXIT_REASON_WRMSR, OUTPUT_STREAMS, ExitCause, ICRWriteKind, PID_NOTIFY_INFO_OFFSET,
+)
 from sim.golden import GoldenIPIVirtualizer, Outcome, Result
 from sim.memory import Access, BusError, sel_mask
 from sim.vm_layout import allowed_words
 from .codec import EXIT, NOTIFY, NOTIFY_INFO
+from .timing import MAX_STALL
 
 
 __all__ = ["OUTPUT_STREAMS", "MismatchError", "ProtocolError", "Event", "decode_event",
            "expected_events", "result_from_events", "allowed_words", "StreamMonitor",
            "OutputMonitors", "LockTracker", "ReplayMemory", "outcome_class", "Resolved",
-           "CoreChecker", "Checker"]
+           "CoreChecker", "Checker", "DeliveryMonitor", "DELIVERY_BOUND", "percentiles"]
 
 _EXIT_OR_GP = ("exit", "gp")
 
@@ -218,6 +227,100 @@ class LockTracker:
             self.current = self._ids
         self._grant = grant
         return self.current
+
+
+# -- notifications: conservation and timely delivery ----------------------------------------------
+
+#: Cycles from the ``ack`` of the NotifyInfo write that set ON to the handshake of its
+#: notification, at most: the previous notification may still be offered at that ``ack`` and
+#: is taken within `tb.timing.MAX_STALL` cycles (no consumer holds ``ready`` low longer); the
+#: new one is registered at that handshake's edge and is itself taken within MAX_STALL + 1
+#: cycles of being offered. 2 * 50 + 1 = 101 cycles.
+DELIVERY_BOUND = 2 * MAX_STALL + 1
+
+_NI_WORD = PID_NOTIFY_INFO_OFFSET // 8      # NotifyInfo's word in the 64-byte PID
+
+
+def percentiles(values):
+    """{"n", "min", "median", "p99", "max"} of a list of numbers (empty: n = 0 only)."""
+    if not values:
+        return {"n": 0}
+    v = sorted(values)
+    pick = lambda q: v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))]
+    return {"n": len(v), "min": v[0], "median": pick(0.5), "p99": pick(0.99), "max": v[-1]}
+
+
+class DeliveryMonitor:
+    """Every ON transition the unit makes gets exactly one notification, in order, with the
+    NV/NDST of the word written, within ``bound`` cycles (see the module docstring).
+
+    An ON transition is a full-word write to word 4 of a 64-byte line (NotifyInfo) setting
+    ON, right after the same core's read of that word saw ON = 0 (the locked read-modify-write
+    of docs/architecture.md §4 step 5). NDST is decoded as the request's ``cfg.host_x2apic``
+    says (§3).
+    """
+
+    def __init__(self, n_cores, bound=DELIVERY_BOUND):
+        self.bound = bound
+        self.last = [None] * n_cores            # the core's previous transfer
+        self.host_x2apic = [True] * n_cores
+        self.pending = [deque() for _ in range(n_cores)]    # (cycle, (nv, dest), word address)
+        self.latencies = []                     # cycles, ON write ack -> notification taken
+        self.transitions = 0
+
+    def _fail(self, core, message):
+        raise MismatchError(f"core {core}: {message}")
+
+    def accepted(self, core, request):
+        self.host_x2apic[core] = bool(request.cfg.host_x2apic)
+
+    def transfer(self, core, access, cycle):
+        prev, self.last[core] = self.last[core], access
+        if not access.write or access.error or access.sel != 0xFF or \
+                access.adr & 7 != _NI_WORD or prev is None or prev.write or prev.error or \
+                prev.adr != access.adr:
+            return
+        before, after = NOTIFY_INFO.unpack(prev.data), NOTIFY_INFO.unpack(access.data)
+        if before["on"] or not after["on"]:
+            return
+        dest = after["ndst"] if self.host_x2apic[core] else (after["ndst"] >> 8) & 0xFF
+        self.pending[core].append((cycle, (after["nv"], dest), access.adr))
+        self.transitions += 1
+
+    def taken(self, core, event):
+        """A notification handshake (`Event` of the ``notify`` stream)."""
+        if not self.pending[core]:
+            self._fail(core, f"notification {event.payload} taken at cycle {event.taken_cycle} "
+                       f"for no ON transition (each ON transition is notified once)")
+        cycle, payload, adr = self.pending[core].popleft()
+        if tuple(event.payload) != payload:
+            self._fail(core, f"notification {event.payload} taken at cycle "
+                       f"{event.taken_cycle}, but the NotifyInfo word {adr << 3:#x} written at "
+                       f"cycle {cycle} asks for "
+                       f"(NV, NDST) = {payload}")
+        self.latencies.append(event.taken_cycle - cycle)
+        self.check(core, event.taken_cycle)
+
+    def check(self, core, cycle):
+        """Fail if the oldest ON transition of ``core`` is older than the bound and was not
+        notified."""
+        if self.pending[core] and cycle - self.pending[core][0][0] > self.bound:
+            on_cycle, payload, adr = self.pending[core][0]
+            self._fail(core, f"ON set at cycle {on_cycle} (NotifyInfo word {adr << 3:#x}) and no "
+                       f"notification {payload} taken within {self.bound} cycles (cycle "
+                       f"{cycle}): a lost notification")
+
+    def idle(self, core, cycle):
+        if self.pending[core]:
+            on_cycle, payload, adr = self.pending[core][0]
+            self._fail(core, f"idle at cycle {cycle}, but ON was set at cycle {on_cycle} "
+                       f"(NotifyInfo word {adr << 3:#x}) and no notification {payload} was "
+                       f"taken: a lost "
+                       f"notification")
+
+    def stats(self):
+        return {"on_transitions": self.transitions, "latency_cycles":
+                percentiles(self.latencies), "bound_cycles": self.bound}
 
 
 # -- the replay ----------------------------------------------------------------------------------
@@ -460,6 +563,7 @@ class Checker:
         self.cores = [CoreChecker(i, self.golden, shadow=shadow, on_resolved=self._resolved,
                                   compare_lock=compare_lock, locked_rmw=locked_rmw)
                       for i in range(n_cores)]
+        self.delivery = DeliveryMonitor(n_cores)
         self.outcomes = Counter()
         self.transfers = 0
         self.accepted_count = 0
@@ -480,10 +584,14 @@ class Checker:
     # -- the records ---------------------------------------------------------------------------
     def accepted(self, core, request, cycle):
         self.cores[core].accepted(request, cycle, self.accepted_count)
+        self.delivery.accepted(core, request)
         self.accepted_count += 1
 
-    def transfer(self, core, access, lock_cycle=None):
+    def transfer(self, core, access, lock_cycle=None, cycle=None):
+        """A completed transfer; with its ``cycle``, it feeds the `DeliveryMonitor` too."""
         self.transfers += 1
+        if cycle is not None:
+            self.delivery.transfer(core, access, cycle)
         if self.allowed_words is not None and access.write and not access.error and \
                 access.adr not in self.allowed_words:
             raise MismatchError(f"core {core}: write to word {access.adr:#x} (byte address "
@@ -498,12 +606,16 @@ class Checker:
 
     def outputs(self, core, cycle, rising, events):
         """What `OutputMonitors.sample` found in one cycle: the offers, then the handshakes."""
+        self.delivery.check(core, cycle)
         if rising:
             self.offered(core, rising, cycle)
         for event in events:
             self.taken(core, event.stream)
+            if event.stream == "notify":
+                self.delivery.taken(core, event)
 
     def idle(self, core, cycle):
+        self.delivery.idle(core, cycle)     # first: it names a lost notification as such
         self.cores[core].idle(cycle)
 
     def finish(self, cycle, memory=None):
@@ -511,6 +623,7 @@ class Checker:
         mode) the final memory equal to the golden model's."""
         for core in self.cores:
             core.finish(cycle)
+            self.delivery.idle(core.index, cycle)
         if self.shadow is not None and memory is not None and \
                 memory.words != self.shadow.words:
             diff = sorted(a for a in set(memory.words) | set(self.shadow.words)

@@ -44,18 +44,37 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def _quiet_stdout():
+    """The reader of our standard output went away: point it at /dev/null so that nothing
+    more (not even the interpreter's last flush) complains."""
     try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv=None):
+    """Run ``ipiv ARGS``; returns the exit status (0 ok, 1 a run failed, 2 bad usage).
+
+    Every user mistake ends in one line on stderr: usage errors in the parser and the
+    commands (`sim.commands.args.fail`), an operating-system error (a file that cannot be
+    written) as ``ipiv CMD: error: ...``; a closed pipe (``ipiv sim | head -1``) ends quietly."""
+    prog = "ipiv"
+    try:
+        args = build_parser().parse_args(argv)
+        prog = f"ipiv {args.command}"
         status = args.func(args)
         sys.stdout.flush()
     except BrokenPipeError:
-        # The reader went away (``ipiv sim | head -1``): end quietly, as other tools do.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _quiet_stdout()
         return 0
     except KeyboardInterrupt:
         sys.stderr.write("ipiv: interrupted\n")
         return 130
+    except OSError as e:
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        sys.stderr.write(f"{prog}: error: {where}{e.strerror or e}\n")
+        return 1
     return status
 
 

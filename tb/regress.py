@@ -13,6 +13,17 @@ Coverage threshold: 100 % of the judged bins. Every bin of the model is a combin
 spec allows (impossible ones are excluded where the model is defined), so an empty bin is a
 hole in the stimulus, never noise. Bins of a memory timing no test ran (fewer random seeds than
 ``tb.cocotb.common.TIMINGS`` has entries) are not judged (`fcoverage.judge`).
+
+Coverage is judged on a full run only: the random part ran with at least one seed per timing
+of ``tb.cocotb.common.TIMINGS`` (or ``--coverage-threshold`` was given), and no ``--fault``;
+otherwise the summary says "not judged" and why, and only the tests decide the result.
+
+FSM coverage (`tb.fsm_coverage`): the states and transitions of every stage and of the
+arbiters, crossed with the request kind, merged over every passing cocotb test; on a full run
+of all parts every reachable bin must be hit (the summary lists hit/reachable per group and
+what is missing). Notification delivery: the latency distribution (cycles from the NotifyInfo
+write that set ON to the notification's handshake) per test and its worst case over the run,
+against `tb.checker.DELIVERY_BOUND`.
 """
 
 import argparse
@@ -24,8 +35,9 @@ import time
 from pathlib import Path
 from xml.etree import ElementTree
 
-from sim.commands.args import integer, number
+from sim.commands.args import Deprecated, check_out_dir, fail, integer, number
 from sim.kvm_kernel import DEFAULT_KERNEL, KERNELS
+from tb.checker import DELIVERY_BOUND, percentiles
 
 
 __all__ = ["register", "run_regression", "DEFAULT_SEEDS", "COVERAGE_THRESHOLD"]
@@ -58,10 +70,15 @@ def register(subparsers):
     p = subparsers.add_parser(
         "regress", help="cocotb regression on an HDL simulator (random seeds, contention, "
                         "co-simulation), in parallel")
-    p.add_argument("--sim", choices=SIMULATORS, default=None,
-                   help="HDL simulator (default: $SIM, else icarus)")
-    p.add_argument("--seeds", type=_positive, default=DEFAULT_SEEDS,
-                   help=f"constrained-random seeds (default {DEFAULT_SEEDS})")
+    # --sim and --seeds were renamed (in `ipiv board`, --sim is a simulated board; --seed is
+    # one seed's value everywhere): the old spellings work, with a warning, for one release.
+    p.add_argument("--simulator", "--sim", dest="sim", choices=SIMULATORS, default=None,
+                   action=Deprecated, old="--sim",
+                   help="HDL simulator (default: $SIM, else icarus; --sim is deprecated)")
+    p.add_argument("--seed-count", "--seeds", dest="seeds", type=_positive,
+                   default=DEFAULT_SEEDS, action=Deprecated, old="--seeds",
+                   help=f"number of constrained-random seeds (default {DEFAULT_SEEDS}; "
+                        f"--seeds is deprecated)")
     p.add_argument("-j", "--jobs", type=_positive, default=os.cpu_count() or 1,
                    help="parallel workers (default: one per CPU)")
     p.add_argument("--count", type=_positive, default=200,
@@ -75,8 +92,9 @@ def register(subparsers):
                         f"{DEFAULT_KERNEL})")
     p.add_argument("--only", action="append", choices=sorted(TEST_FILES),
                    help="run only these parts (repeatable; default all)")
-    p.add_argument("--coverage-threshold", type=_percentage, default=COVERAGE_THRESHOLD,
-                   help=f"minimum functional coverage in %% (default {COVERAGE_THRESHOLD:g})")
+    p.add_argument("--coverage-threshold", type=_percentage, default=None,
+                   help=f"minimum functional coverage in %% (default {COVERAGE_THRESHOLD:g}, "
+                        f"judged on a full run only; giving it judges any run)")
     p.add_argument("--fault", metavar="NAME",
                    help="test-only: build the unit with this deliberate defect, an "
                         "hdl.faults.Fault name such as drop_lock (the regression must then "
@@ -84,6 +102,8 @@ def register(subparsers):
     p.add_argument("-o", "--out", default="build/regress",
                    help="folder for JUnit XML, the pytest log and the summary "
                         "(default build/regress)")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as JSON (the progress goes to stderr)")
     p.set_defaults(func=cmd_regress)
     return p
 
@@ -93,13 +113,18 @@ def cmd_regress(args):
         from hdl.faults import Fault
         known = [f.value for f in Fault]
         if args.fault not in known:
-            raise SystemExit(f"ipiv regress: error: --fault must be one of {', '.join(known)}, "
-                             f"not {args.fault!r}")
-    summary = run_regression(
-        sim=args.sim or os.environ.get("SIM") or "icarus", seeds=args.seeds, jobs=args.jobs,
-        count=args.count, cosim_ipis=args.cosim_ipis, cosim_seeds=args.cosim_seeds,
-        only=args.only, threshold=args.coverage_threshold, fault=args.fault, out=args.out,
-        kernel=args.kernel)
+            fail("ipiv regress", f"--fault must be one of {', '.join(known)}, not "
+                                 f"{args.fault!r}")
+    out = Path(args.out) if Path(args.out).is_absolute() else ROOT / args.out
+    check_out_dir("ipiv regress", str(out))
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        summary = run_regression(
+            sim=args.sim or os.environ.get("SIM") or "icarus", seeds=args.seeds,
+            jobs=args.jobs, count=args.count, cosim_ipis=args.cosim_ipis,
+            cosim_seeds=args.cosim_seeds, only=args.only, threshold=args.coverage_threshold, fault=args.fault,
+            out=args.out, kernel=args.kernel)
+    if args.json:
+        print(json.dumps(summary, indent=2))
     return 0 if summary["ok"] else 1
 
 
@@ -171,12 +196,15 @@ def _number(text):
 
 
 def run_regression(*, sim="icarus", seeds=DEFAULT_SEEDS, jobs=1, count=200, cosim_ipis=100_000,
-                   cosim_seeds=1, only=None, threshold=COVERAGE_THRESHOLD, fault=None,
+                   cosim_seeds=1, only=None, threshold=None, fault=None,
                    out="build/regress", stream=None, kernel=DEFAULT_KERNEL):
     """Run the regression; print progress and the summary to ``stream`` (default stderr and
     stdout); return the summary dict (``ok`` says whether it passed)."""
     import pytest
+    from hdl import IPIVirtualizer
+    from tb import fsm_coverage
     from tb.cocotb import fcoverage
+    from tb.cocotb.common import TIMINGS
     stream = stream or sys.stderr
     out = Path(out)
     if not out.is_absolute():
@@ -237,9 +265,37 @@ def run_regression(*, sim="icarus", seeds=DEFAULT_SEEDS, jobs=1, count=200, cosi
     items, (covered, total) = fcoverage.summarize(merged) if merged else ({}, (0, 0))
     hit, judged_bins = fcoverage.judge(merged) if merged else (0, 0)
     percent = 100.0 * hit / judged_bins if judged_bins else 0.0
-    judged = "random" in parts and not fault and random_seeds > 0
+    # ``threshold`` None: the default, judged on a full run only (see the module docstring)
+    explicit = threshold is not None
+    threshold = COVERAGE_THRESHOLD if threshold is None else threshold
+    full = random_seeds >= len(TIMINGS)
+    judged = "random" in parts and not fault and random_seeds > 0 and (full or explicit)
+    why_not = None if judged else (
+        "a --fault run" if fault else "the random part did not run" if "random" not in parts
+        else f"{random_seeds} random seeds < {len(TIMINGS)}, one per timing of a full run; "
+             f"give --coverage-threshold to judge it")
     coverage_ok = not judged or percent >= threshold
-    ok = code == 0 and not failed and coverage_ok and bool(rows)
+    # FSM states and transitions, over every passing test
+    fsm_files = [p["fsm_coverage_file"] for _, o, p in rows if o == "passed" and
+                 "fsm_coverage_file" in p and Path(p["fsm_coverage_file"]).exists()]
+    system = any(("contention" in n or "cosim" in n) for n, o, _ in rows if o == "passed")
+    fsm_model = fsm_coverage.model(IPIVirtualizer(), system_cores=3 if system else None)
+    fsm_rep = fsm_coverage.report(fsm_coverage.merge(fsm_files), fsm_model)
+    fsm_judged = judged and set(parts) == set(TEST_FILES)
+    fsm_ok = not fsm_judged or (fsm_rep["hit"] == fsm_rep["reachable"] and
+                                not fsm_rep["unexpected"])
+    # notification delivery, over every test (each reports its own distribution)
+    deliveries = [json.loads(p["delivery"]) for _, o, p in rows if "delivery" in p]
+    worst = max((d["latency_cycles"].get("max", 0) for d in deliveries), default=0)
+    delivery = {"bound_cycles": DELIVERY_BOUND,
+                "on_transitions": sum(d["on_transitions"] for d in deliveries),
+                "max_cycles": worst,
+                "medians": percentiles([d["latency_cycles"]["median"] for d in deliveries
+                                        if d["latency_cycles"].get("n")]),
+                "p99s": percentiles([d["latency_cycles"]["p99"] for d in deliveries
+                                     if d["latency_cycles"].get("n")]),
+                "ok": worst <= DELIVERY_BOUND}
+    ok = code == 0 and not failed and coverage_ok and fsm_ok and delivery["ok"] and bool(rows)
     summary = {
         "ok": ok, "simulator": sim, "pytest_exit_code": int(code), "wall_s": round(wall, 1),
         "tests": len(rows), "passed": len(passed), "failed": [r[0] for r in failed],
@@ -248,8 +304,16 @@ def run_regression(*, sim="icarus", seeds=DEFAULT_SEEDS, jobs=1, count=200, cosi
                                 o == "passed"),
         "coverage": {"covered": covered, "bins": total, "judged_bins": judged_bins,
                      "percent": round(percent, 2), "threshold": threshold,
-                     "judged": judged, "ok": coverage_ok,
+                     "judged": judged, "not_judged_because": why_not, "ok": coverage_ok,
                      "items": {k: list(v) for k, v in items.items()}},
+        "fsm_coverage": {"hit": fsm_rep["hit"], "reachable": fsm_rep["reachable"],
+                         "percent": fsm_rep["percent"], "judged": fsm_judged, "ok": fsm_ok,
+                         "unexpected": fsm_rep["unexpected"],
+                         "groups": {g: {"hit": r["hit"], "reachable": r["reachable"],
+                                        "unreachable": r["unreachable"],
+                                        "missing": r["missing"]}
+                                    for g, r in fsm_rep["groups"].items()}},
+        "delivery": delivery,
         "icr_writes_checked": int(checked), "cosim_ipis": int(ipis),
         "simulated_cycles": int(cycles),
         "cycles_per_s": round(cycles / sim_wall) if sim_wall else 0,
@@ -269,7 +333,17 @@ def _print_summary(s, failures, stream):
     if c["judged"]:
         cov += f", threshold {c['threshold']:g} %: {'ok' if c['ok'] else 'TOO LOW'}"
     else:
-        cov += " (not judged)"
+        cov += f" (not judged: {c['not_judged_because']})"
+    f = s["fsm_coverage"]
+    fsm = f"{f['hit']} of {f['reachable']} reachable states and transitions " \
+          f"({f['percent']:.1f} %, crosses with the request kind included)"
+    fsm += (": ok" if f["ok"] else ": TOO LOW") if f["judged"] else \
+        " (not judged: a full run of every part judges it)"
+    d = s["delivery"]
+    med, p99 = d["medians"], d["p99s"]
+    delivery = f"{d['on_transitions']} ON transitions, worst {d['max_cycles']} cycles " \
+               f"(bound {d['bound_cycles']}); per-test median {med.get('min', '-')}.." \
+               f"{med.get('max', '-')}, p99 {p99.get('min', '-')}..{p99.get('max', '-')} cycles"
     print("\nipiv regress summary", file=sys.stdout)
     lines = [
         ("result", "PASS" if s["ok"] else "FAIL"),
@@ -277,6 +351,8 @@ def _print_summary(s, failures, stream):
                   f"{s['skipped']} skipped)"),
         ("seeds", f"{s['random_seeds']} random, {s['contention_seeds']} contention"),
         ("coverage", cov),
+        ("FSM coverage", fsm),
+        ("notify latency", delivery),
         ("ICR writes checked", f"{s['icr_writes_checked']} (every transfer and output against "
                                f"the golden model)"),
         ("co-simulated IPIs", f"{s['cosim_ipis']}"),
@@ -289,6 +365,12 @@ def _print_summary(s, failures, stream):
         print(f"  {key:20s} {value}", file=sys.stdout)
     for name in s["failed"][:20]:
         print(f"  failed: {name}", file=sys.stdout)
+    for group, g in sorted(f["groups"].items()):
+        if g["reachable"]:
+            print(f"    {group:36s} {g['hit']:4d}/{g['reachable']:<4d} "
+                  f"({g['unreachable']} declared unreachable)", file=sys.stdout)
+            for name in g["missing"][:6]:
+                print(f"      missing: {name}", file=sys.stdout)
 
 
 def main(argv=None):

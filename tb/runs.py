@@ -11,24 +11,11 @@ from sim.golden import Outcome
 from sim.round_trip import RTL_BENCH
 from sim.scenarios import build_vm, deliver_pending, guest_ipi, icr_low, make_scenario
 from .amaranth_harness import Harness, expected_events
+from .waves import RecordingHarness, request_spans, write_gtkw, write_vcd
 
 
 __all__ = ["run_scenario", "summarize", "format_summary", "run_bench", "format_bench",
            "measure_rtl"]
-
-
-def wave_traces(dut):
-    """Signals for the curated GTKWave view, grouped as the issue asks."""
-    ic, lk, pu, vu = dut.interceptor, dut.lookup, dut.pid_update, dut.virr_update
-    return {
-        "cfg": dut.cfg,
-        "icr_in": [dut.icr, dut.busy],
-        "bus": [dut.bus, dut.arbiter.grant],
-        "stages": [ic.post, ic.self_ipi, lk.post, ic.busy, lk.busy, pu.busy, vu.busy],
-        "pid_update": [pu.request, pu.posted, pu.suppressed],
-        "exit": [dut.exit, dut.gp],
-        "notify": [dut.notify, dut.self_ipi],
-    }
 
 
 def pair_events(run, port=0):
@@ -93,17 +80,25 @@ def format_summary(summary):
 
 
 def run_scenario(name, *, count, seed, out_dir="build", latency=1, waves=True, progress=None):
-    """Run a named scenario with the golden-model check; returns (summary, vcd, gtkw)."""
+    """Run a named scenario with the golden-model check; returns (summary, vcd, gtkw).
+
+    With ``waves``: ``out_dir/NAME.vcd`` and ``NAME.gtkw``, the readable view of `tb.waves`
+    (the caller checks that ``out_dir`` is writable before the run)."""
     vm, requests = make_scenario(name, count=count, seed=seed)
     dut = IPIVirtualizer()
-    harness = Harness(dut, vm.memory, latency=latency, seed=seed,
-                      on_barrier=lambda req, *mems: deliver_pending(vm, *mems))
+    harness = (RecordingHarness if waves else Harness)(
+        dut, vm.memory, latency=latency, seed=seed,
+        on_barrier=lambda req, *mems: deliver_pending(vm, *mems))
+    run = harness.run(requests, progress=progress)
     vcd = gtkw = None
     if waves:
         os.makedirs(out_dir, exist_ok=True)
         vcd = os.path.join(out_dir, f"{name}.vcd")
         gtkw = os.path.join(out_dir, f"{name}.gtkw")
-    run = harness.run(requests, vcd=vcd, gtkw=gtkw, traces=wave_traces(dut), progress=progress)
+        recording = harness.recording
+        write_vcd(vcd, recording, request_spans(run, recording),
+                  comment=f"ipiv sim {name} -n {count} --seed {seed} --latency {latency}")
+        write_gtkw(gtkw, vcd, recording)
     return summarize(run), vcd, gtkw
 
 
@@ -157,8 +152,14 @@ def _throughput(memory_latency, *, targets, notify):
     return (last - first) / n, 1000 * n / (last - first), ((last - first) - busy) / n
 
 
-def run_bench(*, targets=64):
-    """Latency (cycles from ``icr`` accepted to ``valid``) and throughput, per memory latency."""
+def run_bench(*, targets=64, progress=None):
+    """Latency (cycles from ``icr`` accepted to ``valid``) and throughput, per memory latency.
+
+    ``targets``: vCPUs of the throughput VM (at least 4: the throughput is timed from the
+    second to the last of ``targets - 1`` IPIs); ``progress()`` is called after each memory
+    latency."""
+    if targets < 4:
+        raise ValueError(f"targets must be at least 4, not {targets}")
     rows = []
     for lat in BENCH_LATENCIES:
         t = lat + 1        # cycles per bus transfer
@@ -190,6 +191,8 @@ def run_bench(*, targets=64):
                                         "ipis_per_1000_cycles": rate,
                                         "idle_bus_cycles_per_ipi": idle, "transfers": 5}
         rows.append(row)
+        if progress:
+            progress()
     return rows
 
 

@@ -26,8 +26,12 @@ def test_sim_writes_waves_and_summary(tmp_path, capsys):
     vcd, gtkw = tmp_path / "mixed.vcd", tmp_path / "mixed.gtkw"
     assert vcd.stat().st_size > 10_000
     groups = [line[1:] for line in gtkw.read_text().splitlines() if line.startswith("-")]
-    for group in ("icr_in", "bus", "pid_update", "exit", "notify"):
+    for group in ("icr", "outputs", "bus", "interceptor", "lookup", "pid_update",
+                  "virr_update"):
         assert group in groups
+    assert main(["sim", "-n", "4", "--seed", "3", "--no-waves", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["requests"] >= 4 and data["golden_model_agreed"] and data["vcd"] is None
 
 
 @pytest.mark.parametrize("scenario", ["x2apic-unicast", "xapic-unicast"])
@@ -44,10 +48,10 @@ def test_sim_list(capsys):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["sim", "-n", "0"], "must be at least 1"),
+    (["sim", "-n", "0"], "must be from 1 to"),
     (["sim", "--seed", "x"], "not an integer"),
     (["sim", "nosuch"], "unknown scenario 'nosuch'"),
-    (["sim", "--latency", "-1"], "must be at least 0"),
+    (["sim", "--latency", "-1"], "must be from 0 to"),
     ([], "required"),
     (["frobnicate"], "invalid choice"),
 ])
@@ -62,7 +66,7 @@ def test_unwritable_output_is_one_line(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     result = ipiv("sim", "-n", "2", "-o", str(blocker))
-    assert result.returncode != 0 and "cannot write waves" in result.stderr
+    assert result.returncode == 2 and "is a file" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -129,3 +133,15 @@ def test_vmxcap_unknown_cpu_and_conflicting_options():
     assert result.returncode != 0 and "unknown CPU preset 'pentium'" in result.stderr
     result = ipiv("vmxcap", "--cpu", "ipiv", "--msrs", "x")
     assert result.returncode == 2 and "not allowed with" in result.stderr
+
+
+def test_vmxcap_lists_cpus_as_json_and_reads_stdin(tmp_path, capsys, monkeypatch):
+    import io
+    assert main(["vmxcap", "--list-cpus", "--json"]) == 0
+    presets = json.loads(capsys.readouterr().out)
+    assert "ipiv" in presets and "no-tertiary" in presets
+    values = __import__("sim.vmx_caps", fromlist=["PRESETS"]).PRESETS["ipiv"][1]
+    text = "".join(f"{int(k):#x} {v:#x}\n" for k, v in values.items())
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["vmxcap", "--msrs", "-", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kvm"]["enable_ipiv"] is True

@@ -130,7 +130,11 @@ def test_agent_sees_a_split_read_modify_write():
 
 @pytest.mark.parametrize("fault", [f.value for f in Fault])
 def test_broken_unit_fails_the_random_regression(fault, request, record_property):
-    params = {"seed": 3, "count": 150, "chunks": 2, "maxphyaddr": 52}
+    """Each deliberate defect fails a short random run on Icarus with the checker: the same
+    stimulus for every defect, with back-pressure and wait states in bursts (`tb.timing`)
+    and bursts of back-to-back postings (the "previous notification still offered" path)."""
+    params = {"seed": 4, "count": 150, "chunks": 4, "maxphyaddr": 52,
+              "timing": [1, 0.2, 0.3, 0.06]}
     result = runner.run(Design(faults=(fault,)), "tb.cocotb.unit_tests", "random_run", params,
                         test_name=request.node.name)
     assert not result.ok, f"the regression passed a unit with fault {fault}"
@@ -166,4 +170,20 @@ def test_broken_system_fails_the_contention_invariants(fault, message, request,
     assert not result.ok and result.failures
     assert result.error.startswith("AgentError"), result.error
     assert re.search(message, result.error), result.error
+    record_property("caught_by", result.error[:200])
+
+
+def test_lost_notification_fails_the_cosimulation(request, record_property):
+    """The co-simulation's timely-delivery check: a unit that drops a notification while the
+    previous one is still offered fails a short co-simulation (the ICR write retires before
+    its notification is taken, so the next write on the pCPU meets it still offered; the
+    `DeliveryMonitor` or the checker's output order names the loss)."""
+    params = {"seed": 0, "ipis": 600, "n_vcpus": 5, "n_pcpus": 3, "kernel": "6.0",
+              "timing": [1, 0.0, 0.3, 0.06], "fsm_coverage": False}
+    result = runner.run(Design(n_cores=3, faults=("drop_notify_while_offered",)),
+                        "tb.cocotb.system_tests", "cosim", params, test_name=request.node.name)
+    assert not result.ok and result.failures
+    assert result.error.startswith("MismatchError"), result.error
+    assert re.search(r"lost notification|the golden model expects \[\('notify'", result.error), \
+        result.error
     record_property("caught_by", result.error[:200])

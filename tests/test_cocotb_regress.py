@@ -36,15 +36,22 @@ def test_register_adds_the_regress_command():
 
 
 def test_small_regression_passes_and_reports(tmp_path):
-    # one seed runs one memory timing: only its bins are judged, and a few writes do not fill
-    # them all, hence the low threshold here
-    proc, summary, out = run_regress(tmp_path, "--seeds", "1", "--count", "60",
-                                     "--coverage-threshold", "40")
+    """One seed of the random part passes although it cannot fill the coverage of a full run:
+    coverage is reported, said to be not judged (and why), and the result is PASS. The FSM
+    coverage and the notification latency are reported too."""
+    proc, summary, out = run_regress(tmp_path, "--seeds", "1", "--count", "60")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert summary["ok"] and summary["passed"] == summary["tests"] == 1
-    assert summary["random_seeds"] == 1 and summary["icr_writes_checked"] == 6 * 60
+    assert summary["random_seeds"] == 1 and summary["icr_writes_checked"] >= 6 * 60
     assert summary["simulated_cycles"] > 0 and summary["cycles_per_s"] > 0
-    assert 40 <= summary["coverage"]["percent"] <= 100 and summary["coverage"]["judged"]
+    cov = summary["coverage"]
+    assert 0 < cov["percent"] < 100 and not cov["judged"] and "seeds" in cov["not_judged_because"]
+    assert "not judged: 1 random seeds < 10" in proc.stdout and "PASS" in proc.stdout
+    fsm = summary["fsm_coverage"]
+    assert 0 < fsm["hit"] < fsm["reachable"] and not fsm["judged"]
+    assert "pid_update transitions" in fsm["groups"] and "FSM coverage" in proc.stdout
+    d = summary["delivery"]
+    assert d["on_transitions"] > 0 and d["max_cycles"] <= d["bound_cycles"] and d["ok"]
     assert "ipiv regress summary" in proc.stdout and (out / "junit.xml").exists()
 
 

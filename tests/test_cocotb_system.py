@@ -26,9 +26,9 @@ def test_contention(seed, request, record_property):
     assert agent["gateware_notifications"] == agent["gateware_on_transitions"] > 0
 
 
-def _cosim(seed, ipis, request, record_property, *, n_vcpus, n_pcpus, kernel):
+def _cosim(seed, ipis, request, record_property, *, n_vcpus, n_pcpus, kernel, timing=None):
     params = {"seed": seed, "ipis": ipis, "n_vcpus": n_vcpus, "n_pcpus": n_pcpus,
-              "kernel": kernel}
+              "kernel": kernel, **({"timing": timing} if timing else {})}
     result = runner.run_checked(Design(n_cores=n_pcpus, faults=FAULTS),
                                 "tb.cocotb.system_tests", "cosim", params,
                                 test_name=request.node.name, record_property=record_property)
@@ -39,14 +39,23 @@ def _cosim(seed, ipis, request, record_property, *, n_vcpus, n_pcpus, kernel):
     assert s["kernel"] == kernel
     # x2APIC ICR writes while IPIv is not active reached KVM's WRMSR handling
     assert s["world"].get("wrmsr:fastpath", 0) + s["world"].get("wrmsr:full", 0) > 0
+    # timely delivery: every ON transition notified within the bound, in cycles (gateware)
+    # and in steps (the world); the distributions are reported
+    d, w = s["delivery"], s["world_delivery"]
+    assert d["on_transitions"] == d["latency_cycles"]["n"] > 0
+    assert d["latency_cycles"]["max"] <= d["bound_cycles"]
+    assert w["latency_steps"]["n"] > 0 and w["latency_steps"]["max"] <= w["bound_steps"]
     return s
 
 
-# two short runs: x2APIC and xAPIC host, different vCPU/pCPU counts, each kernel
-@pytest.mark.parametrize("seed, n_vcpus, n_pcpus, kernel", [(0, 5, 3, "6.0"), (1, 4, 2, "6.19")])
-def test_cosim(seed, n_vcpus, n_pcpus, kernel, request, record_property):
-    _cosim(seed, SIZES.cosim_ipis, request, record_property, n_vcpus=n_vcpus, n_pcpus=n_pcpus,
-           kernel=kernel)
+# two short runs: x2APIC and xAPIC host, different vCPU/pCPU counts, each kernel, both with
+# back-pressure in bursts (tb.timing) and the second with random wait states too
+@pytest.mark.parametrize("seed, n_vcpus, n_pcpus, kernel, timing", [
+    (0, 5, 3, "6.0", [1, 0.0, 0.3]), (1, 4, 2, "6.19", [0, 0.3, 0.3])])
+def test_cosim(seed, n_vcpus, n_pcpus, kernel, timing, request, record_property):
+    s = _cosim(seed, SIZES.cosim_ipis, request, record_property, n_vcpus=n_vcpus,
+               n_pcpus=n_pcpus, kernel=kernel, timing=timing)
+    assert s["bursts"] > 0 and s["longest_output_stall"] > 6
 
 
 if SIZES.long:

@@ -177,12 +177,62 @@ def test_cli_seed_table(tmp_path, capsys):
 
 def test_cli_sweep_and_list(tmp_path, capsys):
     assert run("experiment", "sweep", "target-state", "-o", str(tmp_path)) == 0
-    assert "target-state.csv" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "target-state.csv" in out
+    # the sweep prints its table, as seed-table does: the CSV's rows, aligned
+    header, rows = read_csv(tmp_path / "target-state.csv")
+    lines = out.splitlines()
+    assert lines[0].split() == header
+    assert [line.split() for line in lines[1:1 + len(rows)]] == rows
+    assert run("experiment", "sweep", "target-state", "-o", str(tmp_path), "--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [list(r.values()) for r in data["rows"]] == rows and data["notes"]
     assert run("experiment", "sweep", "--list") == 0
     listed = capsys.readouterr().out
     assert all(name in listed for name in SWEEPS)
     assert run("experiment", "list") == 0
     assert capsys.readouterr().out == listed
+    assert run("experiment", "list", "--json") == 0
+    assert set(json.loads(capsys.readouterr().out)) == set(SWEEPS)
+
+
+def png_size(path):
+    with open(path, "rb") as f:
+        head = f.read(24)
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def test_plots_are_large_with_named_levels_and_a_zero_line(tmp_path):
+    """PNG at least 1600x1000 (and under 300 KB for the README), the latency axis in cache
+    levels, every series in the legend, a zero line where a curve goes negative."""
+    import matplotlib
+    from matplotlib.figure import Figure
+    from sim import experiments
+    figures = []
+    real = experiments.write_plot
+
+    def keep(fig, stem):
+        figures.append(fig)
+        return real(fig, stem)
+    experiments.write_plot = keep
+    try:
+        paths = run_sweep("pid-latency", out_dir=str(tmp_path))
+    finally:
+        experiments.write_plot = real
+    png = next(p for p in paths if p.endswith(".png"))
+    width, height = png_size(png)
+    assert width >= 1600 and height >= 1000 and os.path.getsize(png) < 300_000
+    (fig,) = figures
+    ax = fig.axes[0]
+    ticks = " ".join(t.get_text() for t in ax.get_xticklabels())
+    for level in ("L1", "L2", "LLC", "remote\nsocket"):
+        assert level in ticks
+    lines = [l for l in ax.get_lines() if not l.get_label().startswith("_")]
+    assert len(lines) == 4
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == {l.get_label() for l in lines}
+    # the x2APIC far-unit curve goes below zero: a horizontal line at 0 is drawn
+    assert any(list(l.get_ydata()) == [0, 0] for l in ax.get_lines())
+    assert isinstance(fig, Figure) and matplotlib.get_backend().lower() == "agg"
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -169,9 +169,10 @@ def test_random(seed):
     rng = random.Random(seed)
     maxphyaddr = rng.choice([36, 39, 46, 52])
     case = random_case(rng, maxphyaddr=maxphyaddr, count=30, errors=rng.random() < 0.3)
+    # back-pressure and wait states as coin flips, and in bursts of 0..50 cycles (tb.timing)
     run = Harness(IPIVirtualizer(maxphyaddr=maxphyaddr), case.memory,
                   latency=rng.randrange(5), wait_states=rng.choice([0.0, 0.3]),
-                  backpressure=rng.choice([0.0, 0.5]), seed=seed,
+                  backpressure=rng.choice([0.0, 0.5]), bursts=(0.0, 0.05)[seed % 2], seed=seed,
                   allowed_words=case.allowed_words()).run(case.requests)
     assert len(run.results) == len(case.requests)
     assert run.grant_switches_in_cycle == 0

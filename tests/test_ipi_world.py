@@ -1,9 +1,11 @@
 """docs/architecture.md §6 invariants under randomized interleavings of posting (virtualized by the golden
 model and by software), load, put, halt, preemption, migration and APICv inhibits."""
 
+import dataclasses
+
 import pytest
 
-from sim.ipi_world import InvariantError, IPIWorld
+from sim.ipi_world import DELIVERY_BOUND_STEPS, InvariantError, IPIWorld, golden_poster
 from sim.kvm import VCPU
 
 
@@ -72,3 +74,31 @@ def test_async_poster_drives_the_same_world():
             await plain_async.astep(aposter)
     asyncio.run(main())
     assert plain_async.stats == plain.stats and len(requests) > 100
+
+
+# -- timely delivery (sim.ipi_world.DELIVERY_BOUND_STEPS) --------------------------------------
+
+def test_postings_that_set_on_are_delivered_within_the_bound():
+    """With the golden model as processor every ON transition for a vCPU in guest mode is
+    delivered (vector out of the PIR), and every blocked target woken, within the step."""
+    world = IPIWorld(seed=1, n_vcpus=5, n_pcpus=3).run(1500)
+    world.drain()
+    assert world.stats["delivered:guest"] > 20 and world.stats["delivered:blocked"] > 0
+    assert len(world.delivery_steps) == world.stats["delivered:guest"] + \
+        world.stats["delivered:blocked"]
+    assert max(world.delivery_steps) <= DELIVERY_BOUND_STEPS
+
+
+def test_a_lost_notification_fails_the_delivery_bound():
+    """A processor side that posts but never notifies: the vector stays in the PIR of a vCPU
+    in guest mode (or a blocked vCPU sleeps on), which the step's delivery check reports at
+    once instead of the final drain."""
+    golden = golden_poster()
+
+    def dropping(cfg, memory, kind, value):
+        result = golden(cfg, memory, kind, value)
+        return dataclasses.replace(result, notify=None) if result.notify else result
+    world = IPIWorld(seed=1, poster=dropping)
+    with pytest.raises(InvariantError, match="not delivered within 0 steps|sleeps with ON"):
+        world.run(2000)
+    assert world.steps < 200

@@ -1,10 +1,17 @@
-"""Argument types and the parser of the ``ipiv`` subcommands: one-line messages, bounds checked."""
+"""Argument types and the parser of the ``ipiv`` subcommands: one-line messages, bounds checked.
+
+The one error path of the command line: a usage mistake is ``ipiv CMD: error: ...`` on one
+line and status 2 (`Parser.error`, `fail`); a run that fails ends with status 1. Output folders
+and input files are checked here, before any long work (`check_out_dir`, `read_input`).
+"""
 
 import argparse
+import os
 import sys
 
 
-__all__ = ["integer", "number", "Parser", "fail"]
+__all__ = ["integer", "number", "Parser", "fail", "Deprecated", "check_out_dir", "read_input",
+           "progress_bar"]
 
 
 def integer(low, high=None):
@@ -29,7 +36,8 @@ def number(low, high=None, *, strict=False):
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
         if (value <= low if strict else value < low) or (high is not None and value > high):
-            bound = ("positive" if strict and low == 0 else
+            bound = (f"positive and at most {high:g}" if strict and low == 0 and high is not None
+                     else "positive" if strict and low == 0 else
                      f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}")
             raise argparse.ArgumentTypeError(f"must be {bound}, not {text}")
         return value
@@ -47,3 +55,64 @@ def fail(prog, message, status=2):
     """End a command with a one-line error on stderr (status 2: bad usage, 1: a failed run)."""
     sys.stderr.write(f"{prog}: error: {message}\n")
     raise SystemExit(status)
+
+
+class Deprecated(argparse.Action):
+    """An option with an old spelling kept for one release: ``add_argument("--simulator",
+    "--sim", action=Deprecated, old="--sim", ...)`` stores the value as usual and prints a
+    one-line warning when the old spelling is used. ``nargs=0`` makes it a flag."""
+
+    def __init__(self, option_strings, dest, *, old, nargs=None, **kwargs):
+        self.old = old
+        super().__init__(option_strings, dest, nargs=nargs, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string == self.old:
+            new = next(o for o in self.option_strings if o != self.old and o.startswith("--"))
+            sys.stderr.write(f"{parser.prog}: warning: {self.old} is deprecated, use {new} "
+                             f"(the old name goes in the next release)\n")
+        setattr(namespace, self.dest, True if self.nargs == 0 else values)
+
+
+def check_out_dir(prog, path):
+    """Create the output folder ``path`` (and parents) or end with a one-line error (status 2):
+    called before a run, so that an unwritable path costs no simulation."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        fail(prog, f"output folder {path!r} is a file")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        fail(prog, f"cannot create output folder {path!r}: {e.strerror}")
+    if not os.path.isdir(path):
+        fail(prog, f"output folder {path!r} is not a folder")
+    if not os.access(path, os.W_OK | os.X_OK):
+        fail(prog, f"cannot write to output folder {path!r}")
+    # /proc and friends pass os.access but refuse new files: try one.
+    probe = os.path.join(path, f".ipiv-write-test-{os.getpid()}")
+    try:
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        fail(prog, f"cannot create files in output folder {path!r} ({e.strerror})")
+    return path
+
+
+def read_input(prog, path, *, status=2):
+    """The text of ``path`` (``-``: standard input), or a one-line error."""
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        fail(prog, f"cannot read {path!r}: {e.strerror}", status=status)
+    except UnicodeDecodeError:
+        fail(prog, f"{path!r} is not a text file", status=status)
+
+
+def progress_bar(total, desc, unit):
+    """A tqdm progress bar on stderr, shown only on a terminal (a pipe or a log gets none)."""
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=None, leave=False,
+                dynamic_ncols=True)

@@ -3,7 +3,7 @@
 import json
 
 from sim.kvm_kernel import DEFAULT_KERNEL, KERNELS
-from .args import fail
+from .args import fail, read_input
 
 
 __all__ = ["register"]
@@ -16,7 +16,7 @@ def register(subparsers):
     source.add_argument("--cpu", metavar="PRESET", help="a CPU preset (default: ipiv; see "
                         "--list-cpus)")
     source.add_argument("--msrs", metavar="FILE", help="MSR values, one '<index> <value>' per "
-                        "line in hex with 0x, '#' comments")
+                        "line in hex with 0x, '#' comments; - reads standard input")
     p.add_argument("--evmcs", action="store_true", help="KVM runs on Hyper-V's enlightened VMCS")
     p.add_argument("--kernel", choices=KERNELS, default=DEFAULT_KERNEL,
                    help=f"the Linux release whose KVM decides (default {DEFAULT_KERNEL})")
@@ -29,17 +29,24 @@ def register(subparsers):
 def run(args):
     from sim.vmx_caps import PRESETS, MSRFileError, MSRs, preset
     from sim.vmxcap_report import report, report_json
+    prog = "ipiv vmxcap"
     if args.list_cpus:
-        for name, (text, _) in PRESETS.items():
-            print(f"{name:18s} {text}")
+        if args.json:
+            print(json.dumps({name: text for name, (text, _) in PRESETS.items()}, indent=2))
+        else:
+            for name, (text, _) in PRESETS.items():
+                print(f"{name:18s} {text}")
         return 0
-    try:
-        msrs = MSRs.from_file(args.msrs) if args.msrs else preset(args.cpu or "ipiv")
-    except KeyError:
-        fail("ipiv vmxcap", f"unknown CPU preset {args.cpu!r} (known: {', '.join(PRESETS)})",
-             status=1)
-    except MSRFileError as e:
-        fail("ipiv vmxcap", e, status=1)
+    if args.cpu is not None and args.cpu not in PRESETS:
+        fail(prog, f"unknown CPU preset {args.cpu!r} (known: {', '.join(PRESETS)})")
+    if args.msrs:
+        text = read_input(prog, args.msrs, status=1)
+        try:
+            msrs = MSRs.parse(text, source="<stdin>" if args.msrs == "-" else args.msrs)
+        except MSRFileError as e:
+            fail(prog, e, status=1)
+    else:
+        msrs = preset(args.cpu or "ipiv")
     if args.json:
         print(json.dumps(report_json(msrs, evmcs=args.evmcs, kernel=args.kernel), indent=2))
     else:

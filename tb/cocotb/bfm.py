@@ -13,7 +13,7 @@ from hdl.formats import OUTPUT_STREAMS
 from sim.memory import BusError
 from tb.checker import LockTracker, ProtocolError
 from tb.codec import ICR_WRITE, pack_config
-from tb.timing import TransferTimer, ready, validate_timing
+from tb.timing import OutputStall, TransferTimer
 
 
 __all__ = ["CorePorts", "WishboneMemory", "ICRDriver", "OutputPort"]
@@ -67,7 +67,7 @@ class WishboneMemory:
     dut : cocotb handle of the top
     memory : sim.memory.Memory
     rng : random.Random
-    latency, wait_states
+    latency, wait_states, bursts
         The memory's timing (see `tb.timing`).
     n_masters : int
         More than one: `IPIVSystem`; transfers are attributed to masters by the arbiter's grant.
@@ -76,9 +76,9 @@ class WishboneMemory:
     agent : object with ``tick(cycle, may_start) -> bool`` (owns the memory this cycle), or None
     """
 
-    def __init__(self, dut, memory, rng, *, latency=0, wait_states=0.0, n_masters=1,
-                 on_transfer=None, agent=None):
-        self.timer = TransferTimer(rng, latency, wait_states)
+    def __init__(self, dut, memory, rng, *, latency=0, wait_states=0.0, bursts=0.0,
+                 n_masters=1, on_transfer=None, agent=None):
+        self.timer = TransferTimer(rng, latency, wait_states, bursts)
         self.bus = _Bus(dut)
         self.memory = memory
         self.rng = rng
@@ -114,8 +114,8 @@ class WishboneMemory:
         bus = self.bus
         cyc, stb = int(bus.cyc.value), int(bus.stb.value)
         lock = int(bus.lock.value) if cyc else 0
-        if stb and not cyc:
-            raise ProtocolError(f"cycle {cycle}: stb high without cyc")
+        if not cyc and (stb or int(bus.lock.value)):
+            raise ProtocolError(f"cycle {cycle}: stb or lock high without cyc")
         if not (cyc and lock):
             self.in_locked = False
         if cyc:
@@ -260,8 +260,8 @@ class ICRDriver:
 
 
 class OutputPort:
-    """Random back-pressure on one output stream, and what its monitor
-    (`tb.checker.OutputMonitors`) looks at.
+    """Back-pressure on one output stream (the stall model of `tb.timing`: coin flips and
+    bursts, capped), and what its monitor (`tb.checker.OutputMonitors`) looks at.
 
     Parameters
     ----------
@@ -270,10 +270,12 @@ class OutputPort:
     handles : (valid, payload, ready)
     backpressure : float
         Probability that ``ready`` is low in a cycle.
+    bursts : float
+        Probability that a burst of 0..50 cycles with ``ready`` low starts in a cycle.
     """
 
-    def __init__(self, name, handles, rng, *, backpressure=0.0):
-        validate_timing(backpressure=backpressure)
+    def __init__(self, name, handles, rng, *, backpressure=0.0, bursts=0.0):
+        self.stall = OutputStall(rng, backpressure, bursts)
         self.name = name
         self.valid, self.payload, self.ready_handle = handles
         self.rng = rng
@@ -281,7 +283,7 @@ class OutputPort:
         self.ready = None
 
     def drive(self):
-        value = int(ready(self.rng, self.backpressure))
+        value = int(self.stall.step())
         if value != self.ready:
             self.ready_handle.value = self.ready = value
 

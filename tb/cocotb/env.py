@@ -15,6 +15,7 @@ from cocotb.triggers import Event, FallingEdge, ReadOnly
 
 from hdl.formats import OUTPUT_STREAMS
 from sim.memory import Memory
+from tb.fsm_coverage import STAGES
 from tb.checker import Checker, MismatchError, OutputMonitors, ProtocolError, \
     result_from_events
 from .bfm import CorePorts, ICRDriver, OutputPort, WishboneMemory
@@ -42,6 +43,10 @@ class TB:
     latency, wait_states : memory timing (see `bfm.WishboneMemory`)
     backpressure : float
         Probability that an output's ``ready`` is low in a cycle (every output, every core).
+    bursts : float
+        Stall bursts of 0..50 cycles on the bus and every output (see `tb.timing`).
+    fsm_coverage : tb.fsm_coverage.Sampler or None
+        Sample the state registers of every stage and arbiter into it, each cycle.
     gap : float
         Probability of an idle cycle before each ICR write.
     shadow : bool
@@ -60,7 +65,7 @@ class TB:
     def __init__(self, dut, *, n_cores=None, memory=None, maxphyaddr=52, seed=0, latency=0,
                  wait_states=0.0, backpressure=0.0, gap=0.0, shadow=False, allowed_words=None,
                  agent=None, on_resolved=None, on_barrier=None, compare_lock=True,
-                 locked_rmw=None):
+                 locked_rmw=None, bursts=0.0, fsm_coverage=None):
         self.dut = dut
         self.n = 1 if n_cores is None else n_cores
         self.memory = Memory() if memory is None else memory
@@ -77,15 +82,21 @@ class TB:
         self.ports = [CorePorts(dut, "" if n_cores is None else f"cores__{i}__")
                       for i in range(self.n)]
         self.mem = WishboneMemory(dut, self.memory, self.rng, latency=latency,
-                                  wait_states=wait_states, n_masters=self.n,
+                                  wait_states=wait_states, bursts=bursts, n_masters=self.n,
                                   on_transfer=self._transfer, agent=agent)
         self.drivers = [ICRDriver(p, self.rng, gap=gap,
                                   on_accept=lambda r, c, i=i: self._accepted(i, r, c),
                                   on_barrier=self._barrier)
                         for i, p in enumerate(self.ports)]
         self.outputs = [[OutputPort(name, p.streams[name], self.rng,
-                                    backpressure=backpressure) for name in OUTPUT_STREAMS]
+                                    backpressure=backpressure, bursts=bursts)
+                         for name in OUTPUT_STREAMS]
                         for p in self.ports]
+        self.fsm_coverage = fsm_coverage
+        self.probes = [_StateProbe(dut if n_cores is None else getattr(dut, f"core{i}"),
+                                   fsm_coverage) for i in range(self.n)] \
+            if fsm_coverage is not None else None
+        self._system_grant = 0
         self.monitors = [OutputMonitors(i) for i in range(self.n)]
         self.busy = [1] * self.n
         self.taken = [[] for _ in range(self.n)]     # `tb.checker.Event` per core, in order
@@ -100,6 +111,9 @@ class TB:
         self.last_accept = -1
         self._stop = False
         self._task = None
+        self._until = None
+        self.resolved = [[] for _ in range(self.n)]     # `tb.checker.Resolved` per core
+        self.checker.listeners.append(lambda r: self.resolved[r.core].append(r))
 
     # -- set-up --------------------------------------------------------------------------------
     async def start(self, reset_cycles=2):
@@ -162,6 +176,8 @@ class TB:
     def _sample(self):
         cycle, checker = self.cycle, self.checker
         spot_check = cycle % self.IDLE_CHECK_EVERY == 0
+        if self.probes is not None:
+            self._sample_coverage()
         for i, driver in enumerate(self.drivers):
             driver.sample(cycle)
             if not self.busy[i]:
@@ -180,6 +196,8 @@ class TB:
                     listener(i, event.stream, event.payload)
         if self._waiting and (self._settled() or self.cycle + 1 >= self._deadline):
             self._changed.set()
+        elif self._until is not None and self._until():
+            self._changed.set()
 
     def _settled(self):
         # busy is sampled at the falling edge: a write accepted in this cycle is not seen yet
@@ -188,8 +206,24 @@ class TB:
             not any(m.offered for m in self.monitors)
 
     # -- callbacks from the BFMs ---------------------------------------------------------------
+    def _sample_coverage(self):
+        cov = self.fsm_coverage
+        if self.n > 1:
+            if self.mem.grant is not None:
+                self._system_grant = self.mem.grant
+            cov.system_grant(self._system_grant)
+        for i, (probe, driver) in enumerate(zip(self.probes, self.drivers)):
+            request = driver.presenting
+            kind = None if request is None else request.kind
+            taken = request is not None and int(self.ports[i].icr_ready.value)
+            outs = {out.name: out for out in self.outputs[i]}
+            if not self.busy[i] and not taken:
+                probe.idle(i, kind, outs)    # every stage idle: nothing to read
+            else:
+                probe.sample(i, kind, taken, outs)
+
     def _transfer(self, master, access, lock_cycle):
-        self.checker.transfer(master, access, lock_cycle)
+        self.checker.transfer(master, access, lock_cycle, self.cycle)
         if self.agent is not None:
             self.agent.observe(master, access)
 
@@ -245,6 +279,37 @@ class TB:
             raise MismatchError(f"core {core}: one ICR write gave {events}")
         return result_from_events(request, events)
 
+    async def post(self, core, request, max_cycles=2000):
+        """Co-simulation: run one ICR write on ``core`` until the unit has resolved it (its
+        transfers made; `tb.checker` has replayed them through the golden model) and, for an
+        exit or #GP, until that was taken; return the `sim.golden.Result` of the replay.
+
+        A notification is not waited for: the guest's write retires while the notification
+        travels on, so the next write on the core may find it still offered (the checker sees
+        the unit offer it, and its `tb.checker.DeliveryMonitor` bounds when it is taken)."""
+        core_checker = self.checker.cores[core]
+        first = len(self.resolved[core])
+        self.drivers[core].push(request)
+
+        def done():
+            return len(self.resolved[core]) > first and not core_checker.offered_exit_or_gp \
+                and not any(s in ("exit", "gp") for s, _, _ in core_checker.expected)
+        deadline = self.cycle + max_cycles
+        self._until = done
+        try:
+            while not done():
+                self._raise()
+                if self.cycle >= deadline or self._task.done():
+                    raise TimeoutError(f"core {core}: request {request} not resolved after "
+                                       f"{max_cycles} cycles (cycle {self.cycle})")
+                self._changed.clear()
+                await self._changed.wait()
+        finally:
+            self._until = None
+        self._raise()
+        (resolved,) = self.resolved[core][first:]
+        return resolved.result
+
     async def finish(self, max_cycles=10000):
         """Settle, stop the loop and run the end-of-run checks."""
         await self.wait_settled(max_cycles)
@@ -277,5 +342,40 @@ class TB:
             "longest_cyc_run": self.mem.longest_cyc_run,
             "handovers_in_cyc": self.mem.handovers_in_cyc,
             "locked_handovers": self.mem.locked_handovers,
+            "on_transitions": sb.delivery.transitions,
+            "delivery_latencies": list(sb.delivery.latencies),
+            "longest_output_stall": max((o.stall.longest for outs in self.outputs
+                                         for o in outs), default=0),
+            "longest_transfer_wait": self.mem.timer.longest,
         }
 
+
+
+class _StateProbe:
+    """The handles `tb.fsm_coverage.Sampler` needs of one unit (the Verilog keeps Amaranth's
+    instance names: ``interceptor``, ``lookup``, ``pid_update``, ``virr_update``, ``arbiter``,
+    each FSM's register ``fsm_state``)."""
+
+    def __init__(self, unit, sampler):
+        self.sampler = sampler
+        self.states = [getattr(getattr(unit, stage), "fsm_state") for stage in STAGES]
+        arbiter = unit.arbiter
+        self.grant, self.cyc, self.ack = arbiter.grant, arbiter.bus__cyc, arbiter.bus__ack
+        self.post = unit.interceptor.post__valid
+        self.self_ipi_req = unit.interceptor.self_ipi__valid
+        self.lookup_post = unit.lookup.post__valid
+        self.idle_states = [names.index("IDLE") for names in sampler.names]
+        self.last_grant = 0
+
+    def sample(self, core, kind, taken, outs):
+        notify, self_ipi = outs["notify"], outs["self_ipi"]
+        self.last_grant = int(self.grant.value)
+        self.sampler.sample(
+            core, [int(h.value) for h in self.states], self.last_grant, int(self.cyc.value),
+            int(self.ack.value), kind, taken, int(self.post.value),
+            int(self.self_ipi_req.value), int(self.lookup_post.value),
+            (int(notify.valid.value), notify.ready), (int(self_ipi.valid.value), self_ipi.ready))
+
+    def idle(self, core, kind, outs):
+        self.sampler.sample(core, self.idle_states, self.last_grant, 0, 0, kind, False, 0, 0, 0,
+                            (0, outs["notify"].ready), (0, outs["self_ipi"].ready))

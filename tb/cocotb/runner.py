@@ -23,7 +23,7 @@ from xml.etree import ElementTree
 
 from hdl.faults import Fault
 from tb.verilog import BUILD, generate
-from .common import COVERAGE_FILE, PARAMS_ENV, STATS_FILE
+from .common import COVERAGE_FILE, FSM_COVERAGE_FILE, PARAMS_ENV, STATS_FILE
 from .config import SIMULATORS
 
 
@@ -155,6 +155,11 @@ class SimResult:
         path = self.test_dir / COVERAGE_FILE
         return path if path.exists() else None
 
+    @property
+    def fsm_coverage_file(self):
+        path = self.test_dir / FSM_COVERAGE_FILE
+        return path if path.exists() else None
+
     def explain(self):
         """A failure message: what went wrong and where to look."""
         lines = [f"cocotb test failed: {self.error or 'no result (simulator crashed?)'}"]
@@ -177,6 +182,9 @@ def run(design, module, testcase, params, *, test_name, sim=None):
     sim = sim or simulator()
     waves = waves_enabled()
     build_dir = build(design, sim, waves=waves)
+    # the design's parameters, for what the test reads from the design (FSM encodings)
+    params = {**params, "design": {"n_cores": design.n_cores, "maxphyaddr": design.maxphyaddr,
+                                   "faults": list(design.faults)}}
     test_dir = test_dir_for(test_name, sim)
     if test_dir.exists():
         shutil.rmtree(test_dir)
@@ -231,6 +239,11 @@ def run_checked(design, module, testcase, params, *, test_name, record_property=
                 record_property(key, result.stats[key])
         if result.coverage_file is not None:
             record_property("coverage_file", str(result.coverage_file))
+        if result.fsm_coverage_file is not None:
+            record_property("fsm_coverage_file", str(result.fsm_coverage_file))
+        for key in ("delivery",):
+            if key in result.stats:
+                record_property(key, json.dumps(result.stats[key]))
         if result.waves is not None:
             record_property("waves", str(result.waves))
     assert result.ok, result.explain()

@@ -20,7 +20,7 @@ from sim.memory import Memory
 from sim.scenarios import Request, icr_low
 from tb.checker import allowed_words
 from .agent import SoftwareAgent
-from .common import Report, params, timing_for_seed
+from .common import Report, params, timing as timing_of
 from .cosim import run_cosim
 from .env import TB
 
@@ -80,7 +80,8 @@ async def contention(dut):
     p = params()
     seed, n = p["seed"], p["n_cores"]
     report = Report(f"contention seed {seed}")
-    latency, wait_states, backpressure = p.get("timing") or timing_for_seed(seed)
+    timing = timing_of(p, seed)
+    latency = timing["latency"]
     rng = random.Random(seed)
 
     async def body():
@@ -89,7 +90,6 @@ async def contention(dut):
             host_x2apic=rng.random() < 0.5, vectors=tuple(p.get("vectors", (0x20, 0x100))))
         agent = SoftwareAgent(memory, pids, random.Random(rng.getrandbits(32)),
                               rate=p.get("agent_rate", 0.06), notify_map=notify_map)
-        timing = {"latency": latency, "wait_states": wait_states, "backpressure": backpressure}
         sample = report.sampler(timing)
 
         def resolved(r):
@@ -98,20 +98,21 @@ async def contention(dut):
                 agent.gateware_posted(r.result.dest, r.result.vector)
         tb = TB(dut, n_cores=n, memory=memory, seed=rng.getrandbits(32), agent=agent,
                 allowed_words=allowed, on_resolved=resolved, gap=0.1,
-                compare_lock=p.get("compare_lock", True), **timing)
+                compare_lock=p.get("compare_lock", True), fsm_coverage=report.fsm_sampler(),
+                **timing)
         tb.listeners.append(lambda core, stream, payload:
                             agent.notified(core, payload) if stream == "notify" else None)
-        stats = await tb.run(requests, 2000 + len(requests) * 60 * (latency + 2))
+        stats = await tb.run(requests, 2000 + len(requests) * 60 * (latency + 2) *
+                             (3 if timing["bursts"] else 1))
         assert stats["checked"] == len(requests), stats
         figures = agent.finish()
         assert figures["lost"] == 0 and figures["operations"] > 0, figures
         assert figures["gateware_notifications"] == figures["gateware_on_transitions"], figures
         report.add_tb(stats)
-        report.data.update(seed=seed, n_cores=n, agent=figures, latency=latency,
+        report.data.update(seed=seed, n_cores=n, agent=figures,
                            longest_cyc_run=stats["longest_cyc_run"],
                            handovers_in_cyc=stats["handovers_in_cyc"],
-                           locked_handovers=stats["locked_handovers"],
-                           wait_states=wait_states, backpressure=backpressure)
+                           locked_handovers=stats["locked_handovers"], **timing)
     await report.run(body)
 
 

@@ -8,50 +8,19 @@ checked by `tb.checker` and against the spec's expected outcome (`tb.directed.ve
 """
 
 import random
-from dataclasses import replace
 
 import cocotb
 
-from hdl.formats import ICRWriteKind, NotifyInfo, PID_NOTIFY_INFO_OFFSET, Shorthand
-from sim.scenarios import icr_low
-from sim.stimulus import random_case
+from sim.stimulus import (
+    dense_errors, host_side, more_self_ipis, posting_bursts, random_case, with_barriers,
+)
 from tb import directed as suite
-from .common import Report, params, timing_for_seed
+from .common import Report, params, timing as timing_of
 from .env import TB
 
 
-_ON = NotifyInfo.const({"on": 1}).as_bits()
-_SN = NotifyInfo.const({"sn": 1}).as_bits()
-
-
-def _host_side(pids, rng):
-    """A barrier's host side: each PID's notification was handled (ON cleared, and sometimes
-    the PIR taken), so later postings notify again; and some vCPUs were preempted or loaded
-    (SN flipped)."""
-    def handle(request, *memories):
-        take = rng.random() < 0.5
-        flip = {pid for pid in pids if rng.random() < 0.3}
-        for memory in memories:
-            for pid in pids:
-                info = memory.read(pid + PID_NOTIFY_INFO_OFFSET) & ~_ON
-                memory.write(pid + PID_NOTIFY_INFO_OFFSET, info ^ _SN if pid in flip else info)
-                if take:
-                    for k in range(4):
-                        memory.write(pid + 8 * k, 0)
-    return handle
-
-
-def _more_self_ipis(requests, rng, share=0.15):
-    """random_case makes few well-formed self-IPIs; turn a share of the xAPIC ICR-low writes
-    into them (vector and level random), so each coverage bin of the outcome sees several."""
-    return [replace(r, value=icr_low(rng.randrange(16, 256), shorthand=Shorthand.SELF,
-                                     level=rng.getrandbits(1)))
-            if r.kind == ICRWriteKind.XAPIC_ICR_LO and rng.random() < share else r
-            for r in requests]
-
-
-def _max_cycles(n_requests, latency, wait_states):
-    per_transfer = latency + 1 + (4 if wait_states else 0)
+def _max_cycles(n_requests, latency, wait_states, bursts=0.0):
+    per_transfer = latency + 1 + (4 if wait_states else 0) + (8 if bursts else 0)
     return 500 + n_requests * 8 * per_transfer * 4
 
 
@@ -60,31 +29,27 @@ async def random_run(dut):
     p = params()
     seed = p["seed"]
     report = Report(f"random seed {seed}")
-    latency, wait_states, backpressure = p.get("timing") or timing_for_seed(seed)
+    timing = timing_of(p, seed)
+    latency, wait_states = timing["latency"], timing["wait_states"]
     rng = random.Random(seed)
 
     async def body():
         for chunk in range(p.get("chunks", 1)):
-            case = random_case(rng, maxphyaddr=p["maxphyaddr"], count=p["count"])
+            case = posting_bursts(random_case(rng, maxphyaddr=p["maxphyaddr"],
+                                              count=p["count"]), rng)
             if rng.random() < p.get("error_runs", 0.5):
-                # denser than random_case's own: every path meets bus errors (about 1 transfer
-                # in 40; a request makes 2 to 3 transfers on average)
-                n = len(case.requests) * 3
-                case.memory.error_at = {rng.randrange(n) for _ in range(max(1, n // 40))}
-            timing = {"latency": latency, "wait_states": wait_states,
-                      "backpressure": backpressure}
-            requests = [replace(r, barrier=True) if rng.random() < 0.08 else r
-                        for r in _more_self_ipis(case.requests, rng)]
+                dense_errors(case, rng)
+            requests = with_barriers(more_self_ipis(case.requests, rng), rng)
             tb = TB(dut, memory=case.memory, maxphyaddr=p["maxphyaddr"],
                     seed=rng.getrandbits(32), gap=rng.choice([0.0, 0.2]), shadow=True,
                     allowed_words=case.allowed_words(), on_resolved=report.sampler(timing),
-                    on_barrier=_host_side(case.pids, random.Random(rng.getrandbits(32))),
-                    **timing)
-            stats = await tb.run(requests, _max_cycles(len(case.requests), latency, wait_states))
-            assert stats["checked"] == len(case.requests) == stats["icr_writes"], stats
+                    on_barrier=host_side(case.pids, random.Random(rng.getrandbits(32))),
+                    fsm_coverage=report.fsm_sampler(), **timing)
+            stats = await tb.run(requests, _max_cycles(len(case.requests), latency, wait_states,
+                                                       timing["bursts"]))
+            assert stats["checked"] == len(requests) == stats["icr_writes"], stats
             report.add_tb(stats)
-        report.data.update(seed=seed, latency=latency, wait_states=wait_states,
-                           backpressure=backpressure)
+        report.data.update(seed=seed, **timing)
     await report.run(body)
 
 
@@ -103,6 +68,7 @@ async def directed(dut):
                           "backpressure": backpressure}
                 tb = TB(dut, memory=memory, maxphyaddr=case.maxphyaddr, seed=seed, shadow=True,
                         on_resolved=report.sampler(timing), locked_rmw=True,
+                        fsm_coverage=report.fsm_sampler(),
                         compare_lock=p.get("compare_lock", True), **timing)
                 stats = await tb.run(case.requests,
                                      _max_cycles(len(case.requests), latency, wait_states))

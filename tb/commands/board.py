@@ -20,15 +20,26 @@ __all__ = ["register_build", "register_board"]
 
 
 _int = integer
-_seconds = number(0, strict=True)
+_seconds = number(0, 3600, strict=True)
+_baud = integer(1200, 4_000_000)
+#: a board runs millions of IPIs a second, but ``--sim`` simulates about a thousand cycles a
+#: second: the bound keeps either within the run timeout's reach
+MAX_BOARD_COUNT = 1_000_000
+
+
+class _Mix(tuple):
+    """The 16 mix slots of ``--mix``, with the weights as the user gave them (``text``)."""
+    text = ""
 
 
 def _mix(text):
     from sim.board.experiment import parse_mix
     try:
-        return parse_mix(text)
+        mix = _Mix(parse_mix(text))
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+    mix.text = ",".join(part.strip() for part in text.split(",") if part.strip())
+    return mix
 
 
 def _modes(text):
@@ -149,7 +160,7 @@ def _transport(args):
         core = BOARDS[args.board].core
         return SimulatedBoard(**core)
     from sim.board.transport import SerialTransport
-    return SerialTransport(args.port, args.baud)
+    return SerialTransport(args.port, args.baud or 115_200)
 
 
 def _with_board(args, body):
@@ -157,7 +168,9 @@ def _with_board(args, body):
     from sim.board.transport import TransportError
     prog = f"ipiv board {args.action}"
     if not args.sim and not args.port:
-        _fail(prog, "give --port DEVICE (the board's USB-UART) or --sim")
+        fail(prog, "give --port DEVICE (the board's USB-UART) or --sim")
+    if args.sim and args.baud is not None:
+        fail(prog, "--baud is for a board on --port, not --sim")
     try:
         with _transport(args) as transport:
             return body(transport)
@@ -184,9 +197,13 @@ def cmd_board_run(args):
             print(f"board: IPIVSystem({info.n_cores}), MAXPHYADDR {info.maxphyaddr}, RAM "
                   f"{info.depth} words, digest {'on' if info.digest else 'off'}"
                   f"{' (simulated)' if args.sim else ''}")
-            print(f"run: seed {params.seed}, {params.count} operations per core, epoch "
-                  f"{params.epoch}, modes {'+'.join(sorted(args.modes))}, mix "
-                  f"{params.mix_text()}")
+            mix = params.mix_text()
+            if args.mix is not None and args.mix.text != mix:
+                # the weights are scaled to the board's 16 mix slots: say so
+                mix = f"{args.mix.text} (as 16 slots: {mix})"
+            print(f"run: seed {params.seed}, {params.count} IPIs per core, epoch "
+                  f"{params.epoch}, modes {'+'.join(sorted(args.modes))}, mix {mix}",
+                  flush=True)
         counters, status = client.run(params, timeout=args.run_timeout, progress=progress.count)
         progress.end()
         ram = client.memory(info.depth) if args.memory else None
@@ -206,7 +223,8 @@ def cmd_board_run(args):
     if args.json:
         print(json.dumps({
             "params": {"seed": params.seed, "count": params.count, "epoch": params.epoch,
-                       "modes": sorted(args.modes), "mix": params.mix_text()},
+                       "modes": sorted(args.modes), "mix": params.mix_text(),
+                       "mix_given": args.mix.text if args.mix is not None else None},
             "board": {"n_cores": info.n_cores, "maxphyaddr": info.maxphyaddr,
                       "digest": info.digest, "fault": status.fault},
             "counters": {c.name.lower(): {"board": b, "golden": g} for c, b, g, _ in rows},
@@ -241,10 +259,15 @@ def cmd_board_pid(args):
     from hdl.formats import NotifyInfo
     pir = sum(w << (64 * k) for k, w in enumerate(words[:4]))
     info = NotifyInfo.from_bits(words[4])
+    vectors = [v for v in range(256) if pir >> v & 1]
+    if args.json:
+        print(json.dumps({"vcpu": args.vcpu, "words": words, "pir_vectors": vectors,
+                          "on": int(info.on), "sn": int(info.sn), "nv": int(info.nv),
+                          "ndst": int(info.ndst)}, indent=2))
+        return 0
     print(f"PID of vCPU {args.vcpu}:")
     for k, w in enumerate(words):
         print(f"  +{8 * k:02x}: {w:#018x}")
-    vectors = [v for v in range(256) if pir >> v & 1]
     print(f"  PIR vectors: {', '.join(f'{v:#04x}' for v in vectors) or 'none'}")
     print(f"  ON {info.on}, SN {info.sn}, NV {info.nv:#04x}, NDST {info.ndst:#x}")
     return 0
@@ -257,6 +280,13 @@ def cmd_board_info(args):
         client = BoardClient(transport, timeout=args.timeout)
         return client.ident(), client.status()
     info, status = _with_board(args, body)
+    if args.json:
+        print(json.dumps({"protocol": info.version, "n_cores": info.n_cores,
+                          "maxphyaddr": info.maxphyaddr, "depth": info.depth,
+                          "digest": bool(info.digest), "running": bool(status.running),
+                          "done": bool(status.done), "fault": bool(status.fault),
+                          "progress": status.progress}, indent=2))
+        return 0
     print(f"IPIv board, protocol {info.version}: IPIVSystem({info.n_cores}), MAXPHYADDR "
           f"{info.maxphyaddr}, RAM {info.depth} words, digest {'on' if info.digest else 'off'}")
     print(f"  running {status.running}, last run done {status.done}, fault {status.fault}, "
@@ -299,22 +329,26 @@ def register_board(subparsers):
     actions.required = True
 
     def link(q):
-        q.add_argument("--port", help="the board's serial device (e.g. /dev/ttyUSB1)")
-        q.add_argument("--sim", action="store_true",
-                       help="talk to the board top simulated in Amaranth instead")
+        where = q.add_mutually_exclusive_group()
+        where.add_argument("--port", help="the board's serial device (e.g. /dev/ttyUSB1)")
+        where.add_argument("--sim", action="store_true",
+                           help="talk to the board top simulated in Amaranth instead")
         q.add_argument("--board", choices=sorted(BOARDS), default="icebreaker",
                        help="with --sim: whose build parameters to simulate "
                             "(default icebreaker)")
-        q.add_argument("--baud", type=_int(1), default=115_200, help="default 115200")
+        q.add_argument("--baud", type=_baud, default=None,
+                       help="with --port: 1200..4000000 (default 115200)")
         q.add_argument("--timeout", type=_seconds, default=2.0,
                        help="seconds to wait for a reply (default 2)")
+        q.add_argument("--json", action="store_true", help="print JSON")
 
     q = actions.add_parser("run", help="run N operations per core, compare with the golden "
                                        "model")
     link(q)
     q.add_argument("--seed", type=_int(0, 0xFFFF_FFFF), default=1, help="default 1")
-    q.add_argument("-n", "--count", type=_int(1, 0xFFFF_FFFF), default=64,
-                   help="operations per core (default 64)")
+    q.add_argument("-n", "--count", type=_int(1, MAX_BOARD_COUNT), default=64,
+                   help=f"IPIs (stimulus operations) per core, 1..{MAX_BOARD_COUNT} "
+                        f"(default 64)")
     q.add_argument("--epoch", type=_int(0, 0xFFFF), default=8,
                    help="operations between notification deliveries (0: none; default 8)")
     q.add_argument("--mix", type=_mix, default=None,
@@ -326,7 +360,6 @@ def register_board(subparsers):
                    help="also read the whole VM memory back and compare it")
     q.add_argument("--run-timeout", type=_seconds, default=60.0,
                    help="seconds the run may take (default 60)")
-    q.add_argument("--json", action="store_true", help="print JSON")
     q.set_defaults(func=cmd_board_run)
 
     q = actions.add_parser("pid", help="dump a vCPU's posted-interrupt descriptor")

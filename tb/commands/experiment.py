@@ -10,7 +10,7 @@ so that ``ipiv --help`` starts fast.
 import json
 import sys
 
-from sim.commands.args import fail, integer
+from sim.commands.args import check_out_dir, fail, integer, progress_bar
 
 
 __all__ = ["register_experiment", "register_replay"]
@@ -29,6 +29,8 @@ def cmd_seed_table(args):
     from sim.experiments import seed_table_outputs
     from sim.round_trip import compare_rtl, fit, format_seed_table, seed_table
     from tb.runs import measure_rtl
+    if not args.no_plot:
+        check_out_dir("ipiv experiment seed-table", args.out)
     bench = None
     if args.remeasure_rtl:
         _progress_line("re-measuring the gateware's posting cost (ipiv bench, ~10 s)")
@@ -44,49 +46,54 @@ def cmd_seed_table(args):
         print(format_seed_table(model))
     if not args.no_plot:
         try:
-            paths = seed_table_outputs(model, _out_dir(args))
+            paths = seed_table_outputs(model, args.out)
         except OSError as e:
             _fail("ipiv experiment seed-table", f"cannot write to {args.out!r}: {e.strerror}")
         print(f"wrote {', '.join(paths)}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
-def _out_dir(args):
-    import os
-    os.makedirs(args.out, exist_ok=True)
-    return args.out
-
-
-def _list_sweeps():
+def _list_sweeps(as_json=False):
     from sim.experiments import SWEEPS
+    if as_json:
+        print(json.dumps({name: sweep.text for name, sweep in SWEEPS.items()}, indent=2))
+        return 0
     for name, sweep in SWEEPS.items():
         print(f"{name:18s} {sweep.text}")
     return 0
 
 
 def cmd_sweep(args):
-    from sim.experiments import SWEEPS, run_sweep
+    from sim.experiments import SWEEPS, format_table, read_table, run_sweep
     from tb.sharing import measure_sharing
+    prog = "ipiv experiment sweep"
     if args.list:
-        return _list_sweeps()
+        return _list_sweeps(args.json)
     if args.name is None:
-        _fail("ipiv experiment sweep", f"give a sweep name (known: {', '.join(SWEEPS)}) or "
-                                       f"--list")
+        fail(prog, f"give a sweep name (known: {', '.join(SWEEPS)}) or --list")
     if args.name not in SWEEPS:
-        _fail("ipiv experiment sweep", f"unknown sweep {args.name!r} (known: "
-                                       f"{', '.join(SWEEPS)})")
+        fail(prog, f"unknown sweep {args.name!r} (known: {', '.join(SWEEPS)})")
+    check_out_dir(prog, args.out)
     _progress_line(f"sweep {args.name}: {SWEEPS[args.name].text}")
-    try:
-        paths = run_sweep(args.name, out_dir=_out_dir(args), progress=_progress_line,
+    with progress_bar(None, args.name, " steps") as bar:
+        def progress(text):
+            bar.set_postfix_str(text, refresh=False)
+            bar.update()
+        paths = run_sweep(args.name, out_dir=args.out, progress=progress,
                           measure_sharing=measure_sharing)
-    except OSError as e:
-        _fail("ipiv experiment sweep", f"cannot write to {args.out!r}: {e.strerror}")
+    header, rows, comments = read_table(next(p for p in paths if p.endswith(".csv")))
+    if args.json:
+        print(json.dumps({"sweep": args.name, "notes": comments,
+                          "rows": [dict(zip(header, r)) for r in rows], "files": paths},
+                         indent=2))
+        return 0
+    print(format_table(header, rows, comments))
     print(f"wrote {', '.join(paths)}")
     return 0
 
 
 def cmd_list(args):
-    return _list_sweeps()
+    return _list_sweeps(args.json)
 
 
 def _rtl_progress():
@@ -140,9 +147,11 @@ def register_experiment(subparsers):
     q.add_argument("--list", action="store_true", help="list the sweeps and exit")
     q.add_argument("-o", "--out", default="build/experiments",
                    help="output folder (default build/experiments/)")
+    q.add_argument("--json", action="store_true", help="print the table as JSON")
     q.set_defaults(func=cmd_sweep)
 
     q = sub.add_parser("list", help="list the sweeps")
+    q.add_argument("--json", action="store_true", help="print JSON")
     q.set_defaults(func=cmd_list)
 
 

@@ -1,10 +1,12 @@
-"""``ipiv prove``: run the formal checks and print the summary table.
+"""``ipiv prove``: run the formal checks and print the summary table (or JSON).
 
 Wire it into the project's command line with ``register(subparsers)``; the subcommand's
-function returns the exit status (0 only when every check passed).
+function returns the exit status (0 only when every check passed; 2 for a usage error, such
+as an output folder that cannot be written, found before any check runs).
 """
 
 import argparse
+import json
 import sys
 import time
 
@@ -30,6 +32,15 @@ def _check_name(text):
     return text
 
 
+def _fault_name(text):
+    from hdl.faults import Fault
+    try:
+        return Fault(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"unknown fault {text!r} (known: {', '.join(f.value for f in Fault)})") from None
+
+
 def register(subparsers):
     """Add the ``prove`` subcommand to an argparse ``subparsers`` object; return its parser."""
     p = subparsers.add_parser("prove", help="prove the unit's properties with SymbiYosys",
@@ -37,28 +48,39 @@ def register(subparsers):
                                           "z3) and print a summary table.")
     p.add_argument("--depth", type=_depth, default=None,
                    help="BMC/induction depth for every check (default: each check's own)")
-    p.add_argument("--check", type=_check_name, action="append", metavar="NAME",
-                   help="run only this check (repeatable; see --list)")
+    p.add_argument("--check", type=_check_name, action="extend", nargs="+", metavar="NAME",
+                   help="run only these checks (--check a b, or --check repeated; see "
+                        "--list)")
     p.add_argument("--list", action="store_true", help="list the checks and exit")
     p.add_argument("-j", "--jobs", type=_depth, default=2,
                    help="checks run in parallel (default 2)")
     p.add_argument("-o", "--out", default="build/formal",
                    help="output folder (default build/formal/)")
+    p.add_argument("--fault", type=_fault_name, action="extend", nargs="+", metavar="NAME",
+                   help="build the unit with these deliberate defects (hdl/faults.py), to see "
+                        "a property fail; the status is then 1")
+    p.add_argument("--json", action="store_true",
+                   help="print the results as JSON (per check: name, mode, depth, requests, "
+                        "result, seconds) instead of the table")
     p.set_defaults(func=cmd_prove)
     return p
 
 
 def cmd_prove(args, stream=None):
     """Run the checks named in ``args``; return 0 if all passed, 1 otherwise."""
+    from sim.commands.args import check_out_dir
     from .harness import CHECKS
-    from .runner import DEPTHS, ToolError, format_table, run_checks
+    from .runner import DEPTHS, REQUESTS, ToolError, format_table, run_checks
     stream = sys.stdout if stream is None else stream
     if args.list:
         for name, check in CHECKS.items():
-            print(f"{name:20s} {check.mode:5s} depth {DEPTHS[name]:3d}  {check.text}",
-                  file=stream)
+            covered = "unbounded" if check.mode == "prove" else \
+                ("" if REQUESTS.get(name) is None else f"{REQUESTS[name]} request(s)")
+            print(f"{name:20s} {check.mode:5s} depth {DEPTHS[name]:3d}  {covered:11s} "
+                  f"{check.text}", file=stream)
         return 0
     names = list(dict.fromkeys(args.check)) if args.check else list(CHECKS)
+    check_out_dir("ipiv prove", args.out)     # before the long work: a bad -o is status 2
     start = time.monotonic()
 
     def progress(event, name, result):
@@ -66,13 +88,20 @@ def cmd_prove(args, stream=None):
         if event == "start":
             print(f"  [{elapsed:6.1f} s] {name}: running", file=sys.stderr, flush=True)
         else:
-            print(f"  [{elapsed:6.1f} s] {name}: {result.status} ({result.seconds:.1f} s)",
+            covered = "unbounded" if result.mode == "prove" else (
+                f"{result.requests} request(s)" if result.requests is not None else "-")
+            print(f"  [{elapsed:6.1f} s] {name}: {result.status} ({result.mode}, depth "
+                  f"{result.depth}, {covered}, {result.seconds:.1f} s)",
                   file=sys.stderr, flush=True)
 
     try:
         results = run_checks(names, depth=args.depth, out_dir=args.out, jobs=args.jobs,
-                             progress=progress)
+                             progress=progress, faults=frozenset(args.fault or ()))
     except ToolError as e:
         raise SystemExit(f"ipiv prove: error: {e}")
-    print(format_table(results), file=stream)
+    if getattr(args, "json", False):
+        print(json.dumps({"checks": [r.as_dict() for r in results],
+                          "passed": all(r.passed for r in results)}, indent=2), file=stream)
+    else:
+        print(format_table(results), file=stream)
     return 0 if all(r.passed for r in results) else 1

