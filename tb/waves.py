@@ -35,14 +35,14 @@ from hdl.formats import (
 )
 from sim.golden import Outcome
 from hdl import IPIVirtualizer
-from .amaranth_harness import CLOCK_PERIOD, Harness
+from .amaranth_harness import CLOCK_PERIOD, Harness, MismatchError
 from .directed import CFG, LAST, XCFG, low, self_ipi, vm_memory, x2, xapic
 
 
 __all__ = ["Probe", "probes", "Recording", "RecordingHarness", "STAGES", "request_text",
            "request_spans", "write_vcd", "write_gtkw", "wavedrom", "write_wavedrom",
            "GTKW_SIZE", "PERIOD_NS", "TimingCase", "timing_cases", "timing_run", "timing_diagram",
-           "write_timing_diagrams"]
+           "write_timing_diagrams", "FAILURE_DIR", "run_with_waves_on_failure"]
 
 #: The four stages of `IPIVirtualizer`, in the order of the arbiter's masters (its
 #: ``elaborate`` connects them in this order), so ``bus.grant`` decodes to a stage name.
@@ -567,3 +567,34 @@ def write_timing_diagrams(out_dir, *, latency=1, progress=None):
         document, _, _ = timing_diagram(case, latency=latency)
         paths += write_wavedrom(document, os.path.join(out_dir, case.name))
     return paths
+
+
+# -- waves of a failing test ----------------------------------------------------------------
+
+#: Where a failing test's waves go (one .vcd and .gtkw per test, named after it).
+FAILURE_DIR = os.path.join("build", "failures")
+
+
+def run_with_waves_on_failure(make_dut, memory, requests, *, name, out_dir=FAILURE_DIR,
+                              **harness_args):
+    """``Harness(make_dut(), memory, **harness_args).run(requests)``; if the checker fails,
+    run the same requests again (a fresh unit, the memory as it was, the same seed) recording
+    the readable view, write ``out_dir/name.vcd`` and ``.gtkw`` and name them in the error.
+
+    Passing runs cost nothing extra: only a failure is simulated a second time."""
+    pristine = memory.copy()
+    try:
+        return Harness(make_dut(), memory, **harness_args).run(requests)
+    except (MismatchError, TimeoutError) as error:
+        harness = RecordingHarness(make_dut(), pristine, **harness_args)
+        try:
+            harness.run(requests)
+        except (MismatchError, TimeoutError):
+            pass                      # the same failure: the recording is what we want
+        os.makedirs(out_dir, exist_ok=True)
+        stem = os.path.join(out_dir, "".join(c if c.isalnum() or c in "-_." else "_"
+                                             for c in name))
+        vcd, gtkw = f"{stem}.vcd", f"{stem}.gtkw"
+        write_vcd(vcd, harness.recording, comment=f"failing test {name}: {error}"[:200])
+        write_gtkw(gtkw, vcd, harness.recording)
+        raise type(error)(f"{error}\n  waves of the failing run: gtkwave {gtkw}") from error

@@ -17,17 +17,20 @@ from sim.stimulus import random_case
 from tb import directed
 from tb.amaranth_harness import Harness, MismatchError
 from tb.directed import low, self_ipi, vm_memory, x2, xapic
+from tb.waves import run_with_waves_on_failure
 
 
 def run_case(case, timing, *, seed=0, **harness_args):
     """Run a directed case under one timing (latency, wait states, back-pressure) on the
-    gateware; the harness's checker raises on any disagreement with the golden model, then
-    the spec's expectations of the case are verified."""
+    gateware; the harness's checker raises on any disagreement with the golden model (and
+    writes the failing run's waves to build/failures/), then the spec's expectations of the
+    case are verified."""
     latency, wait_states, backpressure = timing
     memory = case.memory.copy()
-    run = Harness(IPIVirtualizer(maxphyaddr=case.maxphyaddr), memory, latency=latency,
-                  wait_states=wait_states, backpressure=backpressure, seed=seed,
-                  **harness_args).run(case.requests)
+    run = run_with_waves_on_failure(
+        lambda: IPIVirtualizer(maxphyaddr=case.maxphyaddr), memory, case.requests,
+        name=f"{case.name}-{latency}", latency=latency, wait_states=wait_states,
+        backpressure=backpressure, seed=seed, **harness_args)
     assert run.grant_switches_in_cycle == 0
     directed.verify(case, run.results, case.memory, memory)
     return run
@@ -170,9 +173,10 @@ def test_random(seed):
     maxphyaddr = rng.choice([36, 39, 46, 52])
     case = random_case(rng, maxphyaddr=maxphyaddr, count=30, errors=rng.random() < 0.3)
     # back-pressure and wait states as coin flips, and in bursts of 0..50 cycles (tb.timing)
-    run = Harness(IPIVirtualizer(maxphyaddr=maxphyaddr), case.memory,
-                  latency=rng.randrange(5), wait_states=rng.choice([0.0, 0.3]),
-                  backpressure=rng.choice([0.0, 0.5]), bursts=(0.0, 0.05)[seed % 2], seed=seed,
-                  allowed_words=case.allowed_words()).run(case.requests)
+    run = run_with_waves_on_failure(
+        lambda: IPIVirtualizer(maxphyaddr=maxphyaddr), case.memory, case.requests,
+        name=f"test_random-{seed}", latency=rng.randrange(5),
+        wait_states=rng.choice([0.0, 0.3]), backpressure=rng.choice([0.0, 0.5]),
+        bursts=(0.0, 0.05)[seed % 2], seed=seed, allowed_words=case.allowed_words())
     assert len(run.results) == len(case.requests)
     assert run.grant_switches_in_cycle == 0

@@ -2,15 +2,21 @@
 the timing diagrams checked cycle by cycle against the simulation's own records."""
 
 import json
-import math
 import re
 
 import pytest
 
+from hdl import IPIVirtualizer
+from hdl.faults import Fault
 from hdl.formats import ExitCause
 from sim.golden import Outcome
+from tb.amaranth_harness import MismatchError
+from tb.directed import low, vm_memory, x2
 from tb.runs import run_scenario
-from tb.waves import GTKW_SIZE, PERIOD_NS, timing_cases, timing_diagram, write_wavedrom
+from tb.waves import (
+    GTKW_SIZE, PERIOD_NS, run_with_waves_on_failure, timing_cases, timing_diagram,
+    write_wavedrom,
+)
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +177,25 @@ def test_diagram_matches_the_simulation_cycle_by_cycle(case, tmp_path):
     with open(paths[1]) as f:
         svg = f.read()
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg and "outputs.busy" in svg
+
+
+# -- waves of a failing test --------------------------------------------------------------------
+
+def test_a_failing_run_leaves_readable_waves(tmp_path):
+    """A unit with an unlocked PID write fails the checker; the error names the waves of the
+    failing run, written in the same readable view as `ipiv sim`'s."""
+    with pytest.raises(MismatchError, match="waves of the failing run: gtkwave .*drop_lock"):
+        run_with_waves_on_failure(lambda: IPIVirtualizer(faults={Fault.DROP_LOCK}),
+                                  vm_memory(), [x2(1, low(0x40))], name="drop/lock run",
+                                  out_dir=str(tmp_path))
+    vcd, gtkw = tmp_path / "drop_lock_run.vcd", tmp_path / "drop_lock_run.gtkw"
+    assert vcd.stat().st_size > 1000 and "failing test drop/lock run" in vcd.read_text()
+    text = gtkw.read_text()
+    assert "[size] 1600 1000" in text and "pid_update" in text and "$" not in \
+        "".join(line for line in text.splitlines() if not line.startswith(("[", "*", "@")))
+
+
+def test_a_passing_run_writes_no_waves(tmp_path):
+    run = run_with_waves_on_failure(IPIVirtualizer, vm_memory(), [x2(1, low(0x40))],
+                                    name="fine", out_dir=str(tmp_path))
+    assert len(run.results) == 1 and list(tmp_path.iterdir()) == []
