@@ -27,6 +27,7 @@ from hdl import IPIVirtualizer
 from hdl.formats import (
     APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, APIC_WRITE_QUALIFICATION_ICR,
     DeliveryMode, EXIT_REASON_APIC_WRITE, EXIT_REASON_WRMSR, ExitCause, FIRST_LEGAL_VECTOR,
+    OUTPUT_STREAMS,
     ICR_IPIV_INELIGIBLE_MASK, ICR_RESERVED_MASK, ICRLow, ICRWriteKind, NotifyInfo,
     PID_NOTIFY_INFO_OFFSET, PID_POINTER_ENTRY_BYTES, PID_POINTER_ENTRY_LOW_MASK,
     PID_POINTER_ENTRY_VALID, SendUIPIData, Shorthand, TriggerMode, VMCSConfig,
@@ -36,7 +37,7 @@ from hdl.formats import (
 
 __all__ = ["Check", "CHECKS", "COVERS", "FormalHarness", "completion_bounds"]
 
-OUTPUTS = ("exit", "notify", "self_ipi", "gp")
+OUTPUTS = OUTPUT_STREAMS
 # Bus transfers of the longest request (xAPIC ICR-low IPI): LO store, VICR_HI read, entry read,
 # PIR read and write, NotifyInfo read and write.
 MAX_TRANSFERS = 7
@@ -113,6 +114,34 @@ def _past(m, value, name):
     return reg
 
 
+def assume_icr_held(m, icr):
+    """The stream rule of the ``icr`` producer: once ``valid``, it holds ``valid`` and the
+    payload until ``ready``."""
+    p_valid = _past(m, icr.valid, "icr_valid")
+    p_ready = _past(m, icr.ready, "icr_ready")
+    p_payload = _past(m, icr.p, "icr_p")
+    with m.If(p_valid & ~p_ready):
+        m.d.comb += Assume(icr.valid & (icr.p.as_value() == p_payload))
+
+
+def assume_memory(m, bus, latency):
+    """The memory answers (``ack`` or ``err``, never both) only during ``cyc & stb``, and, if
+    ``latency`` is not None, at most ``latency`` cycles after the transfer began. Returns
+    (active, answer, done) of the current cycle."""
+    active = bus.cyc & bus.stb
+    answer = bus.ack | bus.err
+    m.d.comb += [Assume(~answer | active), Assume(~(bus.ack & bus.err))]
+    if latency is not None:
+        waited = Signal(range(latency + 2))
+        with m.If(active & ~answer):
+            with m.If(waited <= latency):
+                m.d.sync += waited.eq(waited + 1)
+        with m.Else():
+            m.d.sync += waited.eq(0)
+        m.d.comb += Assume(~(active & (waited >= latency)) | answer)
+    return active, answer, active & answer
+
+
 def _word(byte_addr, aw):
     """The bus word address of a byte address, wrapping at MAXPHYADDR."""
     return Value.cast(byte_addr)[3:3 + aw]
@@ -185,26 +214,8 @@ class FormalHarness(Elaboratable):
         p_cfg = _past(m, dut.cfg, "cfg")
         m.d.comb += Assume(~(p_busy | p_accepted) | (dut.cfg.as_value() == p_cfg))
 
-        p_icr_valid = _past(m, dut.icr.valid, "icr_valid")
-        p_icr_ready = _past(m, dut.icr.ready, "icr_ready")
-        p_icr_p = _past(m, dut.icr.p, "icr_p")
-        with m.If(p_icr_valid & ~p_icr_ready):
-            m.d.comb += Assume(dut.icr.valid & (dut.icr.p.as_value() == p_icr_p))
-
-        active = bus.cyc & bus.stb
-        answer = bus.ack | bus.err
-        done = active & answer
-        m.d.comb += [
-            Assume(~answer | active),
-            Assume(~(bus.ack & bus.err)),
-        ]
-        waited = Signal(range(self.latency + 2))
-        with m.If(active & ~answer):
-            with m.If(waited <= self.latency):
-                m.d.sync += waited.eq(waited + 1)
-        with m.Else():
-            m.d.sync += waited.eq(0)
-        m.d.comb += Assume(~(active & (waited >= self.latency)) | answer)
+        assume_icr_held(m, dut.icr)
+        active, answer, done = assume_memory(m, bus, self.latency)
 
         # -- monitor: the request in progress, as the spec sees it ------------------------------
         # Kept lean on purpose: addresses use the live ``cfg`` (stable while busy, so the same

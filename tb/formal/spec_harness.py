@@ -28,7 +28,7 @@ every ``prove`` check, and documented in ``tb/formal/README.md``.
 Amaranth 0.5 has no ``Past``: every "previous cycle" value is a register kept here.
 """
 
-from dataclasses import dataclass
+
 
 from amaranth import C, Cat, ClockDomain, Elaboratable, Fragment, Module, Mux, Signal, Value
 from amaranth.asserts import AnySeq
@@ -37,25 +37,15 @@ from amaranth.hdl import Assert, Assume, Cover
 from hdl import IPIVirtualizer
 from hdl.formats import (
     APIC_WRITE_QUALIFICATION_ICR, EXIT_REASON_APIC_WRITE, EXIT_REASON_WRMSR, ExitCause,
-    ICRWriteKind, VMCSConfig,
+    ICRWriteKind, OUTPUT_STREAMS, VMCSConfig,
 )
 
+from .harness import Check, _past, assume_icr_held, assume_memory, completion_bounds
 from .spec import MAX_TRANSFERS, RequestSpec
 
 
 __all__ = ["Check", "CHECKS", "COVERS", "FormalHarness", "WITNESS_CFG", "completion_bounds",
            "witness_memory"]
-
-OUTPUTS = ("exit", "notify", "self_ipi", "gp")
-
-
-@dataclass(frozen=True)
-class Check:
-    """One named property check (one SymbiYosys run)."""
-    name: str
-    mode: str           # sby mode: "bmc", "prove" or "cover"
-    text: str
-
 
 CHECKS = {c.name: c for c in [
     Check("handshake_exit", "prove", "exit: valid held and payload stable until ready"),
@@ -114,27 +104,6 @@ def witness_memory(adr):
     for word, data in reversed(cases):
         value = Mux(adr == word, data, value)
     return value
-
-
-def completion_bounds(latency, patience):
-    """Cycles after the acceptance cycle by which the unit must be ready again, and idle.
-
-    A request makes at most `MAX_TRANSFERS` transfers of at most ``latency + 1`` cycles each;
-    an exit (or #GP) is then offered in the next cycle, taken within ``patience``, and the
-    unit is ready the cycle after; a notification or self-IPI is registered as the last
-    transfer ends and taken within ``patience`` (a previous one is always taken by then).
-    The count starts at 0 in the cycle after acceptance.
-    """
-    ready = MAX_TRANSFERS * (latency + 1) + patience + 1
-    return ready, ready + patience + 1
-
-
-def _past(m, value, name):
-    """A register holding ``value`` of the previous cycle (0 in the first)."""
-    value = Value.cast(value)
-    reg = Signal(len(value), name=f"past_{name}")
-    m.d.sync += reg.eq(value)
-    return reg
 
 
 def _byte_mask(sel):
@@ -260,28 +229,12 @@ class FormalHarness(Elaboratable):
             bus.ack.eq(AnySeq(1)),
             bus.err.eq(AnySeq(1)),
         ]
-        for name in OUTPUTS:
+        for name in OUTPUT_STREAMS:
             m.d.comb += getattr(dut, name).ready.eq(AnySeq(1))
 
         accepted = dut.icr.valid & dut.icr.ready
-        active = bus.cyc & bus.stb
-        answer = bus.ack | bus.err
-        done = active & answer
-        m.d.comb += [Assume(~answer | active), Assume(~(bus.ack & bus.err))]
-        if self.latency is not None:
-            waited = Signal(range(self.latency + 2))
-            with m.If(active & ~answer):
-                with m.If(waited <= self.latency):
-                    m.d.sync += waited.eq(waited + 1)
-            with m.Else():
-                m.d.sync += waited.eq(0)
-            m.d.comb += Assume(~(active & (waited >= self.latency)) | answer)
-
-        p_icr_valid = _past(m, dut.icr.valid, "icr_valid")
-        p_icr_ready = _past(m, dut.icr.ready, "icr_ready")
-        p_icr_p = _past(m, dut.icr.p, "icr_p")
-        with m.If(p_icr_valid & ~p_icr_ready):
-            m.d.comb += Assume(dut.icr.valid & (dut.icr.p.as_value() == p_icr_p))
+        active, answer, done = assume_memory(m, bus, self.latency)
+        assume_icr_held(m, dut.icr)
 
         # -- monitor: the request in flight, as the spec sees it --------------------------------
         r_live = Signal()           # a request has been accepted (the latest one is tracked)
@@ -469,7 +422,7 @@ class FormalHarness(Elaboratable):
 
     def _environment_patience(self, m):
         """Consumers take an output within ``patience`` cycles (a response bound needs it)."""
-        for name in OUTPUTS:
+        for name in OUTPUT_STREAMS:
             out = getattr(self.dut, name)
             waiting = Signal(range(self.patience + 2), name=f"{name}_waiting")
             with m.If(out.valid & ~out.ready):
