@@ -5,7 +5,6 @@ towards the interesting corners (vectors below 16, destinations around the last 
 invalid entries, ON/SN set, reserved bits) and sometimes are plain garbage.
 """
 
-import random
 from dataclasses import dataclass, replace
 
 from hdl.formats import (

@@ -9,11 +9,11 @@ IA32_VMX_PROCBASED_CTLS3 only if primary bit 17 ("activate tertiary controls") m
 """
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from hdl.vmx import (
     PIN_BASED, PRIMARY, SECONDARY, TERTIARY, VM_ENTRY, VM_EXIT, VMXMSR, Primary, Secondary,
-    Tertiary, PinBased,
+    Tertiary,
 )
 from .vmx_flags import vmx_flags
 

@@ -31,7 +31,7 @@ from amaranth.lib import data, enum as am_enum
 
 from hdl.formats import (
     APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, ICRWriteKind, PID_BYTES,
-    PID_NOTIFY_INFO_OFFSET, PID_POINTER_ENTRY_BYTES, BUS_BYTES, DestMode, ExitCause, VMCSConfig,
+    PID_NOTIFY_INFO_OFFSET, PID_POINTER_ENTRY_BYTES, BUS_BYTES, DestMode, VMCSConfig,
 )
 from sim.golden import Outcome
 from hdl import IPIVirtualizer

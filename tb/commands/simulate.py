@@ -2,7 +2,6 @@
 diagrams) and ``ipiv bench`` (latency and throughput in cycles)."""
 
 import json
-import sys
 
 from sim.commands.args import check_out_dir, fail, integer, progress_bar
 
