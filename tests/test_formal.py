@@ -12,6 +12,7 @@ import fcntl
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,54 +31,64 @@ from sim.golden import Config
 from sim.memory import Memory
 from sim.scenarios import Request
 from tb.amaranth_harness import Harness, MismatchError
-from tb.formal import cli, spec_harness
-from tb.formal.harness import CHECKS, COVERS, FormalHarness
-from tb.formal.runner import DEPTHS, REQUESTS, check_tools, format_table, run_check
+from tb.formal import cli
+from tb.formal.harness import CHECKS, COVERS, FormalHarness, completion_bounds
+from tb.formal.runner import (
+    DEPTHS, LATENCY, PATIENCE, REQUESTS, SETTINGS, check_tools, format_table, run_check,
+)
 
 OUT = Path(__file__).resolve().parent.parent / "build" / "formal-tests"
 PROPERTIES = [name for name, check in CHECKS.items() if check.mode != "cover"]
-# Each fault and the check (and sub-property) that must catch it.
-MUTANTS = {
-    Fault.DROP_LOCK: ("locked_rmw", "rmw_read_locked"),
-    Fault.ON_DESPITE_SN: ("locked_rmw", "ni_only_if_on_and_sn_clear"),
-    Fault.PIR_WRITE_WITHOUT_READ: ("locked_rmw", "write_after_its_locked_read"),
-    Fault.SKIP_BOUND_CHECK: ("exit_paths", "no_entry_read_when_a_check_exits"),
-    Fault.DROP_NOTIFY_WHILE_OFFERED: ("notify_after_on", "nothing_owed_when_idle"),
-    Fault.NOTIFY_OVERWRITTEN: ("handshake_notify", "payload_stable"),
-    Fault.DOUBLE_NOTIFY: ("notify_after_on", "notify_after_on_set"),
-    Fault.WRONG_NV_BYTE: ("notify_after_on", "notify_payload"),
-    Fault.WRONG_NDST_BYTE: ("notify_after_on", "notify_payload"),
-    Fault.PIR_BIT_OFF_BY_ONE: ("locked_rmw", "pir_sets_only_bit_v"),
-    Fault.WRONG_PIR_WORD: ("write_targets", "allowed_word"),
-    Fault.LOCK_GAP: ("locked_rmw", "write_after_its_locked_read"),
-    Fault.LOCK_WITHOUT_CYC: ("bus_protocol", "lock_in_cyc"),
-    Fault.BOUND_OFF_BY_ONE: ("exit_paths", "no_entry_read_when_a_check_exits"),
-    Fault.POST_DESPITE_EXIT: ("exit_paths", "no_pid_read_for_invalid_entry"),
-    Fault.EXIT_WITHDRAWN: ("handshake_exit", "valid_held"),
-    Fault.ELIGIBLE_LEVEL_TRIGGER: ("exit_paths", "no_entry_read_when_a_check_exits"),
-    Fault.ELIGIBLE_BIT12: ("exit_paths", "no_entry_read_when_a_check_exits"),
-    Fault.GP_WITHDRAWN: ("handshake_gp", "valid_held"),
-    Fault.IRR_WRONG_WORD: ("write_targets", "allowed_word"),
-    Fault.SELF_IPI_OVERWRITTEN: ("handshake_self_ipi", "payload_stable"),
-}
-# Mutants whose counterexample needs a second request under a stalled consumer: run as BMC
-# (the handshake checks are k-induction ones) deep enough, checking only the last steps
-# (``skip``): drop_notify_while_offered fails at step 14, and proving that no shorter
-# counterexample exists would cost minutes of z3 (step 13 alone: 3 min under load).
-MUTANT_RUNS = {
-    Fault.DROP_NOTIFY_WHILE_OFFERED: {"mode": "bmc", "depth": 15, "skip": 14},
-    Fault.NOTIFY_OVERWRITTEN: {"mode": "bmc", "depth": 16},
-    Fault.DOUBLE_NOTIFY: {"depth": 11},
-    Fault.SELF_IPI_OVERWRITTEN: {"mode": "bmc", "depth": 14},
-}
+# Every mutant run is BMC from the initial state, without the auxiliary invariants (nothing
+# assumed can hide the fault), in the harness's witness environment (a subset of the free
+# one, so a failure there is a failure of the property; the free environment costs the
+# solver minutes per step past step 6). BMC stops at the first failing step.
+MUTANT_RUN = {"mode": "bmc", "depth": 12, "witness": True}
+# Two postings, the second while the first notification is still offered: the failure is at
+# step 13, and only that step is checked (proving that no earlier step fails costs a minute).
+DEEP_RUN = {"mode": "bmc", "depth": 14, "skip": 13, "witness": True}
+# (fault, the check that must catch it, the assertion that fails, run options). Every fault
+# of hdl/faults.py is here, and every property check has at least one fault it catches.
+MUTANTS = [
+    (Fault.DROP_LOCK, "locked_rmw", "rmw_transfer_locked", MUTANT_RUN),
+    (Fault.LOCK_GAP, "locked_rmw", "lock_held_between_transfers", MUTANT_RUN),
+    (Fault.ON_DESPITE_SN, "notifications", "notify_has_an_on_transition", MUTANT_RUN),
+    (Fault.PIR_WRITE_WITHOUT_READ, "transfers", "transfer_is_spec", MUTANT_RUN),
+    (Fault.SKIP_BOUND_CHECK, "transfers", "no_transfer_beyond_spec", MUTANT_RUN),
+    (Fault.BOUND_OFF_BY_ONE, "transfers", "no_transfer_beyond_spec", MUTANT_RUN),
+    (Fault.ELIGIBLE_LEVEL_TRIGGER, "transfers", "no_transfer_beyond_spec", MUTANT_RUN),
+    (Fault.ELIGIBLE_BIT12, "transfers", "no_transfer_beyond_spec", MUTANT_RUN),
+    (Fault.POST_DESPITE_EXIT, "transfers", "no_transfer_beyond_spec", MUTANT_RUN),
+    (Fault.PIR_BIT_OFF_BY_ONE, "transfers", "transfer_is_spec", MUTANT_RUN),
+    (Fault.WRONG_PIR_WORD, "transfers", "transfer_is_spec", MUTANT_RUN),
+    (Fault.IRR_WRONG_WORD, "transfers", "transfer_is_spec", MUTANT_RUN),
+    (Fault.DROP_NOTIFY_WHILE_OFFERED, "notifications", "conservation", DEEP_RUN),
+    (Fault.DOUBLE_NOTIFY, "notifications", "conservation", MUTANT_RUN),
+    (Fault.WRONG_NV_BYTE, "notifications", "notify_payload", MUTANT_RUN),
+    (Fault.WRONG_NDST_BYTE, "notifications", "notify_payload", MUTANT_RUN),
+    (Fault.LOCK_WITHOUT_CYC, "bus_protocol", "lock_in_cyc", MUTANT_RUN),
+    (Fault.EXIT_WITHDRAWN, "handshake_exit", "valid_held", MUTANT_RUN),
+    (Fault.GP_WITHDRAWN, "handshake_gp", "valid_held", MUTANT_RUN),
+    (Fault.SELF_IPI_OVERWRITTEN, "handshake_self_ipi", "payload_stable", MUTANT_RUN),
+    (Fault.NOTIFY_OVERWRITTEN, "handshake_notify", "payload_stable", DEEP_RUN),
+    (Fault.ELIGIBLE_BIT12, "outcome", "exit_is_spec", MUTANT_RUN),
+    (Fault.SKIP_BOUND_CHECK, "outcome", "exit_iff_spec", MUTANT_RUN),
+    (Fault.ELIGIBLE_BIT12, "invariants", "inv_done_interceptor_exit", MUTANT_RUN),
+]
+# completion is a response bound: it is shown able to fail by shortening its bounds by one.
+TIGHT_COMPLETION = {"mode": "bmc", "depth": 12, "witness": True}
+
+
+def _mutant_id(mutant):
+    fault, check, _, _ = mutant
+    return f"{fault.value}-{check}"
 
 
 def _run(job):
-    name, fault = job
+    key, name, fault, options = job
     faults = frozenset() if fault is None else {Fault(fault)}
-    options = {} if fault is None else MUTANT_RUNS.get(Fault(fault), {})
-    r = run_check(name, faults=faults, out_dir=OUT, **options)
-    return {"name": name, "fault": fault, "status": r.status, "depth": r.depth,
+    r = run_check(name, faults=faults, out_dir=OUT / key.split("/")[0], **options)
+    return {"key": key, "name": name, "fault": fault, "status": r.status, "depth": r.depth,
             "failed": r.failed, "reached": r.reached, "seconds": r.seconds,
             "trace": None if r.trace is None else str(r.trace),
             "table": format_table([r])}
@@ -85,7 +96,8 @@ def _run(job):
 
 @pytest.fixture(scope="session")
 def verdicts():
-    """All SymbiYosys verdicts of this test run, computed by whichever worker comes first."""
+    """All SymbiYosys verdicts of this test run, computed by whichever worker comes first:
+    ``checks/<check>``, ``mutants/<fault>-<check>`` and ``tight/completion``."""
     from concurrent.futures import ThreadPoolExecutor
     check_tools()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -96,20 +108,21 @@ def verdicts():
         if cache.exists():
             saved = json.loads(cache.read_text())
             if saved["run"] == run_id:
-                return saved
-        # The slowest first (the deep mutant, then the deepest checks), so the pool of two
+                return saved["verdicts"]
+        ready, idle = completion_bounds(LATENCY, PATIENCE)
+        mutants = [(f"mutants/{_mutant_id(mu)}", mu[1], mu[0].value, mu[3]) for mu in MUTANTS]
+        # The slowest first (the deep mutants, then the proofs), so the pool of two
         # finishes together.
-        jobs = [("notify_after_on", Fault.DROP_NOTIFY_WHILE_OFFERED.value)] + \
-            [(name, None) for name in sorted(CHECKS, key=lambda n: -DEPTHS[n])] + \
-            [(check, fault.value) for fault, (check, _) in MUTANTS.items()
-             if fault is not Fault.DROP_NOTIFY_WHILE_OFFERED]
+        jobs = [job for job in mutants if job[3] is not MUTANT_RUN] + \
+            [(f"checks/{name}", name, None, {})
+             for name in sorted(CHECKS, key=lambda n: -DEPTHS[n])] + \
+            [("tight/completion", "completion", None,
+              {**TIGHT_COMPLETION, "latency": LATENCY, "bounds": (ready - 1, idle - 1)})] + \
+            [job for job in mutants if job[3] is MUTANT_RUN]
         with ThreadPoolExecutor(max_workers=2) as pool:
-            results = list(pool.map(_run, jobs))
-        saved = {"run": run_id,
-                 "checks": {r["name"]: r for r in results if r["fault"] is None},
-                 "mutants": {r["fault"]: r for r in results if r["fault"] is not None}}
-        cache.write_text(json.dumps(saved))
-        return saved
+            results = {r["key"]: r for r in pool.map(_run, jobs)}
+        cache.write_text(json.dumps({"run": run_id, "verdicts": results}))
+        return results
 
 
 # -- the proofs --------------------------------------------------------------------------------
@@ -121,7 +134,7 @@ def test_formal_tools_are_installed():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", PROPERTIES)
 def test_property_holds(verdicts, name):
-    v = verdicts["checks"][name]
+    v = verdicts[f"checks/{name}"]
     assert v["status"] == "PASS", v["table"]
     assert v["failed"] == []
     assert v["depth"] == DEPTHS[name]
@@ -130,34 +143,43 @@ def test_property_holds(verdicts, name):
 @pytest.mark.slow
 @pytest.mark.parametrize("cover", COVERS)
 def test_cover_is_reached(verdicts, cover):
-    v = verdicts["checks"]["covers"]
+    v = verdicts["checks/covers"]
     assert v["reached"].get(cover) is not None, v["table"]
     assert 0 < v["reached"][cover] < DEPTHS["covers"]
 
 
 @pytest.mark.slow
 def test_all_covers_reached(verdicts):
-    v = verdicts["checks"]["covers"]
+    v = verdicts["checks/covers"]
     assert v["status"] == "PASS", v["table"]
     assert set(v["reached"]) == set(COVERS)
 
 
-def test_every_fault_has_a_property_that_catches_it():
-    assert set(MUTANTS) == set(Fault)
-    for check, _ in MUTANTS.values():
-        assert check in CHECKS and CHECKS[check].mode != "cover"
+def test_every_fault_and_every_property_has_a_mutant():
+    assert {fault for fault, _, _, _ in MUTANTS} == set(Fault)
+    caught = {check for _, check, _, _ in MUTANTS}
+    assert caught == set(PROPERTIES) - {"completion"}
+    for _, check, _, options in MUTANTS:
+        assert CHECKS[check].mode != "cover" and options["mode"] == "bmc"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", list(MUTANTS), ids=lambda f: f.value)
-def test_injected_fault_is_caught(verdicts, fault):
-    check, prop = MUTANTS[fault]
-    v = verdicts["mutants"][fault.value]
+@pytest.mark.parametrize("mutant", MUTANTS, ids=_mutant_id)
+def test_injected_fault_is_caught(verdicts, mutant):
+    fault, check, prop, _ = mutant
+    v = verdicts[f"mutants/{fault.value}-{check}"]
     assert v["name"] == check
     assert v["status"] == "FAIL", v["table"]
     assert prop in v["failed"], v["table"]
     assert v["trace"] is not None and Path(v["trace"]).is_file()
     assert Path(v["trace"]).stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_completion_fails_one_cycle_short_of_its_bounds(verdicts):
+    v = verdicts["tight/completion"]
+    assert v["status"] == "FAIL", v["table"]
+    assert set(v["failed"]) & {"ready_again", "idle"}, v["table"]
 
 
 # -- the fault parameter -----------------------------------------------------------------------
@@ -306,7 +328,9 @@ def test_prove_runs_a_check_and_prints_the_table(tmp_path, capsys):
                       "time"]
     row = next(line for line in table.splitlines() if line.startswith("handshake_notify"))
     assert "prove" in row and "unbounded" in row and "PASS" in row and "smtbmc z3" in row
-    assert "handshake_notify: PASS (prove, depth 4, unbounded," in capsys.readouterr().err
+    depth = DEPTHS["handshake_notify"]
+    assert f"handshake_notify: PASS (prove, depth {depth}, unbounded," in \
+        capsys.readouterr().err
     assert (tmp_path / "handshake_notify" / "handshake_notify.sby").is_file()
 
     out = io.StringIO()
@@ -322,11 +346,40 @@ def test_prove_runs_a_check_and_prints_the_table(tmp_path, capsys):
     assert check["seconds"] > 0
 
 
-def test_spec_harness_elaborates_every_check():
-    """The work-in-progress spec-model harness (tb/formal/spec_harness.py) stays buildable."""
-    for name in spec_harness.CHECKS:
+def test_harness_elaborates_every_check():
+    for name in CHECKS:
         for witness in (False, True):
-            h = spec_harness.FormalHarness(name, latency=0 if name == "completion" else None,
-                                           witness=witness)
+            h = FormalHarness(name, latency=0 if name == "completion" else None,
+                              witness=witness)
             text = rtlil.convert(h, name="top", ports=[h.clk])
             assert "spec_n_transfers" in text
+
+
+def test_every_check_is_unbounded_or_a_cover():
+    """No bounded exceptions are left: every safety check is a k-induction proof in an
+    environment with any number of memory wait states (but completion's response bound)."""
+    for name, check in CHECKS.items():
+        assert check.mode in ("prove", "cover"), name
+        assert SETTINGS[name][1] is None or name == "completion"
+
+
+def test_invariants_are_asserted_only_by_their_own_check():
+    for name, flavor in (("invariants", "assert"), ("outcome", "assume"), ("covers", "assume")):
+        h = FormalHarness(name)
+        text = rtlil.convert(h, name="top", ports=[h.clk])
+        cells = re.findall(r'parameter \\FORMAT "inv_[a-z_0-9]+"\n(?:\s+parameter .*\n)*?'
+                           r'\s+parameter \\FLAVOR "(\w+)"', text)
+        assert cells and set(cells) == {flavor}, name
+
+
+def test_prove_with_a_fault_finds_a_counterexample_from_reset(tmp_path, capsys):
+    out = io.StringIO()
+    args = _parser().parse_args(["prove", "--check", "transfers", "covers", "--fault",
+                                 "eligible_bit12", "-o", str(tmp_path), "--json"])
+    assert args.func(args, stream=out) == 1
+    report = json.loads(out.getvalue())
+    (check,) = report["checks"]         # the covers are left out
+    assert check["name"] == "transfers" and check["mode"] == "bmc"
+    assert check["result"] == "FAIL" and "no_transfer_beyond_spec" in check["failed"]
+    assert Path(check["trace"]).is_file()
+    assert "runs as BMC to depth 14" in capsys.readouterr().err

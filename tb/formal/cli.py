@@ -11,7 +11,11 @@ import sys
 import time
 
 
-__all__ = ["register", "cmd_prove"]
+__all__ = ["register", "cmd_prove", "FAULT_DEPTH"]
+
+#: BMC depth of a run with --fault: two postings, the second while the first notification is
+#: still offered, fail by step 13.
+FAULT_DEPTH = 14
 
 
 def _depth(text):
@@ -58,7 +62,8 @@ def register(subparsers):
                    help="output folder (default build/formal/)")
     p.add_argument("--fault", type=_fault_name, action="extend", nargs="+", metavar="NAME",
                    help="build the unit with these deliberate defects (hdl/faults.py), to see "
-                        "a property fail; the status is then 1")
+                        "a property fail (BMC from reset, default depth 14); the status is "
+                        "then 1")
     p.add_argument("--json", action="store_true",
                    help="print the results as JSON (per check: name, mode, depth, requests, "
                         "result, seconds) instead of the table")
@@ -80,6 +85,11 @@ def cmd_prove(args, stream=None):
                   f"{check.text}", file=stream)
         return 0
     names = list(dict.fromkeys(args.check)) if args.check else list(CHECKS)
+    if args.fault:
+        names = [name for name in names if CHECKS[name].mode != "cover"]
+        if not names:
+            raise SystemExit("ipiv prove: error: --fault needs a property check, not only "
+                             "the covers")
     check_out_dir("ipiv prove", args.out)     # before the long work: a bad -o is status 2
     start = time.monotonic()
 
@@ -94,9 +104,18 @@ def cmd_prove(args, stream=None):
                   f"{result.depth}, {covered}, {result.seconds:.1f} s)",
                   file=sys.stderr, flush=True)
 
+    options = {}
+    if args.fault:
+        # A broken unit breaks the invariants the proofs assume: search for a counterexample
+        # from the initial state instead (BMC, no invariants), in the witness environment
+        # where two postings under a stalled consumer are within reach.
+        options = {"mode": "bmc", "witness": True}
+        args.depth = args.depth or FAULT_DEPTH
+        print(f"ipiv prove: with --fault, each check runs as BMC to depth {args.depth} in "
+              f"the witness environment, without the invariants", file=sys.stderr)
     try:
         results = run_checks(names, depth=args.depth, out_dir=args.out, jobs=args.jobs,
-                             progress=progress, faults=frozenset(args.fault or ()))
+                             progress=progress, faults=frozenset(args.fault or ()), **options)
     except ToolError as e:
         raise SystemExit(f"ipiv prove: error: {e}")
     if getattr(args, "json", False):

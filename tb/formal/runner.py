@@ -25,43 +25,36 @@ from .harness import CHECKS, FormalHarness
 __all__ = ["SETTINGS", "DEPTHS", "REQUESTS", "LATENCY", "PATIENCE", "ENGINE", "CheckResult",
            "ToolError", "check_tools", "run_check", "run_checks", "format_table"]
 
-# The memory answers at most this many cycles after a transfer starts; the completion
-# check's consumers take an output within PATIENCE cycles.
-LATENCY = 1
+# The completion check's memory answers at most LATENCY cycles after a transfer starts, and
+# its consumers take an output within PATIENCE cycles (a response bound needs both); every
+# other check lets the memory insert any number of wait states (latency None: "any").
+LATENCY = 0
 PATIENCE = 1
 # z3 falls back from its incremental core to its bit-blasting solver after this many ms: for
-# these BMC queries that is several times faster.
+# these queries that is several times faster.
 ENGINE = "smtbmc z3 combined_solver.solver2_timeout=100"
-# Default depth and memory latency bound per check (tb/formal/README.md says why).
+# Default depth and memory latency bound per check (tb/formal/README.md says why): every
+# safety check closes by 1-induction over the auxiliary invariants, which are 1-inductive
+# themselves; completion needs 9 steps, its ready bound (8 fails: the counter's window must
+# reach back to the acceptance it counts from).
 SETTINGS = {
-    "handshake_exit": (8, LATENCY),
-    "handshake_notify": (4, LATENCY),
-    "handshake_self_ipi": (4, LATENCY),
-    "handshake_gp": (10, LATENCY),
-    "bus_protocol": (8, LATENCY),
-    "completion": (13, 0),
-    "write_targets": (8, 0),
-    "locked_rmw": (8, 0),
-    "exit_paths": (8, 0),
-    "exit_cause": (6, 0),
-    "notify_after_on": (8, 0),
-    "covers": (14, 0),
+    "invariants": (1, None),
+    "handshake_exit": (1, None),
+    "handshake_notify": (1, None),
+    "handshake_self_ipi": (1, None),
+    "handshake_gp": (1, None),
+    "bus_protocol": (1, None),
+    "transfers": (1, None),
+    "locked_rmw": (1, None),
+    "outcome": (1, None),
+    "notifications": (1, None),
+    "completion": (9, LATENCY),
+    "covers": (14, None),
 }
 DEPTHS = {name: depth for name, (depth, _) in SETTINGS.items()}
-# What a bounded (bmc) check's default depth covers, in requests: how many whole requests of
-# the longest kind (7 transfers) fit inside the bound at the check's latency, from the
-# analysis in tb/formal/README.md. None: the check is unbounded (prove) or a cover.
-REQUESTS = {
-    "handshake_exit": 1,
-    "handshake_gp": 1,
-    "bus_protocol": 0,          # 4 transfers with a wait state each
-    "completion": 1,
-    "write_targets": 1,
-    "locked_rmw": 1,
-    "exit_paths": 1,
-    "exit_cause": 1,
-    "notify_after_on": 1,
-}
+# What a bounded (bmc) check's default depth covers, in requests. Empty: every check is a
+# k-induction proof (unbounded) or the covers; a bmc run (``--fault``) reports no figure.
+REQUESTS = {}
 TIMEOUT = 1800      # seconds per check; a stuck solver ends as TIMEOUT
 
 
@@ -82,7 +75,7 @@ class CheckResult:
     trace: Path | None = None   # counterexample VCD of a failing check
     failed: list = field(default_factory=list)      # names of failed sub-properties
     reached: dict = field(default_factory=dict)     # covers: name -> step (None: unreached)
-    latency: int = LATENCY
+    latency: int | None = None      # None: any number of wait states
     faults: frozenset = frozenset()
     requests: int | None = None     # bmc at the default depth: requests covered
 
@@ -145,19 +138,24 @@ def _sby_text(mode, depth, engine, skip=None):
     ])
 
 
-def _messages(il_text):
-    """Map RTLIL ``$check`` cell ids to their messages (the sub-property names)."""
+def _messages(il_text, flavor=None):
+    """Map RTLIL ``$check`` cell ids to their messages (the sub-property names); only the
+    cells of one ``flavor`` (``assert``, ``assume``, ``cover``) if given."""
     names = {}
     for match in re.finditer(r'cell \$check \$(\d+)\n((?:\s+parameter .*\n)+)', il_text):
         fmt = re.search(r'parameter \\FORMAT "([^"]*)"', match.group(2))
-        if fmt:
+        kind = re.search(r'parameter \\FLAVOR "([^"]*)"', match.group(2))
+        if fmt and (flavor is None or (kind and kind.group(1) == flavor)):
             names[match.group(1)] = fmt.group(1)
     return names
 
 
+_DEFAULT = object()
+
+
 def run_check(name, *, depth=None, faults=frozenset(), out_dir="build/formal",
-              latency=None, patience=PATIENCE, engine=ENGINE, timeout=TIMEOUT, mode=None,
-              skip=None):
+              latency=_DEFAULT, patience=PATIENCE, engine=ENGINE, timeout=TIMEOUT, mode=None,
+              skip=None, witness=False, bounds=None):
     """Generate and run one check; return its `CheckResult`.
 
     ``faults`` builds the unit with injected faults (mutation tests); the check's folder is
@@ -165,13 +163,16 @@ def run_check(name, *, depth=None, faults=frozenset(), out_dir="build/formal",
     test runs a k-induction check as BMC, to get a counterexample from the initial state);
     ``skip`` makes BMC check the assertions only from that step on (a mutation test that
     needs a deep counterexample skips the costly proofs that no shorter one exists).
+    A run whose mode is overridden to ``bmc`` leaves the auxiliary invariants out (nothing
+    assumed can hide a fault), but for the ``invariants`` check, which asserts them;
+    ``bounds`` overrides the completion check's bounds (`FormalHarness`); ``witness`` runs it in the harness's witness environment.
     """
     if name not in CHECKS:
         raise ValueError(f"check must be one of {', '.join(CHECKS)}, not {name!r}")
     check_tools()
     check = CHECKS[name]
     depth = SETTINGS[name][0] if depth is None else depth
-    latency = SETTINGS[name][1] if latency is None else latency
+    latency = SETTINGS[name][1] if latency is _DEFAULT else latency
     faults = frozenset(faults)
     tag = "+".join([name] + sorted(f.value if hasattr(f, "value") else str(f) for f in faults))
     folder = Path(out_dir) / tag
@@ -179,10 +180,12 @@ def run_check(name, *, depth=None, faults=frozenset(), out_dir="build/formal",
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
 
-    harness = FormalHarness(name, faults=faults, latency=latency, patience=patience)
+    mode = check.mode if mode is None else mode
+    harness = FormalHarness(name, faults=faults, latency=latency, patience=patience,
+                            invariants=(mode != "bmc" or name == "invariants"),
+                            witness=witness, bounds=bounds)
     il_text = rtlil.convert(harness, name="top", ports=[harness.clk])
     (folder / "top.il").write_text(il_text)
-    mode = check.mode if mode is None else mode
     (folder / f"{name}.sby").write_text(_sby_text(mode, depth, engine, skip))
 
     start = time.monotonic()
@@ -215,9 +218,9 @@ def run_check(name, *, depth=None, faults=frozenset(), out_dir="build/formal",
         if label not in result.failed:
             result.failed.append(label)
     if mode == "cover":
-        for cell in messages:
-            if messages[cell]:
-                result.reached.setdefault(messages[cell], None)
+        for name in _messages(il_text, "cover").values():
+            if name:
+                result.reached.setdefault(name, None)
         for step, cell in re.findall(
                 r"Reached cover statement in step (\d+) at .*\(_witness_\.check_(\d+)\)", log):
             result.reached[messages.get(cell, f"check_{cell}")] = int(step)
@@ -263,7 +266,8 @@ def format_table(results):
             verdict += f" ({len(r.reached) - len(missing)}/{len(r.reached)} reached)"
         requests = "unbounded" if r.mode == "prove" else \
             ("-" if r.requests is None else str(r.requests))
-        rows.append((r.name, r.mode, r.engine, str(r.depth), requests, f"<= {r.latency}",
+        latency = "any" if r.latency is None else f"<= {r.latency}"
+        rows.append((r.name, r.mode, r.engine, str(r.depth), requests, latency,
                      verdict, f"{r.seconds:.1f} s"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]

@@ -110,7 +110,8 @@ class RequestSpec:
         icr_lo = _bits(image, 31, 0)
         self.vector = vector = _bits(icr_lo, 7, 0)
         # T: xAPIC VICR_HI[31:24] (image bits 63:56); x2APIC the full 32-bit bits 63:32.
-        dest = sig(Mux(xapic, _bits(image, 63, 56), _bits(image, 63, 32)), "dest")
+        self.dest = dest = sig(Mux(xapic, _bits(image, 63, 56), _bits(image, 63, 32)), "dest")
+        self.xapic = xapic
 
         # -- the ICR's fields (SDM-APIC table in §4) -------------------------------------------
         delivery = _bits(icr_lo, 10, 8)
@@ -175,9 +176,9 @@ class RequestSpec:
         pid = Cat(C(0, 6), _bits(entry, 63, 6))             # PID = entry & ~3FH
         word = self.word
         st_lo = _Transfer(word(vapic + APIC_OFFSET_ICR_LO), 1, Mux(xapic, _SEL_DWORD, _SEL_QWORD),
-                          Mux(xapic, Cat(icr_lo, C(0, 32)), image), 0, what="store")
+                          Mux(xapic, Cat(icr_lo, C(0, 32)), image), 0, what="store_lo")
         st_hi = _Transfer(word(vapic + APIC_OFFSET_ICR_HI), 1, _SEL_DWORD,
-                          Cat(hi_store, C(0, 32)), 0, what="store")
+                          Cat(hi_store, C(0, 32)), 0, what="store_hi")
         rd_hi = _Transfer(word(vapic + APIC_OFFSET_ICR_HI), 0, _SEL_DWORD, C(0, 64), 0,
                           what="read_hi")
         rd_entry = _Transfer(word(table + 8 * dest), 0, _SEL_QWORD, C(0, 64), 0, what="entry")
@@ -215,7 +216,9 @@ class RequestSpec:
         n_tail = Mux(self.self_ipi, 2,
                  Mux(self.needs_entry,
                      Mux(usable, Mux(self.notify, 5, 4), 1), 0))
-        self.n_transfers = sig(Mux(k_hi, 1, Mux(k_lo, 2, n_stores) + n_tail), "n_transfers")
+        #: The transfers before the entry read (vICR stores and the VICR_HI read-back).
+        self.n_stores = sig(Mux(k_hi, 1, Mux(k_lo, 2, n_stores)), "n_stores")
+        self.n_transfers = sig(self.n_stores + n_tail, "n_transfers")
         self._m = m
 
     def word(self, byte_address):
@@ -234,7 +237,7 @@ class RequestSpec:
         return _unpack(slot, self._adr_width)
 
 
-_WHATS = ("store", "read_hi", "entry", "pir_read", "pir_write", "ni_read", "ni_write",
+_WHATS = ("store_hi", "store_lo", "read_hi", "entry", "pir_read", "pir_write", "ni_read", "ni_write",
           "irr_read", "irr_write")
 
 
