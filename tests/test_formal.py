@@ -35,6 +35,7 @@ from tb.formal import cli
 from tb.formal.harness import CHECKS, COVERS, FormalHarness, completion_bounds
 from tb.formal.runner import (
     DEPTHS, LATENCY, PATIENCE, REQUESTS, SETTINGS, check_tools, format_table, run_check,
+    run_checks,
 )
 
 OUT = Path(__file__).resolve().parent.parent / "build" / "formal-tests"
@@ -383,3 +384,20 @@ def test_prove_with_a_fault_finds_a_counterexample_from_reset(tmp_path, capsys):
     assert check["result"] == "FAIL" and "no_transfer_beyond_spec" in check["failed"]
     assert Path(check["trace"]).is_file()
     assert "runs as BMC to depth 14" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_broken_unit_is_never_reported_proven(tmp_path):
+    """The property checks assume the invariants: when the invariants check fails, a check
+    that passed is UNPROVEN, and the search from reset turns both into real counterexamples."""
+    fault = frozenset({Fault.ELIGIBLE_BIT12})
+    unproven = run_checks(["invariants", "outcome"], faults=fault, out_dir=tmp_path / "a")
+    assert [r.status for r in unproven][0] == "UNKNOWN"
+    assert unproven[1].status in ("UNPROVEN", "UNKNOWN")
+    found = run_checks(["invariants", "outcome"], faults=fault, out_dir=tmp_path / "b",
+                       search=True)
+    for r in found:
+        assert r.status == "FAIL" and r.mode == "bmc" and r.step is not None, format_table([r])
+        assert r.trace is not None and r.trace.is_file()
+    assert "inv_done_interceptor_exit" in found[0].failed
+    assert "exit_is_spec" in found[1].failed

@@ -97,6 +97,9 @@ def cmd_prove(args, stream=None):
         elapsed = time.monotonic() - start
         if event == "start":
             print(f"  [{elapsed:6.1f} s] {name}: running", file=sys.stderr, flush=True)
+        elif event == "search":
+            print(f"  [{elapsed:6.1f} s] {name}: not proven, searching for a counterexample "
+                  f"from reset (BMC)", file=sys.stderr, flush=True)
         else:
             covered = "unbounded" if result.mode == "prove" else (
                 f"{result.requests} request(s)" if result.requests is not None else "-")
@@ -115,7 +118,8 @@ def cmd_prove(args, stream=None):
               f"the witness environment, without the invariants", file=sys.stderr)
     try:
         results = run_checks(names, depth=args.depth, out_dir=args.out, jobs=args.jobs,
-                             progress=progress, faults=frozenset(args.fault or ()), **options)
+                             progress=progress, faults=frozenset(args.fault or ()),
+                             search=True, **options)
     except ToolError as e:
         raise SystemExit(f"ipiv prove: error: {e}")
     if getattr(args, "json", False):

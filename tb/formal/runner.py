@@ -23,7 +23,8 @@ from .harness import CHECKS, FormalHarness
 
 
 __all__ = ["SETTINGS", "DEPTHS", "REQUESTS", "LATENCY", "PATIENCE", "ENGINE", "CheckResult",
-           "ToolError", "check_tools", "run_check", "run_checks", "format_table"]
+           "ToolError", "check_tools", "run_check", "run_checks", "search_counterexample",
+           "format_table"]
 
 # The completion check's memory answers at most LATENCY cycles after a transfer starts, and
 # its consumers take an output within PATIENCE cycles (a response bound needs both); every
@@ -69,7 +70,7 @@ class CheckResult:
     mode: str
     engine: str
     depth: int
-    status: str                 # PASS, FAIL, UNKNOWN (induction failed), TIMEOUT, ERROR
+    status: str     # PASS, FAIL, UNKNOWN (induction failed), UNPROVEN, TIMEOUT, ERROR
     seconds: float
     workdir: Path
     trace: Path | None = None   # counterexample VCD of a failing check
@@ -78,6 +79,7 @@ class CheckResult:
     latency: int | None = None      # None: any number of wait states
     faults: frozenset = frozenset()
     requests: int | None = None     # bmc at the default depth: requests covered
+    step: int | None = None         # a failing bmc run: the step of the counterexample
 
     @property
     def passed(self):
@@ -88,6 +90,7 @@ class CheckResult:
         return {"name": self.name, "mode": self.mode, "depth": self.depth,
                 "requests": self.requests, "latency": self.latency, "result": self.status,
                 "seconds": round(self.seconds, 1), "failed": list(self.failed),
+                "step": self.step,
                 "reached": dict(self.reached),
                 "trace": None if self.trace is None else str(self.trace)}
 
@@ -224,6 +227,9 @@ def run_check(name, *, depth=None, faults=frozenset(), out_dir="build/formal",
         for step, cell in re.findall(
                 r"Reached cover statement in step (\d+) at .*\(_witness_\.check_(\d+)\)", log):
             result.reached[messages.get(cell, f"check_{cell}")] = int(step)
+    if status == "FAIL" and mode == "bmc":
+        steps = re.findall(r"Checking assertions in step (\d+)", log)
+        result.step = int(steps[-1]) if steps else None
     if status != "PASS":
         for candidate in ("trace.vcd", "trace_induct.vcd"):
             if (work / "engine_0" / candidate).exists():
@@ -233,10 +239,16 @@ def run_check(name, *, depth=None, faults=frozenset(), out_dir="build/formal",
 
 
 def run_checks(names=None, *, depth=None, out_dir="build/formal", jobs=2, progress=None,
-               **kwargs):
+               search=False, **kwargs):
     """Run checks in parallel (``jobs`` at a time); return their results in order.
 
     ``progress(event, name, result)`` is called with ``"start"`` and ``"done"``.
+
+    Every ``prove`` check but ``invariants`` assumes the auxiliary invariants. If the
+    ``invariants`` check ran and did not pass, those proofs rest on something false: a check
+    that passed is then reported ``UNPROVEN``. With ``search``, every check that did not
+    pass is followed by `search_counterexample`, which replaces its verdict by a real
+    counterexample from the initial state if it finds one.
     """
     names = list(CHECKS) if names is None else list(names)
     check_tools()
@@ -250,7 +262,52 @@ def run_checks(names=None, *, depth=None, out_dir="build/formal", jobs=2, progre
         return result
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(one, names))
+        results = list(pool.map(one, names))
+        invariants = next((r for r in results if r.name == "invariants"), None)
+        if invariants is not None and not invariants.passed:
+            for r in results:
+                if r.passed and r.mode == "prove" and r.name != "invariants":
+                    r.status = "UNPROVEN"
+                    r.failed.append("assumes the invariants, which did not hold")
+        if search and kwargs.get("mode") is None:
+            pending = [i for i, r in enumerate(results)
+                       if r.status in ("UNKNOWN", "UNPROVEN")]
+
+            def follow(i):
+                if progress:
+                    progress("search", results[i].name, None)
+                found = search_counterexample(results[i].name, out_dir=out_dir,
+                                              faults=kwargs.get("faults", frozenset()))
+                if progress:
+                    progress("done", results[i].name, found or results[i])
+                return found
+
+            for i, found in zip(pending, pool.map(follow, pending)):
+                if found is not None:
+                    results[i] = found
+    return results
+
+
+# Counterexample search after a failed induction: BMC from the initial state without the
+# invariants (the invariants check asserts them), in the free environment, 6 steps (one
+# request of up to 5 transfers; z3's cost per step grows quickly past that). A deeper search
+# in the witness environment finds a counterexample in about a minute when there is one, but
+# takes over ten minutes to show there is none, so it is left to ``ipiv prove --fault``.
+SEARCH = ({"witness": False, "depth": 6},)
+
+
+def search_counterexample(name, *, out_dir="build/formal", faults=frozenset()):
+    """Look for a counterexample of check ``name`` from the initial state (`SEARCH`); return
+    the failing `CheckResult` (mode ``bmc``) or None if there is none within those bounds."""
+    if CHECKS[name].mode != "prove":
+        return None
+    latency = SETTINGS[name][1]
+    for options in SEARCH:
+        r = run_check(name, mode="bmc", faults=faults, latency=latency,
+                      out_dir=Path(out_dir) / "search", **options)
+        if r.status == "FAIL":
+            return r
+    return None
 
 
 def format_table(results):
@@ -259,6 +316,8 @@ def format_table(results):
     rows = [("property", "mode", "engine", "depth", "requests", "latency", "result", "time")]
     for r in results:
         verdict = r.status
+        if r.step is not None:
+            verdict += f" at step {r.step}"
         if r.failed:
             verdict += f" ({', '.join(r.failed)})"
         if r.reached:
@@ -272,6 +331,10 @@ def format_table(results):
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    if any(r.mode == "prove" and r.name != "invariants" for r in results) and \
+            not any(r.name == "invariants" for r in results):
+        lines.append("note: these proofs assume the auxiliary invariants, which the "
+                     "'invariants' check proves")
     for r in results:
         if r.trace is not None:
             lines.append(f"{r.name}: counterexample {r.trace}")
