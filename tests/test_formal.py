@@ -34,7 +34,7 @@ from tb.amaranth_harness import Harness, MismatchError
 from tb.formal import cli
 from tb.formal.harness import CHECKS, COVERS, FormalHarness, completion_bounds
 from tb.formal.runner import (
-    DEPTHS, LATENCY, PATIENCE, REQUESTS, SETTINGS, check_tools, format_table, run_check,
+    DEPTHS, LATENCY, PATIENCE, SETTINGS, check_tools, format_table, run_check,
     run_checks,
 )
 
@@ -267,15 +267,12 @@ def test_prove_list_names_every_check():
     assert [line.split()[0] for line in lines] == list(CHECKS)
     for line, (name, check) in zip(lines, CHECKS.items()):
         assert f"depth {DEPTHS[name]:3d}" in line
-        if check.mode == "prove":
-            assert "unbounded" in line
-        elif REQUESTS.get(name) is not None:
-            assert f"{REQUESTS[name]} request(s)" in line
+        assert ("unbounded" in line) == (check.mode == "prove")
 
 
-def test_every_bounded_check_states_its_requests():
+def test_no_check_is_bounded_at_its_default_depth():
     bounded = {name for name, check in CHECKS.items() if check.mode == "bmc"}
-    assert set(REQUESTS) == bounded
+    assert bounded == set()
 
 
 def test_prove_takes_several_checks_after_one_option():
@@ -343,7 +340,7 @@ def test_prove_runs_a_check_and_prints_the_table(tmp_path, capsys):
     (check,) = report["checks"]
     assert {k: check[k] for k in ("name", "mode", "depth", "requests", "result")} == \
         {"name": "handshake_notify", "mode": "prove", "depth": DEPTHS["handshake_notify"],
-         "requests": None, "result": "PASS"}
+         "requests": "unbounded", "result": "PASS"}
     assert check["seconds"] > 0
 
 

@@ -75,12 +75,11 @@ def cmd_prove(args, stream=None):
     """Run the checks named in ``args``; return 0 if all passed, 1 otherwise."""
     from sim.commands.args import check_out_dir
     from .harness import CHECKS
-    from .runner import DEPTHS, REQUESTS, ToolError, format_table, run_checks
+    from .runner import DEPTHS, ToolError, format_table, run_checks
     stream = sys.stdout if stream is None else stream
     if args.list:
         for name, check in CHECKS.items():
-            covered = "unbounded" if check.mode == "prove" else \
-                ("" if REQUESTS.get(name) is None else f"{REQUESTS[name]} request(s)")
+            covered = "unbounded" if check.mode == "prove" else ""
             print(f"{name:20s} {check.mode:5s} depth {DEPTHS[name]:3d}  {covered:11s} "
                   f"{check.text}", file=stream)
         return 0
@@ -101,23 +100,21 @@ def cmd_prove(args, stream=None):
             print(f"  [{elapsed:6.1f} s] {name}: not proven, searching for a counterexample "
                   f"from reset (BMC)", file=sys.stderr, flush=True)
         else:
-            covered = "unbounded" if result.mode == "prove" else (
-                f"{result.requests} request(s)" if result.requests is not None else "-")
             print(f"  [{elapsed:6.1f} s] {name}: {result.status} ({result.mode}, depth "
-                  f"{result.depth}, {covered}, {result.seconds:.1f} s)",
+                  f"{result.depth}, {result.requests or 'bounded'}, {result.seconds:.1f} s)",
                   file=sys.stderr, flush=True)
 
-    options = {}
+    options, depth = {}, args.depth
     if args.fault:
         # A broken unit breaks the invariants the proofs assume: search for a counterexample
         # from the initial state instead (BMC, no invariants), in the witness environment
         # where two postings under a stalled consumer are within reach.
         options = {"mode": "bmc", "witness": True}
-        args.depth = args.depth or FAULT_DEPTH
-        print(f"ipiv prove: with --fault, each check runs as BMC to depth {args.depth} in "
+        depth = depth or FAULT_DEPTH
+        print(f"ipiv prove: with --fault, each check runs as BMC to depth {depth} in "
               f"the witness environment, without the invariants", file=sys.stderr)
     try:
-        results = run_checks(names, depth=args.depth, out_dir=args.out, jobs=args.jobs,
+        results = run_checks(names, depth=depth, out_dir=args.out, jobs=args.jobs,
                              progress=progress, faults=frozenset(args.fault or ()),
                              search=True, **options)
     except ToolError as e:

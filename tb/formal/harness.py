@@ -47,13 +47,13 @@ from .spec import MAX_TRANSFERS, RequestSpec
 __all__ = ["Check", "CHECKS", "COVERS", "FormalHarness", "WITNESS_CFG", "completion_bounds",
            "witness_memory"]
 
+
 @dataclass(frozen=True)
 class Check:
     """One named property check (one SymbiYosys run)."""
     name: str
     mode: str           # sby mode: "bmc", "prove" or "cover"
     text: str
-
 
 
 CHECKS = {c.name: c for c in [
@@ -395,12 +395,11 @@ class FormalHarness(Elaboratable):
         notify_pending = dut.notify.valid + notify_waiting
         self_ipi_pending = dut.self_ipi.valid + self_ipi_waiting
 
-        ctx = dict(r_live=r_live, r_kind=r_kind, r_data=r_data, r_cfg=r_cfg, pos=pos,
-                   r_err=r_err, r_hi=r_hi, r_entry=r_entry, r_rmw=r_rmw, r_ni=r_ni,
-                   r_exit_seen=r_exit_seen, r_locked=r_locked, r_exit_taken=r_exit_taken,
-                   r_err_by=r_err_by, spec=spec, exp=exp, n=n,
-                   in_flight=in_flight, nb=nb, sb=sb, internals=internals,
-                   complete=complete, exit_owed=exit_owed, gp_owed=gp_owed)
+        # What the auxiliary invariants look at.
+        ctx = dict(r_live=r_live, r_kind=r_kind, r_data=r_data, pos=pos, r_err=r_err,
+                   r_entry=r_entry, r_rmw=r_rmw, r_ni=r_ni, r_exit_seen=r_exit_seen,
+                   r_exit_taken=r_exit_taken, r_err_by=r_err_by, spec=spec, exp=exp, n=n,
+                   in_flight=in_flight, nb=nb, sb=sb, internals=internals)
 
         # -- the check ----------------------------------------------------------------------
         name = self.check
@@ -603,7 +602,7 @@ def _invariants(harness, m, ctx, *, prove):
             (x.cause.as_value() == spec.exit_cause) & (x.icr == spec.exit_icr)
 
     ok = live & ~err
-    flight = ok & (pos < n)
+    flight = ctx["in_flight"]
     fin = ok & (pos == n)
     inv("position_within_the_path", ~ok | (pos <= n))
     inv("nothing_before_acceptance",

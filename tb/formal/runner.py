@@ -22,7 +22,7 @@ from amaranth.back import rtlil
 from .harness import CHECKS, FormalHarness
 
 
-__all__ = ["SETTINGS", "DEPTHS", "REQUESTS", "LATENCY", "PATIENCE", "ENGINE", "CheckResult",
+__all__ = ["SETTINGS", "DEPTHS", "LATENCY", "PATIENCE", "ENGINE", "CheckResult",
            "ToolError", "check_tools", "run_check", "run_checks", "search_counterexample",
            "format_table"]
 
@@ -53,9 +53,6 @@ SETTINGS = {
     "covers": (14, None),
 }
 DEPTHS = {name: depth for name, (depth, _) in SETTINGS.items()}
-# What a bounded (bmc) check's default depth covers, in requests. Empty: every check is a
-# k-induction proof (unbounded) or the covers; a bmc run (``--fault``) reports no figure.
-REQUESTS = {}
 TIMEOUT = 1800      # seconds per check; a stuck solver ends as TIMEOUT
 
 
@@ -78,8 +75,13 @@ class CheckResult:
     reached: dict = field(default_factory=dict)     # covers: name -> step (None: unreached)
     latency: int | None = None      # None: any number of wait states
     faults: frozenset = frozenset()
-    requests: int | None = None     # bmc at the default depth: requests covered
     step: int | None = None         # a failing bmc run: the step of the counterexample
+
+    @property
+    def requests(self):
+        """What the run covers: ``"unbounded"`` for a k-induction proof; None for a bounded
+        run (only ``--fault`` runs and counterexample searches are bounded)."""
+        return "unbounded" if self.mode == "prove" else None
 
     @property
     def passed(self):
@@ -213,8 +215,7 @@ def run_check(name, *, depth=None, faults=frozenset(), out_dir="build/formal",
         status = "ERROR"
 
     result = CheckResult(name, mode, " ".join(engine.split()[:2]), depth, status,
-                         seconds, folder, latency=latency, faults=faults,
-                         requests=REQUESTS.get(name) if depth == DEPTHS[name] else None)
+                         seconds, folder, latency=latency, faults=faults)
     messages = _messages(il_text)
     for cell in re.findall(r"failed assertion top\._witness_\.check_(\d+)", log):
         label = messages.get(cell, f"check_{cell}")
@@ -311,8 +312,8 @@ def search_counterexample(name, *, out_dir="build/formal", faults=frozenset()):
 
 
 def format_table(results):
-    """The summary table: property, mode/engine, depth (and requests covered, for a bounded
-    check at its default depth), memory latency, result, time."""
+    """The summary table: property, mode/engine, depth, what it covers (``unbounded`` for a
+    k-induction proof), memory latency, result, time."""
     rows = [("property", "mode", "engine", "depth", "requests", "latency", "result", "time")]
     for r in results:
         verdict = r.status
@@ -323,8 +324,7 @@ def format_table(results):
         if r.reached:
             missing = [k for k, v in r.reached.items() if v is None]
             verdict += f" ({len(r.reached) - len(missing)}/{len(r.reached)} reached)"
-        requests = "unbounded" if r.mode == "prove" else \
-            ("-" if r.requests is None else str(r.requests))
+        requests = r.requests or "-"
         latency = "any" if r.latency is None else f"<= {r.latency}"
         rows.append((r.name, r.mode, r.engine, str(r.depth), requests, latency,
                      verdict, f"{r.seconds:.1f} s"))
