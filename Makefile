@@ -22,7 +22,7 @@ bench: $(STAMP)
 
 # The SymbiYosys proofs (also part of `make test` at their default depths).
 formal: $(STAMP)
-	$(BIN)/ipiv prove
+	$(BIN)/ipiv prove --bus both
 
 # The long cocotb regression (random seeds, contention, 100k-IPI co-simulation).
 regress: $(STAMP) simulator
@@ -48,9 +48,10 @@ simulator:
 	fi
 	@iverilog -V 2>/dev/null | head -n 1
 
+# Both cores: longest tests first (tests/durations.json), idle workers steal from busy ones.
 test: $(STAMP) simulator
 	mkdir -p build
-	$(BIN)/python -m pytest -n auto --junitxml=build/test-results.xml
+	$(BIN)/python -m pytest -n auto --dist worksteal --junitxml=build/test-results.xml
 
 clean:
 	rm -rf build

@@ -1,21 +1,22 @@
 """Test-only fault injection: named defects the gateware can be built with.
 
-A unit built with ``faults=frozenset()`` (the default) is the real design. Each `Fault` turns
-on one deliberate bug in the stage that owns it, so that the formal properties
-(``tb/formal``, which maps each fault to the check and assertion that catches it) and the
-simulation checkers can be shown to catch it. Never build a real design with a fault.
+A unit built with ``faults=frozenset()`` (the default) is the real design. Each `Fault` is one
+deliberate bug in the stage that owns it, built as a small mixin that overrides one named step
+of that stage (`hdl.mutants`, one mutation table per stage), so that the formal properties and
+the simulation checkers can be shown to catch it; which check catches which fault is listed
+in ``tb/formal/README.md`` and shown by ``tests/test_mutants.py``,
+``tests/test_cocotb_faults.py`` and ``tests/test_formal.py``. Never build a real design with a
+fault.
 
-Every fault is owned by exactly one stage (`STAGE_FAULTS`); `IPIVirtualizer` hands each stage
-its own. The defects are chosen so that most of them pass a single request at zero wait
-states and show only under back-pressure, a second request, or a particular ICR or memory
-value: the kinds of bug that a one-request test misses.
+The defects are chosen so that most of them pass a single request at zero wait states and
+show only under back-pressure, a second request, or a particular ICR or memory value: the
+kinds of bug that a one-request test misses.
 """
 
 import enum
 
 
-__all__ = ["Fault", "ICR_INTERCEPTOR_FAULTS", "PID_LOOKUP_FAULTS", "PID_UPDATE_FAULTS",
-           "VIRR_UPDATE_FAULTS", "STAGE_FAULTS", "check_faults"]
+__all__ = ["Fault", "check_faults"]
 
 
 class Fault(enum.Enum):
@@ -66,28 +67,22 @@ class Fault(enum.Enum):
     IRR_WRONG_WORD = "irr_wrong_word"
     #: `VIRRUpdate`: a self-IPI finishing while the previous one is still offered overwrites it.
     SELF_IPI_OVERWRITTEN = "self_ipi_overwritten"
-
-
-ICR_INTERCEPTOR_FAULTS = frozenset({Fault.ELIGIBLE_LEVEL_TRIGGER, Fault.ELIGIBLE_BIT12,
-                                    Fault.GP_WITHDRAWN})
-PID_LOOKUP_FAULTS = frozenset({Fault.SKIP_BOUND_CHECK, Fault.BOUND_OFF_BY_ONE,
-                               Fault.POST_DESPITE_EXIT, Fault.EXIT_WITHDRAWN})
-PID_UPDATE_FAULTS = frozenset({
-    Fault.DROP_LOCK, Fault.ON_DESPITE_SN, Fault.PIR_WRITE_WITHOUT_READ,
-    Fault.DROP_NOTIFY_WHILE_OFFERED, Fault.NOTIFY_OVERWRITTEN, Fault.DOUBLE_NOTIFY,
-    Fault.WRONG_NV_BYTE, Fault.WRONG_NDST_BYTE, Fault.PIR_BIT_OFF_BY_ONE, Fault.WRONG_PIR_WORD,
-    Fault.LOCK_GAP, Fault.LOCK_WITHOUT_CYC,
-})
-VIRR_UPDATE_FAULTS = frozenset({Fault.IRR_WRONG_WORD, Fault.SELF_IPI_OVERWRITTEN})
-#: Stage class name -> the faults it implements (each fault has exactly one owner).
-STAGE_FAULTS = {
-    "ICRInterceptor": ICR_INTERCEPTOR_FAULTS,
-    "PIDLookup": PID_LOOKUP_FAULTS,
-    "PIDUpdate": PID_UPDATE_FAULTS,
-    "VIRRUpdate": VIRR_UPDATE_FAULTS,
-}
-assert frozenset().union(*STAGE_FAULTS.values()) == frozenset(Fault)
-assert sum(len(s) for s in STAGE_FAULTS.values()) == len(Fault)
+    # -- the pipelined unit (PipelinedSequencer, PipelinedIssuer) ---------------------------
+    #: `PipelinedSequencer`: the PIR write goes out with the PID reads, before they are
+    #: answered (written as the bit alone, the word unread).
+    WRITE_BEFORE_READ_ANSWERED = "write_before_read_answered"
+    #: `PipelinedIssuer`: ``lock`` falls once a round trip's last request is taken, with its
+    #: answers (the last write's among them) still outstanding.
+    LOCK_DROPPED_WITH_WRITE_OUTSTANDING = "lock_dropped_with_write_outstanding"
+    #: `PipelinedIssuer`: in a locked round trip the answers land in the wrong slots (the PID
+    #: reads' two answers in each other's).
+    ANSWER_MISMATCHED = "answer_mismatched"
+    #: `PipelinedIssuer`: a round trip ends when its last request is taken, not answered, so
+    #: the next one (and the next request's first transfer) is issued early.
+    NEXT_REQUEST_EARLY = "next_request_early"
+    #: `PipelinedSequencer`: the notification is sent as soon as the PID reads say so, before
+    #: the PID writes are even issued.
+    NOTIFY_BEFORE_LAST_ANSWER = "notify_before_last_answer"
 
 
 def check_faults(faults, allowed, owner):

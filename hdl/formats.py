@@ -199,17 +199,29 @@ APIC_OFFSET_IRR = APICRegister.IRR
 APIC_OFFSET_ICR_LO = APICRegister.ICR
 APIC_OFFSET_ICR_HI = APICRegister.ICR2
 APIC_WRITE_QUALIFICATION_ICR = APIC_OFFSET_ICR_LO
+# APIC-access VM exit (no APICv): qualification bits 15:12 are the access type, 1 a linear
+# write (SDM Vol. 3C, exit qualification for APIC-access VM exits; Linux's
+# TYPE_LINEAR_APIC_INST_WRITE); bits 11:0 the offset in the APIC page.
+APIC_ACCESS_LINEAR_WRITE = 1 << 12
+APIC_REGISTER_STRIDE = 0x10        # 32-bit APIC registers are 16 bytes apart (IRR: 8 of them)
+PAGE_SIZE = 0x1000                 # a 4-KByte page (virtual-APIC page, KVM's allocations)
 
 MSR_X2APIC_ICR = 0x830
 MSR_X2APIC_SELF_IPI = 0x83F
+# Where an xAPIC's registers are in physical memory after reset (IA32_APIC_BASE; SDM Vol. 3A,
+# "Local APIC Status and Location"); Linux's APIC_DEFAULT_PHYS_BASE.
+APIC_DEFAULT_PHYS_BASE = 0xFEE0_0000
 
 POSTED_INTR_VECTOR = 0xF2          # KVM's notification vector for a running vCPU
 POSTED_INTR_WAKEUP_VECTOR = 0xF1   # KVM's wakeup vector for a blocked vCPU
 
 FIRST_LEGAL_VECTOR = 16            # vectors 0..15 are illegal for fixed IPIs
 XAPIC_BROADCAST_ID = 0xFF
+X2APIC_BROADCAST_ID = 0xFFFF_FFFF
 PID_BYTES = 64
 PID_NOTIFY_INFO_OFFSET = 32
+NOTIFY_INFO_ON = NotifyInfo.const({"on": 1}).as_bits()     # ON as a mask of the NotifyInfo word
+NOTIFY_INFO_SN = NotifyInfo.const({"sn": 1}).as_bits()     # SN likewise
 PID_POINTER_ENTRY_BYTES = 8
 PID_POINTER_ENTRY_VALID = PIDPointerEntry.const({"valid": 1}).as_bits()
 PID_POINTER_ENTRY_LOW_MASK = PIDPointerEntry.const({"valid": 1, "reserved_5_1": 0x1F}).as_bits()
@@ -234,6 +246,12 @@ OUTPUT_STREAMS = ("exit", "notify", "self_ipi", "gp")
 MAXPHYADDR_MIN = 36
 MAXPHYADDR_MAX = 52
 BUS_BYTES = 8                      # the unit's memory port is 64 bits wide
+#: The memory port's kinds (docs/interface.md): Wishbone B4 classic, or B4 pipelined (``stall``).
+BUS_KINDS = ("classic", "pipelined")
+SEL_QWORD = (1 << BUS_BYTES) - 1   # byte select of a whole 64-bit word
+SEL_DWORD = 0x0F                   # bytes 3:0: a 32-bit APIC register in its 8-byte word
+# The PIR (bits 255:0 of the PID) in bus words.
+PIR_WORDS = data.Layout.cast(PostedInterruptDescriptor)["pir"].width // (8 * BUS_BYTES)
 
 # ICR bits that must be 0 (x2APIC: else #GP; xAPIC: else not virtualized [model decision]).
 ICR_RESERVED_MASK = ICRLow.const(

@@ -10,28 +10,25 @@ posting (handed to the PID-table lookup), or an APIC-write exit whose cause is d
 the ICR and the VMCS alone. The range and entry checks happen in the lookup.
 """
 
-from amaranth import C, Cat, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import wishbone
 from .exits import load_exit
-from .faults import Fault, ICR_INTERCEPTOR_FAULTS, check_faults
 from .formats import (
-    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APICWriteExit, DeliveryMode, EXIT_REASON_WRMSR,
-    ExitCause,
-    FIRST_LEGAL_VECTOR, ICR_IPIV_INELIGIBLE_MASK, ICR_RESERVED_MASK, ICRLow, ICRWrite,
-    ICRWriteKind, SendUIPIData, Shorthand, TriggerMode, VMCSConfig, XAPIC_BROADCAST_ID,
-    WRMSR_QUALIFICATION, XAPIC_ICR_HI_MASK, XAPICICR, XAPICNDST, X2APICICR,
+    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APICWriteExit, EXIT_REASON_WRMSR, ExitCause,
+    ICR_IPIV_INELIGIBLE_MASK, ICRWrite, ICRWriteKind, SEL_DWORD, SEL_QWORD, VMCSConfig,
+    WRMSR_QUALIFICATION,
 )
+from .icr_classifier import classify
+from .icr_write import accepted_write
+from .fsm import transition_table
 from .params import bus_addr_width
 from .requests import PostRequest, SelfIPIRequest
 
 
 __all__ = ["ICRInterceptor"]
-
-_SEL_32 = 0x0F
-_SEL_64 = 0xFF
 
 
 class ICRInterceptor(wiring.Component):
@@ -41,10 +38,6 @@ class ICRInterceptor(wiring.Component):
     ----------
     maxphyaddr : int
         MAXPHYADDR (36..52); the bus word address has ``maxphyaddr - 3`` bits.
-    faults : collection of hdl.faults.Fault
-        Test-only deliberate defects (default none: the real design). Allowed here: those of
-        ``hdl.faults.ICR_INTERCEPTOR_FAULTS`` (eligibility, the #GP handshake; each documented
-        in `hdl.faults.Fault`). Others are a `ValueError`.
 
     Members
     -------
@@ -60,11 +53,38 @@ class ICRInterceptor(wiring.Component):
     self_ipi : Out(stream.Signature(SelfIPIRequest))
     bus : Out(wishbone.Signature)
     busy : Out(1)
+
+    Attributes
+    ----------
+    state : Signal(ICRInterceptor.State)
+        The stage's state register (public: the proofs, coverage and waves read it).
+    kind : Signal(ICRWriteKind)
+        The kind of the write being handled.
+    xapic : Signal(1)
+        The write uses the xAPIC formats (an xAPIC kind, or SENDUIPI in xAPIC mode).
+    image : Signal(64)
+        The vICR image: the x2APIC value, or ``VICR_HI << 32 | VICR_LO``.
     """
 
-    def __init__(self, *, maxphyaddr=52, faults=frozenset()):
+    class State(enum.Enum, shape=3):
+        IDLE = 0
+        STORE_HI = 1            # the store at 310H
+        STORE_LO = 2            # the store at 300H
+        READ_HI = 3             # VICR_HI read back (xAPIC ICR-low)
+        OUTPUT = 4              # one output offered
+
+    #: Every (from, to) the state register can take (a self-loop where a state waits); proven
+    #: complete by ``ipiv prove invariants``.
+    TRANSITIONS = transition_table(State, """
+        IDLE     -> IDLE STORE_HI STORE_LO OUTPUT
+        STORE_HI -> STORE_HI OUTPUT IDLE STORE_LO
+        STORE_LO -> STORE_LO OUTPUT READ_HI
+        READ_HI  -> READ_HI OUTPUT
+        OUTPUT   -> OUTPUT IDLE
+    """)
+
+    def __init__(self, *, maxphyaddr=52):
         self._addr_width = bus_addr_width(maxphyaddr)
-        self._faults = check_faults(faults, ICR_INTERCEPTOR_FAULTS, "ICRInterceptor")
         super().__init__({
             "cfg": In(VMCSConfig),
             "icr": In(stream.Signature(ICRWrite)),
@@ -76,158 +96,131 @@ class ICRInterceptor(wiring.Component):
             "bus": Out(wishbone.Signature(addr_width=self._addr_width)),
             "busy": Out(1),
         })
+        self.state = Signal(self.State, name="state")
+        self.kind = Signal(ICRWriteKind, name="kind")
+        self.xapic = Signal(name="xapic")
+        self.image = Signal(64, name="image")
+
+    @property
+    def outputs(self):
+        return (self.gp, self.exit, self.post, self.self_ipi)
+
+    # -- the steps (hdl.mutants overrides some of them) -------------------------------------
+
+    def ineligible_mask(self):
+        """ICR bits 31:0 that keep a write from being virtualized."""
+        return ICR_IPIV_INELIGIBLE_MASK
+
+    def withdraw_outputs(self, m):
+        """An output stays offered until it is taken."""
+        for out in self.outputs:
+            with m.If(out.ready):
+                m.d.sync += out.valid.eq(0)
+
+    def output_taken(self):
+        return sum(out.valid & out.ready for out in self.outputs) != 0
+
+    def go(self, m, state):
+        m.d.sync += self.state.eq(state)
+
+    def classify(self, m, full):
+        return classify(m, full, kind=self.kind, xapic=self.xapic, cfg=self.cfg,
+                        ineligible_mask=self.ineligible_mask())
+
+    def decide(self, m, full, verdict):
+        """Offer what the stored write becomes: a self-IPI, an exit or a posting."""
+        vector, dest = verdict.vector, verdict.dest
+        with m.If(verdict.self_ipi):
+            m.d.sync += [self.self_ipi.valid.eq(1), self.self_ipi.p.vector.eq(vector),
+                         self.self_ipi.p.icr.eq(full)]
+        with m.Elif(verdict.must_exit):
+            load_exit(m, self.exit, cause=verdict.cause, icr=full)
+        with m.Else():
+            m.d.sync += [self.post.valid.eq(1), self.post.p.vector.eq(vector),
+                         self.post.p.dest.eq(dest), self.post.p.icr.eq(full)]
+        self.go(m, self.State.OUTPUT)
+
+    def bus_error(self, m):
+        # The image as known so far: a VICR_HI whose read failed stays 0.
+        load_exit(m, self.exit, cause=ExitCause.BUS_ERROR, icr=self.image)
+        self.go(m, self.State.OUTPUT)
+
+    def take(self, m):
+        """Take a write: register its kind and image, and go to its first store (or end it
+        at once: the x2APIC intercept, #GP)."""
+        S, w = self.State, accepted_write(m, self.icr.p, self.cfg)
+        m.d.sync += [self.kind.eq(self.icr.p.kind), self.xapic.eq(w.xapic),
+                     self.image.eq(w.image)]
+        with m.If(w.intercepted):
+            load_exit(m, self.exit, cause=ExitCause.DISABLED, icr=self.icr.p.data,
+                      reason=EXIT_REASON_WRMSR, qualification=WRMSR_QUALIFICATION)
+            self.go(m, S.OUTPUT)
+        with m.Elif(w.gp):
+            m.d.sync += [self.gp.valid.eq(1), self.gp.p.eq(self.icr.p.data)]
+            self.go(m, S.OUTPUT)
+        with m.Elif(w.starts_high):
+            self.go(m, S.STORE_HI)
+        with m.Else():
+            self.go(m, S.STORE_LO)
+
+    def store_hi(self, m, hi_adr):
+        wishbone.drive(m, self.bus, adr=hi_adr, we=1, sel=SEL_DWORD, dat_w=self.image[32:])
+        with m.If(self.bus.err):
+            self.bus_error(m)
+        with m.Elif(self.bus.ack):
+            with m.If(self.kind == ICRWriteKind.XAPIC_ICR_HI):
+                self.go(m, self.State.IDLE)
+            with m.Else():
+                self.go(m, self.State.STORE_LO)
+
+    def store_lo(self, m, lo_adr, verdict):
+        xapic, image = self.xapic, self.image
+        wishbone.drive(m, self.bus, adr=lo_adr, we=1, sel=Mux(xapic, SEL_DWORD, SEL_QWORD),
+                       dat_w=Mux(xapic, image[:32], image))
+        with m.If(self.bus.err):
+            self.bus_error(m)
+        with m.Elif(self.bus.ack):
+            with m.If(self.kind == ICRWriteKind.XAPIC_ICR_LO):
+                self.go(m, self.State.READ_HI)
+            with m.Else():
+                self.decide(m, image, verdict)
+
+    def read_hi(self, m, hi_adr, full, verdict):
+        wishbone.drive(m, self.bus, adr=hi_adr, sel=SEL_DWORD)
+        with m.If(self.bus.err):
+            self.bus_error(m)
+        with m.Elif(self.bus.ack):
+            m.d.sync += self.image.eq(full)
+            self.decide(m, full, verdict)
 
     def elaborate(self, platform):
         m = Module()
         aw = self._addr_width
-        cfg = self.cfg
-
-        kind = Signal(ICRWriteKind)
-        xapic = Signal()            # this request uses the xAPIC formats
-        image = Signal(64)          # the vICR image: x2APIC value or VICR_HI << 32 | VICR_LO
-
-        lo_adr = (cfg.vapic_page + APIC_OFFSET_ICR_LO)[3:3 + aw]
-        hi_adr = (cfg.vapic_page + APIC_OFFSET_ICR_HI)[3:3 + aw]
-
-        # Classification of the image; VICR_HI comes straight from the bus while it is read.
-        reading_hi = Signal()
+        lo_adr = (self.cfg.vapic_page + APIC_OFFSET_ICR_LO)[3:3 + aw]
+        hi_adr = (self.cfg.vapic_page + APIC_OFFSET_ICR_HI)[3:3 + aw]
+        S = self.State
+        # The image being classified; VICR_HI comes straight from the bus while it is read.
         full = Signal(64)
-        m.d.comb += full.eq(Cat(image[:32], Mux(reading_hi, self.bus.dat_r[:32], image[32:])))
-        low = ICRLow(full[:32])
-        dest = Mux(xapic, XAPICICR(full).high.dest, X2APICICR(full).dest)
+        m.d.comb += full.eq(Cat(self.image[:32], Mux(self.state == S.READ_HI,
+                                                      self.bus.dat_r[:32], self.image[32:])))
+        verdict = self.classify(m, full)
+        self.withdraw_outputs(m)
 
-        is_self_ipi = Signal()
-        m.d.comb += is_self_ipi.eq(
-            (kind == ICRWriteKind.XAPIC_ICR_LO) & cfg.vid
-            & ((full[:32] & ICR_RESERVED_MASK) == 0) & (low.shorthand == Shorthand.SELF)
-            & (low.trigger == TriggerMode.EDGE) & (low.delivery_mode == DeliveryMode.FIXED)
-            & (low.vector >= FIRST_LEGAL_VECTOR))
-
-        faults = self._faults
-        ineligible_mask = ICR_IPIV_INELIGIBLE_MASK
-        if Fault.ELIGIBLE_LEVEL_TRIGGER in faults:
-            ineligible_mask &= ~(1 << 15)
-        if Fault.ELIGIBLE_BIT12 in faults:
-            ineligible_mask &= ~(1 << 12)
-
-        must_exit = Signal()
-        cause = Signal(ExitCause)
-        m.d.comb += must_exit.eq(1)
-        with m.If(~cfg.ipiv):
-            m.d.comb += cause.eq(ExitCause.DISABLED)
-        with m.Elif((full[:32] & ineligible_mask) != 0):
-            m.d.comb += cause.eq(ExitCause.UNSUPPORTED)
-        with m.Elif(low.vector < FIRST_LEGAL_VECTOR):
-            m.d.comb += cause.eq(ExitCause.ILLEGAL_VECTOR)
-        with m.Elif(xapic & (dest == XAPIC_BROADCAST_ID)):
-            m.d.comb += cause.eq(ExitCause.BROADCAST)
-        with m.Else():
-            m.d.comb += must_exit.eq(0)
-
-        def decide():
-            with m.If(is_self_ipi):
-                m.d.sync += [
-                    self.self_ipi.valid.eq(1),
-                    self.self_ipi.p.vector.eq(low.vector),
-                    self.self_ipi.p.icr.eq(full),
-                ]
-            with m.Elif(must_exit):
-                load_exit(m, self.exit, cause=cause, icr=full)
-            with m.Else():
-                m.d.sync += [
-                    self.post.valid.eq(1),
-                    self.post.p.vector.eq(low.vector),
-                    self.post.p.dest.eq(dest),
-                    self.post.p.icr.eq(full),
-                ]
-            m.next = "OUTPUT"
-
-        def bus_error():
-            # The image as known so far: a VICR_HI whose read failed stays 0.
-            load_exit(m, self.exit, cause=ExitCause.BUS_ERROR, icr=image)
-            m.next = "OUTPUT"
-
-        outputs = (self.gp, self.exit, self.post, self.self_ipi)
-        for out in outputs:
-            with m.If(out.ready):
-                m.d.sync += out.valid.eq(0)
-        if Fault.GP_WITHDRAWN in faults:
-            m.d.sync += self.gp.valid.eq(0)
-
-        data = self.icr.p.data
-        upid = SendUIPIData(data)
-        with m.FSM() as fsm:
-            with m.State("IDLE"):
+        with m.Switch(self.state):
+            with m.Case(S.IDLE):
                 m.d.comb += self.icr.ready.eq(self.accept)
                 with m.If(self.icr.valid & self.accept):
-                    m.d.sync += kind.eq(self.icr.p.kind)
-                    with m.Switch(self.icr.p.kind):
-                        with m.Case(ICRWriteKind.XAPIC_ICR_HI):
-                            m.d.sync += [xapic.eq(1),
-                                         image.eq(Cat(C(0, 32), data[:32] & XAPIC_ICR_HI_MASK))]
-                            m.next = "STORE_HI"
-                        with m.Case(ICRWriteKind.XAPIC_ICR_LO):
-                            m.d.sync += [xapic.eq(1), image.eq(data[:32])]
-                            m.next = "STORE_LO"
-                        with m.Case(ICRWriteKind.X2APIC_ICR):
-                            m.d.sync += [xapic.eq(0), image.eq(data)]
-                            with m.If(~cfg.ipiv):
-                                load_exit(m, self.exit, cause=ExitCause.DISABLED, icr=data,
-                                          reason=EXIT_REASON_WRMSR,
-                                          qualification=WRMSR_QUALIFICATION)
-                                m.next = "OUTPUT"
-                            with m.Elif((data[:32] & ICR_RESERVED_MASK) != 0):
-                                m.d.sync += [self.gp.valid.eq(1), self.gp.p.eq(data)]
-                                m.next = "OUTPUT"
-                            with m.Else():
-                                m.next = "STORE_LO"
-                        with m.Case(ICRWriteKind.SENDUIPI):
-                            m.d.sync += xapic.eq(~cfg.x2apic)
-                            with m.If(cfg.x2apic):
-                                m.d.sync += image.eq(Cat(upid.nv, C(0, 24), upid.ndst))
-                                m.next = "STORE_LO"
-                            with m.Else():
-                                ndst = XAPICNDST(upid.ndst)
-                                m.d.sync += image.eq(Cat(upid.nv, C(0, 48), ndst.apic_id))
-                                m.next = "STORE_HI"
-
-            with m.State("STORE_HI"):
-                wishbone.drive(m, self.bus, adr=hi_adr, we=1, sel=_SEL_32, dat_w=image[32:])
-                with m.If(self.bus.err):
-                    bus_error()
-                with m.Elif(self.bus.ack):
-                    with m.If(kind == ICRWriteKind.XAPIC_ICR_HI):
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.next = "STORE_LO"
-
-            with m.State("STORE_LO"):
-                wishbone.drive(m, self.bus, adr=lo_adr, we=1, sel=Mux(xapic, _SEL_32, _SEL_64),
-                               dat_w=Mux(xapic, image[:32], image))
-                with m.If(self.bus.err):
-                    bus_error()
-                with m.Elif(self.bus.ack):
-                    with m.If(kind == ICRWriteKind.XAPIC_ICR_LO):
-                        m.next = "READ_HI"
-                    with m.Else():
-                        decide()
-
-            with m.State("READ_HI"):
-                m.d.comb += reading_hi.eq(1)
-                wishbone.drive(m, self.bus, adr=hi_adr, sel=_SEL_32)
-                with m.If(self.bus.err):
-                    bus_error()
-                with m.Elif(self.bus.ack):
-                    m.d.sync += image.eq(full)
-                    decide()
-
-            with m.State("OUTPUT"):
+                    self.take(m)
+            with m.Case(S.STORE_HI):
+                self.store_hi(m, hi_adr)
+            with m.Case(S.STORE_LO):
+                self.store_lo(m, lo_adr, verdict)
+            with m.Case(S.READ_HI):
+                self.read_hi(m, hi_adr, full, verdict)
+            with m.Case(S.OUTPUT):
                 # Leave as the output is taken, so the next write can be accepted at once.
-                taken = sum(out.valid & out.ready for out in outputs) != 0
-                if Fault.GP_WITHDRAWN in faults:
-                    taken = taken | self.gp.valid
-                with m.If(taken):
-                    m.next = "IDLE"
+                with m.If(self.output_taken()):
+                    self.go(m, S.IDLE)
 
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        m.d.comb += self.busy.eq(self.state != S.IDLE)
         return m

@@ -14,41 +14,63 @@ accepted while an exit or #GP waits to be taken. A pending ``notify`` or ``self_
 hold the next write back.
 """
 
+from typing import NamedTuple
+
 from amaranth import Cat, Module
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out, connect, flipped
+from amaranth.lib import wiring
+from amaranth.lib.wiring import Out, connect, flipped
 
 from . import wishbone
-from .faults import (
-    Fault, ICR_INTERCEPTOR_FAULTS, PID_LOOKUP_FAULTS, PID_UPDATE_FAULTS, VIRR_UPDATE_FAULTS,
-    check_faults,
-)
-from .formats import APICWriteExit, ICRWrite, Notification, OUTPUT_STREAMS, VMCSConfig
+from .core_signature import CoreSignature
+from .faults import Fault, check_faults
+from .formats import OUTPUT_STREAMS
 from .icr_interceptor import ICRInterceptor
-from .params import bus_addr_width, check_maxphyaddr
+from .mutants import faults_of, mutant
+from .params import bus_addr_width, check_bus, check_maxphyaddr
 from .pid_lookup import PIDLookup
 from .pid_update import PIDUpdate
+from .pipelined_issuer import PipelinedIssuer
+from .pipelined_sequencer import PipelinedSequencer
 from .virr_update import VIRRUpdate
 
 
-__all__ = ["CoreSignature", "IPIVirtualizer"]
+__all__ = ["CoreSignature", "IPIVirtualizer", "Stage", "STAGES", "PIPELINED_STAGES",
+           "stage_table"]
 
 
-class CoreSignature(wiring.Signature):
-    """The ports of one unit facing its logical processor: every member of `IPIVirtualizer`
-    but the memory port (``cfg``, ``icr``, the output streams `OUTPUT_STREAMS`, ``busy``)."""
+class Stage(NamedTuple):
+    """One stage of the unit, as the proofs, the coverage, the waves and the probes see it.
 
-    def __init__(self):
-        super().__init__({
-            "cfg": In(VMCSConfig),
-            "icr": In(stream.Signature(ICRWrite)),
-            "exit": Out(stream.Signature(APICWriteExit)),
-            "notify": Out(stream.Signature(Notification)),
-            "self_ipi": Out(stream.Signature(8)),
-            "gp": Out(stream.Signature(64)),
-            "busy": Out(1),
-        })
-        assert all(name in self.members for name in OUTPUT_STREAMS)
+    ``name`` is the stage's attribute on `IPIVirtualizer` and its instance name in the
+    elaborated design (and so in Verilog); ``component`` its class, whose ``State`` enum and
+    ``TRANSITIONS`` table describe the public ``state`` register; ``registers`` the other
+    public registers that the proofs, waves and probes read (each an attribute of the stage).
+    """
+    name: str
+    component: type
+    registers: tuple
+
+
+#: The stages of the classic unit, in the order of its arbiter's masters. This is the one
+#: list of them.
+STAGES = (
+    Stage("interceptor", ICRInterceptor, ("kind", "xapic", "image")),
+    Stage("lookup", PIDLookup, ()),
+    Stage("pid_update", PIDUpdate, ("word",)),
+    Stage("virr_update", VIRRUpdate, ("word",)),
+)
+
+#: The pipelined unit's one stage with a state machine; its bus port, the `PipelinedIssuer`,
+#: is the unit's ``issuer`` (public registers ``issued``, ``answered``, ``erred``, ``locked``).
+PIPELINED_STAGES = (
+    Stage("sequencer", PipelinedSequencer, ("kind", "xapic", "image", "pid_line", "pir_word",
+                                            "ni_word", "notifying", "irr_word")),
+)
+
+
+def stage_table(bus):
+    """The stage table of the unit with memory port ``bus`` (`hdl.wishbone.BUS_KINDS`)."""
+    return {"classic": STAGES, "pipelined": PIPELINED_STAGES}[check_bus(bus)]
 
 
 class IPIVirtualizer(wiring.Component):
@@ -59,11 +81,16 @@ class IPIVirtualizer(wiring.Component):
     maxphyaddr : int
         MAXPHYADDR, 36..52 (anything else is a `ValueError`). The Wishbone word address has
         ``maxphyaddr - 3`` bits.
+    bus : str
+        ``"classic"`` (default): the memory port is Wishbone B4 classic, one transfer at a
+        time, through the four stages. ``"pipelined"``: Wishbone B4 pipelined (one more
+        member, ``stall``), a posting in three dependent round trips (`PipelinedSequencer`,
+        `PipelinedIssuer`). Anything else is a `ValueError`.
     faults : collection of hdl.faults.Fault
         Test-only deliberate defects, default none (the real design); for mutation tests of
-        the formal properties and checkers, never for use. Each goes to the stage that owns
-        it (``hdl.faults.STAGE_FAULTS``; every `hdl.faults.Fault` is documented there).
-        Anything else is a `ValueError`.
+        the formal properties and checkers, never for use. Each is built into the stage that
+        owns it (`hdl.mutants`; every `hdl.faults.Fault` is documented there). Anything else
+        is a `ValueError`.
 
     Members
     -------
@@ -78,34 +105,72 @@ class IPIVirtualizer(wiring.Component):
     busy : Out(1)
         A request was accepted and not all of it is done (bus work left, or an output not
         yet taken).
+
+    Attributes
+    ----------
+    stage_table : tuple of Stage
+        `STAGES` or `PIPELINED_STAGES`; each stage is an attribute (``interceptor``, ...,
+        or ``sequencer``), with its public ``state`` and registers.
+    arbiter : wishbone.Arbiter
+        Classic: its public ``owner`` register is the master that had the bus last.
+    issuer : PipelinedIssuer
+        Pipelined: the memory port.
     """
 
-    def __init__(self, *, maxphyaddr=52, faults=frozenset()):
+    def __init__(self, *, maxphyaddr=52, bus="classic", faults=frozenset()):
         self.maxphyaddr = check_maxphyaddr(maxphyaddr)
+        self.bus_kind = check_bus(bus)
         self.faults = check_faults(faults, frozenset(Fault), "IPIVirtualizer")
         addr_width = bus_addr_width(maxphyaddr)
         core = CoreSignature().members
         super().__init__({
             **{name: member for name, member in core.items() if name != "busy"},
-            "bus": Out(wishbone.Signature(addr_width=addr_width)),
+            "bus": Out(wishbone.Signature(addr_width=addr_width, pipelined=bus == "pipelined")),
             "busy": core["busy"],       # the contract's order: ..., bus, busy
         })
-        self.interceptor = ICRInterceptor(maxphyaddr=maxphyaddr,
-                                          faults=self.faults & ICR_INTERCEPTOR_FAULTS)
-        self.lookup = PIDLookup(maxphyaddr=maxphyaddr, faults=self.faults & PID_LOOKUP_FAULTS)
-        self.pid_update = PIDUpdate(maxphyaddr=maxphyaddr,
-                                    faults=self.faults & PID_UPDATE_FAULTS)
-        self.virr_update = VIRRUpdate(maxphyaddr=maxphyaddr,
-                                      faults=self.faults & VIRR_UPDATE_FAULTS)
-        self.arbiter = wishbone.Arbiter(4, addr_width=addr_width)
+        self.stage_table = stage_table(bus)
+        components = [stage.component for stage in self.stage_table]
+        if bus == "pipelined":
+            components.append(PipelinedIssuer)
+        foreign = self.faults - faults_of(components)
+        if foreign:
+            raise ValueError(f"faults {sorted(f.value for f in foreign)} are not faults of the "
+                             f"{bus} unit")
+        for stage in self.stage_table:
+            setattr(self, stage.name, mutant(stage.component, self.faults)(
+                maxphyaddr=maxphyaddr))
+        if bus == "classic":
+            self.arbiter = wishbone.Arbiter(len(STAGES), addr_width=addr_width)
+        else:
+            self.issuer = mutant(PipelinedIssuer, self.faults)(addr_width=addr_width)
+
+    @property
+    def stages(self):
+        """The stage instances, in `stage_table` order."""
+        return tuple(getattr(self, stage.name) for stage in self.stage_table)
 
     def elaborate(self, platform):
         m = Module()
-        stages = (self.interceptor, self.lookup, self.pid_update, self.virr_update)
-        m.submodules.interceptor = self.interceptor
-        m.submodules.lookup = self.lookup
-        m.submodules.pid_update = self.pid_update
-        m.submodules.virr_update = self.virr_update
+        for stage in self.stage_table:
+            m.submodules[stage.name] = getattr(self, stage.name)
+        if self.bus_kind == "pipelined":
+            self._connect_pipelined(m)
+        else:
+            self._connect_classic(m)
+        return m
+
+    def _connect_pipelined(self, m):
+        seq = self.sequencer
+        m.submodules.issuer = self.issuer
+        m.d.comb += [seq.cfg.eq(self.cfg), self.busy.eq(seq.busy)]
+        connect(m, flipped(self.icr), seq.icr)
+        for name in OUTPUT_STREAMS:
+            connect(m, getattr(seq, name), flipped(getattr(self, name)))
+        connect(m, seq.trip, self.issuer.trip)
+        connect(m, self.issuer.bus, flipped(self.bus))
+
+    def _connect_classic(self, m):
+        stages = self.stages
         m.submodules.arbiter = self.arbiter
 
         for stage in stages:
@@ -141,4 +206,3 @@ class IPIVirtualizer(wiring.Component):
             self.busy.eq(Cat(stage.busy for stage in stages).any() | self.exit.valid |
                          self.gp.valid | self.notify.valid | self.self_ipi.valid),
         ]
-        return m

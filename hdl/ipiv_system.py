@@ -7,7 +7,7 @@ from amaranth.lib.wiring import Out, connect, flipped
 from . import wishbone
 from .formats import OUTPUT_STREAMS
 from .ipi_virtualizer import CoreSignature, IPIVirtualizer
-from .params import bus_addr_width, check_maxphyaddr
+from .params import bus_addr_width, check_bus, check_maxphyaddr
 
 
 __all__ = ["CoreSignature", "IPIVSystem"]
@@ -16,6 +16,16 @@ __all__ = ["CoreSignature", "IPIVSystem"]
 class IPIVSystem(wiring.Component):
     """``n_cores`` `IPIVirtualizer` units, a round-robin arbiter, and one memory port.
 
+    Parameters
+    ----------
+    n_cores : int
+    maxphyaddr : int
+    bus : str
+        ``"classic"`` or ``"pipelined"``: the kind of every unit's memory port and of the
+        shared one (docs/interface.md).
+    faults : collection of hdl.faults.Fault
+        Test-only: built into every unit (see `IPIVirtualizer`).
+
     Members
     -------
     cores : Out(CoreSignature).array(n_cores)
@@ -23,18 +33,21 @@ class IPIVSystem(wiring.Component):
     bus : Out(wishbone.Signature)
     """
 
-    def __init__(self, n_cores, *, maxphyaddr=52):
+    def __init__(self, n_cores, *, maxphyaddr=52, bus="classic", faults=frozenset()):
         if isinstance(n_cores, bool) or not isinstance(n_cores, int) or n_cores < 1:
             raise ValueError(f"n_cores must be a positive integer, not {n_cores!r}")
         self.n_cores = n_cores
         self.maxphyaddr = check_maxphyaddr(maxphyaddr)
+        self.bus_kind = check_bus(bus)
         addr_width = bus_addr_width(maxphyaddr)
+        pipelined = bus == "pipelined"
         super().__init__({
             "cores": Out(CoreSignature()).array(n_cores),
-            "bus": Out(wishbone.Signature(addr_width=addr_width)),
+            "bus": Out(wishbone.Signature(addr_width=addr_width, pipelined=pipelined)),
         })
-        self.units = [IPIVirtualizer(maxphyaddr=maxphyaddr) for _ in range(n_cores)]
-        self.arbiter = wishbone.Arbiter(n_cores, addr_width=addr_width)
+        self.units = [IPIVirtualizer(maxphyaddr=maxphyaddr, bus=bus, faults=faults)
+                      for _ in range(n_cores)]
+        self.arbiter = wishbone.Arbiter(n_cores, addr_width=addr_width, pipelined=pipelined)
 
     def elaborate(self, platform):
         m = Module()

@@ -1,6 +1,6 @@
 """Validation of the gateware's construction parameters."""
 
-from .formats import MAXPHYADDR_MAX, MAXPHYADDR_MIN
+from .formats import BUS_KINDS, MAXPHYADDR_MAX, MAXPHYADDR_MIN
 
 
 def check_maxphyaddr(maxphyaddr):
@@ -15,3 +15,10 @@ def check_maxphyaddr(maxphyaddr):
 def bus_addr_width(maxphyaddr):
     """Width of the Wishbone word address for a MAXPHYADDR."""
     return check_maxphyaddr(maxphyaddr) - 3
+
+
+def check_bus(bus):
+    """Return ``bus`` if it is one of `hdl.formats.BUS_KINDS`, else raise `ValueError`."""
+    if not isinstance(bus, str) or bus not in BUS_KINDS:
+        raise ValueError(f"bus must be one of {', '.join(map(repr, BUS_KINDS))}, not {bus!r}")
+    return bus

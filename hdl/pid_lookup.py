@@ -6,17 +6,17 @@ hands the PID address on to the PID update unit or ends the request as an APIC-w
 (``INDEX_RANGE``, ``ENTRY_INVALID``, ``BUS_ERROR``). No entry is read when T is out of range.
 """
 
-from amaranth import C, Cat, Module
-from amaranth.lib import stream, wiring
+from amaranth import C, Cat, Module, Signal
+from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import wishbone
 from .exits import load_exit
-from .faults import Fault, PID_LOOKUP_FAULTS, check_faults
 from .formats import (
     APICWriteExit, ExitCause, PID_POINTER_ENTRY_LOW_MASK, PID_POINTER_ENTRY_VALID,
     PIDPointerEntry, VMCSConfig,
 )
+from .fsm import transition_table
 from .params import bus_addr_width, check_maxphyaddr
 from .requests import PIDPostRequest, PostRequest
 
@@ -31,10 +31,6 @@ class PIDLookup(wiring.Component):
     ----------
     maxphyaddr : int
         MAXPHYADDR (36..52): entries with a bit at or above it set are invalid.
-    faults : collection of hdl.faults.Fault
-        Test-only deliberate defects (default none: the real design). Allowed here: those of
-        ``hdl.faults.PID_LOOKUP_FAULTS`` (the bound check, the entry decision, the exit
-        handshake; each documented in `hdl.faults.Fault`). Others are a `ValueError`.
 
     Members
     -------
@@ -44,11 +40,26 @@ class PIDLookup(wiring.Component):
     exit : Out(stream.Signature(APICWriteExit))
     bus : Out(wishbone.Signature)
     busy : Out(1)
+
+    Attributes
+    ----------
+    state : Signal(PIDLookup.State)
+        The stage's state register (public: the proofs, coverage and waves read it).
     """
 
-    def __init__(self, *, maxphyaddr=52, faults=frozenset()):
+    class State(enum.Enum, shape=1):
+        IDLE = 0                # (and the entry read, presented with the request)
+        OUTPUT = 1              # a posting or an exit offered
+
+    #: Every (from, to) the state register can take; proven complete by ``ipiv prove
+    #: invariants``.
+    TRANSITIONS = transition_table(State, """
+        IDLE   -> IDLE OUTPUT
+        OUTPUT -> OUTPUT IDLE
+    """)
+
+    def __init__(self, *, maxphyaddr=52):
         self._maxphyaddr = check_maxphyaddr(maxphyaddr)
-        self._faults = check_faults(faults, PID_LOOKUP_FAULTS, "PIDLookup")
         self._addr_width = bus_addr_width(maxphyaddr)
         super().__init__({
             "cfg": In(VMCSConfig),
@@ -58,70 +69,78 @@ class PIDLookup(wiring.Component):
             "bus": Out(wishbone.Signature(addr_width=self._addr_width)),
             "busy": Out(1),
         })
+        self.state = Signal(self.State, name="state")
+
+    # -- the steps (hdl.mutants overrides some of them) -------------------------------------
+
+    def in_range(self, req):
+        """T is at most the last PID-pointer index."""
+        return req.dest <= self.cfg.last_pid_index
+
+    def entry_ok(self, entry):
+        """Bits 5:0 are 000001b and nothing is set at or above MAXPHYADDR."""
+        return ((entry & PID_POINTER_ENTRY_LOW_MASK) == PID_POINTER_ENTRY_VALID) & \
+            (entry[self._maxphyaddr:] == 0)
+
+    def withdraw_outputs(self, m):
+        """An output stays offered until it is taken."""
+        for out in (self.post, self.exit):
+            with m.If(out.ready):
+                m.d.sync += out.valid.eq(0)
+
+    def output_taken(self):
+        return (self.post.valid & self.post.ready) | (self.exit.valid & self.exit.ready)
+
+    def go(self, m, state):
+        m.d.sync += self.state.eq(state)
+
+    def end_with_exit(self, m, cause):
+        m.d.comb += self.request.ready.eq(1)
+        load_exit(m, self.exit, cause=cause, icr=self.request.p.icr)
+        self.go(m, self.State.OUTPUT)
+
+    def hand_on(self, m, entry):
+        """Hand the PID address of ``entry`` on to the PID update."""
+        req = self.request.p
+        m.d.sync += [self.post.valid.eq(1), self.post.p.vector.eq(req.vector),
+                     self.post.p.pid_line.eq(PIDPointerEntry(entry).pid_line),
+                     self.post.p.icr.eq(req.icr)]
+
+    def entry_invalid(self, m, entry):
+        load_exit(m, self.exit, cause=ExitCause.ENTRY_INVALID, icr=self.request.p.icr)
+
+    def look_up(self, m, entry_adr):
+        """The bound check, then the entry read, presented with the request."""
+        with m.If(~self.in_range(self.request.p)):
+            self.end_with_exit(m, ExitCause.INDEX_RANGE)
+        with m.Else():
+            wishbone.drive(m, self.bus, adr=entry_adr)
+            entry = self.bus.dat_r
+            with m.If(self.bus.err):
+                self.end_with_exit(m, ExitCause.BUS_ERROR)
+            with m.Elif(self.bus.ack):
+                m.d.comb += self.request.ready.eq(1)
+                with m.If(self.entry_ok(entry)):
+                    self.hand_on(m, entry)
+                with m.Else():
+                    self.entry_invalid(m, entry)
+                self.go(m, self.State.OUTPUT)
 
     def elaborate(self, platform):
         m = Module()
         aw = self._addr_width
-        req = self.request.p
-
-        faults = self._faults
-        in_range = req.dest <= self.cfg.last_pid_index
-        if Fault.SKIP_BOUND_CHECK in faults:
-            in_range = C(1)
-        if Fault.BOUND_OFF_BY_ONE in faults:
-            in_range = req.dest <= self.cfg.last_pid_index + 1
         # T <= last index < 2**16 here, so 16 bits of T address the entry.
-        entry_adr = (self.cfg.pid_table + Cat(C(0, 3), req.dest[:16]))[3:3 + aw]
-        entry = PIDPointerEntry(self.bus.dat_r)
-        entry_ok = ((self.bus.dat_r & PID_POINTER_ENTRY_LOW_MASK) == PID_POINTER_ENTRY_VALID) & \
-            (self.bus.dat_r[self._maxphyaddr:] == 0)
+        entry_adr = (self.cfg.pid_table + Cat(C(0, 3), self.request.p.dest[:16]))[3:3 + aw]
+        self.withdraw_outputs(m)
 
-        for out in (self.post, self.exit):
-            with m.If(out.ready):
-                m.d.sync += out.valid.eq(0)
-        if Fault.EXIT_WITHDRAWN in faults:
-            m.d.sync += self.exit.valid.eq(0)
-
-        with m.FSM() as fsm:
-            with m.State("IDLE"):
+        S = self.State
+        with m.Switch(self.state):
+            with m.Case(S.IDLE):
                 with m.If(self.request.valid):
-                    with m.If(~in_range):
-                        m.d.comb += self.request.ready.eq(1)
-                        load_exit(m, self.exit, cause=ExitCause.INDEX_RANGE, icr=req.icr)
-                        m.next = "OUTPUT"
-                    with m.Else():
-                        wishbone.drive(m, self.bus, adr=entry_adr)
-                        with m.If(self.bus.err):
-                            m.d.comb += self.request.ready.eq(1)
-                            load_exit(m, self.exit, cause=ExitCause.BUS_ERROR, icr=req.icr)
-                            m.next = "OUTPUT"
-                        with m.Elif(self.bus.ack):
-                            m.d.comb += self.request.ready.eq(1)
-                            with m.If(entry_ok):
-                                m.d.sync += [
-                                    self.post.valid.eq(1),
-                                    self.post.p.vector.eq(req.vector),
-                                    self.post.p.pid_line.eq(entry.pid_line),
-                                    self.post.p.icr.eq(req.icr),
-                                ]
-                            with m.Else():
-                                load_exit(m, self.exit, cause=ExitCause.ENTRY_INVALID,
-                                          icr=req.icr)
-                                if Fault.POST_DESPITE_EXIT in faults:
-                                    m.d.sync += [
-                                        self.post.valid.eq(1),
-                                        self.post.p.vector.eq(req.vector),
-                                        self.post.p.pid_line.eq(entry.pid_line),
-                                        self.post.p.icr.eq(req.icr),
-                                    ]
-                            m.next = "OUTPUT"
+                    self.look_up(m, entry_adr)
+            with m.Case(S.OUTPUT):
+                with m.If(self.output_taken()):
+                    self.go(m, S.IDLE)
 
-            with m.State("OUTPUT"):
-                done = (self.post.valid & self.post.ready) | (self.exit.valid & self.exit.ready)
-                if Fault.EXIT_WITHDRAWN in faults:
-                    done = done | self.exit.valid
-                with m.If(done):
-                    m.next = "IDLE"
-
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        m.d.comb += self.busy.eq(self.state != S.IDLE)
         return m

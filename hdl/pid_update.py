@@ -8,16 +8,17 @@ NDST, decoded by the host's APIC mode.
 """
 
 from amaranth import C, Cat, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import wishbone
 from .exits import load_exit
-from .faults import Fault, PID_UPDATE_FAULTS, check_faults
 from .formats import (
-    APICWriteExit, ExitCause, Notification, NotifyInfo, PID_NOTIFY_INFO_OFFSET, VMCSConfig,
+    APICWriteExit, ExitCause, NOTIFY_INFO_ON, Notification, NotifyInfo, PID_NOTIFY_INFO_OFFSET,
+    VMCSConfig,
     XAPICNDST,
 )
+from .fsm import transition_table
 from .params import bus_addr_width
 from .requests import PIDPostRequest
 
@@ -37,11 +38,6 @@ class PIDUpdate(wiring.Component):
     ----------
     maxphyaddr : int
         MAXPHYADDR (36..52); the bus word address has ``maxphyaddr - 3`` bits.
-    faults : collection of hdl.faults.Fault
-        Test-only deliberate defects (default none: the real design). Allowed here: those of
-        ``hdl.faults.PID_UPDATE_FAULTS`` (the locks, the PIR word and bit, the NotifyInfo
-        decision and decoding, the notification register; each documented in
-        `hdl.faults.Fault`). Others are a `ValueError`.
 
     Members
     -------
@@ -60,11 +56,40 @@ class PIDUpdate(wiring.Component):
     completing : Out(1)
         The posting ends at this clock edge with nothing left to do (its notification, if
         any, is registered at the same edge): the next ICR write may be accepted now.
+
+    Attributes
+    ----------
+    state : Signal(PIDUpdate.State)
+        The stage's state register (public: the proofs, coverage and waves read it).
+    word : Signal(64)
+        The word read by the current read-modify-write: the PIR word in ``PIR_WRITE``,
+        NotifyInfo in ``NOTIFY_INFO_WRITE`` and ``NOTIFY``.
     """
 
-    def __init__(self, *, maxphyaddr=52, faults=frozenset()):
+    class State(enum.Enum, shape=3):
+        IDLE = 0                # (and the PIR read, presented with the request)
+        PIR_WRITE = 1
+        NOTIFY_INFO_READ = 2
+        NOTIFY_INFO_WRITE = 3
+        NOTIFY = 4              # waits for the notification register
+        OUTPUT = 5              # offers a bus-error exit
+
+    #: Every (from, to) the state register can take (a self-loop where a state waits); proven
+    #: complete by ``ipiv prove invariants``.
+    TRANSITIONS = transition_table(State, """
+        IDLE              -> IDLE PIR_WRITE OUTPUT
+        PIR_WRITE         -> PIR_WRITE OUTPUT NOTIFY_INFO_READ
+        NOTIFY_INFO_READ  -> NOTIFY_INFO_READ OUTPUT IDLE NOTIFY_INFO_WRITE
+        NOTIFY_INFO_WRITE -> NOTIFY_INFO_WRITE OUTPUT IDLE NOTIFY
+        NOTIFY            -> NOTIFY IDLE
+        OUTPUT            -> OUTPUT IDLE
+    """)
+
+    #: ``lock`` during the read-modify-writes.
+    LOCK = 1
+
+    def __init__(self, *, maxphyaddr=52):
         self._addr_width = bus_addr_width(maxphyaddr)
-        self._faults = check_faults(faults, PID_UPDATE_FAULTS, "PIDUpdate")
         super().__init__({
             "cfg": In(VMCSConfig),
             "request": In(stream.Signature(PIDPostRequest)),
@@ -76,126 +101,129 @@ class PIDUpdate(wiring.Component):
             "suppressed": Out(1),
             "completing": Out(1),
         })
+        self.state = Signal(self.State, name="state")
+        self.word = Signal(64, name="word")
+
+    # -- the steps (hdl.mutants overrides some of them) -------------------------------------
+
+    def pir_address(self, req):
+        """Word address of the PIR word holding bit V: PID + 8 * (V / 64)."""
+        return Cat(req.vector[6:8], C(0, 1), req.pid_line)[:self._addr_width]
+
+    def pir_bit(self, req):
+        return C(1, 64) << req.vector[:6]
+
+    def suppresses(self, info):
+        """NotifyInfo as read says: no notification (ON or SN already set)."""
+        return info.on | info.sn
+
+    def notification_vector(self, info):
+        return info.nv
+
+    def xapic_destination(self, info):
+        """NDST of an xAPIC host: the APIC ID in bits 15:8."""
+        return XAPICNDST(info.ndst).apic_id
+
+    def notification(self, info):
+        """Load the notification of NotifyInfo ``info``: NV at NDST, as the host decodes it."""
+        dest = Mux(self.cfg.host_x2apic, info.ndst, self.xapic_destination(info))
+        return [self.notify.valid.eq(1), self.notify.p.vector.eq(self.notification_vector(info)),
+                self.notify.p.dest.eq(dest)]
+
+    def go(self, m, state):
+        m.d.sync += self.state.eq(state)
+
+    def bus_error(self, m):
+        m.d.comb += self.request.ready.eq(1)
+        load_exit(m, self.exit, cause=ExitCause.BUS_ERROR, icr=self.request.p.icr)
+        self.go(m, self.State.OUTPUT)
+
+    def idle(self, m, pir_adr):
+        """Present the PIR read with the request."""
+        with m.If(self.request.valid):
+            wishbone.drive(m, self.bus, adr=pir_adr, lock=self.LOCK)
+            with m.If(self.bus.err):
+                self.bus_error(m)
+            with m.Elif(self.bus.ack):
+                self.pir_read_done(m)
+
+    def pir_read_done(self, m):
+        m.d.sync += self.word.eq(self.bus.dat_r)
+        self.go(m, self.State.PIR_WRITE)
+
+    def pir_write(self, m, pir_adr):
+        wishbone.drive(m, self.bus, adr=pir_adr, we=1,
+                       dat_w=self.word | self.pir_bit(self.request.p), lock=self.LOCK)
+        with m.If(self.bus.err):
+            self.bus_error(m)
+        with m.Elif(self.bus.ack):
+            self.go(m, self.State.NOTIFY_INFO_READ)
+
+    def notify_info_read(self, m, ni_adr):
+        wishbone.drive(m, self.bus, adr=ni_adr, lock=self.LOCK)
+        with m.If(self.bus.err):
+            self.bus_error(m)
+        with m.Elif(self.bus.ack):
+            m.d.sync += self.word.eq(self.bus.dat_r)
+            with m.If(self.suppresses(NotifyInfo(self.bus.dat_r))):
+                m.d.comb += [self.request.ready.eq(1), self.posted.eq(1),
+                             self.suppressed.eq(1), self.completing.eq(1)]
+                self.go(m, self.State.IDLE)
+            with m.Else():
+                self.go(m, self.State.NOTIFY_INFO_WRITE)
+
+    def notify_info_write(self, m, ni_adr):
+        wishbone.drive(m, self.bus, adr=ni_adr, we=1, dat_w=self.word | NOTIFY_INFO_ON,
+                       lock=self.LOCK)
+        with m.If(self.bus.err):
+            self.bus_error(m)
+        with m.Elif(self.bus.ack):
+            m.d.comb += [self.request.ready.eq(1), self.posted.eq(1)]
+            with m.If(~self.notify.valid | self.notify.ready):
+                self.offer(m)
+            with m.Else():
+                self.wait_to_offer(m)
+
+    def offer(self, m):
+        """The notification register is free as the posting ends: fill it, done."""
+        m.d.sync += self.notification(NotifyInfo(self.word))
+        m.d.comb += self.completing.eq(1)
+        self.go(m, self.State.IDLE)
+
+    def wait_to_offer(self, m):
+        """The previous notification is still offered: wait for it in ``NOTIFY``."""
+        self.go(m, self.State.NOTIFY)
+
+    def wait_for_register(self, m):
+        with m.If(~self.notify.valid | self.notify.ready):
+            m.d.sync += self.notification(NotifyInfo(self.word))
+            self.go(m, self.State.IDLE)
 
     def elaborate(self, platform):
         m = Module()
-        aw = self._addr_width
         req = self.request.p
-        bus = self.bus
-
-        faults = self._faults
-        pir_adr = Cat(req.vector[6:8], C(0, 1), req.pid_line)[:aw]
-        if Fault.WRONG_PIR_WORD in faults:
-            pir_adr = Cat(req.vector[5:7], C(0, 1), req.pid_line)[:aw]
-        ni_adr = Cat(C(PID_NOTIFY_INFO_OFFSET // 8, 3), req.pid_line)[:aw]
-        pir_bit = Signal(64)
-        m.d.comb += pir_bit.eq(C(1, 64) << req.vector[:6])
-        if Fault.PIR_BIT_OFF_BY_ONE in faults:
-            m.d.comb += pir_bit.eq(C(1, 64) << (req.vector + 1)[:6])
-
-        word = Signal(64)           # data read by the current read-modify-write
-        info = NotifyInfo(word)
-        on_bit = NotifyInfo.const({"on": 1}).as_bits()
-        nv = info.nv
-        if Fault.WRONG_NV_BYTE in faults:
-            nv = word[24:32]
-        xapic_dest = XAPICNDST(info.ndst).apic_id
-        if Fault.WRONG_NDST_BYTE in faults:
-            xapic_dest = info.ndst[:8]
-        notification = [
-            self.notify.valid.eq(1),
-            self.notify.p.vector.eq(nv),
-            self.notify.p.dest.eq(Mux(self.cfg.host_x2apic, info.ndst, xapic_dest)),
-        ]
-        notify_free = ~self.notify.valid | self.notify.ready
-        lock = int(Fault.DROP_LOCK not in self._faults)
+        pir_adr = self.pir_address(req)
+        ni_adr = Cat(C(PID_NOTIFY_INFO_OFFSET // 8, 3), req.pid_line)[:self._addr_width]
 
         for out in (self.notify, self.exit):
             with m.If(out.ready):
                 m.d.sync += out.valid.eq(0)
 
-        def bus_error():
-            m.d.comb += self.request.ready.eq(1)
-            load_exit(m, self.exit, cause=ExitCause.BUS_ERROR, icr=req.icr)
-            m.next = "OUTPUT"
-
-        with m.FSM() as fsm:
-            with m.State("IDLE"):
-                if Fault.LOCK_WITHOUT_CYC in faults:
-                    m.d.comb += bus.lock.eq(1)
-                with m.If(self.request.valid):
-                    if Fault.PIR_WRITE_WITHOUT_READ in self._faults:
-                        m.d.sync += word.eq(0)
-                        m.next = "PIR_WRITE"
-                    else:
-                        wishbone.drive(m, bus, adr=pir_adr, lock=lock)
-                        with m.If(bus.err):
-                            bus_error()
-                        with m.Elif(bus.ack):
-                            m.d.sync += word.eq(bus.dat_r)
-                            m.next = "PIR_GAP" if Fault.LOCK_GAP in faults else "PIR_WRITE"
-
-            if Fault.LOCK_GAP in faults:
-                with m.State("PIR_GAP"):
-                    m.next = "PIR_WRITE"        # the bus is let go between read and write
-
-            with m.State("PIR_WRITE"):
-                wishbone.drive(m, bus, adr=pir_adr, we=1, dat_w=word | pir_bit, lock=lock)
-                with m.If(bus.err):
-                    bus_error()
-                with m.Elif(bus.ack):
-                    m.next = "NOTIFY_INFO_READ"
-
-            with m.State("NOTIFY_INFO_READ"):
-                wishbone.drive(m, bus, adr=ni_adr, lock=lock)
-                read = NotifyInfo(bus.dat_r)
-                with m.If(bus.err):
-                    bus_error()
-                with m.Elif(bus.ack):
-                    m.d.sync += word.eq(bus.dat_r)
-                    suppress = read.on | read.sn
-                    if Fault.ON_DESPITE_SN in self._faults:
-                        suppress = read.on
-                    with m.If(suppress):
-                        m.d.comb += [self.request.ready.eq(1), self.posted.eq(1),
-                                     self.suppressed.eq(1), self.completing.eq(1)]
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.next = "NOTIFY_INFO_WRITE"
-
-            with m.State("NOTIFY_INFO_WRITE"):
-                wishbone.drive(m, bus, adr=ni_adr, we=1, dat_w=word | on_bit, lock=lock)
-                with m.If(bus.err):
-                    bus_error()
-                with m.Elif(bus.ack):
-                    m.d.comb += [self.request.ready.eq(1), self.posted.eq(1)]
-                    with m.If(notify_free):
-                        m.d.sync += notification
-                        if Fault.DOUBLE_NOTIFY in faults:
-                            m.next = "NOTIFY"   # ... and once more when it is taken
-                        else:
-                            m.d.comb += self.completing.eq(1)
-                            m.next = "IDLE"
-                    with m.Else():
-                        if Fault.DROP_NOTIFY_WHILE_OFFERED in faults:
-                            m.d.comb += self.completing.eq(1)
-                            m.next = "IDLE"
-                        elif Fault.NOTIFY_OVERWRITTEN in faults:
-                            m.d.comb += self.completing.eq(1)
-                            m.d.sync += notification
-                            m.next = "IDLE"
-                        else:
-                            m.next = "NOTIFY"
-
-            with m.State("NOTIFY"):
-                # One notification register: wait while the previous one is still offered.
-                with m.If(notify_free):
-                    m.d.sync += notification
-                    m.next = "IDLE"
-
-            with m.State("OUTPUT"):
+        S = self.State
+        with m.Switch(self.state):
+            with m.Case(S.IDLE):
+                self.idle(m, pir_adr)
+            with m.Case(S.PIR_WRITE):
+                self.pir_write(m, pir_adr)
+            with m.Case(S.NOTIFY_INFO_READ):
+                self.notify_info_read(m, ni_adr)
+            with m.Case(S.NOTIFY_INFO_WRITE):
+                self.notify_info_write(m, ni_adr)
+            with m.Case(S.NOTIFY):
+                self.wait_for_register(m)
+            with m.Case(S.OUTPUT):
                 with m.If(self.exit.ready):
-                    m.next = "IDLE"
+                    self.go(m, S.IDLE)
 
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        m.d.comb += self.busy.eq(self.state != S.IDLE)
         return m

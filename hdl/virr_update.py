@@ -6,20 +6,18 @@ consumer can raise RVI.
 """
 
 from amaranth import C, Cat, Module, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import wishbone
 from .exits import load_exit
-from .faults import Fault, VIRR_UPDATE_FAULTS, check_faults
-from .formats import APIC_OFFSET_IRR, APICWriteExit, ExitCause, VMCSConfig
+from .formats import APIC_OFFSET_IRR, APICWriteExit, ExitCause, SEL_DWORD, VMCSConfig
+from .fsm import transition_table
 from .params import bus_addr_width
 from .requests import SelfIPIRequest
 
 
 __all__ = ["VIRRUpdate"]
-
-_SEL_32 = 0x0F
 
 
 class VIRRUpdate(wiring.Component):
@@ -29,10 +27,6 @@ class VIRRUpdate(wiring.Component):
     ----------
     maxphyaddr : int
         MAXPHYADDR (36..52); the bus word address has ``maxphyaddr - 3`` bits.
-    faults : collection of hdl.faults.Fault
-        Test-only deliberate defects (default none: the real design). Allowed here: those of
-        ``hdl.faults.VIRR_UPDATE_FAULTS`` (each documented in `hdl.faults.Fault`). Others are
-        a `ValueError`.
 
     Members
     -------
@@ -45,11 +39,32 @@ class VIRRUpdate(wiring.Component):
     busy : Out(1)
     completing : Out(1)
         The update ends at this clock edge and its ``self_ipi`` is registered at the same edge.
+
+    Attributes
+    ----------
+    state : Signal(VIRRUpdate.State)
+        The stage's state register (public: the proofs, coverage and waves read it).
+    word : Signal(32)
+        The IRR word read (in ``WRITE``), then V (bits 7:0, in ``OFFER``).
     """
 
-    def __init__(self, *, maxphyaddr=52, faults=frozenset()):
+    class State(enum.Enum, shape=2):
+        IDLE = 0                # (and the IRR read, presented with the request)
+        WRITE = 1
+        OFFER = 2               # waits for the self-IPI register
+        OUTPUT = 3              # offers a bus-error exit
+
+    #: Every (from, to) the state register can take; proven complete by ``ipiv prove
+    #: invariants``.
+    TRANSITIONS = transition_table(State, """
+        IDLE   -> IDLE OUTPUT WRITE
+        WRITE  -> WRITE OUTPUT IDLE OFFER
+        OFFER  -> OFFER IDLE
+        OUTPUT -> OUTPUT IDLE
+    """)
+
+    def __init__(self, *, maxphyaddr=52):
         self._addr_width = bus_addr_width(maxphyaddr)
-        self._faults = check_faults(faults, VIRR_UPDATE_FAULTS, "VIRRUpdate")
         super().__init__({
             "cfg": In(VMCSConfig),
             "request": In(stream.Signature(SelfIPIRequest)),
@@ -59,71 +74,78 @@ class VIRRUpdate(wiring.Component):
             "busy": Out(1),
             "completing": Out(1),
         })
+        self.state = Signal(self.State, name="state")
+        self.word = Signal(32, name="word")
+
+    # -- the steps (hdl.mutants overrides some of them) -------------------------------------
+
+    def irr_address(self, req):
+        """IRR registers are 10H apart, so each sits in bits 31:0 of its 64-bit word."""
+        return (self.cfg.vapic_page + APIC_OFFSET_IRR +
+                Cat(C(0, 4), req.vector[5:8]))[3:3 + self._addr_width]
+
+    def go(self, m, state):
+        m.d.sync += self.state.eq(state)
+
+    def bus_error(self, m):
+        m.d.comb += self.request.ready.eq(1)
+        load_exit(m, self.exit, cause=ExitCause.BUS_ERROR, icr=self.request.p.icr)
+        self.go(m, self.State.OUTPUT)
+
+    def offer(self, m):
+        """The self-IPI register is free as the update ends: fill it, done."""
+        m.d.comb += self.completing.eq(1)
+        m.d.sync += [self.self_ipi.valid.eq(1), self.self_ipi.p.eq(self.request.p.vector)]
+        self.go(m, self.State.IDLE)
+
+    def wait_to_offer(self, m):
+        """The previous self-IPI is still offered: wait for it in ``OFFER``."""
+        self.go(m, self.State.OFFER)
+
+    def read(self, m, irr_adr):
+        with m.If(self.request.valid):
+            wishbone.drive(m, self.bus, adr=irr_adr, sel=SEL_DWORD, lock=1)
+            with m.If(self.bus.err):
+                self.bus_error(m)
+            with m.Elif(self.bus.ack):
+                m.d.sync += self.word.eq(self.bus.dat_r[:32])
+                self.go(m, self.State.WRITE)
+
+    def write(self, m, irr_adr):
+        req = self.request.p
+        irr_bit = C(1, 32) << req.vector[:5]
+        wishbone.drive(m, self.bus, adr=irr_adr, we=1, sel=SEL_DWORD, dat_w=self.word | irr_bit,
+                       lock=1)
+        with m.If(self.bus.err):
+            self.bus_error(m)
+        with m.Elif(self.bus.ack):
+            m.d.comb += self.request.ready.eq(1)
+            m.d.sync += self.word.eq(req.vector)     # keep V for a delayed output
+            with m.If(~self.self_ipi.valid | self.self_ipi.ready):
+                self.offer(m)
+            with m.Else():
+                self.wait_to_offer(m)
 
     def elaborate(self, platform):
         m = Module()
-        aw = self._addr_width
-        req = self.request.p
-        bus = self.bus
-
-        # IRR registers are 10H apart, so each sits in bits 31:0 of its 64-bit word.
-        irr_adr = (self.cfg.vapic_page + APIC_OFFSET_IRR + Cat(C(0, 4), req.vector[5:8]))[3:3 + aw]
-        if Fault.IRR_WRONG_WORD in self._faults:
-            irr_adr = (self.cfg.vapic_page + APIC_OFFSET_IRR + 8 +
-                       Cat(C(0, 4), req.vector[5:8]))[3:3 + aw]
-        irr_bit = Signal(32)
-        m.d.comb += irr_bit.eq(C(1, 32) << req.vector[:5])
-        word = Signal(32)
-        self_ipi_free = ~self.self_ipi.valid | self.self_ipi.ready
-
+        irr_adr = self.irr_address(self.request.p)
         for out in (self.self_ipi, self.exit):
             with m.If(out.ready):
                 m.d.sync += out.valid.eq(0)
 
-        def bus_error():
-            m.d.comb += self.request.ready.eq(1)
-            load_exit(m, self.exit, cause=ExitCause.BUS_ERROR, icr=req.icr)
-            m.next = "OUTPUT"
-
-        with m.FSM() as fsm:
-            with m.State("IDLE"):
-                with m.If(self.request.valid):
-                    wishbone.drive(m, bus, adr=irr_adr, sel=_SEL_32, lock=1)
-                    with m.If(bus.err):
-                        bus_error()
-                    with m.Elif(bus.ack):
-                        m.d.sync += word.eq(bus.dat_r[:32])
-                        m.next = "WRITE"
-
-            with m.State("WRITE"):
-                wishbone.drive(m, bus, adr=irr_adr, we=1, sel=_SEL_32, dat_w=word | irr_bit,
-                               lock=1)
-                with m.If(bus.err):
-                    bus_error()
-                with m.Elif(bus.ack):
-                    m.d.comb += self.request.ready.eq(1)
-                    m.d.sync += word.eq(req.vector)     # keep V for a delayed output
-                    with m.If(self_ipi_free):
-                        m.d.comb += self.completing.eq(1)
-                        m.d.sync += [self.self_ipi.valid.eq(1), self.self_ipi.p.eq(req.vector)]
-                        m.next = "IDLE"
-                    with m.Else():
-                        if Fault.SELF_IPI_OVERWRITTEN in self._faults:
-                            m.d.comb += self.completing.eq(1)
-                            m.d.sync += [self.self_ipi.valid.eq(1),
-                                         self.self_ipi.p.eq(req.vector)]
-                            m.next = "IDLE"
-                        else:
-                            m.next = "OFFER"
-
-            with m.State("OFFER"):
-                with m.If(self_ipi_free):
-                    m.d.sync += [self.self_ipi.valid.eq(1), self.self_ipi.p.eq(word[:8])]
-                    m.next = "IDLE"
-
-            with m.State("OUTPUT"):
+        S = self.State
+        with m.Switch(self.state):
+            with m.Case(S.IDLE):
+                self.read(m, irr_adr)
+            with m.Case(S.WRITE):
+                self.write(m, irr_adr)
+            with m.Case(S.OFFER):
+                with m.If(~self.self_ipi.valid | self.self_ipi.ready):
+                    m.d.sync += [self.self_ipi.valid.eq(1), self.self_ipi.p.eq(self.word[:8])]
+                    self.go(m, S.IDLE)
+            with m.Case(S.OUTPUT):
                 with m.If(self.exit.ready):
-                    m.next = "IDLE"
+                    self.go(m, S.IDLE)
 
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        m.d.comb += self.busy.eq(self.state != S.IDLE)
         return m

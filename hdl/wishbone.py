@@ -1,14 +1,15 @@
-"""Wishbone B4 classic with ``lock``: the bus signature, a transfer helper, and an arbiter.
+"""Wishbone B4 with ``lock``, classic or pipelined (``stall``): the bus signature, a transfer
+helper, and an arbiter.
 
 Member names follow amaranth-soc's ``wishbone.Signature`` (``cyc stb we adr sel dat_w dat_r
 ack err lock``); amaranth-soc itself is not on PyPI, so the few pieces needed live here.
 """
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .formats import BUS_BYTES
+from .formats import BUS_BYTES, SEL_QWORD
 
 
 __all__ = ["Signature", "drive", "Arbiter"]
@@ -23,30 +24,40 @@ class Signature(wiring.Signature):
     ----------
     addr_width : int
         Width of the word address ``adr`` (byte address >> 3).
+    pipelined : bool
+        B4 pipelined mode: one more member, ``stall`` (In); a request is taken in a cycle with
+        ``cyc & stb & ~stall`` and answered later, in order.
     """
 
-    def __init__(self, *, addr_width):
+    def __init__(self, *, addr_width, pipelined=False):
         if not isinstance(addr_width, int) or addr_width < 1:
             raise TypeError(f"Address width must be a positive integer, not {addr_width!r}")
         self._addr_width = addr_width
+        self._pipelined = bool(pipelined)
         super().__init__({
             "cyc": Out(1), "stb": Out(1), "we": Out(1), "adr": Out(addr_width),
             "sel": Out(BUS_BYTES), "dat_w": Out(DATA_WIDTH), "dat_r": In(DATA_WIDTH),
             "ack": In(1), "err": In(1), "lock": Out(1),
+            **({"stall": In(1)} if pipelined else {}),
         })
 
     @property
     def addr_width(self):
         return self._addr_width
 
+    @property
+    def pipelined(self):
+        return self._pipelined
+
     def __eq__(self, other):
-        return isinstance(other, Signature) and other.addr_width == self.addr_width
+        return isinstance(other, Signature) and other.addr_width == self.addr_width and \
+            other.pipelined == self.pipelined
 
     def __repr__(self):
-        return f"wishbone.Signature(addr_width={self.addr_width})"
+        return f"wishbone.Signature(addr_width={self.addr_width}, pipelined={self.pipelined})"
 
 
-def drive(m, bus, *, adr, we=0, sel=(1 << BUS_BYTES) - 1, dat_w=0, lock=0):
+def drive(m, bus, *, adr, we=0, sel=SEL_QWORD, dat_w=0, lock=0):
     """Present one transfer on ``bus`` for as long as the enclosing condition holds.
 
     A master stays in the state that calls this until ``ack`` or ``err``; keeping ``lock``
@@ -63,28 +74,40 @@ class Arbiter(wiring.Component):
 
     The grant is combinational (no cycle is lost when the bus is free) but ownership only
     changes while the owner's ``cyc`` is low, so a locked read-modify-write, or any bus
-    cycle, is never split.
+    cycle, is never split. Pipelined masters keep ``cyc`` high while answers are outstanding,
+    so the owner never changes then either; a master not granted sees ``stall``.
 
     Members
     -------
     masters : In(Signature).array(n)
     bus : Out(Signature)
+    grant : Out(range(n))
+        The master driving ``bus`` in this cycle.
+
+    Attributes
+    ----------
+    owner : Signal(range(n))
+        The arbiter's state: the master granted in the previous cycle (public: coverage and
+        waves read it).
     """
 
-    def __init__(self, n, *, addr_width):
+    def __init__(self, n, *, addr_width, pipelined=False):
         if not isinstance(n, int) or n < 1:
             raise TypeError(f"Number of masters must be a positive integer, not {n!r}")
         self._n = n
+        self._pipelined = pipelined
+        signature = Signature(addr_width=addr_width, pipelined=pipelined)
         super().__init__({
-            "masters": In(Signature(addr_width=addr_width)).array(n),
-            "bus": Out(Signature(addr_width=addr_width)),
+            "masters": In(signature).array(n),
+            "bus": Out(signature),
             "grant": Out(range(n)),
         })
+        self.owner = Signal(range(n), name="owner")
 
     def elaborate(self, platform):
         m = Module()
         n = self._n
-        owner = Signal(range(n))
+        owner = self.owner
         request = [master.cyc for master in self.masters]
 
         # The owner keeps the bus while its cyc is high; otherwise the next requester after
@@ -99,6 +122,10 @@ class Arbiter(wiring.Component):
                             m.d.comb += self.grant.eq(idx)
         m.d.sync += owner.eq(self.grant)
 
+        # Pipelined answers follow the registered owner: an answer only comes while its
+        # master holds cyc, so the owner is the grant then, and the answer does not feed back
+        # into the grant through the master (a combinational loop otherwise).
+        answered = owner if self._pipelined else self.grant
         with m.Switch(self.grant):
             for i, master in enumerate(self.masters):
                 with m.Case(i):
@@ -107,8 +134,13 @@ class Arbiter(wiring.Component):
                         self.bus.we.eq(master.we), self.bus.adr.eq(master.adr),
                         self.bus.sel.eq(master.sel), self.bus.dat_w.eq(master.dat_w),
                         self.bus.lock.eq(master.lock),
-                        master.ack.eq(self.bus.ack), master.err.eq(self.bus.err),
                     ]
-        for master in self.masters:
+        with m.Switch(answered):
+            for i, master in enumerate(self.masters):
+                with m.Case(i):
+                    m.d.comb += [master.ack.eq(self.bus.ack), master.err.eq(self.bus.err)]
+        for i, master in enumerate(self.masters):
             m.d.comb += master.dat_r.eq(self.bus.dat_r)
+            if self._pipelined:
+                m.d.comb += master.stall.eq(Mux(self.grant == i, self.bus.stall, 1))
         return m

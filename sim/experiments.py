@@ -13,20 +13,32 @@ Every sweep starts from the fitted seed model (`sim.round_trip.fit`) and changes
   golden model sends the wakeup vector 0xF1), for a range of host wakeup latencies.
 - ``table-sharing``: n vCPUs of one VM (one PID-pointer table) posting at once through the
   gateware's shared memory port, measured on Amaranth's simulator (`IPIVSystem`).
+- ``multicast``: one guest IPI to n = 1..64 destinations through IPIv, KVM's PV send-IPI
+  hypercall, or n WRMSR exits (`sim.multicast`), for every bus variant of the unit, and where
+  the hypercall would beat IPIv.
+- ``bus``: the cycles IPIv saves per IPI with the unit on the classic and on the pipelined
+  memory port, for memory round trips R = 1..100 (every transfer of the unit at R).
 
-This module needs only the models. The last sweep takes its gateware measurement as a
+The model's unit is the one on memory port ``bus`` (`run_sweep`, ``--bus``): its posting cost
+enters the fit and every sweep; ``multicast`` and ``bus`` compare the ports themselves.
+
+This module needs only the models. ``table-sharing`` takes its gateware measurement as a
 function (``measure_sharing``, `tb.sharing.measure_sharing`) from the caller.
 """
 
 import csv
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import mean
 
-from hdl.formats import DeliveryMode, DestMode, ICRLow, Shorthand
+from hdl.formats import DeliveryMode, DestMode, ICRLow, Shorthand, X2APIC_BROADCAST_ID
 from .golden import GoldenIPIVirtualizer, Outcome
+from .multicast import (
+    BUS_VARIANTS, METRICS as MULTICAST_METRICS, PATHS as MULTICAST_PATHS,
+    PV_SEND_IPI_DESTINATIONS, crossover, multicast_costs,
+)
 from .round_trip import (
-    MODES, Breakdown, MemoryLatency, fit, posting_cost, posting_transfers, seed_table,
+    MODES, Breakdown, MemoryLatency, fit, posting_transfers, seed_table, software_posting_cost,
 )
 from .scenarios import build_vm, guest_ipi, icr_low
 
@@ -142,6 +154,11 @@ def _zero_line(ax, values):
                     "data"), va="bottom", fontsize=12)
 
 
+def _port(model):
+    """The title's note of the unit whose posting cost the model uses."""
+    return f" ({model.bus} memory port)"
+
+
 def _saving_pct(off, on):
     return 100 * (off - on) / off
 
@@ -174,7 +191,7 @@ def seed_table_outputs(model, out_dir):
     ax.set_xticks(list(x), labels)
     ax.set_ylim(0, 1.25 * max(max(r["seed"], r["model"]) for r in rows))
     ax.set_ylabel("cycles per IPI round trip (kvm-unit-tests vmexit ipi)")
-    ax.set_title("Seed table vs model (fitted: the IPIv-on row; IPIv off is predicted)")
+    ax.set_title("Seed table vs model (fitted: the IPIv-on row; IPIv off is predicted)" + _port(model))
     ax.legend(loc="upper right")
     return [f"{stem}.csv"] + write_plot(fig, stem)
 
@@ -219,7 +236,7 @@ def sweep_pid_latency(model, out_dir, progress=None):
     ax.set_xlabel("where the data is: latency L in cycles, log scale (Levinthal's ladder; "
                   "LLC 65/75: the line shared/modified in another core)")
     ax.set_ylabel("round-trip saving with IPIv (%)")
-    ax.set_title("IPIv saving vs where the PID (or every line the unit touches) is cached")
+    ax.set_title("IPIv saving vs where the PID (or every line the unit touches) is cached" + _port(model))
     ax.legend()
     return paths + write_plot(fig, stem)
 
@@ -263,7 +280,7 @@ def kvm_fastpath_eligible(icr_low, dest, mode):
     low = ICRLow.from_bits(icr_low & 0xFFFF_FFFF)
     return (mode == "x2APIC" and low.shorthand == Shorthand.NONE
             and low.dest_mode == DestMode.PHYSICAL and low.delivery_mode == DeliveryMode.FIXED
-            and dest != 0xFFFF_FFFF)
+            and dest != X2APIC_BROADCAST_ID)
 
 
 def kind_cost(model, kind, mode, ipiv):
@@ -278,8 +295,7 @@ def kind_cost(model, kind, mode, ipiv):
         exit_parts = model.exit_path(mode, fastpath=False)
         if mode == "x2APIC":   # the x2APIC vICR store happens before the exit too
             exit_parts.insert(1, ("vICR store before exit",
-                                  posting_cost(mode, model.latency, ipiv=False,
-                                               bench=model.bench)))
+                                  model.unit_cost(mode, ipiv=False)))
         return Breakdown(mode, True, tuple(parts + exit_parts)), result
     low, dest = _kind_icr(kind, mode)
     base = model.cell(mode, False)
@@ -328,7 +344,7 @@ def sweep_non_virtualizable(model, out_dir, progress=None):
     ax.set_xlabel("fraction of IPIs IPIv cannot virtualize (logical, shorthand, NMI; split "
                   "equally)")
     ax.set_ylabel("mean round-trip saving with IPIv (%)")
-    ax.set_title("IPIv saving vs non-virtualizable IPIs")
+    ax.set_title("IPIv saving vs non-virtualizable IPIs" + _port(model))
     ax.legend()
     return paths + write_plot(fig, stem)
 
@@ -378,7 +394,7 @@ def sweep_target_state(model, out_dir, progress=None):
     _zero_line(ax, savings)
     ax.set_xlabel("target wakeup latency (cycles; 0: target running, notification 0xF2)")
     ax.set_ylabel("round-trip saving with IPIv (%)")
-    ax.set_title("IPIv saving: running vs blocked target (wakeup vector 0xF1)")
+    ax.set_title("IPIv saving: running vs blocked target (wakeup vector 0xF1)" + _port(model))
     ax.legend()
     return paths + write_plot(fig, stem)
 
@@ -392,13 +408,14 @@ def sweep_table_sharing(model, out_dir, progress=None, *, measure_sharing, cores
                         ipis_per_core=8):
     # The simulator runs every transfer at one ack delay: the mean of the seed model's
     # per-transfer latencies, so one core reproduces the model's posting cost.
-    lats = model.latency.of(posting_transfers("x2APIC"))
+    lats = model.latency.of(posting_transfers("x2APIC", bus=model.bus))
     uniform = round(mean(lats))
     measured = {}
     for n in cores:
         if progress:
-            progress(f"table-sharing: simulating {n} core(s)")
-        measured[n] = measure_sharing(n, ipis_per_core=ipis_per_core, latency=uniform)
+            progress(f"table-sharing: simulating {n} core(s), {model.bus} bus")
+        measured[n] = measure_sharing(n, ipis_per_core=ipis_per_core, latency=uniform,
+                                      bus=model.bus)
     alone = measured[cores[0]][0]
     rows = []
     for n in cores:
@@ -412,10 +429,11 @@ def sweep_table_sharing(model, out_dir, progress=None, *, measure_sharing, cores
     paths = [write_csv(f"{stem}.csv", ["vcpus_posting", "mode", "rtl_cycles_to_notify",
                                        "ipis_timed", "arbitration_wait", "round_trip_off",
                                        "round_trip_on", "saving_pct"], rows,
-                       comments=[f"IPIVSystem(n) on Amaranth's simulator, one VM (one PID-"
-                                 f"pointer table), each core posts {ipis_per_core} x2APIC IPIs "
-                                 f"one at a time to vCPUs not posted to before, memory ack {uniform} cycles after stb "
-                                 f"(mean of the seed model's per-transfer latencies)",
+                       comments=[f"IPIVSystem(n, bus={model.bus!r}) on Amaranth's simulator, "
+                                 f"one VM (one PID-pointer table), each core posts "
+                                 f"{ipis_per_core} x2APIC IPIs one at a time to vCPUs not "
+                                 f"posted to before, every answer {uniform} cycles after its "
+                                 f"request (mean of the seed model's per-transfer latencies)",
                                  "arbitration_wait: RTL cycles beyond the single-core case, "
                                  "added to the IPIv posting (the xAPIC rows reuse the x2APIC "
                                  "measurement)"])]
@@ -441,7 +459,222 @@ def sweep_table_sharing(model, out_dir, progress=None, *, measure_sharing, cores
     ax2.set_ylabel("round-trip saving with IPIv (%)")
     ax2.grid(False)
     ax1.legend(handles=lines, loc="upper center")
-    ax1.set_title("Shared PID-pointer table and memory port")
+    ax1.set_title("Shared PID-pointer table and memory port" + _port(model))
+    return paths + write_plot(fig, stem)
+
+
+# -- sweep: one IPI to n destinations ------------------------------------------------------
+
+MULTICAST_N = range(1, 65)
+MULTICAST_LABELS = {
+    "ipiv": "(a) IPIv: n virtualized ICR writes",
+    "pv_hypercall": "(b) PV send-IPI hypercall (IPIv on)",
+    "exits": "(c) no IPIv: n WRMSR exits (x2APIC fastpath)",
+    "pv_hypercall_no_ipiv": "(d) no IPIv: PV send-IPI hypercall (the same cycles as (b))",
+}
+
+
+# The table's column suffix of each metric of `sim.multicast.PathCost`.
+MULTICAST_COLUMNS = {"sender_cycles": "sender", "last_target_cycles": "last"}
+
+
+def _multicast_rows(model, progress):
+    header = ["bus", "n"] + [f"{p}_{MULTICAST_COLUMNS[m]}" for p in MULTICAST_PATHS
+                             for m in MULTICAST_METRICS] + ["hypercall_minus_ipiv"]
+    rows = []
+    for bus in BUS_VARIANTS:
+        if progress:
+            progress(f"multicast: {bus} bus")
+        for n in MULTICAST_N:
+            c = multicast_costs(n, bus=bus, model=model)
+            rows.append([bus, n] + [f"{getattr(c.path(p), m):.0f}" for p in MULTICAST_PATHS
+                                    for m in MULTICAST_METRICS]
+                        + [f"{c.pv_hypercall.sender_cycles - c.ipiv.sender_cycles:.0f}"])
+    return header, rows
+
+
+def _crossover_note(bus, model):
+    """Where (if anywhere) the hypercall beats IPIv on ``bus``, and why."""
+    one, two = (multicast_costs(n, bus=bus, model=model) for n in (1, 2))
+    margin = (two.ipiv.sender_cycles - one.ipiv.sender_cycles) - (
+        two.pv_hypercall.sender_cycles - one.pv_hypercall.sender_cycles)
+    found = {m: crossover(metric=m, bus=bus, model=model, n_max=MULTICAST_N[-1])
+             for m in MULTICAST_METRICS}
+    said = ", ".join(f"{MULTICAST_COLUMNS[m]}: " + (f"from n = {n}" if n else
+                     f"none for n <= {MULTICAST_N[-1]}") for m, n in found.items())
+    head = f"crossover, {bus} bus: the hypercall beats IPIv ({said})"
+    if margin <= 0:
+        return (f"{head}; per destination the hypercall costs {-margin:.0f} cycle(s) more "
+                f"than an IPIv write: it never wins")
+    exit_cycles, far = model.value("kvm_full_exit"), crossover(bus=bus, model=model,
+                                                               n_max=1024)
+    return (f"{head}; per destination it saves {margin:.0f} cycles against an IPIv write, so "
+            f"its exit ({exit_cycles:.0f}) pays back past {exit_cycles / margin:.0f} "
+            f"destinations (one hypercall carries {PV_SEND_IPI_DESTINATIONS}): "
+            + ("none up to n = 1024 either" if far is None else f"from n = {far}")
+            + "; the hypercall's last-target figure is an upper bound (its exit counted "
+            "whole): its last target is pending first only if the part of its exit before "
+            "KVM's postings, plus KVM's uncosted work per destination, stays under "
+            f"{margin:.0f} x n cycles ({margin * MULTICAST_N[-1]:.0f} at n = "
+            f"{MULTICAST_N[-1]})")
+
+
+def _multicast_notes(model):
+    per_write = {bus: multicast_costs(1, bus=bus, model=model).ipiv.sender_cycles
+                 for bus in BUS_VARIANTS}
+    no_ipiv = crossover(path="pv_hypercall_no_ipiv", against="exits", model=model)
+    return [
+        "one guest IPI (x2APIC, physical, fixed) to n running vCPUs with consecutive APIC IDs; "
+        "sender: cycles until the sender runs guest code again; last: until the last "
+        "destination's posting is done (software paths: an upper bound, each exit round trip "
+        "counted whole before its postings)",
+        "ipiv: n x the unit's posting, RTL bench x Levinthal latencies: " + ", ".join(
+            f"{bus} bus {c:.0f} cycles per write" for bus, c in per_write.items()),
+        f"pv_hypercall: one VMCALL exit round trip per {PV_SEND_IPI_DESTINATIONS} destinations "
+        f"({model.value('kvm_full_exit'):.0f}: kvm-unit-tests vmexit vmcall, Skylake-SP) + n x "
+        f"KVM's software posting ({software_posting_cost(model.latency):.0f}: pi_test_and_set_"
+        "pir and pi_test_and_set_on on the target's PID, Levinthal latencies); KVM's per-"
+        "destination bookkeeping and the host's notification IPI are not costed (no cited "
+        "figure): a best case for the hypercall",
+        f"exits: n x (exit round trip {model.value('kvm_full_exit'):.0f} - IPI fastpath saving "
+        f"{model.value('kvm_fastpath_saving'):.0f} (commit a9ab13ff6e84) + software posting)",
+        "pv_hypercall_no_ipiv: KVM's hypercall path (kvm_emulate_hypercall, kvm_pv_send_ipi) "
+        "does not depend on IPIv: the same cycles as pv_hypercall",
+        f"without IPIv the hypercall beats n WRMSR exits from n = {no_ipiv}",
+    ] + [_crossover_note(bus, model) for bus in BUS_VARIANTS] + [
+        _far_unit_note(bus, model) for bus in BUS_VARIANTS]
+
+
+def _far_unit_note(bus, model):
+    """The crossover if every transfer of the unit were farther than the core's L1."""
+    found = []
+    for label, lat in LATENCY_LADDER[1:]:
+        far = model.with_latency(MemoryLatency(model.latency.l1, model.latency.pid_first,
+                                               uniform=lat))
+        n = crossover(bus=bus, model=far)
+        found.append(f"{label} ({lat}): {f'from n = {n}' if n else 'never'}")
+    return (f"where the hypercall would beat IPIv (n <= {MULTICAST_N[-1]}, {bus} bus) if every "
+            f"transfer of the unit were at latency L, the software posting unchanged: "
+            + "; ".join(found))
+
+
+def _multicast_plot(rows, header, stem):
+    plt = _pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(PLOT_SIZE[0] / PLOT_DPI,
+                                                  PLOT_SIZE[1] / PLOT_DPI), layout="constrained")
+    styles = {"ipiv": "-o", "pv_hypercall": "-s", "exits": "-^", "pv_hypercall_no_ipiv": ":D"}
+    for bus in BUS_VARIANTS:
+        mine = [r for r in rows if r[0] == bus]
+        n = [int(r[1]) for r in mine]
+        for path in MULTICAST_PATHS:
+            if path != "ipiv" and bus != next(iter(BUS_VARIANTS)):
+                continue            # only IPIv depends on the bus
+            sender = [float(r[header.index(f"{path}_sender")]) for r in mine]
+            last = [float(r[header.index(f"{path}_last")]) for r in mine]
+            same = sender == last
+            suffix = f", {bus} bus" if path == "ipiv" else ""
+            ax1.plot(n, sender, styles[path], lw=2, ms=5, markevery=4,
+                     label=f"{MULTICAST_LABELS[path]}{suffix}"
+                           + (" (sender = last target)" if same else " (sender)"))
+            if not same:
+                ax1.plot(n, last, "--", lw=1.5, label=f"{MULTICAST_LABELS[path]}{suffix} "
+                                                       "(last target)")
+        where = next((k for k, r in zip(n, mine)
+                      if float(r[header.index("hypercall_minus_ipiv")]) < 0), None)
+        line, = ax2.plot(n, [float(r[header.index("hypercall_minus_ipiv")]) for r in mine],
+                         "-o", lw=2, ms=5, markevery=4, label=f"{bus} bus: " + (
+                             f"the hypercall wins from n = {where}" if where else
+                             f"no crossover for n <= {n[-1]}"))
+        if where:
+            ax2.axvline(where, color=line.get_color(), ls="--", lw=1.2)
+    ax1.set_yscale("log")
+    ax1.set_xlabel("destinations n")
+    ax1.set_ylabel("cycles (log scale)")
+    ax1.set_title("One guest IPI to n destinations")
+    ax1.legend(fontsize=11)
+    ax2.axhline(0, color="black", lw=1.2, label="below: the hypercall beats IPIv")
+    ax2.set_ylim(bottom=min(0, ax2.get_ylim()[0]) - 100)
+    ax2.set_xlabel("destinations n")
+    ax2.set_ylabel("cycles the hypercall costs beyond n IPIv writes")
+    ax2.set_title("PV hypercall minus IPIv, sender cycles")
+    ax2.legend()
+    return write_plot(fig, stem)
+
+
+def sweep_multicast(model, out_dir, progress=None):
+    header, rows = _multicast_rows(model, progress)
+    stem = os.path.join(out_dir, "multicast")
+    paths = [write_csv(f"{stem}.csv", header, rows, _multicast_notes(model))]
+    return paths + _multicast_plot(rows, header, stem)
+
+
+# -- sweep: the two memory ports over the memory round trip ------------------------------------
+
+#: Memory round trips R (cycles) of the ``bus`` sweep; the pipelined port starts at 2.
+BUS_ROUND_TRIPS = (1, 2, 3, 4, 5, 8, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+MIN_ROUND_TRIP = {"classic": 1, "pipelined": 2}
+
+
+def port_model(model, bus, round_trip):
+    """``model`` with the unit on port ``bus`` and every transfer of the unit at memory round
+    trip ``round_trip`` (latency R - 1); KVM's software posting keeps its cited latencies."""
+    latency = MemoryLatency(model.latency.l1, model.latency.pid_first, uniform=round_trip - 1)
+    return replace(model, bus=bus, bench=model.bench if bus == model.bus else None,
+                   latency=latency)
+
+
+def _break_even(model, bus, mode, start, limit=10_000):
+    """The smallest R from ``start`` at which IPIv saves nothing on ``bus``, or None."""
+    return next((r for r in range(start, limit) if
+                 port_model(model, bus, r).saving(mode) <= 0), None)
+
+
+def _bus_notes(model):
+    notes = ["R: the memory round trip of every transfer of the unit (classic: ack R - 1 "
+             "cycles after stb; pipelined: each answer R - 1 cycles after its request is "
+             "taken, R >= 2); KVM's software posting keeps its cited latencies (L1, PID line)",
+             "saved_per_ipi: round trip without IPIv minus with it (the exit path minus the "
+             "unit's posting; the fitted base cancels out)"]
+    for mode in MODES:
+        diff = [port_model(model, "pipelined", r).saving(mode) -
+                port_model(model, "classic", r).saving(mode) for r in (2, 5, 100)]
+        ends = {bus: _break_even(model, bus, mode, MIN_ROUND_TRIP[bus]) for bus in BUS_VARIANTS}
+        notes.append(f"{mode}: the pipelined port saves {diff[0]:.0f} / {diff[1]:.0f} / "
+                     f"{diff[2]:.0f} cycles more per IPI at R = 2 / 5 / 100; IPIv stops "
+                     f"saving at " + ", ".join(f"R = {r} on the {bus} port" if r else
+                                               f"no R below 10000 on the {bus} port"
+                                               for bus, r in ends.items()))
+    return notes
+
+
+def sweep_bus(model, out_dir, progress=None):
+    rows = []
+    for bus in BUS_VARIANTS:
+        for mode in MODES:
+            for r in (r for r in BUS_ROUND_TRIPS if r >= MIN_ROUND_TRIP[bus]):
+                m = port_model(model, bus, r)
+                off, on = m.cell(mode, False).total, m.cell(mode, True).total
+                rows.append([bus, mode, r, f"{m.ipiv_post(mode):.0f}", f"{off:.1f}",
+                             f"{on:.1f}", f"{off - on:.1f}", f"{_saving_pct(off, on):.2f}"])
+    stem = os.path.join(out_dir, "bus")
+    paths = [write_csv(f"{stem}.csv", ["bus", "mode", "round_trip_R", "ipiv_posting_cycles",
+                                       "round_trip_off", "round_trip_on", "saved_per_ipi",
+                                       "saving_pct"], rows, _bus_notes(model))]
+    plt = _pyplot()
+    fig, ax = _figure(plt)
+    saved = []
+    for mode, color in zip(MODES, ("C0", "C1")):          # a colour per mode, a style per port
+        for bus, style in zip(BUS_VARIANTS, ("-o", "--s")):
+            pts = [(int(r[2]), float(r[6])) for r in rows if r[0] == bus and r[1] == mode]
+            saved += [y for _, y in pts]
+            ax.plot(*zip(*pts), style, lw=2, ms=7, color=color,
+                    label=f"{mode} guest, {bus} memory port")
+    _zero_line(ax, saved)
+    ax.set_xlabel("memory round trip R of the unit's transfers (cycles; the pipelined port "
+                  "from R = 2)")
+    ax.set_ylabel("cycles saved per IPI round trip with IPIv")
+    ax.set_title("IPIv saving per IPI: classic vs pipelined memory port")
+    ax.legend()
     return paths + write_plot(fig, stem)
 
 
@@ -454,15 +687,21 @@ SWEEPS = {s.name: s for s in [
           sweep_target_state),
     Sweep("table-sharing", "vCPUs posting at once through one PID-pointer table (RTL)",
           sweep_table_sharing, gateware=True),
+    Sweep("multicast", "one IPI to n = 1..64 destinations: IPIv, PV hypercall, WRMSR exits",
+          sweep_multicast),
+    Sweep("bus", "cycles saved per IPI on the classic and the pipelined memory port, memory "
+                 "round trip R = 1..100", sweep_bus),
 ]}
 
 
 def run_sweep(name, *, out_dir=DEFAULT_OUT, model=None, progress=None, measure_sharing=None,
-              **options):
+              bus="classic", **options):
     """Run the named sweep; returns the paths it wrote. Raises KeyError for an unknown name.
 
-    ``measure_sharing(n_cores, *, ipis_per_core, latency)``: the gateware measurement a
-    ``gateware`` sweep needs (`tb.sharing.measure_sharing`); ValueError if it is missing.
+    ``model``: the round-trip model (default: fitted with the posting cost of the unit on
+    memory port ``bus``, `sim.round_trip.fit`). ``measure_sharing(n_cores, *, ipis_per_core,
+    latency, bus)``: the gateware measurement a ``gateware`` sweep needs
+    (`tb.sharing.measure_sharing`); ValueError if it is missing.
     """
     sweep = SWEEPS[name]
     if sweep.gateware:
@@ -471,5 +710,4 @@ def run_sweep(name, *, out_dir=DEFAULT_OUT, model=None, progress=None, measure_s
                              f"(tb.sharing.measure_sharing)")
         options["measure_sharing"] = measure_sharing
     os.makedirs(out_dir, exist_ok=True)
-    return sweep.run(model or fit(), out_dir, progress, **options)
-
+    return sweep.run(model or fit(bus=bus), out_dir, progress, **options)

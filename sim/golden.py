@@ -17,6 +17,11 @@ Model decisions (the spec is silent; the gateware follows the same rules):
   NotifyInfo word is written only when ON is set by it (ON = 0, SN = 0 before).
 - A bus error ends the request; the exit's vICR image holds what was known by then
   (a VICR_HI not yet read is 0).
+- ``bus="pipelined"`` (docs/interface.md, "The pipelined memory port"): the same transfers in
+  round trips; the only change of order is the PID's, both reads before both writes (PIR read,
+  NotifyInfo read, PIR write, NotifyInfo write when notifying). Requests of a round trip are
+  independent of each other's answers, so after an ``err`` the requests of the same round trip
+  that the unit had already issued stand: `Result.stand` lists those that may follow.
 - Addresses: ``vapic_page`` and ``pid_table`` are used as byte addresses (bits 2:0 ignored by
   the word addressing); all addresses wrap at MAXPHYADDR.
 """
@@ -27,15 +32,17 @@ from dataclasses import dataclass, field, fields
 from amaranth.lib import data
 
 from hdl.formats import (
-    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, APIC_WRITE_QUALIFICATION_ICR,
-    EXIT_REASON_APIC_WRITE, EXIT_REASON_WRMSR, ExitCause, FIRST_LEGAL_VECTOR, WRMSR_QUALIFICATION,
-    ICR_IPIV_INELIGIBLE_MASK, ICR_RESERVED_MASK, ICRLow, ICRWriteKind, NotifyInfo, PID_NOTIFY_INFO_OFFSET, PID_POINTER_ENTRY_BYTES,
-    PID_POINTER_ENTRY_LOW_MASK, PID_POINTER_ENTRY_VALID, SendUIPIData, pid_of_entry,
-    Shorthand, DeliveryMode, TriggerMode, VMCSConfig, XAPIC_BROADCAST_ID, XAPIC_ICR_HI_MASK,
-    XAPICNDST, XAPICICR, X2APICICR,
+    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, APIC_REGISTER_STRIDE,
+    APIC_WRITE_QUALIFICATION_ICR, BUS_BYTES, DeliveryMode, EXIT_REASON_APIC_WRITE,
+    EXIT_REASON_WRMSR, ExitCause, FIRST_LEGAL_VECTOR, ICR_IPIV_INELIGIBLE_MASK,
+    ICR_RESERVED_MASK, ICRLow, ICRWriteKind, NOTIFY_INFO_ON, NotifyInfo, PID_NOTIFY_INFO_OFFSET,
+    PID_POINTER_ENTRY_BYTES, PID_POINTER_ENTRY_LOW_MASK, PID_POINTER_ENTRY_VALID, SEL_DWORD,
+    SEL_QWORD, SendUIPIData, Shorthand, TriggerMode, VMCSConfig, WRMSR_QUALIFICATION,
+    X2APICICR, XAPIC_BROADCAST_ID, XAPIC_ICR_HI_MASK, XAPICICR, XAPICNDST, pid_of_entry,
 )
-from hdl.params import check_maxphyaddr
-from .memory import BusError, Memory
+from hdl.params import check_bus, check_maxphyaddr
+from .arch_values import check_fields, hex_repr
+from .memory import Access, BusError, Memory
 
 
 __all__ = ["Config", "Outcome", "Result", "GoldenIPIVirtualizer"]
@@ -54,6 +61,13 @@ class Config:
     last_pid_index: int = 0
     pid_table: int = 0
     vapic_page: int = 0
+
+    def __post_init__(self):
+        check_fields(VMCSConfig, {f.name: getattr(self, f.name) for f in fields(self)},
+                     what="VMCSConfig")
+
+    def __repr__(self):
+        return hex_repr(self, {"pid_table", "vapic_page"})
 
     def as_bits(self):
         return data.Layout.cast(VMCSConfig).const(
@@ -83,6 +97,13 @@ class Result:
     notify: tuple | None = None          # (vector, physical APIC ID)
     reason: int = EXIT_REASON_APIC_WRITE  # of an exit: 56, or 32 (WRMSR) for the intercept
     qualification: int = APIC_WRITE_QUALIFICATION_ICR
+    # Pipelined bus, after an err: the rest of that round trip (`sim.memory.Access` each),
+    # which the unit may have issued before the err came back (a prefix of it stands).
+    stand: tuple = ()
+
+    def __repr__(self):
+        return hex_repr(self, {"icr", "vector", "qualification"},
+                        notify=lambda n: f"({n[0]:#x}, {n[1]})")     # (vector, APIC ID)
 
     @property
     def suppressed(self):
@@ -94,10 +115,12 @@ class Result:
 class GoldenIPIVirtualizer:
     """What the processor does on a guest ICR write with the given VMCS state."""
     maxphyaddr: int = 52
+    bus: str = "classic"
     _adr_mask: int = field(init=False, repr=False)
 
     def __post_init__(self):
         check_maxphyaddr(self.maxphyaddr)
+        check_bus(self.bus)
         self._adr_mask = (1 << (self.maxphyaddr - 3)) - 1
 
     def word(self, byte_addr):
@@ -134,94 +157,224 @@ class GoldenIPIVirtualizer:
 
     # -- one request -----------------------------------------------------------------------
     def execute(self, cfg, memory: Memory, kind, value):
-        """Apply one ICR write (``kind``: `ICRWriteKind`, ``value``: its 64-bit data)."""
+        """Apply one ICR write (``kind``: `ICRWriteKind`, ``value``: its 64-bit data): the
+        x2APIC checks, the vICR store (step 1), then classification and delivery (steps 2-6).
+        A bus error ends the request in an exit with the image known by then."""
         kind = ICRWriteKind(kind)
         value &= _U64
-        vapic = cfg.vapic_page
-        lo_word = self.word(vapic + APIC_OFFSET_ICR_LO)
-        hi_word = self.word(vapic + APIC_OFFSET_ICR_HI)
+        if kind == ICRWriteKind.X2APIC_ICR:
+            refused = self._x2apic_refusal(cfg, value)
+            if refused is not None:
+                return refused
         xapic = kind in (ICRWriteKind.XAPIC_ICR_LO, ICRWriteKind.XAPIC_ICR_HI) or \
             (kind == ICRWriteKind.SENDUIPI and not cfg.x2apic)
-        image = 0
-
-        def exit_(cause):
-            return Result(Outcome.EXIT, icr=image, cause=cause)
-
+        image = self._written_image(kind, value, xapic)
+        if self.bus == "pipelined":
+            return self._execute_pipelined(cfg, memory, kind, image, xapic)
         try:
-            # 1. The vICR store.
+            image = self._store(cfg, memory, kind, image, xapic)
             if kind == ICRWriteKind.XAPIC_ICR_HI:
-                hi = value & XAPIC_ICR_HI_MASK
-                image = hi << 32
-                memory.transfer(adr=hi_word, write=True, sel=0x0F, data=hi)
                 return Result(Outcome.STORED, icr=image)
-            if kind == ICRWriteKind.X2APIC_ICR:
-                if not cfg.ipiv:
-                    # KVM intercepts WRMSR 0x830 while IPIv is off: nothing is stored and
-                    # the CPU makes no #GP check (docs/architecture.md §4.7).
-                    return Result(Outcome.EXIT, icr=value, cause=ExitCause.DISABLED,
-                                  reason=EXIT_REASON_WRMSR, qualification=WRMSR_QUALIFICATION)
-                if value & ICR_RESERVED_MASK:
-                    return Result(Outcome.GP, icr=value)
-                image = value
-                memory.transfer(adr=lo_word, write=True, sel=0xFF, data=image)
-            elif kind == ICRWriteKind.SENDUIPI:
-                upid = SendUIPIData.from_bits(value)
-                if xapic:
-                    ndst = XAPICNDST.from_bits(upid.ndst)
-                    image = XAPICICR.const({"low": {"vector": upid.nv},
-                                            "high": {"dest": ndst.apic_id}}).as_bits()
-                    memory.transfer(adr=hi_word, write=True, sel=0x0F, data=image >> 32)
-                    memory.transfer(adr=lo_word, write=True, sel=0x0F, data=image & _U32)
-                else:
-                    image = X2APICICR.const({"low": {"vector": upid.nv},
-                                             "dest": upid.ndst}).as_bits()
-                    memory.transfer(adr=lo_word, write=True, sel=0xFF, data=image)
-            else:  # XAPIC_ICR_LO
-                image = value & _U32
-                memory.transfer(adr=lo_word, write=True, sel=0x0F, data=image)
-                image |= (memory.transfer(adr=hi_word, write=False, sel=0x0F) & _U32) << 32
-
-            # 2. Classification.
-            icr_lo = image & _U32
-            vector = ICRLow.from_bits(icr_lo).vector
-            if kind == ICRWriteKind.XAPIC_ICR_LO and self.is_self_ipi(cfg, icr_lo):
-                return self._self_ipi(cfg, memory, vector, image)
-            dest = XAPICICR.from_bits(image).high.dest if xapic else X2APICICR.from_bits(image).dest
-            cause = self.precheck(cfg, icr_lo, dest, xapic)
-            if cause is not None:
-                return exit_(cause)
-
-            # 3. The PID-pointer entry.
-            entry = memory.transfer(
-                adr=self.word(cfg.pid_table + PID_POINTER_ENTRY_BYTES * dest), write=False)
-            if not self.entry_valid(entry):
-                return exit_(ExitCause.ENTRY_INVALID)
-            pid = pid_of_entry(entry)
-
-            # 4. Locked RMW of the PIR word holding bit V.
-            pir_word = self.word(pid + 8 * (vector // 64))
-            old = memory.transfer(adr=pir_word, write=False, lock=True)
-            memory.transfer(adr=pir_word, write=True, data=old | 1 << (vector % 64), lock=True)
-
-            # 5. Locked RMW of NotifyInfo: set ON iff ON = 0 and SN = 0.
-            ni_word = self.word(pid + PID_NOTIFY_INFO_OFFSET)
-            raw = memory.transfer(adr=ni_word, write=False, lock=True)
-            info = NotifyInfo.from_bits(raw)
-            if info.on or info.sn:
-                return Result(Outcome.POSTED, icr=image, vector=vector, dest=dest)
-            memory.transfer(adr=ni_word, write=True,
-                            data=raw | NotifyInfo.const({"on": 1}).as_bits(), lock=True)
-
-            # 6. The notification, NDST decoded by the host's APIC mode.
-            phys = info.ndst if cfg.host_x2apic else XAPICNDST.from_bits(info.ndst).apic_id
-            return Result(Outcome.POSTED, icr=image, vector=vector, dest=dest,
-                          notify=(info.nv, phys))
+            return self._virtualize(cfg, memory, kind, image, xapic)
         except BusError:
-            return exit_(ExitCause.BUS_ERROR)
+            return Result(Outcome.EXIT, icr=image, cause=ExitCause.BUS_ERROR)
+
+    @staticmethod
+    def _x2apic_refusal(cfg, value):
+        """An x2APIC ICR write that stores nothing: KVM intercepts WRMSR 0x830 while IPIv is off
+        (a WRMSR exit, and the CPU makes no #GP check, docs/architecture.md §4.7); otherwise
+        reserved bits set are a #GP. None if the write goes on."""
+        if not cfg.ipiv:
+            return Result(Outcome.EXIT, icr=value, cause=ExitCause.DISABLED,
+                          reason=EXIT_REASON_WRMSR, qualification=WRMSR_QUALIFICATION)
+        if value & ICR_RESERVED_MASK:
+            return Result(Outcome.GP, icr=value)
+        return None
+
+    @staticmethod
+    def _written_image(kind, value, xapic):
+        """The vICR image the write itself gives: ICR2 keeps its destination byte, SENDUIPI
+        builds the ICR from the UPID's NV and NDST (xAPIC: NDST bits 15:8). An xAPIC ICR-low
+        write's VICR_HI half comes later, from the read-back."""
+        if kind == ICRWriteKind.XAPIC_ICR_HI:
+            return (value & XAPIC_ICR_HI_MASK) << 32
+        if kind == ICRWriteKind.X2APIC_ICR:
+            return value
+        if kind == ICRWriteKind.SENDUIPI:
+            upid = SendUIPIData.from_bits(value)
+            if xapic:
+                return XAPICICR.const({"low": {"vector": upid.nv},
+                                       "high": {"dest": XAPICNDST.from_bits(upid.ndst).apic_id}
+                                       }).as_bits()
+            return X2APICICR.const({"low": {"vector": upid.nv}, "dest": upid.ndst}).as_bits()
+        return value & _U32                                 # XAPIC_ICR_LO
+
+    def _store(self, cfg, memory, kind, image, xapic):
+        """Step 1, the vICR store: x2APIC one 64-bit write at 300H; xAPIC 32-bit writes, ICR2
+        (310H) before ICR (300H), and an ICR-low write reads VICR_HI back. Returns the image
+        with the read-back's half."""
+        lo_word = self.word(cfg.vapic_page + APIC_OFFSET_ICR_LO)
+        hi_word = self.word(cfg.vapic_page + APIC_OFFSET_ICR_HI)
+        if not xapic:
+            memory.transfer(adr=lo_word, write=True, sel=SEL_QWORD, data=image)
+            return image
+        if kind != ICRWriteKind.XAPIC_ICR_LO:              # ICR2, or SENDUIPI's destination
+            memory.transfer(adr=hi_word, write=True, sel=SEL_DWORD, data=image >> 32)
+        if kind == ICRWriteKind.XAPIC_ICR_HI:
+            return image
+        memory.transfer(adr=lo_word, write=True, sel=SEL_DWORD, data=image & _U32)
+        if kind == ICRWriteKind.XAPIC_ICR_LO:
+            image |= (memory.transfer(adr=hi_word, write=False, sel=SEL_DWORD) & _U32) << 32
+        return image
+
+    def _virtualize(self, cfg, memory, kind, image, xapic):
+        """Steps 2-6 for a stored ICR: a self-IPI, an exit, or a posting."""
+        # 2. Classification.
+        icr_lo = image & _U32
+        vector = ICRLow.from_bits(icr_lo).vector
+        if kind == ICRWriteKind.XAPIC_ICR_LO and self.is_self_ipi(cfg, icr_lo):
+            return self._self_ipi(cfg, memory, vector, image)
+        dest = XAPICICR.from_bits(image).high.dest if xapic else X2APICICR.from_bits(image).dest
+        cause = self.precheck(cfg, icr_lo, dest, xapic)
+        if cause is not None:
+            return Result(Outcome.EXIT, icr=image, cause=cause)
+        # 3. The PID-pointer entry.
+        entry = memory.transfer(
+            adr=self.word(cfg.pid_table + PID_POINTER_ENTRY_BYTES * dest), write=False)
+        if not self.entry_valid(entry):
+            return Result(Outcome.EXIT, icr=image, cause=ExitCause.ENTRY_INVALID)
+        pid = pid_of_entry(entry)
+        self._set_pir_bit(memory, pid, vector)
+        notify = self._set_on(cfg, memory, pid)
+        return Result(Outcome.POSTED, icr=image, vector=vector, dest=dest, notify=notify)
+
+    def _set_pir_bit(self, memory, pid, vector):
+        """Step 4: the locked read-modify-write of the PIR word holding bit V."""
+        pir_word = self.word(pid + BUS_BYTES * (vector // 64))
+        old = memory.transfer(adr=pir_word, write=False, lock=True)
+        memory.transfer(adr=pir_word, write=True, data=old | 1 << (vector % 64), lock=True)
+
+    def _set_on(self, cfg, memory, pid):
+        """Step 5, the locked read-modify-write of NotifyInfo: set ON iff ON = 0 and SN = 0;
+        then step 6, the notification (NV, physical APIC ID, NDST decoded by the host's APIC
+        mode). None if suppressed."""
+        ni_word = self.word(pid + PID_NOTIFY_INFO_OFFSET)
+        raw = memory.transfer(adr=ni_word, write=False, lock=True)
+        info = NotifyInfo.from_bits(raw)
+        if info.on or info.sn:
+            return None
+        memory.transfer(adr=ni_word, write=True, data=raw | NOTIFY_INFO_ON, lock=True)
+        return (info.nv, info.ndst if cfg.host_x2apic else XAPICNDST.from_bits(info.ndst).apic_id)
 
     def _self_ipi(self, cfg, memory, vector, image):
-        irr_word = self.word(cfg.vapic_page + APIC_OFFSET_IRR + 0x10 * (vector // 32))
-        old = memory.transfer(adr=irr_word, write=False, sel=0x0F, lock=True) & _U32
-        memory.transfer(adr=irr_word, write=True, sel=0x0F, data=old | 1 << (vector % 32),
+        """A virtualized self-IPI: the locked read-modify-write of the VIRR register of V."""
+        irr = APIC_OFFSET_IRR + APIC_REGISTER_STRIDE * (vector // 32)
+        irr_word = self.word(cfg.vapic_page + irr)
+        old = memory.transfer(adr=irr_word, write=False, sel=SEL_DWORD, lock=True) & _U32
+        memory.transfer(adr=irr_word, write=True, sel=SEL_DWORD, data=old | 1 << (vector % 32),
                         lock=True)
         return Result(Outcome.SELF_IPI, icr=image, vector=vector)
+
+    # -- the pipelined bus: round trips ---------------------------------------------------------
+    def _trip(self, memory, requests):
+        """One round trip: ``requests`` (`Access` each) in order; their answers (reads' data).
+        On an err, `_TripError` carries the requests after the failing one."""
+        answers = []
+        for i, a in enumerate(requests):
+            try:
+                answers.append(memory.transfer(adr=a.adr, write=a.write, sel=a.sel,
+                                               data=a.data, lock=a.lock))
+            except BusError:
+                raise _TripError(tuple(requests[i + 1:])) from None
+        return answers
+
+    def _stores(self, cfg, kind, image, xapic):
+        """The vICR stores of a write, in order (`Access` each)."""
+        lo = self.word(cfg.vapic_page + APIC_OFFSET_ICR_LO)
+        hi = self.word(cfg.vapic_page + APIC_OFFSET_ICR_HI)
+        if not xapic:
+            return [Access(True, lo, SEL_QWORD, image, False)]
+        stores = []
+        if kind != ICRWriteKind.XAPIC_ICR_LO:
+            stores.append(Access(True, hi, SEL_DWORD, image >> 32 & _U32, False))
+        if kind != ICRWriteKind.XAPIC_ICR_HI:
+            stores.append(Access(True, lo, SEL_DWORD, image & _U32, False))
+        return stores
+
+    def _execute_pipelined(self, cfg, memory, kind, image, xapic):
+        try:
+            return self._pipelined_path(cfg, memory, kind, image, xapic)
+        except _TripError as e:
+            return Result(Outcome.EXIT, icr=e.image if e.image is not None else image,
+                          cause=ExitCause.BUS_ERROR, stand=e.stand)
+
+    def _pipelined_path(self, cfg, memory, kind, image, xapic):
+        stores = self._stores(cfg, kind, image, xapic)
+        if kind == ICRWriteKind.XAPIC_ICR_HI:
+            self._trip(memory, stores)
+            return Result(Outcome.STORED, icr=image)
+        if kind == ICRWriteKind.XAPIC_ICR_LO:
+            hi = Access(False, self.word(cfg.vapic_page + APIC_OFFSET_ICR_HI), SEL_DWORD, 0,
+                        False)
+            image |= (self._trip(memory, stores + [hi])[-1] & _U32) << 32
+        icr_lo = image & _U32
+        vector = ICRLow.from_bits(icr_lo).vector
+        if kind == ICRWriteKind.XAPIC_ICR_LO and self.is_self_ipi(cfg, icr_lo):
+            return self._pipelined_self_ipi(cfg, memory, vector, image)
+        dest = XAPICICR.from_bits(image).high.dest if xapic else X2APICICR.from_bits(image).dest
+        cause = self.precheck(cfg, icr_lo, dest, xapic)
+        entry_read = Access(False, self.word(cfg.pid_table + PID_POINTER_ENTRY_BYTES * dest),
+                            SEL_QWORD, 0, False)
+        if kind == ICRWriteKind.XAPIC_ICR_LO:
+            trip = [entry_read] if cause is None else []
+        else:                       # the destination is known: the entry read goes with the stores
+            trip = stores + ([entry_read] if cause is None else [])
+        try:
+            answers = self._trip(memory, trip)
+        except _TripError as e:
+            raise _TripError(e.stand, image) from None
+        if cause is not None:
+            return Result(Outcome.EXIT, icr=image, cause=cause)
+        entry = answers[-1]
+        if not self.entry_valid(entry):
+            return Result(Outcome.EXIT, icr=image, cause=ExitCause.ENTRY_INVALID)
+        try:
+            notify = self._pipelined_post(cfg, memory, pid_of_entry(entry), vector)
+        except _TripError as e:
+            raise _TripError(e.stand, image) from None
+        return Result(Outcome.POSTED, icr=image, vector=vector, dest=dest, notify=notify)
+
+    def _pipelined_post(self, cfg, memory, pid, vector):
+        """The PID: both reads (locked), then the PIR write and, when ON = SN = 0, the
+        NotifyInfo write (still locked); the notification, or None if suppressed."""
+        pir = self.word(pid + BUS_BYTES * (vector // 64))
+        ni = self.word(pid + PID_NOTIFY_INFO_OFFSET)
+        old, raw = self._trip(memory, [Access(False, pir, SEL_QWORD, 0, True),
+                                       Access(False, ni, SEL_QWORD, 0, True)])
+        info = NotifyInfo.from_bits(raw)
+        writes = [Access(True, pir, SEL_QWORD, old | 1 << (vector % 64), True)]
+        if not (info.on or info.sn):
+            writes.append(Access(True, ni, SEL_QWORD, raw | NOTIFY_INFO_ON, True))
+        self._trip(memory, writes)
+        if info.on or info.sn:
+            return None
+        return (info.nv, info.ndst if cfg.host_x2apic else XAPICNDST.from_bits(info.ndst).apic_id)
+
+    def _pipelined_self_ipi(self, cfg, memory, vector, image):
+        irr = self.word(cfg.vapic_page + APIC_OFFSET_IRR + APIC_REGISTER_STRIDE * (vector // 32))
+        try:
+            old = self._trip(memory, [Access(False, irr, SEL_DWORD, 0, True)])[0] & _U32
+            self._trip(memory, [Access(True, irr, SEL_DWORD, old | 1 << (vector % 32), True)])
+        except _TripError as e:
+            raise _TripError(e.stand, image) from None
+        return Result(Outcome.SELF_IPI, icr=image, vector=vector)
+
+
+class _TripError(Exception):
+    """A round trip ended in err: ``stand``, the requests after the failing one; ``image``, the
+    vICR image known (None: the one the write itself gave)."""
+
+    def __init__(self, stand, image=None):
+        super().__init__(stand)
+        self.stand = stand
+        self.image = image

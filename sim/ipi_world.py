@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 from hdl.formats import (
     APIC_WRITE_QUALIFICATION_ICR, APICRegister as R, DeliveryMode, DestMode,
-    EXIT_REASON_APIC_WRITE, ExitCause, ICRWriteKind, MSR_X2APIC_ICR, POSTED_INTR_WAKEUP_VECTOR,
-    Shorthand, X2APICICR, XAPICICRHigh,
+    EXIT_REASON_APIC_WRITE, EXIT_REASON_WRMSR, ExitCause, ICRWriteKind, MSR_X2APIC_ICR,
+    POSTED_INTR_WAKEUP_VECTOR, Shorthand, X2APICICR, XAPICICRHigh,
 )
 from .golden import GoldenIPIVirtualizer, Outcome
-from .kvm import EXIT_REASON_MSR_WRITE, KVM
+from .kvm import KVM
 from .scenarios import icr_low
 
 
@@ -144,7 +144,7 @@ class IPIWorld:
                     self.stats["suppressed"] += 1
             elif result.outcome is Outcome.EXIT:
                 self.stats[f"exit:{result.cause.name}"] += 1
-                if self.exit_reason(kind, result) == EXIT_REASON_MSR_WRITE:
+                if self.exit_reason(kind, result) == EXIT_REASON_WRMSR:
                     # The x2APIC intercept: KVM emulates the whole WRMSR (fastpath or full).
                     handled = sender.handle_wrmsr(MSR_X2APIC_ICR, value)
                     self.stats[f"wrmsr:{handled.path}"] += 1
@@ -162,7 +162,7 @@ class IPIWorld:
         x2APIC ICR write with IPIv off (cause DISABLED) is a WRMSR exit (32); otherwise the
         ``reason`` the processor side reports, if any, else an APIC-write exit (56)."""
         if kind is ICRWriteKind.X2APIC_ICR and result.cause is ExitCause.DISABLED:
-            return EXIT_REASON_MSR_WRITE
+            return EXIT_REASON_WRMSR
         reason = getattr(result, "reason", None)
         return EXIT_REASON_APIC_WRITE if reason is None else int(reason)
 

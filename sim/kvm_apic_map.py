@@ -34,8 +34,10 @@ Facts, both releases unless said otherwise:
   (vector mod n)-th of the n matching software-enabled vCPUs in creation order (vcpu_idx).
 """
 
-from hdl.formats import DeliveryMode, DestMode, Shorthand, XAPIC_BROADCAST_ID
-from .lapic import X2APIC_BROADCAST
+from hdl.formats import (
+    APICRegister as R, DeliveryMode, DestMode, Shorthand, X2APIC_BROADCAST_ID, XAPIC_BROADCAST_ID,
+)
+from .lapic import DFR_FLAT
 
 
 __all__ = ["APICMap", "recalculate_apic_map", "deliver", "deliver_fast",
@@ -102,7 +104,7 @@ class _Slice:
 def _logical_mode_of(apic):
     if apic.x2apic:
         return X2APIC
-    return FLAT if apic.read32(0x0E0) == 0xFFFF_FFFF else CLUSTER
+    return FLAT if apic.read32(R.DFR) == DFR_FLAT else CLUSTER
 
 
 def recalculate_apic_map(vm, kernel):
@@ -207,9 +209,9 @@ def _is_broadcast_dest(vm, src, irq, amap, kernel):
     if vm.x2apic_broadcast_quirk_disabled:
         if irq.dest == XAPIC_BROADCAST_ID and amap.mode(kernel) != X2APIC:
             return True
-        return irq.dest == X2APIC_BROADCAST
+        return irq.dest == X2APIC_BROADCAST_ID
     x2apic_ipi = src is not None and src.apic.x2apic
-    return irq.dest == (X2APIC_BROADCAST if x2apic_ipi else XAPIC_BROADCAST_ID)
+    return irq.dest == (X2APIC_BROADCAST_ID if x2apic_ipi else XAPIC_BROADCAST_ID)
 
 
 def _get_dest(vm, src, irq, amap, kernel):

@@ -38,6 +38,7 @@ Model decisions (the kernel reads the host, the model has only MSR values):
 import errno
 from dataclasses import dataclass, field
 
+from hdl.formats import PAGE_SIZE
 from hdl.vmx import PinBased as Pin, Primary as P, Secondary as S, Tertiary as T, \
     VMEntry as En, VMExit as Ex, VMXMSR
 from .kvm_kernel import DEFAULT_KERNEL, check_kernel
@@ -148,7 +149,6 @@ EVMCS1_SUPPORTED = {
 }
 
 MEMORY_TYPE_WB = 6
-PAGE_SIZE = 4096
 # IA32_VMX_EPT_VPID_CAP bits (arch/x86/include/asm/vmx.h); VPID bits counted from bit 32.
 EPT_PAGE_WALK_4 = 1 << 6
 EPT_MT_WB = 1 << 14

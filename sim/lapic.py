@@ -14,15 +14,14 @@ x2APIC LDR is derived from the x2APIC ID as KVM writes it (kvm_apic_calc_x2apic_
 from dataclasses import dataclass, replace
 
 from hdl.formats import (
-    APICRegister as R, DeliveryMode, DestMode, ICRLow, Shorthand, TriggerMode, XAPICICRHigh,
-    XAPIC_BROADCAST_ID,
+    APIC_REGISTER_STRIDE, APICRegister as R, DeliveryMode, DestMode, ICRLow, Shorthand,
+    TriggerMode, X2APIC_BROADCAST_ID, XAPIC_BROADCAST_ID, XAPICICRHigh,
 )
 
 
-__all__ = ["IPI", "VirtualAPIC", "X2APIC_BROADCAST", "DFR_FLAT", "DFR_CLUSTER",
-           "APIC_ICR_BUSY", "SPIV_APIC_ENABLED"]
+__all__ = ["IPI", "VirtualAPIC", "DFR_FLAT", "DFR_CLUSTER", "APIC_ICR_BUSY",
+           "SPIV_APIC_ENABLED"]
 
-X2APIC_BROADCAST = 0xFFFF_FFFF
 SPIV_APIC_ENABLED = 1 << 8
 DFR_FLAT = 0xFFFF_FFFF
 DFR_CLUSTER = 0x0FFF_FFFF
@@ -84,7 +83,7 @@ class VirtualAPIC:
         self.memory.write(self.page + offset, value, 8)
 
     def _bit(self, base, vector):
-        return base + 0x10 * (vector // 32), 1 << (vector % 32)
+        return base + APIC_REGISTER_STRIDE * (vector // 32), 1 << (vector % 32)
 
     def test(self, base, vector):
         offset, bit = self._bit(base, vector)
@@ -101,7 +100,7 @@ class VirtualAPIC:
     def highest(self, base):
         """The highest vector set in IRR/ISR/TMR at ``base``, or 0."""
         for word in range(7, -1, -1):
-            value = self.read32(base + 0x10 * word)
+            value = self.read32(base + APIC_REGISTER_STRIDE * word)
             if value:
                 return 32 * word + value.bit_length() - 1
         return 0
@@ -109,7 +108,7 @@ class VirtualAPIC:
     def vectors(self, base):
         """Every vector set in IRR/ISR/TMR at ``base``, ascending."""
         return [32 * word + bit for word in range(8)
-                for value in (self.read32(base + 0x10 * word),) if value
+                for value in (self.read32(base + APIC_REGISTER_STRIDE * word),) if value
                 for bit in range(32) if value >> bit & 1]
 
     # -- identity ---------------------------------------------------------------------------
@@ -184,7 +183,7 @@ class VirtualAPIC:
     def match_physical(self, mda):
         """kvm_apic_match_physical_addr, with KVM's x2APIC "hotplug hack": a destination above
         0xFF is matched against the x2APIC ID (the vCPU id) even in xAPIC mode."""
-        if mda == (X2APIC_BROADCAST if self.x2apic else XAPIC_BROADCAST_ID):
+        if mda == (X2APIC_BROADCAST_ID if self.x2apic else XAPIC_BROADCAST_ID):
             return True
         if self.x2apic or mda > 0xFF:
             return mda == self.apic_id
@@ -192,7 +191,7 @@ class VirtualAPIC:
 
     def match_logical(self, mda):
         """kvm_apic_match_logical_addr."""
-        if mda == (X2APIC_BROADCAST if self.x2apic else XAPIC_BROADCAST_ID):
+        if mda == (X2APIC_BROADCAST_ID if self.x2apic else XAPIC_BROADCAST_ID):
             return True
         ldr = self.ldr
         if self.x2apic:
@@ -217,7 +216,7 @@ class VirtualAPIC:
             return self is not source
         mda = ipi.dest
         if broadcast_quirk and source is None and mda == XAPIC_BROADCAST_ID and self.x2apic:
-            mda = X2APIC_BROADCAST
+            mda = X2APIC_BROADCAST_ID
         if ipi.dest_mode is DestMode.PHYSICAL:
             return self.match_physical(mda)
         return self.match_logical(mda)

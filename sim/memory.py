@@ -8,7 +8,7 @@ accessors for setting up and inspecting memory (not logged, never failing).
 
 from dataclasses import dataclass
 
-from hdl.formats import BUS_BYTES
+from hdl.formats import BUS_BYTES, SEL_QWORD
 
 
 __all__ = ["BusError", "Access", "Memory"]
@@ -71,7 +71,7 @@ class Memory:
         return other
 
     # -- bus side ----------------------------------------------------------------------------
-    def transfer(self, *, adr, write, sel=0xFF, data=0, lock=False):
+    def transfer(self, *, adr, write, sel=SEL_QWORD, data=0, lock=False):
         """Perform one transfer; return the read data (0 for writes). Raises `BusError`."""
         index = len(self.log)
         if index in self.error_at or adr in self.error_words:
@@ -94,7 +94,7 @@ class Memory:
     def read_word(self, adr):
         return self.words.get(adr, 0)
 
-    def write_word(self, adr, data, sel=0xFF):
+    def write_word(self, adr, data, sel=SEL_QWORD):
         mask = sel_mask(sel)
         self.words[adr] = (self.words.get(adr, 0) & ~mask) | (data & mask)
 

@@ -9,9 +9,17 @@ ICR write (`sim.trace_group`). Every IPI is classified by the golden model as if
 priced with the round-trip model (`sim.round_trip`). KVM's paravirtual send-IPI hypercalls
 (``kvm_hypercall: nr 0xa``) are counted apart: they never touch the ICR.
 
+Other inputs (`sim.trace_input` reads them): a ``perf kvm stat report`` summary
+(``--event=msr``, ``mmio``, ``vmexit``; `sim.perf_kvm_stat`) gives IPI counts without
+destinations; a trace of exits only gives APIC-write exits at the ICR (`sim.trace_group`);
+both are priced with an assumed share virtualizable (`sim.replay_estimate`). Quoted-printable
+text is decoded first. KVM's PV send-IPI hypercalls are decoded to their destinations and
+priced with the multicast model (`sim.pv_send_ipi`).
+
 Lines that are no trace record are counted (comments and tool headers apart from unknown
 lines); a malformed record of a known event is reported with its line number. A text with no
-trace record at all is an error.
+trace record, or none of the events that describe IPIs (`IPI_EVENTS`), is an error that says
+what to record; a binary recording is an error that says what to run first.
 
 Model decisions (the trace does not say):
 
@@ -24,38 +32,41 @@ Model decisions (the trace does not say):
 """
 
 import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 
-from hdl.formats import DestMode, ICRLow, Shorthand
+from hdl.formats import (
+    DestMode, ICRLow, Shorthand, X2APIC_BROADCAST_ID, XAPIC_BROADCAST_ID, XAPICICRHigh,
+)
+from .arch_values import field_width
 from .experiments import kvm_fastpath_eligible
 from .golden import GoldenIPIVirtualizer, Outcome
 from .kvm_kernel import DEFAULT_KERNEL, KERNELS, check_kernel
-from .round_trip import fit, posting_cost
+from .perf_kvm_stat import count_ipis, parse_stat_report
+from .pv_send_ipi import price_pv_send_ipis
+from .replay_estimate import EstimatedIPIs, check_fraction, saving
+from .replay_report import PV_SEND_IPI_NOTE, Report, format_report, report_json
+from .round_trip import fit
 from .scenarios import build_vm, deliver_pending, guest_ipi
 from .trace_events import KVM_HC_SEND_IPI, Boundary, Hypercall, Other, decode
 from .trace_generate import EXAMPLES, FORMATS, generate_example_traces, generate_trace
 from .trace_group import TraceIPI, group_records
+from .trace_input import TraceError, read_input
 from .trace_parse import iter_lines
 
 
 __all__ = ["TraceIPI", "ParseResult", "parse_trace", "parse_lines", "classify", "Report",
            "replay", "format_report", "report_json", "generate_trace",
-           "generate_example_traces", "EXAMPLES", "FORMATS", "TraceError", "replay_vm",
+           "generate_example_traces", "EXAMPLES", "FORMATS", "TraceError", "check_destinations",
+           "replay_vm",
            "replay_requests", "named_vcpus", "KERNELS", "DEFAULT_KERNEL", "MAX_VCPU_IDS",
-           "PV_SEND_IPI_NOTE"]
+           "PV_SEND_IPI_NOTE", "IPI_EVENTS", "RECORD_COMMAND"]
 
 MAX_VCPU_IDS = 4096          # x86 KVM_MAX_VCPU_IDS (Linux 6.0): no vCPU has a larger ID
-PV_SEND_IPI_NOTE = (
-    "KVM's paravirtual send-IPI hypercall (kvm_hypercall nr 0xa, KVM_HC_SEND_IPI): the guest "
-    "asks KVM by VMCALL for a set of destinations and writes no ICR, so IPIv does nothing for "
-    "these IPIs; a guest that uses it makes few ICR writes, and the ICR IPIs replayed here "
-    "are only part of its IPIs.")
-
-
-class TraceError(Exception):
-    """The trace cannot be used (missing file, not text, no trace record, ``vcpus`` too
-    small); the message is one line."""
+# The events that describe IPIs (sim.trace_group), and how to record them.
+IPI_EVENTS = ("kvm_msr", "kvm_apic_ipi", "kvm_apic", "kvm_exit", "kvm_hypercall")
+RECORD_COMMAND = ("trace-cmd record " + " ".join(f"-e kvm:{e}" for e in IPI_EVENTS) +
+                  " sleep 10; trace-cmd report > trace.txt")
 
 
 @dataclass
@@ -73,6 +84,12 @@ class ParseResult:
     pv_send_ipi: int = 0
     default_mode: str = "x2APIC"                      # for IPIs traced without an ICR record
     kernel: str = DEFAULT_KERNEL
+    events: Counter = field(default_factory=Counter)  # records per event name
+    first_ts: float | None = None                     # seconds, of the first timed record
+    last_ts: float | None = None
+    exit_only: list = field(default_factory=list)     # `sim.trace_group.ExitOnlyIPI`
+    pv_send_ipis: list = field(default_factory=list)  # `sim.pv_send_ipi.PVSendIPI`
+    msr_write_exits: int = 0
 
 
 def parse_lines(lines, *, default_mode="x2APIC", kernel=DEFAULT_KERNEL):
@@ -93,6 +110,10 @@ def parse_lines(lines, *, default_mode="x2APIC", kernel=DEFAULT_KERNEL):
         record = line.record
         result.records += 1
         result.forms[record.form] += 1
+        result.events[record.event] += 1
+        if record.ts is not None:
+            result.first_ts = min(record.ts, result.first_ts or record.ts)
+            result.last_ts = max(record.ts, result.last_ts or record.ts)
         try:
             event = decode(record.event, record.body)
         except ValueError as e:
@@ -107,6 +128,13 @@ def parse_lines(lines, *, default_mode="x2APIC", kernel=DEFAULT_KERNEL):
     result.ipis = grouping.ipis
     result.pv_send_ipi = grouping.pv_send_ipi
     result.notes = grouping.notes
+    result.exit_only = grouping.exit_only
+    result.pv_send_ipis = grouping.pv_send_ipis
+    result.msr_write_exits = grouping.msr_write_exits
+    if grouping.msr_write_exits and not result.events["kvm_msr"]:
+        result.notes.append((None, f"{grouping.msr_write_exits} MSR_WRITE exits without "
+                                   f"kvm_msr records: which MSR each wrote is unknown (x2APIC "
+                                   f"IPIs write 830); not counted; record kvm_msr too"))
     return result
 
 
@@ -124,23 +152,7 @@ def _other_label(event):
 
 def parse_trace(path, *, default_mode="x2APIC", kernel=DEFAULT_KERNEL):
     """Parse a trace file (``-``: standard input); raises `TraceError` if it cannot be read."""
-    if path == "-":
-        try:
-            return parse_lines(sys.stdin, default_mode=default_mode, kernel=kernel)
-        except UnicodeDecodeError as e:
-            raise TraceError(f"standard input is not a text trace (byte {e.start} is not "
-                             f"UTF-8)") from None
-    try:
-        with open(path, encoding="utf-8", errors="strict") as f:
-            return parse_lines(f, default_mode=default_mode, kernel=kernel)
-    except FileNotFoundError:
-        raise TraceError(f"no such file: {path!r}") from None
-    except IsADirectoryError:
-        raise TraceError(f"{path!r} is a directory") from None
-    except UnicodeDecodeError as e:
-        raise TraceError(f"{path!r} is not a text trace (byte {e.start} is not UTF-8)") from None
-    except OSError as e:
-        raise TraceError(f"cannot read {path!r}: {e.strerror}") from None
+    return parse_lines(read_input(path).lines, default_mode=default_mode, kernel=kernel)
 
 
 # -- classification ----------------------------------------------------------------------------
@@ -175,16 +187,32 @@ def named_vcpus(ipis, default_mode="x2APIC"):
     for ipi in ipis:
         named.setdefault(ipi.sender, ipi.line)
         f = ICRLow.from_bits(ipi.icr_low & 0xFFFF_FFFF)
-        broadcast = 0xFF if _mode_of(ipi, default_mode) == "xAPIC" else 0xFFFF_FFFF
+        broadcast = (XAPIC_BROADCAST_ID if _mode_of(ipi, default_mode) == "xAPIC"
+                     else X2APIC_BROADCAST_ID)
         if f.dest_mode == DestMode.PHYSICAL and f.shorthand == Shorthand.NONE and \
                 ipi.dest != broadcast and ipi.dest < MAX_VCPU_IDS:
             named.setdefault(ipi.dest, ipi.line)
     return named
 
 
+def check_destinations(ipis, default_mode="x2APIC"):
+    """Raises `TraceError` naming the line of the first IPI whose destination does not fit
+    its APIC mode: an xAPIC guest writes 8 bits (ICR2), so a ``kvm_apic_ipi`` destination
+    above FFH taken in the default mode xAPIC cannot be replayed. (The parser already
+    refuses one wider than x2APIC's 32 bits.)"""
+    bits = field_width(XAPICICRHigh, "dest")
+    for ipi in ipis:
+        if _mode_of(ipi, default_mode) == "xAPIC" and ipi.dest >> bits:
+            raise TraceError(f"line {ipi.line}: destination {ipi.dest:#x} does not fit an xAPIC "
+                             f"ICR (0..{(1 << bits) - 1:#x}); is it an x2APIC guest's trace "
+                             f"(--default-mode x2apic)?")
+
+
 def replay_vm(ipis, vcpus, default_mode="x2APIC"):
     """(VM, number of vCPU IDs): every vCPU the trace names (or ``vcpus``), all running.
-    Raises `TraceError` if ``vcpus`` is smaller than the trace needs."""
+    Raises `TraceError` if an IPI's destination does not fit its mode (`check_destinations`)
+    or if ``vcpus`` is smaller than the trace needs."""
+    check_destinations(ipis, default_mode)
     named = named_vcpus(ipis, default_mode)
     need = max(named, default=0) + 1
     if vcpus is None:
@@ -220,136 +248,93 @@ def classify(parsed, *, vcpus=None, model=None):
             result = golden.execute(request.cfg, vm.memory, request.kind, request.value)
         deliver_pending(vm, vm.memory)      # the target takes the notification
         fast = kvm_fastpath_eligible(ipi.icr_low, ipi.dest, mode)
-        off = sum(c for _, c in model.exit_path(mode, fastpath=fast))
-        if result.outcome is Outcome.POSTED:
-            saved = off - model.ipiv_post(mode)
-        elif result.outcome is Outcome.EXIT:
-            # IPIv on: an APIC-write exit (full path) after the unit's store.
-            on = sum(c for _, c in model.exit_path(mode, fastpath=False))
-            if mode == "x2APIC":
-                on += posting_cost(mode, model.latency, ipiv=False, bench=model.bench)
-            saved = off - on
+        if result.outcome in (Outcome.POSTED, Outcome.EXIT):
+            # IPIv on, not posted: an APIC-write exit (full path) after the unit's store.
+            saved = saving(model, mode, result.outcome is Outcome.POSTED, fastpath=fast)
         else:
             saved = 0.0
         out.append(Classified(ipi, mode, result, saved))
     return out, vcpus
 
 
-# -- report ------------------------------------------------------------------------------------
-
-@dataclass
-class Report:
-    """Everything `replay` found, ready for text or JSON."""
-    path: str
-    parsed: ParseResult
-    classified: list
-    vcpus: int
-    rtl: list | None = None          # disagreements, None when not run
-
-    def counts(self, key):
-        table = defaultdict(Counter)
-        for c in self.classified:
-            table[key(c)]["ipis"] += 1
-            table[key(c)]["virtualized"] += c.virtualized
-        return table
-
+# -- replay ------------------------------------------------------------------------------------
 
 def replay(path, *, check=None, vcpus=None, default_mode="x2APIC", kernel=DEFAULT_KERNEL,
-           model=None, progress=None):
+           model=None, progress=None, virtualizable=1.0):
     """Parse and classify; returns a `Report`. ``path`` ``-`` reads standard input;
-    ``kernel`` ("6.0" or "6.19") is the release that wrote the trace.
+    ``kernel`` ("6.0" or "6.19") is the release that wrote the trace; ``virtualizable``
+    (0..1) the share of the IPIs of unknown destination assumed virtualizable.
 
     ``check(parsed, classified, *, vcpus, progress)``: an independent run to compare with
     (`tb.replay_rtl.check_rtl` runs every IPI through the gateware), returning a list of
     disagreements; its result is the report's ``rtl``.
 
-    Raises `TraceError` (one line) for a file that cannot be read, a text with no trace
-    record, or ``vcpus`` smaller than the trace needs; ValueError for an unknown kernel.
+    Raises `TraceError` (one line) for a file that cannot be read, a binary recording, a
+    text with no trace record or none of `IPI_EVENTS`, or ``vcpus`` smaller than the trace
+    needs; ValueError for an unknown kernel or a share out of 0..1.
     """
     check_kernel(kernel)
-    parsed = parse_trace(path, default_mode=default_mode, kernel=kernel)
-    if parsed.records == 0:
-        name = "standard input" if path == "-" else repr(str(path))
-        what = "is empty" if parsed.lines == 0 else \
-            f"has no trace record in its {parsed.lines} lines"
-        raise TraceError(f"{name} {what} (expected KVM tracepoint records as ftrace, "
-                         f"trace-cmd report or perf script print them)")
-    classified, n = classify(parsed, vcpus=vcpus, model=model)
-    report = Report(str(path), parsed, classified, n)
-    if check is not None:
-        report.rtl = check(parsed, classified, vcpus=n, progress=progress)
+    check_fraction(virtualizable)
+    model = model or fit()
+    text = read_input(path)
+    common = dict(encoding=text.encoding, virtualizable=virtualizable, model=model)
+    stat = parse_stat_report(text.lines)
+    if stat is not None:
+        report = _stat_report(str(path), stat, kernel, default_mode, common)
+    else:
+        parsed = parse_lines(text.lines, default_mode=default_mode, kernel=kernel)
+        _check_describes_ipis(parsed, text.name)
+        classified, n = classify(parsed, vcpus=vcpus, model=model)
+        pv = price_pv_send_ipis(parsed.pv_send_ipis, model=model) if parsed.pv_send_ipis \
+            else None
+        report = Report(str(path), parsed, classified, n,
+                        estimated=_exit_only(parsed.exit_only), pv=pv, **common)
+    if check is not None and report.classified:
+        report.rtl = check(report.parsed, report.classified, vcpus=report.vcpus,
+                           progress=progress)
+    elif check is not None:
+        report.parsed.notes.append((None, "--rtl: no IPI with a known ICR value to run on "
+                                          "the gateware"))
     return report
 
 
-def report_json(report):
-    p = report.parsed
-    outcome = Counter(c.label for c in report.classified)
-    return {
-        "file": report.path, "kernel": p.kernel, "lines": p.lines, "records": p.records,
-        "ipis": len(report.classified), "pv_send_ipi": p.pv_send_ipi,
-        "pv_send_ipi_note": PV_SEND_IPI_NOTE,
-        "unknown_lines": p.unknown_lines, "comment_lines": p.comment_lines,
-        "forms": dict(p.forms), "other_events": dict(p.other_events),
-        "errors": [{"line": n, "message": m} for n, m in p.errors],
-        "notes": [{"line": n, "message": m} for n, m in p.notes],
-        "replay_vcpus": report.vcpus,
-        "senders_unknown": sum(not c.ipi.sender_known for c in report.classified),
-        "virtualized": sum(c.virtualized for c in report.classified),
-        "outcomes": dict(outcome),
-        "per_mode": {k: dict(v) for k, v in report.counts(lambda c: c.mode).items()},
-        "per_vector": {str(k): dict(v) for k, v in sorted(report.counts(
-            lambda c: ICRLow.from_bits(c.ipi.icr_low).vector).items())},
-        "per_destination": {str(k): dict(v) for k, v in sorted(report.counts(
-            lambda c: c.ipi.dest).items())},
-        "cycles_saved": sum(c.saved for c in report.classified),
-        "cycles_saved_per_ipi": (sum(c.saved for c in report.classified) /
-                                 max(1, len(report.classified))),
-        "rtl": None if report.rtl is None else {"agree": not report.rtl,
-                                                "problems": report.rtl},
-    }
+def _check_describes_ipis(parsed, name):
+    """Raise `TraceError` for a text with no trace record, or none that describes IPIs."""
+    if parsed.records == 0:
+        what = "is empty" if parsed.lines == 0 else \
+            f"has no trace record in its {parsed.lines} lines"
+        raise TraceError(f"{name} {what} (expected KVM tracepoint records as ftrace, "
+                         f"trace-cmd report or perf script print them, or a `perf kvm stat "
+                         f"report` table)")
+    if not any(parsed.events[e] for e in IPI_EVENTS):
+        top = ", ".join(e for e, _ in parsed.events.most_common(3))
+        raise TraceError(f"{name} has {parsed.records} trace records ({top}) but none of the "
+                         f"events that describe IPIs ({', '.join(IPI_EVENTS)}); record them: "
+                         f"{RECORD_COMMAND}")
 
 
-TOP = 10     # rows of the per-vector and per-destination lines in the text report
+def _exit_only(exit_only):
+    """`EstimatedIPIs` per APIC mode of the IPIs seen only as APIC-write exits."""
+    modes = Counter(i.mode for i in exit_only)
+    return [EstimatedIPIs("APIC_WRITE exits at the ICR (qualification 300) with no record of "
+                          "the write", mode, n) for mode, n in sorted(modes.items())]
 
 
-def format_report(report):
-    j = report_json(report)
-    forms = ", ".join(f"{k} {v}" for k, v in sorted(j["forms"].items(), key=lambda kv: -kv[1]))
-    lines = [f"{j['file']}: {j['lines']} lines, {j['records']} trace records ({forms}), "
-             f"{j['ipis']} IPIs; Linux {j['kernel']} event formats",
-             f"  skipped: {j['unknown_lines']} unknown lines, {j['comment_lines']} comment/header "
-             f"lines, {sum(j['other_events'].values())} records of other events"]
-    if j["errors"]:
-        lines.append(f"  {len(j['errors'])} malformed records skipped (line numbers on stderr)")
-    lines += [f"  note{'' if n['line'] is None else ' (line ' + str(n['line']) + ')'}: "
-              f"{n['message']}" for n in j["notes"]]
-    if j["pv_send_ipi"]:
-        lines.append(f"  PV send-IPI hypercalls: {j['pv_send_ipi']}. {PV_SEND_IPI_NOTE}")
-    lines.append(f"  replayed in a VM of {j['replay_vcpus']} running vCPUs, IPIv on "
-                 f"(golden model)" + (f"; sender unknown for {j['senders_unknown']} IPIs "
-                                      f"(taken as vCPU 0)" if j["senders_unknown"] else ""))
-    lines.append(f"  virtualized by IPIv: {j['virtualized']} of {j['ipis']}")
-    for label, n in sorted(j["outcomes"].items(), key=lambda kv: -kv[1]):
-        lines.append(f"    {label:28s} {n:6d}")
-    lines.append("  per APIC mode (virtualized/IPIs): " + ", ".join(
-        f"{k} {v['virtualized']}/{v['ipis']}" for k, v in sorted(j["per_mode"].items())))
-    for title, table, fmt in (("vector", j["per_vector"], "{:#04x}"),
-                              ("destination", j["per_destination"], "{:#x}")):
-        top = sorted(table.items(), key=lambda kv: (-kv[1]["ipis"], int(kv[0])))
-        shown = ", ".join(f"{fmt.format(int(k))} {v['virtualized']}/{v['ipis']}"
-                          for k, v in top[:TOP])
-        more = f" (+{len(top) - TOP} more; --json lists all)" if len(top) > TOP else ""
-        lines.append(f"  per {title} (virtualized/IPIs, most frequent first): {shown}{more}")
-    lines.append(f"  cycles saved (round-trip model): {j['cycles_saved']:.0f} in total, "
-                 f"{j['cycles_saved_per_ipi']:.0f} per IPI")
-    if j["rtl"] is not None:
-        if j["rtl"]["agree"]:
-            lines.append(f"  gateware (Amaranth simulator): agrees with the golden model on "
-                         f"all {j['ipis']} IPIs")
-        else:
-            lines += [f"  gateware disagrees: {p}" for p in j["rtl"]["problems"]]
-    return "\n".join(lines)
-
+def _stat_report(path, stat, kernel, default_mode, common):
+    """The `Report` of a ``perf kvm stat report`` summary."""
+    estimated, notes, others = count_ipis(stat)
+    parsed = ParseResult(default_mode=default_mode, kernel=kernel, lines=stat.lines,
+                         records=stat.rows, unknown_lines=stat.unknown_lines,
+                         comment_lines=stat.comment_lines,
+                         forms=Counter({f"perf kvm stat {t.event}": len(t.rows)
+                                       for t in stat.tables}),
+                         other_events=Counter(others), notes=[(None, n) for n in notes])
+    if not estimated:
+        parsed.notes.append((None, "no row of this summary counts IPIs: `perf kvm stat "
+                                   "report --event=msr` (x2APIC: 0x830:W), `--event=mmio` "
+                                   "(xAPIC without APICv) or `--event=vmexit` (APIC_WRITE)"))
+    return Report(path, parsed, [], None, source="perf-kvm-stat", estimated=estimated,
+                  stat=stat, **common)
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] != "generate":

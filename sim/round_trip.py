@@ -9,11 +9,15 @@ x2APIC: one WRMSR 0x830) and spins until vCPU 1's IPI handler has run ``nop`` an
 
 ``post`` is the only term IPIv changes:
 
-- IPIv on: the processor posts. Its cost is the gateware's: the bus transfers the golden model
-  (transfer-exact with the RTL) performs for the ICR write, each costing ``1 + latency`` cycles,
-  plus the unit's fixed overhead, as measured from the RTL (`RTL_BENCH`, re-measured by
-  `tb.runs.measure_rtl`). A transfer's latency is L1 except the first touch of the target's PID line,
-  which the target left modified in its own cache when it last processed a notification.
+- IPIv on: the processor posts. Its cost is the gateware's, of the selected memory port
+  (``bus``): on the classic port, the bus transfers the golden model (transfer-exact with the
+  RTL) performs for the ICR write, each costing ``1 + latency`` cycles, plus the unit's fixed
+  overhead; on the pipelined port, the golden model's round trips, each as long as its
+  requests issued back to back and answered in order (`RTLTrips`), plus the fixed overhead.
+  Both are measured from the RTL (`RTL_BENCHES`, re-measured by `tb.runs.measure_rtl`). A
+  transfer's latency is L1 except the first touch of the target's PID line, which the target
+  left modified in its own cache when it last processed a notification. A latency L is the
+  memory round trip R - 1 on either port; the pipelined port has no R = 1 (L >= 1).
 - IPIv off, x2APIC: a WRMSR exit handled by KVM's IPI fastpath: the full exit round trip minus
   the fastpath's cited saving, plus KVM's software posting.
 - IPIv off, xAPIC: the ICR write is virtualized (the gateware's store and VICR_HI read-back)
@@ -32,14 +36,16 @@ from dataclasses import dataclass, field, replace
 from statistics import mean, stdev
 
 from hdl.formats import ICRWriteKind
+from hdl.params import check_bus
 from .golden import GoldenIPIVirtualizer
 from .scenarios import build_vm, guest_ipi, icr_low
 
 
 __all__ = [
-    "Parameter", "PARAMETERS", "SEED", "SEED_SOURCE", "RTL_BENCH", "RTL_BENCH_COMMAND",
-    "MemoryLatency", "RTLLine", "rtl_line", "compare_rtl", "posting_transfers",
-    "posting_cost", "software_posting_cost", "Breakdown", "RoundTripModel", "fit", "seed_table",
+    "Parameter", "PARAMETERS", "SEED", "SEED_SOURCE", "RTL_BENCH", "RTL_BENCH_PIPELINED",
+    "RTL_BENCHES", "RTL_BENCH_COMMAND", "MemoryLatency", "RTLLine", "RTLTrips", "rtl_line",
+    "rtl_trips", "compare_rtl", "posting_transfers", "posting_round_trips", "posting_cost",
+    "software_posting_cost", "Breakdown", "RoundTripModel", "fit", "seed_table",
     "format_seed_table", "MODES",
 ]
 
@@ -146,7 +152,7 @@ FITTED_NOTES = {
 
 # -- the RTL's posting cost ------------------------------------------------------------------
 
-RTL_BENCH_COMMAND = "ipiv bench --json"
+RTL_BENCH_COMMAND = "ipiv bench --json --bus {bus}"
 
 # Recorded with RTL_BENCH_COMMAND (Amaranth simulation of hdl.IPIVirtualizer) on the tree at
 # commit 4756bb8: cycles from ``icr`` accepted to ``notify.valid`` / ``exit.valid`` for a memory
@@ -159,6 +165,19 @@ RTL_BENCH = {
     "exit x2APIC, IPIv off": {"transfers": 0, "cycles": {0: 1, 1: 1, 4: 1}},   # WRMSR exit
     "exit xAPIC, IPIv off": {"transfers": 2, "cycles": {0: 3, 1: 5, 4: 11}},
 }
+
+# The pipelined port (``IPIVirtualizer(bus="pipelined")``), recorded the same way when it was
+# added (2026-12-06): each answer 1 and 4 cycles after its request is taken (R = 2 and 5; the
+# port has no R = 1).
+RTL_BENCH_PIPELINED = {
+    "notify x2APIC": {"transfers": 6, "cycles": {1: 10, 4: 19}},
+    "notify xAPIC": {"transfers": 7, "cycles": {1: 12, 4: 24}},
+    "exit x2APIC, IPIv off": {"transfers": 0, "cycles": {1: 1, 4: 1}},   # WRMSR exit
+    "exit xAPIC, IPIv off": {"transfers": 2, "cycles": {1: 4, 4: 7}},
+}
+
+#: The recorded bench of each memory port (`hdl.formats.BUS_KINDS`).
+RTL_BENCHES = {"classic": RTL_BENCH, "pipelined": RTL_BENCH_PIPELINED}
 
 
 @dataclass(frozen=True)
@@ -187,8 +206,57 @@ def rtl_line(case, bench=None):
     return line
 
 
+@dataclass(frozen=True)
+class RTLTrips:
+    """The pipelined port's cost: ``overhead`` plus each round trip (``trips``: its number of
+    requests, in order). A round trip's requests are taken one per cycle; request i is answered
+    ``L_i`` cycles after it is taken (L_i >= 1), in order; the next round trip starts in the
+    cycle after its last answer. With one latency L, a round trip of k requests takes k + L."""
+    overhead: int
+    trips: tuple
+
+    @property
+    def transfers(self):
+        return sum(self.trips)
+
+    def cycles(self, latencies):
+        """Cycles with per-transfer answer delays ``latencies`` (one per transfer, in order)."""
+        if len(latencies) != self.transfers:
+            raise ValueError(f"{len(latencies)} latencies for {self.transfers} transfers")
+        if any(lat < 1 for lat in latencies):
+            raise ValueError(f"a pipelined memory answers at least 1 cycle after it takes a "
+                             f"request (R >= 2), not {min(latencies)}")
+        total, pending = self.overhead, iter(latencies)
+        for k in self.trips:
+            last = -1
+            for i in range(k):
+                last = max(i + next(pending), last + 1)     # in order, one per cycle
+            total += last + 1
+        return total
+
+
+def rtl_trips(case, trips, bench=None):
+    """The round-trip cost model of a pipelined RTL bench ``case`` whose request makes round
+    trips ``trips`` (`posting_round_trips`), checked against every measured point."""
+    entry = (bench or RTL_BENCH_PIPELINED)[case]
+    if sum(trips) != entry["transfers"]:
+        raise ValueError(f"RTL case {case!r}: {sum(trips)} transfers in round trips {trips}, "
+                         f"the bench counts {entry['transfers']}")
+    points = entry["cycles"]
+    first = min(points)
+    bare = RTLTrips(0, tuple(trips))
+    line = RTLTrips(points[first] - bare.cycles([first] * bare.transfers), tuple(trips))
+    for lat, cycles in points.items():
+        if line.cycles([lat] * line.transfers) != cycles:
+            raise ValueError(f"RTL case {case!r} does not follow its round trips: {cycles} "
+                             f"cycles at latency {lat}, the model predicts "
+                             f"{line.cycles([lat] * line.transfers)}")
+    return line
+
+
 def compare_rtl(measured, recorded=None):
-    """Differences between a measurement and the recorded bench, as readable lines."""
+    """Differences between a measurement and the recorded bench (default: the classic one),
+    as readable lines."""
     recorded = recorded or RTL_BENCH
     diffs = []
     for case, entry in recorded.items():
@@ -226,41 +294,76 @@ class MemoryLatency:
 _TRANSFER_CACHE = {}
 
 
-def posting_transfers(mode, *, ipiv=True):
-    """The regions (``vapic``, ``table``, ``pid``) of the bus transfers the unit makes for the
-    seed's ICR write (the ICR-low write in xAPIC mode), in order, from the golden model."""
-    key = (mode, ipiv)
+class _TripRecorder(GoldenIPIVirtualizer):
+    """The pipelined golden model, noting how many requests each round trip it makes has."""
+
+    def __init__(self):
+        super().__init__(bus="pipelined")
+        self.trips = []
+
+    def _trip(self, memory, requests):
+        if requests:
+            self.trips.append(len(requests))
+        return super()._trip(memory, requests)
+
+
+def _seed_write(mode, ipiv, bus):
+    """(regions, round trips) of the seed's ICR write (the ICR-low write in xAPIC mode) on
+    port ``bus``, from the golden model."""
+    vm = build_vm({0: "running", 1: "running"}, max_vcpu_ids=2)
+    cfg = replace(vm.config(0, x2apic=mode == "x2APIC"), ipiv=ipiv)
+    golden = _TripRecorder() if bus == "pipelined" else GoldenIPIVirtualizer()
+    for request in guest_ipi(cfg, icr_low(0x40), 1):
+        before, trips_before = len(vm.memory.log), len(getattr(golden, "trips", ()))
+        golden.execute(cfg, vm.memory, request.kind, request.value)
+        if request.kind is ICRWriteKind.XAPIC_ICR_HI:
+            continue        # ICR2: its own guest access, counted in xapic_guest_extra
+        regions = []
+        for access in vm.memory.log[before:]:
+            byte = access.adr << 3
+            if vm.pid_table <= byte < vm.pid_table + 8 * vm.max_vcpu_ids:
+                regions.append("table")
+            elif any(pid <= byte < pid + 64 for pid in vm.pids.values()):
+                regions.append("pid")
+            else:
+                regions.append("vapic")
+        trips = tuple(getattr(golden, "trips", ())[trips_before:])
+    return tuple(regions), trips
+
+
+def posting_transfers(mode, *, ipiv=True, bus="classic"):
+    """The regions (``vapic``, ``table``, ``pid``) of the bus transfers the unit with memory
+    port ``bus`` makes for the seed's ICR write (the ICR-low write in xAPIC mode), in order,
+    from the golden model."""
+    key = (mode, ipiv, check_bus(bus))
     if key not in _TRANSFER_CACHE:
-        vm = build_vm({0: "running", 1: "running"}, max_vcpu_ids=2)
-        cfg = replace(vm.config(0, x2apic=mode == "x2APIC"), ipiv=ipiv)
-        golden = GoldenIPIVirtualizer()
-        for request in guest_ipi(cfg, icr_low(0x40), 1):
-            before = len(vm.memory.log)
-            golden.execute(cfg, vm.memory, request.kind, request.value)
-            if request.kind is ICRWriteKind.XAPIC_ICR_HI:
-                continue        # ICR2: its own guest access, counted in xapic_guest_extra
-            regions = []
-            for access in vm.memory.log[before:]:
-                byte = access.adr << 3
-                if vm.pid_table <= byte < vm.pid_table + 8 * vm.max_vcpu_ids:
-                    regions.append("table")
-                elif any(pid <= byte < pid + 64 for pid in vm.pids.values()):
-                    regions.append("pid")
-                else:
-                    regions.append("vapic")
-            _TRANSFER_CACHE[key] = tuple(regions)
-    return _TRANSFER_CACHE[key]
+        _TRANSFER_CACHE[key] = _seed_write(mode, ipiv, bus)
+    return _TRANSFER_CACHE[key][0]
+
+
+def posting_round_trips(mode, *, ipiv=True):
+    """The pipelined port's round trips for the seed's ICR write: the number of requests of
+    each, in order, from the golden model (``bus="pipelined"``)."""
+    posting_transfers(mode, ipiv=ipiv, bus="pipelined")
+    return _TRANSFER_CACHE[(mode, ipiv, "pipelined")][1]
 
 
 _RTL_CASE = {("x2APIC", True): "notify x2APIC", ("xAPIC", True): "notify xAPIC",
              ("x2APIC", False): "exit x2APIC, IPIv off", ("xAPIC", False): "exit xAPIC, IPIv off"}
 
 
-def posting_cost(mode, latency=MemoryLatency(), *, ipiv=True, bench=None, overhead_scale=1.0):
-    """Cycles the unit takes for the seed's ICR write: the RTL's line evaluated at the
-    per-transfer latencies (``ipiv=False``: the store before the APIC-write exit)."""
-    line = rtl_line(_RTL_CASE[(mode, ipiv)], bench)
-    regions = posting_transfers(mode, ipiv=ipiv)
+def posting_cost(mode, latency=MemoryLatency(), *, ipiv=True, bench=None, overhead_scale=1.0,
+                 bus="classic"):
+    """Cycles the unit with memory port ``bus`` takes for the seed's ICR write: its RTL bench
+    (``bench``, default the recorded one of ``bus``) evaluated at the per-transfer latencies
+    (``ipiv=False``: the store before the APIC-write exit). A latency is R - 1 on either port;
+    the pipelined port has none below 1 (`ValueError`)."""
+    case = _RTL_CASE[(mode, ipiv)]
+    regions = posting_transfers(mode, ipiv=ipiv, bus=bus)
+    if bus == "pipelined":
+        line = rtl_trips(case, posting_round_trips(mode, ipiv=ipiv), bench)
+    else:
+        line = rtl_line(case, bench)
     if len(regions) != line.transfers:
         raise AssertionError(f"golden model makes {len(regions)} transfers for {mode}, "
                              f"the RTL bench counts {line.transfers}")
@@ -306,11 +409,15 @@ class RoundTripModel:
         name -> `Parameter`; must include ``base`` and ``xapic_guest_extra`` (see `fit`).
     latency : MemoryLatency
     bench : dict
-        The RTL bench to take the unit's cost from (default: the recorded `RTL_BENCH`).
+        The RTL bench of ``bus`` to take the unit's cost from (default: the recorded one,
+        `RTL_BENCHES`).
+    bus : str
+        The unit's memory port (`hdl.formats.BUS_KINDS`): whose posting cost the model uses.
     """
     params: dict
     latency: MemoryLatency = field(default_factory=MemoryLatency)
     bench: dict | None = None
+    bus: str = "classic"
 
     def value(self, name):
         return self.params[name].value
@@ -318,8 +425,15 @@ class RoundTripModel:
     def with_latency(self, latency):
         return replace(self, latency=latency)
 
+    def unit_cost(self, mode, *, ipiv=True, bus=None):
+        """The unit's cycles for the seed's ICR write on port ``bus`` (default the model's),
+        at the model's latencies; a re-measured ``bench`` counts only for the model's bus."""
+        bus = self.bus if bus is None else bus
+        return posting_cost(mode, self.latency, ipiv=ipiv, bus=bus,
+                            bench=self.bench if bus == self.bus else None)
+
     def ipiv_post(self, mode):
-        return posting_cost(mode, self.latency, bench=self.bench)
+        return self.unit_cost(mode)
 
     def exit_path(self, mode, *, fastpath=None):
         """The sender's exit path on the round trip; ``fastpath`` defaults to KVM's choice for
@@ -329,8 +443,7 @@ class RoundTripModel:
         if fastpath:
             parts.append(("kvm fastpath saving", -self.value("kvm_fastpath_saving")))
         if mode == "xAPIC":   # the APIC-access page write is virtualized, then the trap
-            parts.append(("vICR store before exit",
-                          posting_cost(mode, self.latency, ipiv=False, bench=self.bench)))
+            parts.append(("vICR store before exit", self.unit_cost(mode, ipiv=False)))
         parts.append(("kvm software posting", software_posting_cost(self.latency)))
         return parts
 
@@ -351,18 +464,20 @@ class RoundTripModel:
         return self.cell(mode, False).total - self.cell(mode, True).total
 
 
-def fit(params=None, *, latency=MemoryLatency(), bench=None, seed=None):
-    """Fit ``base`` (to x2APIC, IPIv on) and ``xapic_guest_extra`` (to xAPIC, IPIv on); return
-    the `RoundTripModel` with every parameter."""
+def fit(params=None, *, latency=MemoryLatency(), bench=None, seed=None, bus="classic"):
+    """Fit ``base`` (to x2APIC, IPIv on) and ``xapic_guest_extra`` (to xAPIC, IPIv on) with
+    the posting cost of the unit with memory port ``bus``; return the `RoundTripModel` with
+    every parameter."""
     params = dict(params or PARAMETERS)
     seed = seed or SEED
     target = {key: mean(runs) for key, runs in seed.items()}
-    base = target[("x2APIC", True)] - posting_cost("x2APIC", latency, bench=bench)
-    extra = target[("xAPIC", True)] - base - posting_cost("xAPIC", latency, bench=bench)
+    base = target[("x2APIC", True)] - posting_cost("x2APIC", latency, bench=bench, bus=bus)
+    extra = target[("xAPIC", True)] - base - posting_cost("xAPIC", latency, bench=bench,
+                                                          bus=bus)
     params["base"] = Parameter("base", base, "cycles", fitted=True, note=FITTED_NOTES["base"])
     params["xapic_guest_extra"] = Parameter("xapic_guest_extra", extra, "cycles", fitted=True,
                                             note=FITTED_NOTES["xapic_guest_extra"])
-    return RoundTripModel(params, latency, bench)
+    return RoundTripModel(params, latency, bench, check_bus(bus))
 
 
 FITTED_CELLS = {("x2APIC", True): "base", ("xAPIC", True): "xapic_guest_extra"}
@@ -410,8 +525,10 @@ def format_seed_table(model=None):
     for p in model.params.values():
         origin = "FITTED" if p.fitted else p.source
         out.append(f"  {p.name:20s} {p.value:9.2f} {p.unit:7s} {origin}")
-    out.append(f"  unit posting cost: RTL bench ({RTL_BENCH_COMMAND}) x transfers from the golden "
-               f"model; x2APIC {model.ipiv_post('x2APIC'):.0f}, xAPIC "
-               f"{model.ipiv_post('xAPIC'):.0f} cycles")
+    how = "round trips" if model.bus == "pipelined" else "transfers"
+    out.append(f"  unit posting cost, {model.bus} memory port: RTL bench "
+               f"({RTL_BENCH_COMMAND.format(bus=model.bus)}) x {how} from the golden model; "
+               f"x2APIC {model.ipiv_post('x2APIC'):.0f}, xAPIC {model.ipiv_post('xAPIC'):.0f} "
+               f"cycles")
     out.append(f"Seed: {SEED_SOURCE}")
     return "\n".join(out)

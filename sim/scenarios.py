@@ -9,16 +9,18 @@ import random
 from dataclasses import dataclass
 
 from hdl.formats import (
-    DeliveryMode, DestMode, ICRLow, ICRWriteKind, NotifyInfo, PID_NOTIFY_INFO_OFFSET,
-    SendUIPIData, Shorthand, TriggerMode,
+    BUS_BYTES, DeliveryMode, DestMode, ICRLow, ICRWriteKind, NOTIFY_INFO_ON, NotifyInfo,
+    PID_NOTIFY_INFO_OFFSET, PIR_WORDS, SendUIPIData, Shorthand, TriggerMode, X2APIC_BROADCAST_ID,
     XAPICICRHigh, XAPICNDST, X2APICICR, XAPIC_BROADCAST_ID,
 )
+from .arch_values import check_fits, hex_repr, pack
 from .golden import Config
+from .outcome_text import describe_states
 from .vm_layout import VM, build_vm
 
 
-__all__ = ["Request", "VM", "build_vm", "SCENARIOS", "make_scenario", "deliver_pending",
-           "guest_ipi", "icr_low"]
+__all__ = ["Request", "VM", "build_vm", "SCENARIOS", "make_scenario", "scenario_states",
+           "deliver_pending", "guest_ipi", "icr_low"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,9 @@ class Request:
     port: int = 0
     barrier: bool = False
 
+    def __repr__(self):
+        return hex_repr(self, {"value"})
+
 
 def deliver_pending(vm, *memories):
     """The host side between requests: every PID with ON set and SN clear had its notification
@@ -42,17 +47,18 @@ def deliver_pending(vm, *memories):
         for pid in vm.pids.values():
             info = memory.read(pid + PID_NOTIFY_INFO_OFFSET)
             if NotifyInfo.from_bits(info).on:
-                memory.write(pid + PID_NOTIFY_INFO_OFFSET,
-                             info & ~NotifyInfo.const({"on": 1}).as_bits())
-                for w in range(4):
-                    memory.write(pid + 8 * w, 0)
+                memory.write(pid + PID_NOTIFY_INFO_OFFSET, info & ~NOTIFY_INFO_ON)
+                for w in range(PIR_WORDS):
+                    memory.write(pid + BUS_BYTES * w, 0)
 
 
 def icr_low(vector, *, mode=DeliveryMode.FIXED, dest_mode=DestMode.PHYSICAL,
             shorthand=Shorthand.NONE, trigger=TriggerMode.EDGE, level=1, **reserved):
-    return ICRLow.const({"vector": vector, "delivery_mode": mode, "dest_mode": dest_mode,
+    """Bits 31:0 of an ICR (`hdl.formats.ICRLow`); other fields by name (``reserved_13=1``).
+    A value that does not fit its field is a ValueError naming the field and its range."""
+    return pack(ICRLow, {"vector": vector, "delivery_mode": mode, "dest_mode": dest_mode,
                          "shorthand": shorthand, "trigger": trigger, "level": level,
-                         **reserved}).as_bits()
+                         **reserved}, what="ICR")
 
 
 # Kinds of IPI a guest sends, with weights: (name, weight).
@@ -87,7 +93,7 @@ def _ipi(rng, vm, kind, sender, x2apic):
     elif kind == "self":
         fields["shorthand"] = Shorthand.SELF
     elif kind == "broadcast":
-        dest = XAPIC_BROADCAST_ID if not x2apic else 0xFFFF_FFFF
+        dest = XAPIC_BROADCAST_ID if not x2apic else X2APIC_BROADCAST_ID
     elif kind == "reserved":
         fields["reserved_13"] = 1
     return icr_low(vector, **fields), dest
@@ -118,12 +124,15 @@ def mixed_requests(vm, *, count, seed, sender=0):
 
 def guest_ipi(cfg, low, dest, *, barrier=False):
     """The ICR write(s) a guest makes for one IPI in ``cfg``'s APIC mode: x2APIC, one WRMSR;
-    xAPIC, ICR2 (the destination) first, then ICR (which sends)."""
+    xAPIC, ICR2 (the destination) first, then ICR (which sends). ``low`` is bits 31:0 of the
+    ICR; ``dest`` must fit the mode's destination field (32 bits x2APIC, 8 bits xAPIC)."""
+    check_fits("ICR bits 31:0", low, ICRLow.as_shape().size)
     if cfg.x2apic:
         return [Request(cfg, ICRWriteKind.X2APIC_ICR,
-                        X2APICICR.const({"dest": dest}).as_bits() | low, barrier=barrier)]
+                        pack(X2APICICR, {"dest": dest}, what="x2APIC ICR") | low,
+                        barrier=barrier)]
     return [Request(cfg, ICRWriteKind.XAPIC_ICR_HI,
-                    XAPICICRHigh.const({"dest": dest & 0xFF}).as_bits(), barrier=barrier),
+                    pack(XAPICICRHigh, {"dest": dest}, what="xAPIC ICR2"), barrier=barrier),
             Request(cfg, ICRWriteKind.XAPIC_ICR_LO, low)]
 
 
@@ -140,22 +149,34 @@ def unicast_requests(vm, *, count, seed, sender=0, x2apic=True):
 
 
 DEFAULT_STATES = {0: "running", 1: "running", 2: "preempted", 3: "blocked"}
+_STATES = describe_states(DEFAULT_STATES)
 
 SCENARIOS = {
-    "mixed": ("4 vCPUs (running, running, preempted, blocked) in an 8-ID VM; a mix of "
-              "virtualizable and non-virtualizable IPIs in x2APIC then xAPIC mode",
+    "mixed": (f"virtualizable and non-virtualizable IPIs, x2APIC then xAPIC, in an 8-ID VM: "
+              f"{_STATES}, and to IDs without a vCPU",
               lambda vm, count, seed: mixed_requests(vm, count=count, seed=seed)),
-    "x2apic-unicast": ("only virtualizable x2APIC unicast IPIs",
+    "x2apic-unicast": (f"virtualizable x2APIC unicast IPIs only: {_STATES}",
                        lambda vm, count, seed: unicast_requests(vm, count=count, seed=seed)),
-    "xapic-unicast": ("only virtualizable xAPIC unicast IPIs (ICR2 then ICR writes)",
+    "xapic-unicast": (f"virtualizable xAPIC unicast IPIs only (ICR2, then ICR): {_STATES}",
                       lambda vm, count, seed: unicast_requests(vm, count=count, seed=seed,
                                                                x2apic=False)),
 }
 
 
-def make_scenario(name, *, count, seed):
-    """Build the named scenario: returns (vm, requests)."""
+def scenario_states(name):
+    """The vCPU states (vCPU id -> "running" / "preempted" / "blocked") of a scenario's VM;
+    every scenario sends from vCPU 0."""
+    _check(name)
+    return dict(DEFAULT_STATES)
+
+
+def _check(name):
     if name not in SCENARIOS:
-        raise KeyError(name)
+        raise ValueError(f"unknown scenario {name!r} (scenarios: {', '.join(SCENARIOS)})")
+
+
+def make_scenario(name, *, count, seed):
+    """Build the named scenario: returns (vm, requests); ValueError for an unknown name."""
+    _check(name)
     vm = build_vm(DEFAULT_STATES)
     return vm, SCENARIOS[name][1](vm, count, seed)

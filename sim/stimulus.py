@@ -8,15 +8,17 @@ invalid entries, ON/SN set, reserved bits) and sometimes are plain garbage.
 from dataclasses import dataclass, replace
 
 from hdl.formats import (
-    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, DeliveryMode, DestMode,
-    ICRLow, ICRWriteKind, NotifyInfo, PID_NOTIFY_INFO_OFFSET, PID_POINTER_ENTRY_LOW_MASK,
-    PID_POINTER_ENTRY_VALID, SendUIPIData, Shorthand,
-    TriggerMode, X2APICICR, XAPICICRHigh,
+    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, APIC_REGISTER_STRIDE, BUS_BYTES,
+    DeliveryMode, DestMode, FIRST_LEGAL_VECTOR, ICRLow, ICRWriteKind, NOTIFY_INFO_ON,
+    NOTIFY_INFO_SN, NotifyInfo, PAGE_SIZE, PID_BYTES, PID_NOTIFY_INFO_OFFSET,
+    PID_POINTER_ENTRY_BYTES, PID_POINTER_ENTRY_LOW_MASK, PID_POINTER_ENTRY_VALID, PIR_WORDS,
+    SendUIPIData, Shorthand, TriggerMode, X2APIC_BROADCAST_ID, X2APICICR, XAPIC_BROADCAST_ID,
+    XAPICICRHigh, XAPICNDST,
 )
 from .golden import Config
 from .memory import Memory
 from .scenarios import Request
-from .vm_layout import allowed_words
+from .vm_layout import allowed_words, ndst_of
 
 
 __all__ = ["RandomCase", "random_case", "random_icr_low", "more_self_ipis", "dense_errors",
@@ -36,7 +38,12 @@ class RandomCase:
         return allowed_words(self.vapic_pages, self.pids, self.maxphyaddr)
 
 
-def _address(rng, maxphyaddr, align_bits):
+_XAPIC_NDST_ID = XAPICNDST.const({"apic_id": 0xFF}).as_bits()     # NDST bits 15:8
+
+
+def _address(rng, maxphyaddr, align):
+    """A random nonzero byte address below 2**MAXPHYADDR, aligned to ``align`` bytes."""
+    align_bits = align.bit_length() - 1
     return rng.randrange(1, 1 << (maxphyaddr - align_bits)) << align_bits
 
 
@@ -46,11 +53,12 @@ def random_icr_low(rng):
     if r < 0.05:
         return rng.getrandbits(32)
     if r < 0.55:    # what IPIv virtualizes: fixed, physical, edge, no shorthand, V >= 16
-        return ICRLow.const({"vector": rng.randrange(16, 256), "level": rng.getrandbits(1)}
-                            ).as_bits()
+        return ICRLow.const({"vector": rng.randrange(FIRST_LEGAL_VECTOR, 256),
+                             "level": rng.getrandbits(1)}).as_bits()
     fields = {
-        "vector": rng.randrange(16) if rng.random() < 0.1 else rng.randrange(256),
-        "delivery_mode": DeliveryMode.FIXED if rng.random() < 0.8 else rng.choice(list(DeliveryMode)),
+        "vector": rng.randrange(FIRST_LEGAL_VECTOR) if rng.random() < 0.1 else rng.randrange(256),
+        "delivery_mode": DeliveryMode.FIXED if rng.random() < 0.8 else
+        rng.choice(list(DeliveryMode)),
         "dest_mode": DestMode.LOGICAL if rng.random() < 0.1 else DestMode.PHYSICAL,
         "shorthand": Shorthand.NONE if rng.random() < 0.75 else rng.choice(list(Shorthand)),
         "trigger": TriggerMode.LEVEL if rng.random() < 0.08 else TriggerMode.EDGE,
@@ -66,9 +74,29 @@ def random_icr_low(rng):
 def random_case(rng, *, maxphyaddr=52, count=20, errors=False):
     """A random VM image and ``count`` ICR writes against it."""
     memory = Memory()
-    table = _address(rng, maxphyaddr, 12)
+    table = _address(rng, maxphyaddr, PAGE_SIZE)
     last = rng.choice([0, 1, 3, 7, 15, rng.randrange(64), 0xFFFF])
-    span = min(last + 3, 24)
+    span = min(last + 3, 24)            # table entries written: around the last index
+    pids = _random_table(rng, memory, table, span, maxphyaddr)
+    vapic_pages = _random_vapic_pages(rng, memory, maxphyaddr)
+    cfg = Config(ipiv=rng.random() < 0.85, vid=rng.random() < 0.85, x2apic=rng.random() < 0.5,
+                 host_x2apic=rng.random() < 0.5, last_pid_index=last, pid_table=table,
+                 vapic_page=vapic_pages[0])
+    requests = []
+    for _ in range(count):
+        if rng.random() < 0.1:      # the hypervisor reprograms the VMCS between writes
+            cfg = replace(cfg, ipiv=rng.random() < 0.85, vid=rng.random() < 0.85,
+                          x2apic=rng.random() < 0.5, host_x2apic=rng.random() < 0.5,
+                          vapic_page=rng.choice(vapic_pages))
+        requests.append(_random_request(rng, cfg, span))
+    if errors:
+        memory.error_at = {rng.randrange(5 * count) for _ in range(rng.randrange(1, 4))}
+    return RandomCase(memory, requests, maxphyaddr, pids, vapic_pages)
+
+
+def _random_table(rng, memory, table, span, maxphyaddr):
+    """Entries 0..span-1 of the PID-pointer table at ``table``: some missing, some sharing a
+    PID, some unusable; each new PID gets a random NotifyInfo and PIR. Returns the PIDs."""
     pids = []
     for t in range(span):
         r = rng.random()
@@ -77,79 +105,90 @@ def random_case(rng, *, maxphyaddr=52, count=20, errors=False):
         if pids and rng.random() < 0.15:
             pid = rng.choice(pids)                      # two IDs sharing a PID
         else:
-            pid = _address(rng, maxphyaddr, 6)
-        entry = pid | 1
-        if r > 0.92:
-            entry ^= 1 << rng.randrange(0, 6)           # valid clear or a reserved bit set
+            pid = _address(rng, maxphyaddr, PID_BYTES)
+        entry = pid | PID_POINTER_ENTRY_VALID
+        if r > 0.92:                                    # valid clear or a reserved bit set
+            entry ^= 1 << rng.randrange(0, PID_POINTER_ENTRY_LOW_MASK.bit_length())
         elif r > 0.86:
             entry |= 1 << rng.randrange(maxphyaddr, 64)  # a bit at or above MAXPHYADDR
-        memory.write(table + 8 * t, entry)
+        memory.write(table + PID_POINTER_ENTRY_BYTES * t, entry)
         if pid not in pids:
             pids.append(pid)
-            info = {"on": int(rng.random() < 0.25), "sn": int(rng.random() < 0.2),
-                    "nv": rng.randrange(256), "ndst": rng.getrandbits(32),
-                    "reserved_15_2": rng.getrandbits(14) if rng.random() < 0.1 else 0}
-            memory.write(pid + PID_NOTIFY_INFO_OFFSET, NotifyInfo.const(info).as_bits())
-            for k in range(4):
-                if rng.random() < 0.3:
-                    memory.write(pid + 8 * k, rng.getrandbits(64))
+            _random_pid(rng, memory, pid)
+    return pids
 
-    vapic_pages = [_address(rng, maxphyaddr, 12) for _ in range(2)]
+
+def _random_pid(rng, memory, pid):
+    """A PID with ON and SN now and then, random NV/NDST, and some PIR words not empty."""
+    info = {"on": int(rng.random() < 0.25), "sn": int(rng.random() < 0.2),
+            "nv": rng.randrange(256), "ndst": rng.getrandbits(32),
+            "reserved_15_2": rng.getrandbits(14) if rng.random() < 0.1 else 0}
+    memory.write(pid + PID_NOTIFY_INFO_OFFSET, NotifyInfo.const(info).as_bits())
+    for k in range(PIR_WORDS):
+        if rng.random() < 0.3:
+            memory.write(pid + BUS_BYTES * k, rng.getrandbits(64))
+
+
+def _random_vapic_pages(rng, memory, maxphyaddr):
+    """Two virtual-APIC pages with garbage in VICR_HI, in the upper half of the ICR's word and
+    in the IRR registers."""
+    vapic_pages = [_address(rng, maxphyaddr, PAGE_SIZE) for _ in range(2)]
     for vapic in vapic_pages:
         memory.write(vapic + APIC_OFFSET_ICR_HI, rng.getrandbits(32), size=4)
         memory.write(vapic + APIC_OFFSET_ICR_LO + 4, rng.getrandbits(32), size=4)
         for k in range(8):
-            memory.write(vapic + APIC_OFFSET_IRR + 0x10 * k, rng.getrandbits(32), size=4)
-    cfg = Config(ipiv=rng.random() < 0.85, vid=rng.random() < 0.85, x2apic=rng.random() < 0.5,
-                 host_x2apic=rng.random() < 0.5, last_pid_index=last, pid_table=table,
-                 vapic_page=vapic_pages[0])
+            memory.write(vapic + APIC_OFFSET_IRR + APIC_REGISTER_STRIDE * k, rng.getrandbits(32),
+                         size=4)
+    return vapic_pages
 
-    def dest(x2apic):
-        r = rng.random()
-        if r < 0.75:
-            return rng.randrange(span)
-        if r < 0.85:
-            return 0xFFFF_FFFF if x2apic else 0xFF
-        return rng.getrandbits(32 if x2apic else 8)
 
-    requests = []
-    for _ in range(count):
-        if rng.random() < 0.1:      # the hypervisor reprograms the VMCS between writes
-            cfg = replace(cfg, ipiv=rng.random() < 0.85, vid=rng.random() < 0.85,
-                          x2apic=rng.random() < 0.5, host_x2apic=rng.random() < 0.5,
-                          vapic_page=rng.choice(vapic_pages))
-        r = rng.random()
-        if r < 0.12:
-            value = SendUIPIData.const({"nv": rng.randrange(256), "ndst": dest(True)
-                                        if cfg.x2apic else rng.getrandbits(32) & ~0xFF00 |
-                                        dest(False) << 8}).as_bits()
-            if rng.random() < 0.2:
-                value |= rng.getrandbits(24) << 8       # bits the unit must ignore
-            requests.append(Request(cfg, ICRWriteKind.SENDUIPI, value))
-        elif cfg.x2apic:
-            value = X2APICICR.const({"dest": dest(True)}).as_bits() | random_icr_low(rng)
-            requests.append(Request(cfg, ICRWriteKind.X2APIC_ICR, value))
-        elif r < 0.45:
-            hi = XAPICICRHigh.const({"dest": dest(False)}).as_bits() | rng.getrandbits(24) \
-                if rng.random() < 0.3 else XAPICICRHigh.const({"dest": dest(False)}).as_bits()
-            if rng.random() < 0.05:
-                hi |= rng.getrandbits(32) << 32         # upper data bits are not the ICR
-            requests.append(Request(cfg, ICRWriteKind.XAPIC_ICR_HI, hi))
-        else:
-            value = random_icr_low(rng)
-            if rng.random() < 0.05:
-                value |= rng.getrandbits(32) << 32
-            requests.append(Request(cfg, ICRWriteKind.XAPIC_ICR_LO, value))
+def _random_dest(rng, span, x2apic):
+    """A destination: mostly a table entry written, else the broadcast ID or anything."""
+    r = rng.random()
+    if r < 0.75:
+        return rng.randrange(span)
+    if r < 0.85:
+        return X2APIC_BROADCAST_ID if x2apic else XAPIC_BROADCAST_ID
+    return rng.getrandbits(32 if x2apic else 8)
 
-    if errors:
-        memory.error_at = {rng.randrange(5 * count) for _ in range(rng.randrange(1, 4))}
-    return RandomCase(memory, requests, maxphyaddr, pids, vapic_pages)
+
+def _random_request(rng, cfg, span):
+    """One ICR write in ``cfg``'s mode: SENDUIPI, x2APIC ICR, xAPIC ICR2 or ICR low, with
+    bits the unit must ignore set now and then."""
+    r = rng.random()
+    if r < 0.12:
+        nv = rng.randrange(256)
+        if cfg.x2apic:
+            ndst = _random_dest(rng, span, True)
+        else:                                       # the APIC ID in bits 15:8, noise around it
+            noise = rng.getrandbits(32) & ~_XAPIC_NDST_ID
+            ndst = noise | XAPICNDST.const({"apic_id": _random_dest(rng, span, False)}).as_bits()
+        value = SendUIPIData.const({"nv": nv, "ndst": ndst}).as_bits()
+        if rng.random() < 0.2:
+            value |= rng.getrandbits(24) << 8       # bits the unit must ignore
+        return Request(cfg, ICRWriteKind.SENDUIPI, value)
+    if cfg.x2apic:
+        value = X2APICICR.const({"dest": _random_dest(rng, span, True)}).as_bits() | \
+            random_icr_low(rng)
+        return Request(cfg, ICRWriteKind.X2APIC_ICR, value)
+    if r < 0.45:
+        noisy = rng.random() < 0.3
+        hi = XAPICICRHigh.const({"dest": _random_dest(rng, span, False)}).as_bits()
+        if noisy:
+            hi |= rng.getrandbits(24)               # VICR_HI's reserved bits 23:0
+        if rng.random() < 0.05:
+            hi |= rng.getrandbits(32) << 32         # upper data bits are not the ICR
+        return Request(cfg, ICRWriteKind.XAPIC_ICR_HI, hi)
+    value = random_icr_low(rng)
+    if rng.random() < 0.05:
+        value |= rng.getrandbits(32) << 32
+    return Request(cfg, ICRWriteKind.XAPIC_ICR_LO, value)
 
 
 def more_self_ipis(requests, rng, share=0.15):
     """`random_case` makes few well-formed self-IPIs: turn a ``share`` of the xAPIC ICR-low
     writes into them (vector and level random), so every path of the self-IPI is taken."""
-    return [replace(r, value=ICRLow.const({"vector": rng.randrange(16, 256),
+    return [replace(r, value=ICRLow.const({"vector": rng.randrange(FIRST_LEGAL_VECTOR, 256),
                                            "shorthand": Shorthand.SELF,
                                            "level": rng.getrandbits(1)}).as_bits())
             if r.kind == ICRWriteKind.XAPIC_ICR_LO and rng.random() < share else r
@@ -163,10 +202,6 @@ def dense_errors(case, rng, per_transfer=1 / 40):
     case.memory.error_at = {rng.randrange(n) for _ in range(max(1, int(n * per_transfer)))}
 
 
-_ON = NotifyInfo.const({"on": 1}).as_bits()
-_SN = NotifyInfo.const({"sn": 1}).as_bits()
-
-
 def host_side(pids, rng):
     """A barrier action (``on_barrier(request, *memories)``): the host handled each PID's
     notification (ON cleared, and sometimes the PIR taken), so later postings notify again;
@@ -176,12 +211,13 @@ def host_side(pids, rng):
         preempted = {pid for pid in pids if rng.random() < 0.2}
         for memory in memories:
             for pid in pids:
-                info = memory.read(pid + PID_NOTIFY_INFO_OFFSET) & ~_ON & ~_SN
+                info = memory.read(pid + PID_NOTIFY_INFO_OFFSET) & \
+                    ~NOTIFY_INFO_ON & ~NOTIFY_INFO_SN
                 memory.write(pid + PID_NOTIFY_INFO_OFFSET,
-                             info | _SN if pid in preempted else info)
+                             info | NOTIFY_INFO_SN if pid in preempted else info)
                 if take:
-                    for k in range(4):
-                        memory.write(pid + 8 * k, 0)
+                    for k in range(PIR_WORDS):
+                        memory.write(pid + BUS_BYTES * k, 0)
     return handle
 
 
@@ -214,13 +250,14 @@ def posting_bursts(case, rng, *, bursts=None, length=(3, 7), odd=0.25):
         cfg = replace(requests[at].cfg, ipiv=True)
         table, last, top = cfg.pid_table, cfg.last_pid_index, case.maxphyaddr
         usable = [t for t in range(min(last, 255) + 1)
-                  if (case.memory.read(table + 8 * t) & PID_POINTER_ENTRY_LOW_MASK)
-                  == PID_POINTER_ENTRY_VALID and not case.memory.read(table + 8 * t) >> top]
+                  if (case.memory.read(table + PID_POINTER_ENTRY_BYTES * t)
+                      & PID_POINTER_ENTRY_LOW_MASK) == PID_POINTER_ENTRY_VALID
+                  and not case.memory.read(table + PID_POINTER_ENTRY_BYTES * t) >> top]
         if not usable:
             continue
         burst = []
         for t in rng.sample(usable, min(len(usable), rng.randint(*length))):
-            vector = rng.randrange(16, 256)
+            vector = rng.randrange(FIRST_LEGAL_VECTOR, 256)
             fields = {"vector": vector}
             if rng.random() < odd:
                 fields.update(rng.choice(_ODD_FIELDS))
@@ -230,7 +267,7 @@ def posting_bursts(case, rng, *, bursts=None, length=(3, 7), odd=0.25):
                                      ICRLow.const({**fields, "shorthand": Shorthand.SELF}
                                                   ).as_bits()))
             elif r < 0.45:
-                ndst = t if cfg.x2apic else t << 8
+                ndst = ndst_of(t, host_x2apic=cfg.x2apic)   # a UPID's NDST: as a PID's
                 burst.append(Request(cfg, ICRWriteKind.SENDUIPI,
                                      SendUIPIData.const({"nv": vector, "ndst": ndst}).as_bits()))
             elif cfg.x2apic:

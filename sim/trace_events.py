@@ -15,11 +15,16 @@ said):
   ICR, the whole x2APIC destination).
 - ``kvm_exit``: 6.0 ``vcpu %u reason %s rip 0x%lx info1 0x%016llx info2 0x%016llx intr_info
   0x%08x error_code 0x%08x``; 6.19 appends `` requests 0x%016llx``; older kernels print
-  ``reason %s rip 0x%lx info %llx %llx`` without the vCPU.
+  ``reason %s rip 0x%lx info %llx %llx`` without the vCPU. The reason is Linux's name of the
+  VMX exit reason (``VMX_EXIT_REASONS``, ``arch/x86/include/uapi/asm/vmx.h``); info1 is the
+  exit qualification (an APIC-write exit: the register's offset, 300 for the ICR).
 - ``kvm_entry``: 6.0 ``vcpu %u, rip 0x%lx``; 6.19 appends `` intr_info 0x%08x error_code
   0x%08x`` (and ``[immediate exit]``).
-- ``kvm_hypercall``: ``nr 0x%lx a0 0x%lx a1 0x%lx a2 0x%lx a3 0x%lx``. ``nr 0xa`` is
-  ``KVM_HC_SEND_IPI`` (``include/uapi/linux/kvm_para.h``: 10): the paravirtual send-IPI.
+- ``kvm_hypercall``: ``nr 0x%lx a0 0x%lx a1 0x%lx a2 0x%lx a3 0x%lx`` (RAX, RBX, RCX, RDX,
+  RSI as the guest left them, traced before a 32-bit guest's are truncated). ``nr 0xa`` is
+  ``KVM_HC_SEND_IPI`` (``include/uapi/linux/kvm_para.h``: 10): the paravirtual send-IPI, with
+  a0/a1 the low/high destination bitmap, a2 the lowest APIC ID, a3 the ICR
+  (`sim.pv_send_ipi`).
 
 ICR fields are encoded and decoded through `hdl.formats` (`ICRLow`, `X2APICICR`,
 `XAPICICRHigh`). Text after a well-formed body (an annotation someone added) is ignored.
@@ -29,13 +34,14 @@ import re
 from dataclasses import dataclass
 
 from hdl.formats import (
-    MSR_X2APIC_ICR, DeliveryMode, DestMode, ICRLow, Shorthand, TriggerMode, X2APICICR,
-    XAPICICRHigh,
+    MSR_X2APIC_ICR, MSR_X2APIC_SELF_IPI, DeliveryMode, DestMode, ICRLow, Shorthand, TriggerMode,
+    X2APICICR, XAPICICRHigh,
 )
 from .kvm_kernel import DEFAULT_KERNEL, KERNELS, check_kernel
 
 
 __all__ = ["DELIVERY_NAMES", "SHORTHAND_NAMES", "KVM_HC_SEND_IPI", "MSR_X2APIC_SELF_IPI",
+           "EXIT_APIC_WRITE", "EXIT_MSR_WRITE", "EXIT_APIC_ACCESS", "EXIT_VMCALL",
            "IPIEvent", "ICRWrite", "ICR2Write", "Boundary", "Hypercall", "Other", "decode",
            "ipi_body", "exit_body", "entry_body", "icr_fields", "split_x2apic", "xapic_dest",
            "IPI_FIELDS",
@@ -44,7 +50,11 @@ __all__ = ["DELIVERY_NAMES", "SHORTHAND_NAMES", "KVM_HC_SEND_IPI", "MSR_X2APIC_S
 DELIVERY_NAMES = ("Fixed", "LowPrio", "SMI", "Res3", "NMI", "INIT", "SIPI", "ExtINT")
 SHORTHAND_NAMES = ("dst", "self", "all", "all-but-self")
 KVM_HC_SEND_IPI = 0xA
-MSR_X2APIC_SELF_IPI = 0x83F
+# Linux's names of the VMX exit reasons an IPI can show as (VMX_EXIT_REASONS).
+EXIT_APIC_WRITE = "APIC_WRITE"       # an APIC-write exit (trap-like, after the write)
+EXIT_MSR_WRITE = "MSR_WRITE"         # WRMSR; which MSR is not in kvm_exit, but in kvm_msr
+EXIT_APIC_ACCESS = "APIC_ACCESS"     # a fault-like access to the APIC page (no APICv)
+EXIT_VMCALL = "VMCALL"               # a hypercall (the PV send-IPI among them)
 
 # The ICR fields kvm_apic_ipi prints: what two events must agree on to describe one write.
 IPI_FIELDS = ICRLow.const({"vector": 0xFF, "delivery_mode": DeliveryMode.EXTINT,
@@ -63,7 +73,11 @@ _APIC = re.compile(r"^apic_(?P<rw>read|write) (?P<reg>\S+) = 0x(?P<val>[0-9a-fA-
 _EXIT = re.compile(r"^(?:vcpu (?P<vcpu>\d+) )?reason (?P<reason>\S+)(?: \S+)*?"
                    r" rip 0x(?P<rip>[0-9a-fA-F]+)(?P<rest>.*)$")
 _ENTRY = re.compile(r"^vcpu (?P<vcpu>\d+)(?P<rest>.*)$")
-_HYPERCALL = re.compile(r"^nr 0x(?P<nr>[0-9a-fA-F]+)" + _END)
+_HEX = r"([0-9a-fA-F]+)"
+_HYPERCALL = re.compile(r"^nr 0x(?P<nr>[0-9a-fA-F]+)(?P<args>" +
+                        "".join(rf" a{i} 0x{_HEX}" for i in range(4)) + ")?" + _END)
+_INFO1 = re.compile(rf"^ info1 0x{_HEX}\b")            # 6.0, 6.19
+_INFO_OLD = re.compile(rf"^ info {_HEX} {_HEX}\b")      # older kernels
 _REQUESTS = re.compile(r"\brequests 0x[0-9a-fA-F]+")
 _ENTRY_619 = re.compile(r"\bintr_info 0x[0-9a-fA-F]+ error_code 0x[0-9a-fA-F]+")
 
@@ -97,11 +111,14 @@ class Boundary:
     vcpu: int | None
     reason: str | None = None
     kernel: str | None = None
+    info1: int | None = None       # kvm_exit's exit qualification, when printed
 
 
 @dataclass(frozen=True)
 class Hypercall:
+    """``kvm_hypercall``: the number and, when printed, a0..a3."""
     nr: int
+    args: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -187,8 +204,9 @@ def _exit(body):
     kernel = None
     if m["vcpu"] is not None and " info1 0x" in rest:
         kernel = "6.19" if _REQUESTS.search(rest) else "6.0"
+    info = _INFO1.match(rest) or _INFO_OLD.match(rest)
     return Boundary("kvm_exit", int(m["vcpu"]) if m["vcpu"] is not None else None,
-                    m["reason"], kernel)
+                    m["reason"], kernel, int(info.group(1), 16) if info else None)
 
 
 def _entry(body):
@@ -206,7 +224,8 @@ def _hypercall(body):
     m = _HYPERCALL.match(body)
     if not m:
         raise ValueError("expected 'nr 0xNR a0 0x... a1 ...'")
-    return Hypercall(int(m["nr"], 16))
+    args = tuple(int(v, 16) for v in m.groups()[2:]) if m["args"] else None
+    return Hypercall(int(m["nr"], 16), args)
 
 
 _DECODERS = {"kvm_apic_ipi": _ipi, "kvm_msr": _msr, "kvm_apic": _apic, "kvm_exit": _exit,

@@ -18,9 +18,13 @@ its header, the irq-info flags and the TGID column), ``perf`` (``perf script``) 
 import os
 import random
 
-from hdl.formats import DestMode, Shorthand
+from hdl.formats import (
+    APIC_ACCESS_LINEAR_WRITE, APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO,
+    APIC_WRITE_QUALIFICATION_ICR, MSR_X2APIC_ICR, DestMode, Shorthand, X2APICICR, XAPICICRHigh,
+)
 from .experiments import kvm_fastpath_eligible
 from .ipi_world import IPIWorld
+from .lapic import APIC_ICR_BUSY
 from .trace_events import (
     DEFAULT_KERNEL, DELIVERY_NAMES, check_kernel, entry_body, exit_body, icr_fields, ipi_body,
 )
@@ -87,31 +91,38 @@ def _events(kernel, apicv, n_vcpus, v, x2apic, low, dest, rip):
     ipi = [("kvm_apic_ipi", ipi_body(low, dest))]
     out = []
     if x2apic:
-        value = (dest & 0xFFFF_FFFF) << 32 | low
+        value = X2APICICR.const({"dest": dest}).as_bits() | low
         out.append(("kvm_exit", exit_body(v, "MSR_WRITE", rip, kernel=kernel)))
         fast = kernel == "6.19" and kvm_fastpath_eligible(low, dest, "x2APIC")
         out += accept + ipi if fast else ipi + accept
-        out.append(("kvm_apic", f"apic_write APIC_ICR = {value & ~(1 << 12):#x}"))
-        out.append(("kvm_msr", f"msr_write 830 = {value:#x}"))
+        out.append(("kvm_apic", f"apic_write APIC_ICR = {value & ~APIC_ICR_BUSY:#x}"))
+        out.append(("kvm_msr", f"msr_write {MSR_X2APIC_ICR:x} = {value:#x}"))
     else:
         if apicv:
-            out.append(("kvm_exit", exit_body(v, "APIC_WRITE", rip, 0x300, kernel=kernel)))
+            out.append(("kvm_exit", exit_body(v, "APIC_WRITE", rip, APIC_WRITE_QUALIFICATION_ICR,
+                                               kernel=kernel)))
         else:
-            out.append(("kvm_exit", exit_body(v, "APIC_ACCESS", rip, 0x1310, kernel=kernel)))
-            out.append(("kvm_apic", f"apic_write APIC_ICR2 = {(dest & 0xFF) << 24:#x}"))
+            out.append(("kvm_exit", exit_body(v, "APIC_ACCESS", rip,
+                                              APIC_ACCESS_LINEAR_WRITE | APIC_OFFSET_ICR_HI,
+                                              kernel=kernel)))
+            icr2 = XAPICICRHigh.const({"dest": dest}).as_bits()
+            out.append(("kvm_apic", f"apic_write APIC_ICR2 = {icr2:#x}"))
             out.append(("kvm_entry", entry_body(v, rip + 7, kernel=kernel)))
             rip += 7
-            out.append(("kvm_exit", exit_body(v, "APIC_ACCESS", rip, 0x1300, kernel=kernel)))
-        out.append(("kvm_apic", f"apic_write APIC_ICR = {low & ~(1 << 12):#x}"))
+            out.append(("kvm_exit", exit_body(v, "APIC_ACCESS", rip,
+                                              APIC_ACCESS_LINEAR_WRITE | APIC_OFFSET_ICR_LO,
+                                              kernel=kernel)))
+        out.append(("kvm_apic", f"apic_write APIC_ICR = {low & ~APIC_ICR_BUSY:#x}"))
         out += ipi + accept
     out.append(("kvm_entry", entry_body(v, rip + 4, kernel=kernel)))
     return out
 
 
 def generate_trace(path, *, steps=300, seed=1, x2apic=None, n_vcpus=4, apicv=True,
-                   fmt="trace-cmd", kernel=DEFAULT_KERNEL):
+                   fmt="trace-cmd", kernel=DEFAULT_KERNEL, events=None):
     """Run `IPIWorld` and write the trace of every ICR write its guests made, in form ``fmt``
-    for Linux ``kernel``. Returns the list of (sender, APIC mode, low ICR word, destination)
+    for Linux ``kernel``; ``events``: only these events (as ``trace-cmd record -e`` keeps
+    them), default all. Returns the list of (sender, APIC mode, low ICR word, destination)
     written, in order."""
     check_kernel(kernel)
     if fmt not in FORMATS:
@@ -126,12 +137,13 @@ def generate_trace(path, *, steps=300, seed=1, x2apic=None, n_vcpus=4, apicv=Tru
             v, cpu = sender.vcpu_id, sender.cpu or 0
             rip = 0xFFFF_FFFF_8100_0000 + 0x40 * rng.randrange(64)
             mode = sender.apic.x2apic
-            for event, body in _events(kernel, apicv, n_vcpus, v, mode, low,
-                                       dest if mode else dest & 0xFF, rip):
+            # xAPIC: the 8-bit ICR2 field keeps the destination's low byte (IPIWorld's write)
+            traced = dest if mode else XAPICICRHigh.const({"dest": dest}).dest
+            for event, body in _events(kernel, apicv, n_vcpus, v, mode, low, traced, rip):
                 clock[0] += rng.uniform(0.000001, 0.00004)
-                records.append(format_line(fmt, v, cpu, clock[0], event, body))
-            written.append((v, "x2APIC" if mode else "xAPIC", low,
-                            dest if mode else dest & 0xFF))
+                if events is None or event in events:
+                    records.append(format_line(fmt, v, cpu, clock[0], event, body))
+            written.append((v, "x2APIC" if mode else "xAPIC", low, traced))
             return (yield from super().guest_icr_write(sender, low, dest))
 
     world = Recorder(n_vcpus=n_vcpus, n_pcpus=n_vcpus, seed=seed, x2apic=x2apic, kernel=kernel)
@@ -141,7 +153,8 @@ def generate_trace(path, *, steps=300, seed=1, x2apic=None, n_vcpus=4, apicv=Tru
         "Generated by sim.trace_generate.generate_trace from the project's co-simulation",
         f"(IPIWorld: {n_vcpus} vCPUs, {mode} guests, seed {seed}, {steps} steps): what KVM of",
         f"Linux {kernel} without IPIv traces for every ICR write the guests made"
-        f"{'' if apicv else ' (APICv off)'}, in {fmt} form.",
+        f"{'' if apicv else ' (APICv off)'}, in {fmt} form"
+        f"{'' if events is None else ', events ' + ', '.join(events) + ' only'}.",
         "Regenerate: .venv/bin/python -m sim.replay generate sim/traces",
     ]
     with open(path, "w") as out:

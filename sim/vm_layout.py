@@ -9,10 +9,12 @@ is always built from `hdl.formats.PIDPointerEntry` and a PID's routing from
 from dataclasses import dataclass, field
 
 from hdl.formats import (
-    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, NotifyInfo, PID_BYTES,
-    PID_NOTIFY_INFO_OFFSET, PID_POINTER_ENTRY_BYTES,
-    POSTED_INTR_VECTOR, POSTED_INTR_WAKEUP_VECTOR, XAPICNDST, pid_pointer_entry,
+    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, APIC_REGISTER_STRIDE, BUS_BYTES,
+    NotifyInfo, PAGE_SIZE, PID_BYTES, PIR_WORDS,
+    PID_NOTIFY_INFO_OFFSET, PID_POINTER_ENTRY_BYTES, PIDPointerEntry,
+    POSTED_INTR_VECTOR, POSTED_INTR_WAKEUP_VECTOR, VMCSConfig, XAPICNDST, pid_pointer_entry,
 )
+from .arch_values import check_fields, check_fits, field_width, pack
 from .golden import Config, GoldenIPIVirtualizer
 from .memory import Memory
 
@@ -20,23 +22,28 @@ from .memory import Memory
 __all__ = ["VM", "TARGET_STATES", "build_vm", "write_pid_pointer_entry", "write_routing",
            "ndst_of", "allowed_words"]
 
-PAGE_BYTES = 0x1000
 
 
 def write_pid_pointer_entry(memory, pid_table, vcpu_id, pid):
-    """Point entry ``vcpu_id`` of the table at ``pid`` (what KVM does at vCPU creation)."""
+    """Point entry ``vcpu_id`` of the table at ``pid`` (what KVM does at vCPU creation). The
+    index must fit the last-PID-pointer-index field, the PID its entry's address field."""
+    check_fits("PID-pointer table index", vcpu_id, field_width(VMCSConfig, "last_pid_index"))
+    check_fields(PIDPointerEntry, {"pid_line": pid // PID_BYTES}, what="PID-pointer entry")
     memory.write(pid_table + PID_POINTER_ENTRY_BYTES * vcpu_id, pid_pointer_entry(pid))
 
 
 def ndst_of(pcpu, *, host_x2apic):
-    """PID.NDST for physical APIC ID ``pcpu``: the ID itself (x2APIC host) or in bits 15:8."""
-    return pcpu if host_x2apic else XAPICNDST.const({"apic_id": pcpu}).as_bits()
+    """PID.NDST for physical APIC ID ``pcpu``: the ID itself (x2APIC host, 32 bits) or in bits
+    15:8 (xAPIC host, 8 bits); an ID that does not fit is a ValueError."""
+    if host_x2apic:
+        return check_fields(NotifyInfo, {"ndst": pcpu}, what="PID")["ndst"]
+    return pack(XAPICNDST, {"apic_id": pcpu}, what="xAPIC NDST")
 
 
 def write_routing(memory, pid, *, sn, nv, ndst, on=0):
-    """Write a PID's NotifyInfo word (ON, SN, NV, NDST)."""
+    """Write a PID's NotifyInfo word (ON, SN, NV, NDST); each value must fit its field."""
     memory.write(pid + PID_NOTIFY_INFO_OFFSET,
-                 NotifyInfo.const({"on": on, "sn": sn, "nv": nv, "ndst": ndst}).as_bits())
+                 pack(NotifyInfo, {"on": on, "sn": sn, "nv": nv, "ndst": ndst}, what="PID"))
 
 
 def allowed_words(vapic_pages, pids, maxphyaddr=52):
@@ -45,8 +52,8 @@ def allowed_words(vapic_pages, pids, maxphyaddr=52):
     of each PID (addresses wrap at MAXPHYADDR)."""
     word = GoldenIPIVirtualizer(maxphyaddr).word
     vapic_offsets = [APIC_OFFSET_ICR_LO, APIC_OFFSET_ICR_HI] + \
-        [APIC_OFFSET_IRR + 0x10 * k for k in range(8)]
-    pid_offsets = [8 * k for k in range(4)] + [PID_NOTIFY_INFO_OFFSET]
+        [APIC_OFFSET_IRR + APIC_REGISTER_STRIDE * k for k in range(8)]
+    pid_offsets = [BUS_BYTES * k for k in range(PIR_WORDS)] + [PID_NOTIFY_INFO_OFFSET]
     return {word(page + off) for page in vapic_pages for off in vapic_offsets} | \
         {word(pid + off) for pid in pids for off in pid_offsets}
 
@@ -94,7 +101,7 @@ def build_vm(states, *, max_vcpu_ids=8, host_x2apic=True, base=0x10_0000):
     for vcpu, state in states.items():
         sn, nv = TARGET_STATES[state]
         pid = base + 0x1_0000 + PID_BYTES * vcpu
-        vm.add_vcpu(vcpu, pid=pid, vapic_page=base + 0x2_0000 + PAGE_BYTES * vcpu)
+        vm.add_vcpu(vcpu, pid=pid, vapic_page=base + 0x2_0000 + PAGE_SIZE * vcpu)
         write_routing(vm.memory, pid, sn=sn, nv=nv,
                       ndst=ndst_of(vcpu + 1, host_x2apic=host_x2apic))
     return vm

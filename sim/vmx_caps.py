@@ -50,25 +50,17 @@ class MSRs:
 
     @classmethod
     def parse(cls, text, source="<text>"):
-        """Parse ``<index> <value>`` lines (hex with 0x; ``#`` starts a comment)."""
+        """Parse ``<index> <value>`` lines: hexadecimal numbers, ``0x`` optional (what the
+        README's recipes print: ``rdmsr -c`` writes ``0x...``, plain ``rdmsr`` no prefix);
+        ``#`` starts a comment. Every index must be a VMX capability MSR (`VMXMSR`)."""
         values = {}
         for lineno, line in enumerate(text.splitlines(), 1):
             line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            parts = line.split()
-            if len(parts) != 2 or not all(re.fullmatch(r"0[xX][0-9a-fA-F]+", p) for p in parts):
-                raise MSRFileError(f"{source}:{lineno}: expected '<index> <value>' in hex with "
-                                   f"0x, got {line!r}")
-            index, value = (int(p, 16) for p in parts)
-            if index >> 32:
-                raise MSRFileError(f"{source}:{lineno}: MSR index {index:#x} does not fit in "
-                                   f"32 bits")
-            if value >> 64:
-                raise MSRFileError(f"{source}:{lineno}: value does not fit in 64 bits")
-            if index in values:
-                raise MSRFileError(f"{source}:{lineno}: MSR {index:#x} given twice")
-            values[index] = value
+            if line:
+                index, value = _parse_line(line, f"{source}:{lineno}")
+                if index in values:
+                    raise MSRFileError(f"{source}:{lineno}: MSR {index:#x} given twice")
+                values[index] = value
         if not values:
             raise MSRFileError(f"{source}: no MSR values")
         return cls(values, name=source)
@@ -83,6 +75,25 @@ class MSRs:
         except UnicodeDecodeError:
             raise MSRFileError(f"{path}: not a text file") from None
         return cls.parse(text, source=str(path))
+
+
+_VMX_MSRS = sorted(int(m) for m in VMXMSR)
+
+
+def _parse_line(line, where):
+    """(index, value) of one ``<index> <value>`` line, or `MSRFileError` naming ``where``."""
+    parts = line.split()
+    if len(parts) != 2 or not all(re.fullmatch(r"(0[xX])?[0-9a-fA-F]+", p) for p in parts):
+        raise MSRFileError(f"{where}: expected '<index> <value>' in hex, got {line!r}")
+    index, value = (int(p, 16) for p in parts)
+    if index >> 32:
+        raise MSRFileError(f"{where}: MSR index {index:#x} does not fit in 32 bits")
+    if index not in _VMX_MSRS:
+        raise MSRFileError(f"{where}: MSR {index:#x} is not a VMX capability MSR "
+                           f"({_VMX_MSRS[0]:#x}..{_VMX_MSRS[-1]:#x}; numbers are hex)")
+    if value >> 64:
+        raise MSRFileError(f"{where}: value does not fit in 64 bits")
+    return index, value
 
 
 def _ctl(must_be_1, may_be_1):
@@ -235,7 +246,7 @@ PRESETS = {
 
 
 def preset(name):
-    """`MSRs` of a named preset; `KeyError` if unknown."""
+    """`MSRs` of a named preset; an unknown name is a ValueError listing the presets."""
     if name not in PRESETS:
-        raise KeyError(name)
+        raise ValueError(f"unknown CPU preset {name!r} (presets: {', '.join(PRESETS)})")
     return MSRs(PRESETS[name][1], name=name)

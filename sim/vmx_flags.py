@@ -6,9 +6,13 @@ name.
 
 - word 0 ("misc"): pin-based allowed-1 bits 15:0, bit 16 = INVVPID (VPID capability bit 0),
   bits 17/18/19 = EPT execute-only / A-D bits / 1-GB pages, (6.19: bit 20 = 5-level EPT),
-  bits 31:28 = VM-function controls 3:0, and the synthetic bits 24 (flexpriority: TPR shadow
-  and virtualize APIC accesses allowed) and 25 (apicv: TPR shadow, APIC-register
-  virtualization, virtual-interrupt delivery and posted interrupts allowed);
+  bits 31:28 = bits 35:32 of IA32_VMX_VMFUNC, and the synthetic bits 24 (flexpriority: TPR
+  shadow and virtualize APIC accesses allowed) and 25 (apicv: TPR shadow, APIC-register
+  virtualization, virtual-interrupt delivery and posted interrupts allowed). The VM functions
+  come from the MSR's *high* half: feat_ctl.c reads it as ``rdmsr_safe(MSR_IA32_VMX_VMFUNC,
+  &ign, &funcs)`` (line 53 in 6.0, line 54 in 6.19), so bit 0 (EPTP switching, the only VM
+  function CPUs have) never shows: real Sapphire and Granite Rapids hosts print no
+  ``eptp_switching``;
 - word 1: primary allowed-1 bits; word 2: secondary allowed-1 bits;
 - words 3 and 4: IA32_VMX_PROCBASED_CTLS3 bits 31:0 and 63:32.
 
@@ -58,7 +62,7 @@ def vmx_capability_words(msrs):
     secondary = _peek(msrs, VMXMSR.PROCBASED_CTLS2) >> 32
     tertiary = _peek(msrs, VMXMSR.PROCBASED_CTLS3)
     pin = _peek(msrs, VMXMSR.PINBASED_CTLS) >> 32
-    funcs = _peek(msrs, VMXMSR.VMFUNC) & 0xFFFF_FFFF
+    funcs = _peek(msrs, VMXMSR.VMFUNC) >> 32      # the high half, as feat_ctl.c reads it
     caps = _peek(msrs, VMXMSR.EPT_VPID_CAP)
     ept, vpid = caps & 0xFFFF_FFFF, caps >> 32
     misc = (pin & 0xFFFF) | (vpid & 1) << 16 | (funcs & 0xF) << 28

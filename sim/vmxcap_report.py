@@ -1,4 +1,8 @@
-"""``ipiv vmxcap``: QEMU's ``scripts/kvm/vmxcap`` report for a CPU, then what it lacks.
+"""``ipiv vmxcap``: would kvm_intel enable IPIv on a CPU (the verdict, first), QEMU's
+``scripts/kvm/vmxcap`` report for that CPU, then what it lacks.
+
+The verdict is one paragraph: whether the CPU allows IPI virtualization and whether kvm_intel
+(for the release and module parameters given) enables it, and why not.
 
 Part 1 prints QEMU vmxcap's sections and rows, with QEMU's names and semantics (qemu/qemu
 ``scripts/kvm/vmxcap``), so it can be diffed against ``vmxcap`` run on the real machine:
@@ -16,20 +20,34 @@ Part 1 prints QEMU vmxcap's sections and rows, with QEMU's names and semantics (
 Part 2, after a separator line, is what QEMU does not print: the whole tertiary MSR decoded
 (all bits with a name in the SDM), the secondary bits QEMU's table lacks, whether the CPU has
 tertiary controls at all (primary bit 17 allowed-1), the ``vmx flags`` line of the selected
-kernel and KVM's decisions for that kernel.
+kernel and KVM's decisions for that kernel: the control words of ``vmcs_config`` (what
+kvm_intel may use) beside those of a new vCPU's VMCS (what a vCPU runs with), which differ,
+and differently in 6.0 and 6.19.
 """
 
+import textwrap
+from dataclasses import dataclass, replace
+
 from hdl.vmx import SECONDARY, TERTIARY, VMXMSR
+from .kvm import KVM
 from .kvm_kernel import DEFAULT_KERNEL, check_kernel
-from .kvm_setup import ModuleParams, SetupError, hardware_setup
-from .vmx_caps import VMXCapabilities
+from .kvm_setup import KVMSetup, ModuleParams, SetupError, hardware_setup
+from .vmx_caps import MSRs, VMXCapabilities
 from .vmx_flags import vmx_flags
 
 
-__all__ = ["report", "report_json", "qemu_vmxcap", "QEMU_SECTIONS", "SEPARATOR"]
+__all__ = ["report", "report_json", "verdict", "warnings", "kvm_decision", "KVMDecision",
+           "qemu_vmxcap", "QEMU_SECTIONS", "QEMU_HEADER", "SEPARATOR", "REPORT_PARTS",
+           "MODULE_PARAMETERS", "CONTROL_WORDS"]
 
 _COLUMN = 40
+_WIDTH = 92                 # the verdict paragraph's width
+_WORD = 20                  # the vmcs_config column of the control words
+QEMU_HEADER = "=== QEMU's scripts/kvm/vmxcap ==="
 SEPARATOR = "=== beyond QEMU's vmxcap (ipiv model) ==="
+REPORT_PARTS = ("all", "summary", "qemu")
+#: The kvm_intel module parameters `--param` sets (vmx.c module_param, 6.0 and 6.19).
+MODULE_PARAMETERS = ("enable_apicv", "enable_ipiv", "error_on_inconsistent_vmcs_config")
 
 # QEMU scripts/kvm/vmxcap, section by section: (kind, name, rows, MSR, TRUE MSR).
 # "misc" rows: bit -> yes/no, (lo, hi) -> integer.
@@ -151,20 +169,110 @@ def qemu_vmxcap(msrs):
     return lines
 
 
-def _kvm(msrs, evmcs, kernel):
+@dataclass
+class KVMDecision:
+    """What kvm_intel makes of a CPU: its `KVMSetup` (None if it does not load, with the
+    ``error``), and the control words of a new vCPU's VMCS (`sim.kvm`: init_vmcs right after
+    KVM_CREATE_VCPU), which differ from ``vmcs_config`` and between releases."""
+    params: ModuleParams
+    kernel: str
+    setup: KVMSetup | None = None
+    error: str | None = None
+    vcpu: dict | None = None
+
+
+def kvm_decision(msrs, *, params=ModuleParams(), kernel=DEFAULT_KERNEL):
+    """Load kvm_intel (with ``params``) on the CPU of ``msrs`` and create one vCPU."""
     try:
-        return hardware_setup(msrs, ModuleParams(evmcs=evmcs), kernel=kernel), None
+        setup = hardware_setup(msrs, params, kernel=kernel)
     except SetupError as e:
-        return None, str(e)
+        return KVMDecision(params, kernel, error=str(e))
+    vcpu = KVM(msrs, params, kernel=kernel, n_pcpus=1).create_vm().create_vcpu(0)
+    return KVMDecision(params, kernel, setup, vcpu={
+        attr: vcpu.shadow.get(shadow) for _, attr, shadow, _ in CONTROL_WORDS})
 
 
-def report(msrs, *, evmcs=False, kernel=DEFAULT_KERNEL):
-    """The text report: QEMU vmxcap's output, then the separator and what QEMU lacks."""
+# (dump_vmcs's name, vmcs_config attribute, ControlsShadow name, hex digits)
+CONTROL_WORDS = (
+    ("PinBased", "pin_based_exec_ctrl", "pin", 8),
+    ("CPUBased", "cpu_based_exec_ctrl", "exec", 8),
+    ("SecondaryExec", "cpu_based_2nd_exec_ctrl", "secondary_exec", 8),
+    ("TertiaryExec", "cpu_based_3rd_exec_ctrl", "tertiary_exec", 16),
+    ("ExitControls", "vmexit_ctrl", "vm_exit", 8),
+    ("EntryControls", "vmentry_ctrl", "vm_entry", 8),
+)
+
+
+def _cpu_sentence(caps):
+    if caps.ipi_virtualization:
+        return "The CPU allows IPI virtualization (IA32_VMX_PROCBASED_CTLS3 bit 4)"
+    if not caps.tertiary_controls:
+        return ("The CPU has no IPI virtualization: it has no tertiary controls "
+                "(IA32_VMX_PROCBASED_CTLS bit 17 is not allowed-1)")
+    if caps.procbased_ctls3 is None:
+        return (f"The CPU has no IPI virtualization: MSR "
+                f"{int(VMXMSR.PROCBASED_CTLS3):#x} cannot be read")
+    return ("The CPU has tertiary controls but no IPI virtualization "
+            "(IA32_VMX_PROCBASED_CTLS3 bit 4 is not allowed-1)")
+
+
+def _params_text(params, *, changed_only=False):
+    default = ModuleParams()
+    shown = [f"{name}={'Y' if getattr(params, name) else 'N'}" for name in MODULE_PARAMETERS
+             if not changed_only or getattr(params, name) != getattr(default, name)]
+    return " ".join(shown) or "default parameters"
+
+
+def verdict(msrs, decision):
+    """The answer first, in one paragraph: would kvm_intel enable IPIv on this CPU, and why
+    (or why not)."""
+    caps = VMXCapabilities(MSRs(msrs.values))      # a fresh copy: no reads logged twice
+    setup, kernel = decision.setup, decision.kernel
+    where = f"Linux {kernel} kvm_intel ({_params_text(decision.params, changed_only=True)}" \
+        + (", on Hyper-V eVMCS)" if decision.params.evmcs else ")")
+    if setup is None:
+        return (f"IPIv: NO. {where} does not load on this CPU: {decision.error}. "
+                f"{_cpu_sentence(caps)}.")
+    if setup.enable_ipiv:
+        return (f"IPIv: YES. {_cpu_sentence(caps)} and {where} enables it, with APICv: a "
+                f"guest's IPIs to other vCPUs (x2APIC WRMSR 0x830, xAPIC ICR writes) are "
+                f"posted by the processor without a VM exit; only IPIs it cannot virtualize "
+                f"(shorthands, logical destinations, NMI/INIT/SIPI, ...) exit.")
+    exits = (f"Every IPI a guest sends in x2APIC mode is "
+             f"{'a WRMSR exit (reason 32)' if setup.enable_apicv else 'a VM exit'} that KVM "
+             f"emulates.")
+    if not caps.ipi_virtualization:
+        return f"IPIv: NO. {_cpu_sentence(caps)}, so {where} cannot enable it. {exits}"
+    reasons = "; ".join(note for note in setup.notes if note.startswith(("IPIv", "APICv")))
+    return (f"IPIv: NO. {_cpu_sentence(caps)}, but {where} does not enable it ({reasons}). "
+            f"{exits}")
+
+
+def report(msrs, *, evmcs=False, kernel=DEFAULT_KERNEL, params=ModuleParams(), part="all"):
+    """The text report: the verdict paragraph, then QEMU vmxcap's output under
+    `QEMU_HEADER`, then `SEPARATOR` and what QEMU lacks. ``part``: "all", "summary" (the
+    verdict only) or "qemu" (QEMU's lines only, to diff with vmxcap on the real machine).
+    Absent MSRs read by a plain rdmsr are in ``msrs.faults`` afterwards (`warnings`)."""
     check_kernel(kernel)
-    lines = qemu_vmxcap(msrs)
+    if part not in REPORT_PARTS:
+        raise ValueError(f"part must be one of {', '.join(REPORT_PARTS)}, not {part!r}")
+    if part == "qemu":
+        return "\n".join(qemu_vmxcap(msrs))
+    decision = kvm_decision(msrs, params=replace(params, evmcs=evmcs or params.evmcs),
+                            kernel=kernel)
+    paragraph = textwrap.fill(verdict(msrs, decision), width=_WIDTH, break_on_hyphens=False)
+    if part == "summary":
+        return paragraph
+    lines = [paragraph, "", QEMU_HEADER, *qemu_vmxcap(msrs), "", SEPARATOR]
+    lines += _beyond_qemu(msrs, kernel)
+    lines += _kvm_lines(decision)
+    return "\n".join(lines)
+
+
+def _beyond_qemu(msrs, kernel):
+    """The tertiary controls in full, the secondary bits QEMU's table lacks, vmx flags."""
     caps = VMXCapabilities(msrs)
-    lines += ["", SEPARATOR]
-    lines.append("tertiary controls (IA32_VMX_PROCBASED_CTLS3, all bits allowed-1)")
+    lines = ["tertiary controls (IA32_VMX_PROCBASED_CTLS3, all bits allowed-1)"]
     if caps.tertiary is not None:
         lines += [_row(c.description, caps.tertiary.setting(c.bit)) for c in TERTIARY]
         others = caps.procbased_ctls3 & ~sum(c.mask for c in TERTIARY)
@@ -179,58 +287,60 @@ def report(msrs, *, evmcs=False, kernel=DEFAULT_KERNEL):
         extra = [c for c in SECONDARY if c.bit in (30, 31)]
         lines.append("secondary controls QEMU does not list")
         lines += [_row(c.description, caps.secondary.setting(c.bit)) for c in extra]
-    lines += [f"Linux {kernel} vmx flags", "  " + " ".join(vmx_flags(msrs, kernel=kernel))]
-    setup, error = _kvm(msrs, evmcs, kernel)
-    lines.append(f"KVM (kvm_intel) decisions, Linux {kernel}" +
-                 (" on Hyper-V eVMCS" if evmcs else ""))
+    return lines + [f"Linux {kernel} vmx flags", "  " + " ".join(vmx_flags(msrs, kernel=kernel))]
+
+
+def _kvm_lines(decision):
+    """KVM's decisions: module parameters, APICv/IPIv, the control words of vmcs_config and
+    of a new vCPU side by side, whether x2APIC ICR writes exit."""
+    setup = decision.setup
+    lines = [f"KVM (kvm_intel) decisions, Linux {decision.kernel}" +
+             (" on Hyper-V eVMCS" if decision.params.evmcs else ""),
+             _row("module parameters", _params_text(decision.params))]
     if setup is None:
-        lines.append(f"  kvm_intel does not load: {error}")
-        return "\n".join(lines + _warnings(msrs))
-    c = setup.config
-    lines += [
-        _row("enable_apicv", "yes" if setup.enable_apicv else "no"),
-        _row("enable_ipiv", "yes" if setup.enable_ipiv else "no"),
-        _row("PinBased", f"0x{c.pin_based_exec_ctrl:08x}"),
-        _row("CPUBased", f"0x{c.cpu_based_exec_ctrl:08x}"),
-        _row("SecondaryExec", f"0x{c.cpu_based_2nd_exec_ctrl:08x}"),
-        _row("TertiaryExec", f"0x{c.cpu_based_3rd_exec_ctrl:016x}"),
-        _row("ExitControls", f"0x{c.vmexit_ctrl:08x}"),
-        _row("EntryControls", f"0x{c.vmentry_ctrl:08x}"),
-        _row("x2APIC ICR (MSR 0x830) writes exit", "no" if setup.enable_ipiv else
-             "yes (WRMSR exit, reason 32)"),
-    ]
-    lines += [f"  note: {note}" for note in setup.notes]
-    lines += _warnings(msrs)
-    return "\n".join(lines)
+        return lines + [f"  kvm_intel does not load: {decision.error}"]
+    lines += [_row("enable_apicv", "yes" if setup.enable_apicv else "no"),
+              _row("enable_ipiv", "yes" if setup.enable_ipiv else "no"),
+              _row("control word", f"{'vmcs_config':<{_WORD}} a new vCPU's VMCS")]
+    for name, attr, _, digits in CONTROL_WORDS:
+        config = f"0x{getattr(setup.config, attr):0{digits}x}"
+        lines.append(_row(f"  {name}", f"{config:<{_WORD}} 0x{decision.vcpu[attr]:0{digits}x}"))
+    lines.append(_row("x2APIC ICR (MSR 0x830) writes exit", "no" if setup.enable_ipiv else
+                      "yes (WRMSR exit, reason 32)"))
+    return lines + [f"  note: {note}" for note in setup.notes] + [
+        "  vmcs_config: the controls kvm_intel may use on this CPU (setup_vmcs_config); a new",
+        "  vCPU's VMCS: what init_vmcs writes at KVM_CREATE_VCPU (xAPIC mode, before",
+        "  KVM_SET_CPUID2); the two differ, and differently in 6.0 and 6.19."]
 
 
-def _warnings(msrs):
+def warnings(msrs):
+    """One line per absent MSR a plain rdmsr read (as 0) while the report was made: for
+    standard error, not inside the report."""
     return [f"warning: MSR {index:#x} is absent; a plain rdmsr read it as 0"
             for index in dict.fromkeys(msrs.faults)]
 
 
-def report_json(msrs, *, evmcs=False, kernel=DEFAULT_KERNEL):
-    """The report as JSON-ready data (keys unchanged; ``kernel`` added)."""
+def report_json(msrs, *, evmcs=False, kernel=DEFAULT_KERNEL, params=ModuleParams()):
+    """The report as JSON-ready data (keys unchanged; ``kernel``, ``verdict``, ``params`` and
+    ``kvm.vcpu`` added; the control words under ``kvm`` are vmcs_config's)."""
     check_kernel(kernel)
     caps = VMXCapabilities(msrs)
-    setup, error = _kvm(msrs, evmcs, kernel)
+    decision = kvm_decision(msrs, params=replace(params, evmcs=evmcs or params.evmcs),
+                            kernel=kernel)
+    setup = decision.setup
     kvm = {"loads": setup is not None, "kernel": kernel}
     if setup is None:
-        kvm.update({"error": error, "enable_apicv": False, "enable_ipiv": False,
+        kvm.update({"error": decision.error, "enable_apicv": False, "enable_ipiv": False,
                     "cpu_based_3rd_exec_ctrl": 0})
     else:
-        c = setup.config
-        kvm.update({
-            "enable_apicv": setup.enable_apicv, "enable_ipiv": setup.enable_ipiv,
-            "pin_based_exec_ctrl": c.pin_based_exec_ctrl,
-            "cpu_based_exec_ctrl": c.cpu_based_exec_ctrl,
-            "cpu_based_2nd_exec_ctrl": c.cpu_based_2nd_exec_ctrl,
-            "cpu_based_3rd_exec_ctrl": c.cpu_based_3rd_exec_ctrl,
-            "vmexit_ctrl": c.vmexit_ctrl, "vmentry_ctrl": c.vmentry_ctrl,
-            "evmcs": evmcs, "notes": setup.notes,
-        })
+        kvm.update({"enable_apicv": setup.enable_apicv, "enable_ipiv": setup.enable_ipiv,
+                    **{attr: getattr(setup.config, attr) for _, attr, _, _ in CONTROL_WORDS},
+                    "evmcs": decision.params.evmcs, "notes": setup.notes,
+                    "vcpu": decision.vcpu})
     return {
         "kernel": kernel,
+        "verdict": verdict(msrs, decision),
+        "params": {name: getattr(decision.params, name) for name in MODULE_PARAMETERS},
         "tertiary_controls": caps.tertiary_controls,
         "procbased_ctls3": caps.procbased_ctls3,
         "ipi_virtualization": caps.ipi_virtualization,

@@ -1,27 +1,28 @@
 """Run `IPIVirtualizer` / `IPIVSystem` on Amaranth's simulator, checked by `tb.checker`.
 
-One testbench coroutine does everything each cycle, in a fixed order, so runs are exactly
-reproducible from a seed: it answers the Wishbone bus from a `sim.memory.Memory` (fixed
-latency, random wait states, injected errors), drives the ICR-write streams, applies random
-back-pressure on every output stream, and turns what it sees into the records of
-`tb.checker.Checker` (writes accepted, bus transfers with their locked bus cycle, outputs
-offered and taken, ``busy`` falling), each with its cycle. The checker compares them with the
-golden model; the cocotb backend (`tb.cocotb.env`) feeds the same checker. Memory wait
-states and back-pressure follow the stall model of `tb.timing` (coin flips, bursts of 0..50
-cycles, the cap), the same as on cocotb. With a `tb.fsm_coverage.Sampler` it also samples
-the state of every stage and of the arbiters each cycle (the state registers are found in the
-elaborated design, which is the one simulated).
-"""
+A unit or system on the classic bus runs the testbench the cocotb backend runs too
+(`tb.testbench` on the testbench top of `tb.testbench_top`, stepped by `tb.amaranth_testbench`):
+the same seed gives the same run, cycle for cycle, on both backends. It answers the Wishbone
+bus from a `sim.memory.Memory` (fixed latency, random wait states, injected errors), drives
+the ICR-write streams, applies back-pressure on every output stream, and turns what it sees
+into the records of `tb.checker.Checker` (writes accepted, bus transfers with their locked bus
+cycle, outputs offered and taken, ``busy`` falling), each with its cycle. The checker
+compares them with the golden model. Memory wait states and back-pressure follow the stall
+model of `tb.timing` (coin flips, bursts of 0..50 cycles, the cap). With a
+`tb.fsm_coverage.Sampler` it also samples the state of every stage and of the arbiters.
+
+The pipelined bus (`tb.pipelined_memory`) still runs the per-cycle loop below, in which one
+coroutine does everything each cycle, in a fixed order."""
 
 import random
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Fragment, Signal, Value
-from amaranth.hdl._ast import Switch
+from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
-from hdl.formats import OUTPUT_STREAMS
+from hdl.formats import ICRWriteKind, OUTPUT_STREAMS
 from hdl.ipi_virtualizer import IPIVirtualizer
+from sim.golden import Outcome
 from sim.scenarios import Request
 from sim.stimulus import (
     dense_errors, host_side, more_self_ipis, posting_bursts, random_case, with_barriers,
@@ -30,7 +31,9 @@ from .amaranth_bfm import answer_transfer
 from .checker import (
     Checker, Event, LockTracker, MismatchError, OutputMonitors, ProtocolError, expected_events,
 )
-from .fsm_coverage import STAGES
+from .amaranth_testbench import run_on_top
+from .pipelined_memory import PipelinedResponder
+from .testbench_top import TestbenchTop
 from .timing import OutputStall, TransferTimer, validate_timing
 
 
@@ -94,13 +97,26 @@ class Harness:
         self.bursts = bursts
         self.coverage = coverage
         self.rng = random.Random(seed)
+        self.seed = seed
         self.check = check
         self.on_barrier = on_barrier
+        units = getattr(dut, "units", [dut])
+        self.pipelined = units[0].bus_kind == "pipelined"
+        # the shared testbench (`tb.amaranth_testbench`): classic bus
+        self.testbench_args = dict(
+            maxphyaddr=dut.maxphyaddr, latency=latency, wait_states=wait_states,
+            backpressure=backpressure, bursts=bursts, shadow=len(self.ports) == 1,
+            allowed_words=allowed_words, on_barrier=self._barrier, compare_lock=compare_lock,
+            locked_rmw=locked_rmw, fsm_coverage=coverage, bus=units[0].bus_kind)
+        self._top = None
         self.checker_args = dict(maxphyaddr=dut.maxphyaddr, allowed_words=allowed_words,
-                                 compare_lock=compare_lock, locked_rmw=locked_rmw)
+                                 compare_lock=compare_lock, locked_rmw=locked_rmw,
+                                 bus=units[0].bus_kind)
         self.checker = None
-        self._pulses = [(u.pid_update.posted, u.pid_update.suppressed)
-                        for u in getattr(dut, "units", [dut])]
+        # Postings completed, counted by the classic PID update (the pipelined unit's are
+        # counted from the checked results).
+        self._pulses = [] if self.pipelined else \
+            [(u.pid_update.posted, u.pid_update.suppressed) for u in units]
 
     # -- the run ----------------------------------------------------------------------------
     def run(self, requests, *, vcd=None, gtkw=None, traces=(), max_cycles=None, progress=None):
@@ -114,18 +130,19 @@ class Harness:
             if not 0 <= r.port < len(self.ports):
                 raise ValueError(f"request port {r.port} out of range")
         self.checker = None
-        if self.check:
+        # the classic bus runs on the testbench top (`run_on_top` makes the checker)
+        self._top = None if self.pipelined else \
+            TestbenchTop(self.dut, coverage=self.coverage is not None)
+        if self.check and self._top is None:
             shadow = None
             if len(self.ports) == 1:
                 shadow = self.memory.copy()
             self.checker = Checker(len(self.ports), shadow=shadow, **self.checker_args)
         run = Run(requests)
         limit = max_cycles or 200 + 200 * (len(requests) + 1) * (self.latency + 2)
-        # Elaborated here so that the simulated FSM state registers can be found in it.
-        fragment = Fragment.get(self.dut, None)
-        self._fsm_states = _fsm_state_signals(fragment, len(self.ports),
-                                              hasattr(self.dut, "cores"))
-        sim = Simulator(fragment)
+        units = self.dut.units if hasattr(self.dut, "cores") else [self.dut]
+        self._fsm_states = [[Value.cast(stage.state) for stage in unit.stages] for unit in units]
+        sim = Simulator(self._top if self._top is not None else self.dut)
         sim.add_clock(CLOCK_PERIOD)
         async def bench(ctx):
             await self._bench(ctx, run, limit, progress)
@@ -138,6 +155,9 @@ class Harness:
         if self.checker is not None:
             self.checker.finish(run.cycles, self.memory)
             run.results = [r.result for r in self.checker.in_order()]
+            if self.pipelined:      # no posting pulses: count the checked outcomes
+                run.posted = sum(r.outcome is Outcome.POSTED for r in run.results)
+                run.suppressed = sum(r.suppressed for r in run.results)
         return run
 
     def _barrier(self, request):
@@ -146,6 +166,9 @@ class Harness:
             self.on_barrier(request, self.memory, *([shadow] if shadow is not None else []))
 
     async def _bench(self, ctx, run, limit, progress):
+        if self._top is not None:
+            await run_on_top(self, ctx, self._top, run, limit, progress)
+            return
         ports, rng, bus, checker = self.ports, self.rng, self.dut.bus, self.checker
         system = hasattr(self.dut, "cores")     # transfers belong to the granted core
         queues = [[i for i, r in enumerate(run.requests) if r.port == p]
@@ -157,13 +180,18 @@ class Harness:
         streams = [[(getattr(port, name), Value.cast(getattr(port, name).payload))
                     for name in OUTPUT_STREAMS] for port in ports]
         timer = TransferTimer(rng, self.latency, self.wait_states, self.bursts)
+        responder = PipelinedResponder(self.memory, rng, latency=max(1, self.latency),
+                                       wait_states=self.wait_states, bursts=self.bursts) \
+            if self.pipelined else None
         stalls = [[OutputStall(rng, self.backpressure, self.bursts) for _ in OUTPUT_STREAMS]
                   for _ in ports]
         units = list(getattr(self.dut, "units", [self.dut]))
         coverage = self.coverage
         cycle = 0
         locks = LockTracker()
-        arbiters = [self.dut.arbiter] + [u.arbiter for u in getattr(self.dut, "units", [])]
+        arbiters = [a for a in [getattr(self.dut, "arbiter", None)] +
+                    [getattr(u, "arbiter", None) for u in getattr(self.dut, "units", [])]
+                    if a is not None]
         last_grant = [None] * len(arbiters)
 
         for port in ports:
@@ -181,7 +209,11 @@ class Harness:
             ctx.set(bus.ack, 0)
             ctx.set(bus.err, 0)
             ctx.set(bus.dat_r, rng.getrandbits(64))     # garbage unless acked
+            if responder is not None:
+                self._pipelined_answer(ctx, responder, cycle)
             cyc = ctx.get(bus.cyc)
+            if responder is not None:
+                responder.check_cyc(cycle, cyc)
             if cyc:
                 run.bus_cycles.append(cycle)
             elif checker is not None and (ctx.get(bus.lock) or ctx.get(bus.stb)):
@@ -195,7 +227,9 @@ class Harness:
                         ctx.get(arbiter.masters[before].cyc):
                     run.grant_switches_in_cycle += 1
                 last_grant[i] = now
-            if timer.step(cyc and ctx.get(bus.stb)):
+            if responder is not None:
+                self._pipelined_take(ctx, responder, cycle, cyc, grant, lock_cycle, run)
+            elif timer.step(cyc and ctx.get(bus.stb)):
                 answer_transfer(ctx, bus, self.memory)
                 run.lock_cycles.append(lock_cycle)
                 if checker is not None:
@@ -269,11 +303,42 @@ class Harness:
         run.cycles = cycle
         run.memory_log = self.memory.log
 
+    def _pipelined_answer(self, ctx, responder, cycle):
+        """The pipelined memory's answer due in this cycle, and ``stall``. The checker hears
+        of a transfer when it is answered (the memory performed it when it was taken)."""
+        bus = self.dut.bus
+        answer = responder.answer(cycle)
+        if answer is not None:
+            ok, data, access, (grant, lock_cycle) = answer
+            ctx.set(bus.ack if ok else bus.err, 1)
+            if ok:
+                ctx.set(bus.dat_r, data)
+            if self.checker is not None:
+                self.checker.transfer(grant or 0, access, lock_cycle, cycle)
+        self._stall = responder.stall()
+        ctx.set(bus.stall, self._stall)
+
+    def _pipelined_take(self, ctx, responder, cycle, cyc, grant, lock_cycle, run):
+        """The request taken in this cycle: performed and checked now, answered later."""
+        bus = self.dut.bus
+        if cyc and not self._stall and ctx.get(bus.stb):
+            responder.take(cycle, adr=ctx.get(bus.adr), we=ctx.get(bus.we), sel=ctx.get(bus.sel),
+                           dat_w=ctx.get(bus.dat_w), lock=ctx.get(bus.lock),
+                           tag=(grant, lock_cycle))
+            run.lock_cycles.append(lock_cycle)
+
     _NOTIFY = OUTPUT_STREAMS.index("notify")
     _SELF_IPI = OUTPUT_STREAMS.index("self_ipi")
 
     def _sample_coverage(self, ctx, coverage, p, unit, run, presenting, readies):
         kind = None if presenting is None else run.requests[presenting].kind
+        if self.pipelined:          # `tb.fsm_coverage_pipelined.Sampler`
+            seq = unit.sequencer
+            coverage.sample(ctx.get(self._fsm_states[p][0]), ctx.get(Value.cast(seq.kind)),
+                            None if kind is None else ICRWriteKind(kind).value,
+                            (ctx.get(unit.notify.valid), readies[self._NOTIFY]),
+                            (ctx.get(unit.self_ipi.valid), readies[self._SELF_IPI]))
+            return
         coverage.sample(
             p, [ctx.get(s) for s in self._fsm_states[p]], ctx.get(unit.arbiter.grant),
             ctx.get(unit.bus.cyc), ctx.get(unit.bus.ack), kind,
@@ -284,28 +349,12 @@ class Harness:
             (ctx.get(unit.self_ipi.valid), readies[self._SELF_IPI]))
 
 
-def _fsm_state_signals(fragment, n_ports, system):
-    """Per port, the ``fsm_state`` signal of each stage (`tb.fsm_coverage.STAGES`) in the
-    elaborated ``fragment``."""
-    def state_of(frag):
-        for stmt in frag.statements.get("sync", []):
-            if isinstance(stmt, Switch) and isinstance(stmt.test, Signal) and \
-                    stmt.test.name == "fsm_state":
-                return stmt.test
-        raise ValueError("a stage without an FSM")
-
-    def subs(frag):
-        return {name: sub for sub, name, _ in frag.subfragments}
-    units = [subs(fragment)[f"core{i}"] for i in range(n_ports)] if system else [fragment]
-    return [[state_of(subs(u)[stage]) for stage in STAGES] for u in units]
-
-
 #: The bursty timings of `stress_run`, by seed: (latency, wait states, back-pressure, bursts).
 STRESS_TIMINGS = ((0, 0.0, 0.3, 0.05), (1, 0.3, 0.3, 0.05), (2, 0.0, 0.5, 0.08),
                   (0, 0.2, 0.0, 0.05))
 
 
-def stress_run(seed, *, faults=frozenset(), count=40, coverage=None):
+def stress_run(seed, *, faults=frozenset(), count=40, coverage=None, bus="classic"):
     """One constrained-random run on Amaranth's simulator with back-pressure and wait states in
     bursts (`STRESS_TIMINGS`), bus errors at one transfer in ten every other seed, extra
     self-IPIs, host-side barriers that clear ON and bursts of back-to-back postings (so
@@ -320,7 +369,8 @@ def stress_run(seed, *, faults=frozenset(), count=40, coverage=None):
         dense_errors(case, rng, per_transfer=1 / 10)
     requests = with_barriers(more_self_ipis(case.requests, rng, share=0.3), rng, share=0.15)
     latency, wait_states, backpressure, bursts = STRESS_TIMINGS[seed % len(STRESS_TIMINGS)]
-    harness = Harness(IPIVirtualizer(maxphyaddr=maxphyaddr, faults=faults), case.memory,
+    harness = Harness(IPIVirtualizer(maxphyaddr=maxphyaddr, bus=bus, faults=faults),
+                      case.memory,
                       latency=latency, wait_states=wait_states, backpressure=backpressure,
                       bursts=bursts, seed=seed, allowed_words=case.allowed_words(),
                       on_barrier=host_side(case.pids, random.Random(seed + 1)),

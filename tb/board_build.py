@@ -300,16 +300,18 @@ _ECP5_OOC = ["--85k", "--package", "CABGA381", "--speed", "6", "--out-of-context
              "--freq", "25", "--timing-allow-fail"]
 
 
-def synth_unit(*, out_dir, maxphyaddr=52, families=("ice40", "ecp5"), place=False,
-               progress=None):
-    """Synthesize the bare `IPIVirtualizer` for each family (Yosys: the unit's ports
-    outnumber any package's pins). With ``place``, ECP5 is also placed and routed out of
-    context for an Fmax (``fmax_mhz``; None elsewhere). Returns {family: resources}."""
+def synth_unit(*, out_dir, maxphyaddr=52, bus="classic", families=("ice40", "ecp5"),
+               place=False, progress=None):
+    """Synthesize the bare `IPIVirtualizer` with memory port ``bus`` for each family (Yosys:
+    the unit's ports outnumber any package's pins), in ``out_dir``. With ``place``, ECP5 is
+    also placed and routed out of context for an Fmax (``fmax_mhz``; None elsewhere).
+    Returns {family: resources}."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    unit = f"IPIVirtualizer(maxphyaddr={maxphyaddr}, bus={bus!r})"
     if progress:
-        progress(f"converting IPIVirtualizer(maxphyaddr={maxphyaddr}) to RTLIL")
-    (out / "unit.il").write_text(rtlil.convert(IPIVirtualizer(maxphyaddr=maxphyaddr),
+        progress(f"converting {unit} to RTLIL")
+    (out / "unit.il").write_text(rtlil.convert(IPIVirtualizer(maxphyaddr=maxphyaddr, bus=bus),
                                                name="top"))
     figures = {}
     for family in families:
@@ -319,14 +321,16 @@ def synth_unit(*, out_dir, maxphyaddr=52, families=("ice40", "ecp5"), place=Fals
               f"read_rtlil unit.il; synth_{family} -top top; stat; "
               f"write_json unit_{family}.json"],
              cwd=out, env=env, log=out / f"unit_{family}.out",
-             stages=[("unit.il", f"synthesizing for {family} (yosys)")], progress=progress)
+             stages=[("unit.il", f"synthesizing the {bus} unit for {family} (yosys)")],
+             progress=progress)
         cells = parse_yosys_stat(log.read_text())
         figures[family] = {**resources(cells, family), "fmax_mhz": None, "cells": cells}
         if place and family == "ecp5":
             tim = out / "unit_ecp5.tim"
             _run([env["NEXTPNR_ECP5"], "--quiet", *_ECP5_OOC, "--json", "unit_ecp5.json",
                   "--log", tim.name], cwd=out, env=env, log=out / "unit_ecp5_pnr.out",
-                 stages=[("unit_ecp5.json", "placing and routing for ecp5, out of context")],
+                 stages=[("unit_ecp5.json", f"placing and routing the {bus} unit for ecp5, "
+                                            f"out of context")],
                  progress=progress)
             fmax, _, _ = _sync_clock(parse_nextpnr_log(tim.read_text())["clocks"])
             figures[family]["fmax_mhz"] = fmax

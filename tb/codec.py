@@ -10,11 +10,13 @@ import enum
 
 from amaranth.lib import data
 
-from hdl.formats import APICWriteExit, ICRLow, ICRWrite, Notification, NotifyInfo, VMCSConfig
+from hdl.formats import (
+    APICWriteExit, ICRLow, ICRWrite, Notification, NotifyInfo, VMCSConfig, XAPICNDST,
+)
 
 
 __all__ = ["Codec", "field_slice", "ICR_WRITE", "EXIT", "NOTIFY", "CONFIG", "ICR_LOW",
-           "NOTIFY_INFO", "pack_config"]
+           "NOTIFY_INFO", "XAPIC_NDST", "pack_config"]
 
 
 class Codec:
@@ -68,6 +70,7 @@ NOTIFY = Codec(Notification)
 CONFIG = Codec(VMCSConfig)
 ICR_LOW = Codec(ICRLow)
 NOTIFY_INFO = Codec(NotifyInfo)
+XAPIC_NDST = Codec(XAPICNDST)
 
 
 def pack_config(cfg):

@@ -17,9 +17,11 @@ even if the golden model and the gateware shared a misreading:
 from dataclasses import dataclass, field, replace
 
 from hdl.formats import (
-    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, ICR_RESERVED_MASK, DeliveryMode,
-    DestMode, ExitCause, ICRLow, ICRWriteKind as K, NotifyInfo, PID_NOTIFY_INFO_OFFSET,
-    POSTED_INTR_VECTOR, SendUIPIData, Shorthand, TriggerMode, X2APICICR, XAPICICRHigh,
+    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, APIC_REGISTER_STRIDE,
+    APIC_WRITE_QUALIFICATION_ICR, BUS_BYTES, EXIT_REASON_APIC_WRITE, EXIT_REASON_WRMSR,
+    ICR_RESERVED_MASK, DeliveryMode, DestMode, ExitCause, ICRLow, ICRWriteKind as K, NotifyInfo,
+    PID_NOTIFY_INFO_OFFSET, PID_POINTER_ENTRY_BYTES, PIR_WORDS, POSTED_INTR_VECTOR, SEL_QWORD,
+    SendUIPIData, Shorthand, TriggerMode, WRMSR_QUALIFICATION, X2APICICR, XAPICICRHigh,
     pid_pointer_entry,
 )
 from sim.golden import Config, GoldenIPIVirtualizer, Outcome
@@ -103,6 +105,11 @@ def verify(case, results, before, after):
 
 # -- building blocks ---------------------------------------------------------------------------
 
+def _entry(t):
+    """The byte address of entry ``t`` of the PID-pointer table."""
+    return TABLE + PID_POINTER_ENTRY_BYTES * t
+
+
 def vm_memory(*, on=(), sn=(), host_x2apic=True, nv=POSTED_INTR_VECTOR):
     """PID-pointer table with T = 1..3 valid, T = 4 valid bit clear, T = 5 a bit above
     MAXPHYADDR 52 set; PIDs with the given ON/SN; some VICR neighbours non-zero."""
@@ -111,8 +118,8 @@ def vm_memory(*, on=(), sn=(), host_x2apic=True, nv=POSTED_INTR_VECTOR):
         write_pid_pointer_entry(m, TABLE, t, pid)
         write_routing(m, pid, on=int(t in on), sn=int(t in sn), nv=nv,
                       ndst=ndst_of(NDST[t], host_x2apic=host_x2apic))
-    m.write(TABLE + 8 * 4, PIDS[1] + 0x100)                                # valid bit clear
-    m.write(TABLE + 8 * 5, pid_pointer_entry(PIDS[1] + 0x100) | 1 << 52)
+    m.write(_entry(4), PIDS[1] + 0x100)                                 # valid bit clear
+    m.write(_entry(5), pid_pointer_entry(PIDS[1] + 0x100) | 1 << 52)
     m.write(VAPIC + APIC_OFFSET_ICR_LO + 4, 0xA5A5_A5A5, size=4)   # bytes 304H..307H
     m.write(VAPIC + APIC_OFFSET_ICR_HI + 4, 0x5A5A_5A5A, size=4)   # bytes 314H..317H
     return m
@@ -145,8 +152,9 @@ def _exit(cause):
     return Expect(Outcome.EXIT, cause)
 
 
-APIC_WRITE = (56, 0x300)        # basic exit reason and qualification of an APIC-write exit
-WRMSR = (32, 0)                 # ... of the x2APIC intercept's WRMSR exit
+# Basic exit reason and qualification of an APIC-write exit, and of the intercept's WRMSR exit.
+APIC_WRITE = (EXIT_REASON_APIC_WRITE, APIC_WRITE_QUALIFICATION_ICR)
+WRMSR = (EXIT_REASON_WRMSR, WRMSR_QUALIFICATION)
 INTERCEPTED = Expect(Outcome.EXIT, ExitCause.DISABLED, reason=WRMSR)
 
 
@@ -155,7 +163,7 @@ def _notify(t):
 
 
 def _pir(memory, t):
-    return sum(memory.read(PIDS[t] + 8 * k) << (64 * k) for k in range(4))
+    return sum(memory.read(PIDS[t] + BUS_BYTES * k) << (64 * k) for k in range(PIR_WORDS))
 
 
 def _one(name, rule, memory, requests, expect, **kwargs):
@@ -170,7 +178,8 @@ def icr_hi_store():
     def check(before, after, results):
         assert after.read(VAPIC + APIC_OFFSET_ICR_HI, 4) == value & 0xFF00_0000
         assert after.read(VAPIC + APIC_OFFSET_ICR_HI + 4, 4) == 0x5A5A_5A5A     # neighbours
-        assert after.words.keys() - before.words.keys() <= {(VAPIC + 0x310) >> 3}
+        vicr_hi_word = (VAPIC + APIC_OFFSET_ICR_HI) // BUS_BYTES
+        assert after.words.keys() - before.words.keys() <= {vicr_hi_word}
     return _one("icr_hi_store", "xAPIC write to 310H: stored masked, nothing else",
                 vm_memory(), [Request(XCFG, K.XAPIC_ICR_HI, value)], [STORED], checks=[check])
 
@@ -183,7 +192,8 @@ def x2apic_gp():
     word = GoldenIPIVirtualizer().word(VAPIC + APIC_OFFSET_ICR_LO)
     def check(before, after, results):
         # the first transfer of the run is the store of the last (legal) write
-        assert after.log[0] == Access(True, word, 0xFF, requests[-1].value, False), after.log[0]
+        assert after.log[0] == Access(True, word, SEL_QWORD, requests[-1].value, False), \
+            after.log[0]
         assert after.read(VAPIC + APIC_OFFSET_ICR_LO) == 2 << 32 | 0x41
     return _one("x2apic_gp", "x2APIC reserved ICR bits: #GP, nothing stored", vm_memory(),
                 requests, [GP] * len(bits) + [POSTED], checks=[check])
@@ -194,7 +204,8 @@ def x2apic_store():
     value = X2APICICR.const({"dest": 0x1_0000}).as_bits() | low(0x40, dest_mode=DestMode.LOGICAL)
     def check(before, after, results):
         assert after.read(VAPIC + APIC_OFFSET_ICR_LO) == value
-        assert after.read(VAPIC + APIC_OFFSET_ICR_HI, 8) == before.read(VAPIC + 0x310, 8)
+        assert after.read(VAPIC + APIC_OFFSET_ICR_HI, 8) == \
+            before.read(VAPIC + APIC_OFFSET_ICR_HI, 8)
     return _one("x2apic_store", "x2APIC ICR write: 64-bit store at 300H only", vm_memory(),
                 [Request(CFG, K.X2APIC_ICR, value)], [_exit(ExitCause.UNSUPPORTED)],
                 checks=[check])
@@ -310,9 +321,9 @@ def index_range():
     """§4 step 2: T > last PID-pointer index exits, and no entry is read; T is 32 bits wide in
     x2APIC mode (no aliasing of 0x1_0002 onto 2)."""
     def check(before, after, results):
-        table_words = {(TABLE + 8 * t) >> 3 for t in range(16)}
+        table_words = {_entry(t) // BUS_BYTES for t in range(16)}
         assert not [a for a in after.log if not a.write and a.adr in table_words
-                    and (a.adr << 3) - TABLE > 8 * LAST]
+                    and (a.adr << 3) - TABLE > PID_POINTER_ENTRY_BYTES * LAST]
     requests = [x2(t, low(0x40)) for t in (LAST + 1, 0x1_0002, 0xFFFF_FFFF)] + \
         xapic(LAST + 1, low(0x41))
     return _one("index_range", "destination beyond the last index exits without a table read",
@@ -340,7 +351,7 @@ def entry_invalid():
     requests, expect = [], []
     for i, entry in enumerate(entries):
         t = 8 + i
-        m.write(TABLE + 8 * t, entry)
+        m.write(_entry(t), entry)
         requests.append(x2(t, low(0x40), replace(CFG, last_pid_index=0x20)))
         expect.append(_exit(ExitCause.ENTRY_INVALID))
     requests += [x2(4, low(0x40)), x2(5, low(0x40)), x2(0, low(0x40))]
@@ -353,8 +364,8 @@ def entry_maxphyaddr(maxphyaddr):
     of the PID address)."""
     def build():
         m = vm_memory()
-        m.write(TABLE + 8 * 6, pid_pointer_entry(PIDS[1]) | 1 << maxphyaddr)
-        m.write(TABLE + 8 * 7, pid_pointer_entry(PIDS[2]) | 1 << (maxphyaddr - 1))
+        m.write(_entry(6), pid_pointer_entry(PIDS[1]) | 1 << maxphyaddr)
+        m.write(_entry(7), pid_pointer_entry(PIDS[2]) | 1 << (maxphyaddr - 1))
         # T = 7's PID is at 9040H + bit MAXPHYADDR - 1: empty memory, so ON = SN = 0,
         # NV = NDST = 0
         return _one(f"entry_maxphyaddr_{maxphyaddr}", f"entry bits at and above MAXPHYADDR "
@@ -374,7 +385,7 @@ def pir_rmw():
         assert pir == (0x8000_0000_0000_0001 << 64) | 1 << 0x40 | 1 << 0x7F | 1 << 0xFF | 1 << 0x10
         for a in after.log:
             if a.write and a.lock:
-                assert a.sel == 0xFF
+                assert a.sel == SEL_QWORD
     return _one("pir_rmw", "PIR locked read-modify-write", m,
                 [x2(1, low(v)) for v in (0x40, 0x7F, 0x40, 0xFF, 0x10)], [POSTED] * 5,
                 checks=[check])
@@ -427,7 +438,8 @@ def x2apic_intercept():
         assert [r.icr for r in results[:len(values)]] == values
         word = GoldenIPIVirtualizer().word(VAPIC + APIC_OFFSET_ICR_LO)
         # nothing before the SENDUIPI's store touched memory
-        assert after.log[0] == Access(True, word, 0xFF, 3 << 32 | 0x51, False), after.log[0]
+        assert after.log[0] == Access(True, word, SEL_QWORD, 3 << 32 | 0x51, False), \
+            after.log[0]
     return _one("x2apic_intercept", "x2APIC ICR write with IPIv off: WRMSR exit, nothing "
                 "stored, no #GP", vm_memory(), requests,
                 [INTERCEPTED] * len(values) +
@@ -442,7 +454,8 @@ def self_ipis():
     vs = (0x45, 0xF7, 0x20)
     def check(before, after, results):
         for v in vs:
-            assert after.read(VAPIC + APIC_OFFSET_IRR + 0x10 * (v // 32), 4) >> (v % 32) & 1
+            irr = APIC_OFFSET_IRR + APIC_REGISTER_STRIDE * (v // 32)
+            assert after.read(VAPIC + irr, 4) >> (v % 32) & 1
     requests = [self_ipi(v) for v in vs] + [
         self_ipi(0x46, replace(XCFG, vid=False)), self_ipi(0x0E),
         self_ipi(0x47, trigger=TriggerMode.LEVEL), self_ipi(0x48, reserved_13=1),

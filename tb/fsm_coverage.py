@@ -2,11 +2,11 @@
 the bus arbiter, crossed with the request kind, sampled cycle by cycle on both simulator
 backends (plain Python once the model is built; the model is read from the design).
 
-**The model** (`model`). Each stage's states and its transition table come from the design
-itself: the elaborated Amaranth fragment of the stage holds one ``Switch`` on its ``fsm_state``
-signal (the state encoding is Amaranth's: the order of ``m.State`` blocks), and every
-assignment of that signal inside a case is a transition; a case with a path that assigns
-nothing stays in its state (a self-loop). The arbiter has no FSM: its state is the owner
+**The model** (`model`). Each stage publishes its states (the ``State`` enum of its ``state``
+register) and its transition table (``TRANSITIONS``, a self-loop where a state waits); the
+``invariants`` proof shows the table complete (the register never takes a pair outside it),
+and a transition seen in simulation that the table lacks is reported as unexpected. The
+arbiter has no FSM: its state is the owner
 register (the grant), and its transitions are all pairs of masters, minus the pairs the stage
 order rules out (`ARBITER_UNREACHABLE`, each with its reason). The cross with the request kind
 keeps, per stage, the states a request of that kind can be in (`KIND_STATES`) and drops the few
@@ -32,18 +32,16 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from amaranth.hdl import Fragment
-from amaranth.hdl._ast import Assign, Const, Signal, Switch
-
 from hdl.formats import ICRWriteKind
+from hdl.ipi_virtualizer import STAGES as STAGE_TABLE
 
 
 __all__ = ["STAGES", "KINDS", "StageFSM", "fsm_tables", "model", "Sampler", "merge",
            "report", "format_report", "KIND_STATES", "KIND_UNREACHABLE", "ARBITER_UNREACHABLE",
            "EVENTS"]
 
-#: The stages, in the order of the unit's arbiter masters.
-STAGES = ("interceptor", "lookup", "pid_update", "virr_update")
+#: The stages' names, in the order of the unit's arbiter masters (`hdl.ipi_virtualizer.STAGES`).
+STAGES = tuple(stage.name for stage in STAGE_TABLE)
 KINDS = tuple(k.name for k in ICRWriteKind)
 _HI, _LO, _X2, _UIPI = "XAPIC_ICR_HI", "XAPIC_ICR_LO", "X2APIC_ICR", "SENDUIPI"
 _POSTING = (_LO, _X2, _UIPI)
@@ -137,55 +135,17 @@ class StageFSM:
                f"{len(self.transitions)} transitions)"
 
 
-def _targets(stmts, signal):
-    """(states assigned to ``signal`` somewhere in ``stmts``, whether some path assigns
-    nothing)."""
-    targets, falls = set(), True
-    for stmt in stmts:
-        if isinstance(stmt, Assign) and isinstance(stmt.lhs, Signal) and stmt.lhs is signal:
-            targets.add(Const.cast(stmt.rhs).value)
-            falls = False
-        elif isinstance(stmt, Switch):
-            # a default case (None, or patterns of don't-cares only) covers every value
-            all_assign = any(patterns is None or all(set(p) <= {"-"} for p in patterns)
-                             for patterns, _, _ in stmt.cases)
-            for _, body, _ in stmt.cases:
-                t, f = _targets(body, signal)
-                targets |= t
-                all_assign &= not f
-            falls &= not all_assign
-    return targets, falls
-
-
-def _stage_fsm(name, fragment):
-    for stmt in fragment.statements.get("sync", []):
-        if isinstance(stmt, Switch) and isinstance(stmt.test, Signal) and \
-                stmt.test.name == "fsm_state":
-            signal = stmt.test
-            n = 1 << len(signal)
-            names = {}
-            for value in range(n):
-                try:
-                    names[value] = signal.decoder(value).rsplit("/", 1)[0]
-                except KeyError:        # an encoding no state has
-                    continue
-            transitions = set()
-            for patterns, body, _ in stmt.cases:
-                for pattern in patterns:
-                    src = names[int(pattern, 2)]
-                    targets, falls = _targets(body, signal)
-                    transitions |= {(src, names[t]) for t in targets}
-                    if falls:
-                        transitions.add((src, src))
-            return StageFSM(name, [names[v] for v in sorted(names)], transitions)
-    raise ValueError(f"stage {name} has no fsm_state switch")
-
-
 def fsm_tables(unit):
-    """{stage: `StageFSM`} of an `hdl.IPIVirtualizer` (elaborated here, not simulated)."""
-    fragment = Fragment.get(unit, None)
-    subs = {name: sub for sub, name, _ in fragment.subfragments}
-    return {name: _stage_fsm(name, subs[name]) for name in STAGES}
+    """{stage: `StageFSM`} of an `hdl.IPIVirtualizer`, from the tables its stages publish
+    (state names indexed by their encoding)."""
+    tables = {}
+    for stage in STAGE_TABLE:
+        component = type(getattr(unit, stage.name))
+        states = sorted(component.State, key=lambda s: s.value)
+        assert [s.value for s in states] == list(range(len(states))), "dense encodings"
+        tables[stage.name] = StageFSM(stage.name, [s.name for s in states],
+                                      {(a.name, b.name) for a, b in component.TRANSITIONS})
+    return tables
 
 
 def model(unit, *, system_cores=None):
@@ -378,6 +338,13 @@ def report(hits, the_model, *, groups=None):
             g["hit"] += 1
         else:
             g["missing"].append(name)
+    for name in hits:
+        # a transition (or state) the published table lacks: the table is wrong
+        if name not in the_model["bins"] and hits[name] and \
+                name.partition(":")[0] in the_model["tables"]:
+            group = out.setdefault(_group(name), {"hit": 0, "reachable": 0, "missing": [],
+                                                  "unreachable": 0, "unexpected": []})
+            group["unexpected"].append(name)
     judged = [g for g in out if groups is None or g in groups]
     hit = sum(out[g]["hit"] for g in judged)
     reachable = sum(out[g]["reachable"] for g in judged)
@@ -401,5 +368,5 @@ def format_report(rep):
             lines.append(f"    ... and {len(r['missing']) - 12} more")
     lines.append(f"{'total':38s} {rep['hit']:4d}/{rep['reachable']:<4d} = {rep['percent']} %")
     for b in rep["unexpected"][:8]:
-        lines.append(f"    hit although declared unreachable: {b}")
+        lines.append(f"    hit although declared unreachable or not in the stage's table: {b}")
     return lines

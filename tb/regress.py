@@ -121,7 +121,8 @@ def cmd_regress(args):
         summary = run_regression(
             sim=args.sim or os.environ.get("SIM") or "icarus", seeds=args.seeds,
             jobs=args.jobs, count=args.count, cosim_ipis=args.cosim_ipis,
-            cosim_seeds=args.cosim_seeds, only=args.only, threshold=args.coverage_threshold, fault=args.fault,
+            cosim_seeds=args.cosim_seeds, only=args.only, threshold=args.coverage_threshold,
+            fault=args.fault,
             out=args.out, kernel=args.kernel)
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -200,11 +201,6 @@ def run_regression(*, sim="icarus", seeds=DEFAULT_SEEDS, jobs=1, count=200, cosi
                    out="build/regress", stream=None, kernel=DEFAULT_KERNEL):
     """Run the regression; print progress and the summary to ``stream`` (default stderr and
     stdout); return the summary dict (``ok`` says whether it passed)."""
-    import pytest
-    from hdl import IPIVirtualizer
-    from tb import fsm_coverage
-    from tb.cocotb import fcoverage
-    from tb.cocotb.common import TIMINGS
     stream = stream or sys.stderr
     out = Path(out)
     if not out.is_absolute():
@@ -212,9 +208,8 @@ def run_regression(*, sim="icarus", seeds=DEFAULT_SEEDS, jobs=1, count=200, cosi
     out.mkdir(parents=True, exist_ok=True)
     junit, log = out / "junit.xml", out / "pytest.log"
     parts = only or sorted(TEST_FILES)
-    # the long co-simulation first: xdist hands tests out in order, and it is the longest
-    targets = sorted({t for part in parts for t in TEST_FILES[part]},
-                     key=lambda t: (not t.endswith("_long"), t))
+    # tests/conftest.py runs the longest first (the long co-simulation is marked slow)
+    targets = sorted({t for part in parts for t in TEST_FILES[part]})
     env = {
         "SIM": sim, "IPIV_SEEDS": str(seeds if "random" in parts else 0),
         "IPIV_RANDOM_COUNT": str(count), "IPIV_RANDOM_CHUNKS": "6",
@@ -224,15 +219,51 @@ def run_regression(*, sim="icarus", seeds=DEFAULT_SEEDS, jobs=1, count=200, cosi
         "IPIV_KERNEL": kernel,
         "IPIV_TEST_ROOT": str(out / "tests"),
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     args = [*targets, "-p", "no:cacheprovider", f"--junitxml={junit}", "-o",
             "junit_family=xunit1", "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml")]
     if jobs > 1:
-        args += ["-n", str(jobs)]
+        args += ["-n", str(jobs), "--dist", "worksteal"]
     print(f"ipiv regress: {sim}, {seeds} seeds, {jobs} workers, kernel {kernel}, "
           f"parts {', '.join(parts)}"
           + (f", FAULT {fault}" if fault else "") + f"\n  log: {log}", file=stream)
+    code, wall, failures = _pytest(args, env, log, stream)
+
+    rows = _properties(junit) if junit.exists() else []
+    passed = [r for r in rows if r[1] == "passed"]
+    failed = [r for r in rows if r[1] == "failed"]
+    sims = [p for _, o, p in rows if o == "passed" and "cycles" in p]
+    cycles = sum(_number(p.get("cycles")) for p in sims)
+    sim_wall = sum(_number(p.get("wall_s")) for p in sims)
+    random_seeds = sum(1 for name, o, _ in rows if "::test_random[" in name and o == "passed")
+    coverage = _coverage(rows, parts, fault, threshold, random_seeds)
+    fsm = _fsm_coverage(rows, coverage["judged"] and set(parts) == set(TEST_FILES))
+    delivery = _delivery(rows)
+    ok = code == 0 and not failed and coverage["ok"] and fsm["ok"] and delivery["ok"] and \
+        bool(rows)
+    summary = {
+        "ok": ok, "simulator": sim, "pytest_exit_code": int(code), "wall_s": round(wall, 1),
+        "tests": len(rows), "passed": len(passed), "failed": [r[0] for r in failed],
+        "skipped": len(rows) - len(passed) - len(failed), "random_seeds": random_seeds,
+        "contention_seeds": sum(1 for n, o, _ in rows if "test_contention[" in n and
+                                o == "passed"),
+        "coverage": coverage, "fsm_coverage": fsm, "delivery": delivery,
+        "icr_writes_checked": int(sum(_number(p.get("checked")) for p in sims)),
+        "cosim_ipis": int(sum(_number(p.get("ipis")) for p in sims)),
+        "simulated_cycles": int(cycles),
+        "cycles_per_s": round(cycles / sim_wall) if sim_wall else 0,
+        "junit": str(junit), "log": str(log),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    _print_summary(summary, failures, stream)
+    return summary
+
+
+def _pytest(args, env, log, stream):
+    """Run pytest with ``args`` in the repository with ``env`` set, its output in ``log``;
+    returns (exit code, wall seconds, [(test, failure text)])."""
+    import pytest
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     progress = _Progress(stream)
     start = time.monotonic()
     cwd = os.getcwd()
@@ -248,17 +279,14 @@ def run_regression(*, sim="icarus", seeds=DEFAULT_SEEDS, jobs=1, count=200, cosi
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    wall = time.monotonic() - start
+    return code, time.monotonic() - start, progress.failures
 
-    rows = _properties(junit) if junit.exists() else []
-    passed = [r for r in rows if r[1] == "passed"]
-    failed = [r for r in rows if r[1] == "failed"]
-    sims = [p for _, o, p in rows if o == "passed" and "cycles" in p]
-    cycles = sum(_number(p.get("cycles")) for p in sims)
-    sim_wall = sum(_number(p.get("wall_s")) for p in sims)
-    checked = sum(_number(p.get("checked")) for p in sims)
-    ipis = sum(_number(p.get("ipis")) for p in sims)
-    random_seeds = sum(1 for name, o, _ in rows if "::test_random[" in name and o == "passed")
+
+def _coverage(rows, parts, fault, threshold, random_seeds):
+    """The functional coverage merged over the passing tests, and whether it is judged (see
+    the module docstring) and good enough."""
+    from tb.cocotb import fcoverage
+    from tb.cocotb.common import TIMINGS
     cov_files = [p["coverage_file"] for _, o, p in rows if o == "passed" and "coverage_file" in p
                  and Path(p["coverage_file"]).exists()]
     merged = fcoverage.merge(cov_files)
@@ -274,54 +302,42 @@ def run_regression(*, sim="icarus", seeds=DEFAULT_SEEDS, jobs=1, count=200, cosi
         "a --fault run" if fault else "the random part did not run" if "random" not in parts
         else f"{random_seeds} random seeds < {len(TIMINGS)}, one per timing of a full run; "
              f"give --coverage-threshold to judge it")
-    coverage_ok = not judged or percent >= threshold
-    # FSM states and transitions, over every passing test
+    return {"covered": covered, "bins": total, "judged_bins": judged_bins,
+            "percent": round(percent, 2), "threshold": threshold, "judged": judged,
+            "not_judged_because": why_not, "ok": not judged or percent >= threshold,
+            "items": {k: list(v) for k, v in items.items()}}
+
+
+def _fsm_coverage(rows, judged):
+    """FSM states and transitions merged over every passing test; on a judged run every
+    reachable bin must be hit."""
+    from hdl import IPIVirtualizer
+    from tb import fsm_coverage
     fsm_files = [p["fsm_coverage_file"] for _, o, p in rows if o == "passed" and
                  "fsm_coverage_file" in p and Path(p["fsm_coverage_file"]).exists()]
     system = any(("contention" in n or "cosim" in n) for n, o, _ in rows if o == "passed")
     fsm_model = fsm_coverage.model(IPIVirtualizer(), system_cores=3 if system else None)
-    fsm_rep = fsm_coverage.report(fsm_coverage.merge(fsm_files), fsm_model)
-    fsm_judged = judged and set(parts) == set(TEST_FILES)
-    fsm_ok = not fsm_judged or (fsm_rep["hit"] == fsm_rep["reachable"] and
-                                not fsm_rep["unexpected"])
-    # notification delivery, over every test (each reports its own distribution)
+    rep = fsm_coverage.report(fsm_coverage.merge(fsm_files), fsm_model)
+    ok = not judged or (rep["hit"] == rep["reachable"] and not rep["unexpected"])
+    return {"hit": rep["hit"], "reachable": rep["reachable"], "percent": rep["percent"],
+            "judged": judged, "ok": ok, "unexpected": rep["unexpected"],
+            "groups": {g: {"hit": r["hit"], "reachable": r["reachable"],
+                           "unreachable": r["unreachable"], "missing": r["missing"]}
+                       for g, r in rep["groups"].items()}}
+
+
+def _delivery(rows):
+    """Notification delivery over every test (each reports its own distribution)."""
     deliveries = [json.loads(p["delivery"]) for _, o, p in rows if "delivery" in p]
     worst = max((d["latency_cycles"].get("max", 0) for d in deliveries), default=0)
-    delivery = {"bound_cycles": DELIVERY_BOUND,
-                "on_transitions": sum(d["on_transitions"] for d in deliveries),
-                "max_cycles": worst,
-                "medians": percentiles([d["latency_cycles"]["median"] for d in deliveries
-                                        if d["latency_cycles"].get("n")]),
-                "p99s": percentiles([d["latency_cycles"]["p99"] for d in deliveries
-                                     if d["latency_cycles"].get("n")]),
-                "ok": worst <= DELIVERY_BOUND}
-    ok = code == 0 and not failed and coverage_ok and fsm_ok and delivery["ok"] and bool(rows)
-    summary = {
-        "ok": ok, "simulator": sim, "pytest_exit_code": int(code), "wall_s": round(wall, 1),
-        "tests": len(rows), "passed": len(passed), "failed": [r[0] for r in failed],
-        "skipped": len(rows) - len(passed) - len(failed), "random_seeds": random_seeds,
-        "contention_seeds": sum(1 for n, o, _ in rows if "test_contention[" in n and
-                                o == "passed"),
-        "coverage": {"covered": covered, "bins": total, "judged_bins": judged_bins,
-                     "percent": round(percent, 2), "threshold": threshold,
-                     "judged": judged, "not_judged_because": why_not, "ok": coverage_ok,
-                     "items": {k: list(v) for k, v in items.items()}},
-        "fsm_coverage": {"hit": fsm_rep["hit"], "reachable": fsm_rep["reachable"],
-                         "percent": fsm_rep["percent"], "judged": fsm_judged, "ok": fsm_ok,
-                         "unexpected": fsm_rep["unexpected"],
-                         "groups": {g: {"hit": r["hit"], "reachable": r["reachable"],
-                                        "unreachable": r["unreachable"],
-                                        "missing": r["missing"]}
-                                    for g, r in fsm_rep["groups"].items()}},
-        "delivery": delivery,
-        "icr_writes_checked": int(checked), "cosim_ipis": int(ipis),
-        "simulated_cycles": int(cycles),
-        "cycles_per_s": round(cycles / sim_wall) if sim_wall else 0,
-        "junit": str(junit), "log": str(log),
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    _print_summary(summary, progress.failures, stream)
-    return summary
+    return {"bound_cycles": DELIVERY_BOUND,
+            "on_transitions": sum(d["on_transitions"] for d in deliveries),
+            "max_cycles": worst,
+            "medians": percentiles([d["latency_cycles"]["median"] for d in deliveries
+                                    if d["latency_cycles"].get("n")]),
+            "p99s": percentiles([d["latency_cycles"]["p99"] for d in deliveries
+                                 if d["latency_cycles"].get("n")]),
+            "ok": worst <= DELIVERY_BOUND}
 
 
 def _print_summary(s, failures, stream):

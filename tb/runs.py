@@ -6,16 +6,20 @@ from collections import Counter
 from dataclasses import replace
 
 from hdl import IPIVirtualizer
-from hdl.formats import ExitCause
+from hdl.formats import ExitCause, ICRWriteKind
+from hdl.params import check_bus
 from sim.golden import Outcome
 from sim.round_trip import RTL_BENCH
-from sim.scenarios import build_vm, deliver_pending, guest_ipi, icr_low, make_scenario
+from sim.outcome_text import describe_outcome
+from sim.scenarios import (
+    build_vm, deliver_pending, guest_ipi, icr_low, make_scenario, scenario_states,
+)
 from .amaranth_harness import Harness, expected_events
 from .waves import RecordingHarness, request_spans, write_gtkw, write_vcd
 
 
-__all__ = ["run_scenario", "summarize", "format_summary", "run_bench", "format_bench",
-           "measure_rtl"]
+__all__ = ["run_scenario", "check_latency", "summarize", "what_happened", "format_summary",
+           "run_bench", "format_bench", "measure_rtl"]
 
 
 def pair_events(run, port=0):
@@ -31,8 +35,22 @@ def pair_events(run, port=0):
     return pairs
 
 
-def summarize(run):
-    """Counts and latencies of a single-core run."""
+def what_happened(run, states):
+    """Per IPI of a single-core run, in order: {"request", "kind", "vector", "dest", "what"}
+    (`sim.outcome_text`; an xAPIC ICR2 write only stores the destination of the next IPI)."""
+    ipis = []
+    for (_, index), result in zip(run.accepted, run.results):
+        request = run.requests[index]
+        text = describe_outcome(request.kind, result, states)
+        if text is not None:
+            ipis.append({"request": index, "kind": ICRWriteKind(request.kind).name,
+                         "vector": result.vector, "dest": result.dest, "what": text})
+    return ipis
+
+
+def summarize(run, states=None):
+    """Counts and latencies of a single-core run; with the VM's vCPU ``states``, also what
+    happened to each IPI in words (``ipis``, and ``what_happened``: sentence -> count)."""
     pairs = pair_events(run)
     outcomes = Counter(result.outcome for _, _, result, _ in pairs)
     causes = Counter(result.cause for _, _, result, _ in pairs if result.outcome is Outcome.EXIT)
@@ -53,7 +71,15 @@ def summarize(run):
         "stored_only": outcomes[Outcome.STORED],
         "latency": {k: v for k, v in latency.items() if v},
         "bus_transfers": len(run.memory_log),
+        **_words(run, states),
     }
+
+
+def _words(run, states):
+    if states is None:
+        return {}
+    ipis = what_happened(run, states)
+    return {"ipis": ipis, "what_happened": dict(Counter(ipi["what"] for ipi in ipis))}
 
 
 def _lat(values):
@@ -76,16 +102,24 @@ def format_summary(summary):
     for stream, values in s["latency"].items():
         lines.append(f"  latency icr accepted -> {stream}.valid (min/avg/max cycles): "
                      f"{_lat(values)}")
+    if s.get("what_happened"):
+        lines.append("  what happened to the IPIs (how many, in order of first occurrence):")
+        lines += [f"  {count:6d}  {text}" for text, count in s["what_happened"].items()]
     return "\n".join(lines)
 
 
-def run_scenario(name, *, count, seed, out_dir="build", latency=1, waves=True, progress=None):
-    """Run a named scenario with the golden-model check; returns (summary, vcd, gtkw).
+def run_scenario(name, *, count, seed, out_dir="build", latency=1, waves=True, progress=None,
+                 bus="classic"):
+    """Run a named scenario on the unit with memory port ``bus`` (`hdl.formats.BUS_KINDS`) with
+    the golden-model check; returns (summary, vcd, gtkw).
 
+    ``latency``: cycles from a request to its answer (classic: ``ack`` after ``stb``;
+    pipelined: the answer after the request is taken, at least 1, `check_latency`).
     With ``waves``: ``out_dir/NAME.vcd`` and ``NAME.gtkw``, the readable view of `tb.waves`
     (the caller checks that ``out_dir`` is writable before the run)."""
+    check_latency(latency, bus)
     vm, requests = make_scenario(name, count=count, seed=seed)
-    dut = IPIVirtualizer()
+    dut = IPIVirtualizer(bus=bus)
     harness = (RecordingHarness if waves else Harness)(
         dut, vm.memory, latency=latency, seed=seed,
         on_barrier=lambda req, *mems: deliver_pending(vm, *mems))
@@ -97,9 +131,21 @@ def run_scenario(name, *, count, seed, out_dir="build", latency=1, waves=True, p
         gtkw = os.path.join(out_dir, f"{name}.gtkw")
         recording = harness.recording
         write_vcd(vcd, recording, request_spans(run, recording),
-                  comment=f"ipiv sim {name} -n {count} --seed {seed} --latency {latency}")
+                  comment=f"ipiv sim {name} -n {count} --seed {seed} --latency {latency} "
+                          f"--bus {bus}")
         write_gtkw(gtkw, vcd, recording)
-    return summarize(run), vcd, gtkw
+    return summarize(run, scenario_states(name)), vcd, gtkw
+
+
+def check_latency(latency, bus):
+    """``latency`` if the memory of port ``bus`` can answer that many cycles after a request,
+    else `ValueError`: a pipelined memory answers in a later cycle than it takes the request
+    (docs/interface.md, "Memory port, pipelined": R >= 2)."""
+    check_bus(bus)
+    if bus == "pipelined" and latency < 1:
+        raise ValueError(f"a pipelined memory answers at least 1 cycle after it takes a "
+                         f"request (R >= 2), not {latency}")
+    return latency
 
 
 # -- benchmark ------------------------------------------------------------------------------
@@ -112,11 +158,11 @@ def _bench_vm():
     return build_vm({0: "running", 1: "running"}, max_vcpu_ids=4)
 
 
-def _isolated_latency(requests, memory_latency, stream):
+def _isolated_latency(requests, memory_latency, stream, bus="classic"):
     """Latency of each request issued alone (the unit idle and ON cleared before each)."""
     vm = _bench_vm()
     requests = [replace(r, barrier=True) for r in requests]
-    harness = Harness(IPIVirtualizer(), vm.memory, latency=memory_latency,
+    harness = Harness(IPIVirtualizer(bus=bus), vm.memory, latency=memory_latency,
                       on_barrier=lambda req, *mems: deliver_pending(vm, *mems))
     values = summarize(harness.run(requests))["latency"].get(stream)
     if not values or min(values) != max(values):
@@ -134,7 +180,7 @@ def _xapic_ipi(cfg, dest, vector=0x40):
     return guest_ipi(cfg, icr_low(vector), dest)
 
 
-def _throughput(memory_latency, *, targets, notify):
+def _throughput(memory_latency, *, targets, notify, bus="classic"):
     """Back-to-back virtualized x2APIC IPIs, always-ready outputs.
 
     Returns (cycles per IPI, IPIs per 1000 cycles, idle bus cycles per IPI)."""
@@ -144,7 +190,7 @@ def _throughput(memory_latency, *, targets, notify):
     # target again and again: ON stays set and every post is suppressed.
     dests = range(1, targets) if notify else [1] * (targets - 1)
     requests = [_x2apic_ipi(cfg, d, 0x40 + i % 0x80) for i, d in enumerate(dests)]
-    run = Harness(IPIVirtualizer(), vm.memory, latency=memory_latency).run(requests)
+    run = Harness(IPIVirtualizer(bus=bus), vm.memory, latency=memory_latency).run(requests)
     # From the second acceptance: the first suppressed-mode post still sets ON.
     first, last = run.accepted[1][0], run.accepted[-1][0]
     n = len(requests) - 2
@@ -152,58 +198,95 @@ def _throughput(memory_latency, *, targets, notify):
     return (last - first) / n, 1000 * n / (last - first), ((last - first) - busy) / n
 
 
-def run_bench(*, targets=64, progress=None):
-    """Latency (cycles from ``icr`` accepted to ``valid``) and throughput, per memory latency.
+#: Bench cases: name -> (bus transfers before the output, dependent round trips of the
+#: pipelined bus before it).
+BENCH_CASES = {
+    "notify x2APIC": (6, 3),
+    "notify xAPIC": (7, 4),
+    # The x2APIC intercept: a WRMSR exit with no transfer (docs/interface.md).
+    "exit x2APIC, IPIv off": (0, 0),
+    "exit xAPIC, IPIv off": (2, 1),
+    "exit x2APIC, index range": (1, 1),
+    "exit x2APIC, entry invalid": (2, 1),
+}
+
+
+def bench_latencies(bus):
+    """The memory latencies (cycles from a request to its answer, R - 1) benched for ``bus``:
+    the pipelined port cannot answer in the cycle a request is taken (R >= 2)."""
+    return BENCH_LATENCIES if bus == "classic" else tuple(l for l in BENCH_LATENCIES if l >= 1)
+
+
+def _bench_cases(lat, bus):
+    x2 = _bench_vm().config(0, x2apic=True)
+    xa = _bench_vm().config(0, x2apic=False)
+    measured = {
+        "notify x2APIC": ([_x2apic_ipi(x2, 1)] * 4, "notify"),
+        "notify xAPIC": (_xapic_ipi(xa, 1) * 4, "notify"),
+        "exit x2APIC, IPIv off": ([_x2apic_ipi(replace(x2, ipiv=False), 1)] * 3, "exit"),
+        "exit xAPIC, IPIv off": (_xapic_ipi(replace(xa, ipiv=False), 1) * 3, "exit"),
+        "exit x2APIC, index range": ([_x2apic_ipi(x2, 9)] * 3, "exit"),
+        "exit x2APIC, entry invalid": ([_x2apic_ipi(x2, 2)] * 3, "exit"),
+    }
+    return {name: _isolated_latency(requests, lat, stream, bus)
+            for name, (requests, stream) in measured.items()}
+
+
+def _bench_row(lat, bus, targets):
+    r = lat + 1        # the memory round trip R: cycles per classic transfer
+    row = {"memory_latency": lat, "latency": {}}
+    if bus == "pipelined":
+        row["round_trip"] = r
+    for name, cycles in _bench_cases(lat, bus).items():
+        transfers, trips = BENCH_CASES[name]
+        if bus == "classic":
+            row["latency"][name] = {"cycles": cycles, "transfers": transfers,
+                                    "overhead": cycles - transfers * r}
+        else:
+            row["latency"][name] = {"cycles": cycles, "transfers": transfers,
+                                    "round_trips": trips, "overhead": cycles - trips * r}
+    for key, notify, transfers in (("throughput_notify", True, 6),
+                                   ("throughput_suppressed", False, 5)):
+        per_ipi, rate, idle = _throughput(lat, targets=targets, notify=notify, bus=bus)
+        row[key] = {"cycles_per_ipi": per_ipi, "ipis_per_1000_cycles": rate,
+                    "idle_bus_cycles_per_ipi": idle, "transfers": transfers}
+    return row
+
+
+def run_bench(*, targets=64, bus="classic", progress=None):
+    """Latency (cycles from ``icr`` accepted to ``valid``) and throughput, per memory latency,
+    of the unit with memory port ``bus``.
 
     ``targets``: vCPUs of the throughput VM (at least 4: the throughput is timed from the
     second to the last of ``targets - 1`` IPIs); ``progress()`` is called after each memory
-    latency."""
+    latency. Overhead: cycles beyond the transfers (classic) or the dependent round trips
+    (pipelined) themselves, each R cycles."""
     if targets < 4:
         raise ValueError(f"targets must be at least 4, not {targets}")
     rows = []
-    for lat in BENCH_LATENCIES:
-        t = lat + 1        # cycles per bus transfer
-        x2 = _bench_vm().config(0, x2apic=True)
-        xa = _bench_vm().config(0, x2apic=False)
-        cases = {
-            # name: (measured latency, bus transfers before the output)
-            "notify x2APIC": (_isolated_latency([_x2apic_ipi(x2, 1)] * 4, lat, "notify"), 6),
-            "notify xAPIC": (_isolated_latency(_xapic_ipi(xa, 1) * 4, lat, "notify"), 7),
-            # The x2APIC intercept: a WRMSR exit with no transfer (docs/interface.md).
-            "exit x2APIC, IPIv off": (_isolated_latency(
-                [_x2apic_ipi(replace(x2, ipiv=False), 1)] * 3, lat, "exit"), 0),
-            "exit xAPIC, IPIv off": (_isolated_latency(
-                _xapic_ipi(replace(xa, ipiv=False), 1) * 3, lat, "exit"), 2),
-            "exit x2APIC, index range": (_isolated_latency(
-                [_x2apic_ipi(x2, 9)] * 3, lat, "exit"), 1),
-            "exit x2APIC, entry invalid": (_isolated_latency(
-                [_x2apic_ipi(x2, 2)] * 3, lat, "exit"), 2),
-        }
-        row = {"memory_latency": lat, "latency": {}}
-        for name, (cycles, transfers) in cases.items():
-            row["latency"][name] = {"cycles": cycles, "transfers": transfers,
-                                    "overhead": cycles - transfers * t}
-        per_ipi, rate, idle = _throughput(lat, targets=targets, notify=True)
-        row["throughput_notify"] = {"cycles_per_ipi": per_ipi, "ipis_per_1000_cycles": rate,
-                                    "idle_bus_cycles_per_ipi": idle, "transfers": 6}
-        per_ipi, rate, idle = _throughput(lat, targets=targets, notify=False)
-        row["throughput_suppressed"] = {"cycles_per_ipi": per_ipi,
-                                        "ipis_per_1000_cycles": rate,
-                                        "idle_bus_cycles_per_ipi": idle, "transfers": 5}
-        rows.append(row)
+    for lat in bench_latencies(bus):
+        rows.append(_bench_row(lat, bus, targets))
         if progress:
             progress()
     return rows
 
 
-def format_bench(rows):
-    lines = ["Latency, cycles from icr accepted to valid (overhead = cycles beyond the bus "
-             "transfers themselves)",
-             f"  {'case':30s} {'transfers':>9s} " + " ".join(
-                 f"{'ack+' + str(r['memory_latency']):>14s}" for r in rows)]
+def format_bench(rows, bus="classic"):
+    if bus == "classic":
+        lines = ["Latency, cycles from icr accepted to valid (overhead = cycles beyond the bus "
+                 "transfers themselves)",
+                 f"  {'case':30s} {'transfers':>9s} " + " ".join(
+                     f"{'ack+' + str(r['memory_latency']):>14s}" for r in rows)]
+        count = "transfers"
+    else:
+        lines = ["Latency, cycles from icr accepted to valid (overhead = cycles beyond the "
+                 "dependent round trips themselves, R cycles each)",
+                 f"  {'case':30s} {'trips':>9s} " + " ".join(
+                     f"{'R=' + str(r['round_trip']):>14s}" for r in rows)]
+        count = "round_trips"
     for name in rows[0]["latency"]:
         cells = [r["latency"][name] for r in rows]
-        lines.append(f"  {name:30s} {cells[0]['transfers']:9d} " + " ".join(
+        lines.append(f"  {name:30s} {cells[0][count]:9d} " + " ".join(
             f"{c['cycles']:6d} (+{c['overhead']}) " for c in cells))
     lines.append("Throughput, back-to-back virtualized x2APIC IPIs (outputs always ready)")
     for key, title in (("throughput_notify", "each IPI notifies (6 transfers)"),
@@ -211,15 +294,17 @@ def format_bench(rows):
         lines.append(f"  {title}")
         for r in rows:
             t = r[key]
-            lines.append(f"    ack+{r['memory_latency']}: {t['cycles_per_ipi']:.2f} cycles/IPI, "
+            where = f"ack+{r['memory_latency']}" if bus == "classic" else f"R={r['round_trip']}"
+            lines.append(f"    {where}: {t['cycles_per_ipi']:.2f} cycles/IPI, "
                          f"{t['ipis_per_1000_cycles']:.1f} IPIs per 1000 cycles, "
                          f"{t['idle_bus_cycles_per_ipi']:.2f} idle bus cycles/IPI")
     return "\n".join(lines)
 
 
-def measure_rtl():
-    """Run the RTL bench (Amaranth's simulator, ~10 s) and return it in `sim.round_trip.RTL_BENCH`'s shape."""
-    rows = run_bench()
+def measure_rtl(bus="classic"):
+    """Run the RTL bench of the ``bus`` variant (Amaranth's simulator, ~10 s) and return it in
+    `sim.round_trip.RTL_BENCH`'s shape."""
+    rows = run_bench(bus=bus)
     measured = {}
     for case in RTL_BENCH:
         measured[case] = {"transfers": rows[0]["latency"][case]["transfers"],

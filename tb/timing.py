@@ -1,8 +1,8 @@
 """Memory timing and output back-pressure, as both simulator backends apply them (plain
 Python): the parameters, the wait cycles of a transfer, and ``ready`` of an output.
 
-The stall model, one definition for the Amaranth harness (`tb.amaranth_harness`) and the
-cocotb bus-functional models (`tb.cocotb.bfm`):
+The stall model, one definition for both backends (the shared testbench `tb.testbench`, and the
+pipelined memory of `tb.pipelined_memory`):
 
 - **latency**: a fixed number of cycles from ``stb`` to ``ack``/``err``;
 - **coin flips** (``wait_states`` on the bus, ``backpressure`` on an output): one more wait
@@ -18,11 +18,17 @@ cocotb bus-functional models (`tb.cocotb.bfm`):
 
 With ``bursts`` = 0 the random draws are exactly those of the coin flips alone, so runs made
 before bursts existed are reproduced cycle for cycle.
+
+The testbenches draw all of this per transaction, not per cycle (`tb.testbench`): a transfer's
+wait when it starts (`wait_cycles`), an output's stall when its ``valid`` rises
+(`OutputStall.stall_at`: the chain stepped over the cycles since its last offer, then up to
+``ready``), and runs of idle cycles by coin flips (`coin_run`), so the simulator plays them
+without waking Python every cycle.
 """
 
 
-__all__ = ["MAX_STALL", "validate_timing", "wait_cycles", "ready", "TransferTimer",
-           "OutputStall"]
+__all__ = ["MAX_STALL", "validate_timing", "wait_cycles", "ready", "coin_run",
+           "TransferTimer", "OutputStall"]
 
 #: The longest stall of the model, in cycles: a burst is 0..MAX_STALL cycles, and no output
 #: (no transfer) is held off (kept waiting) for more than MAX_STALL cycles in a row.
@@ -54,6 +60,16 @@ def wait_cycles(rng, latency, wait_states, bursts=0.0):
     return latency + extra
 
 
+def coin_run(rng, p, cap):
+    """How many coin flips in a row come up with probability ``p`` before the first that does
+    not, at most ``cap``: the idle cycles before an event drawn once a cycle with probability
+    1 - ``p``, drawn at once."""
+    n = 0
+    while p and n < cap and rng.random() < p:
+        n += 1
+    return n
+
+
 def ready(rng, backpressure):
     """An output's ``ready`` for one cycle by a coin flip alone: low with probability
     ``backpressure`` (no bursts, no cap; `OutputStall` is the full model)."""
@@ -73,6 +89,7 @@ class OutputStall:
         self.burst = 0              # cycles of the current burst still to come
         self.low = 0                # cycles ready has been low in a row
         self.longest = 0            # the longest such run so far
+        self.cycle = 0              # the cycle the next `step` is for (`stall_at`)
 
     def step(self):
         """``ready`` for the next cycle."""
@@ -90,6 +107,21 @@ class OutputStall:
         self.low = 0 if value else self.low + 1
         self.longest = max(self.longest, self.low)
         return value
+
+    def stall_at(self, cycle):
+        """Cycles ``ready`` stays low for an offer whose ``valid`` rises in ``cycle`` (cycles
+        count up from 0 and never go back): the chain is stepped over the cycles since its
+        last use, the consumer keeping its pace while nothing is offered, then until
+        ``ready`` is high."""
+        if not (self.backpressure or self.bursts):
+            return 0
+        for _ in range(cycle - self.cycle):
+            self.step()
+        stall = 0
+        while not self.step():
+            stall += 1
+        self.cycle = cycle + stall + 1
+        return stall
 
 
 class TransferTimer:

@@ -1,7 +1,8 @@
 """Verilog of the gateware for HDL simulators, generated once per parameter set.
 
-`generate` converts `hdl.IPIVirtualizer` or `hdl.IPIVSystem` with Amaranth's built-in Yosys
-into ``build/verilog/`` and returns the file. A file is keyed by the design's parameters and a
+`generate` converts `hdl.IPIVirtualizer` or `hdl.IPIVSystem`, inside the testbench top of
+`tb.testbench_top`, with Amaranth's built-in Yosys into ``build/verilog/`` and returns the
+file. A file is keyed by the design's parameters and a
 hash of the gateware's sources, so an edit of ``hdl/`` makes a new file and an unchanged design
 is converted only once, even by many pytest-xdist workers at the same time (an ``fcntl`` lock
 per file, written to a temporary name and renamed).
@@ -14,7 +15,6 @@ outputs stay X. Such declarations become a declaration plus ``initial X = 0;``.
 
 import fcntl
 import hashlib
-import inspect
 import os
 import re
 from dataclasses import dataclass
@@ -26,6 +26,7 @@ from amaranth.back import verilog
 from hdl import IPIVirtualizer, IPIVSystem
 from hdl.faults import Fault
 from hdl.params import check_maxphyaddr
+from .testbench_top import TestbenchTop
 
 
 __all__ = ["Design", "generate", "fix_icarus_time0", "ROOT", "BUILD"]
@@ -82,32 +83,33 @@ class Design:
         faults = frozenset(Fault(f) for f in self.faults)
         if self.n_cores is None:
             return IPIVirtualizer(maxphyaddr=self.maxphyaddr, faults=faults)
-        if "faults" in inspect.signature(IPIVSystem).parameters:
-            return IPIVSystem(self.n_cores, maxphyaddr=self.maxphyaddr, faults=faults)
-        system = IPIVSystem(self.n_cores, maxphyaddr=self.maxphyaddr)
-        if faults:
-            # IPIVSystem takes no faults (yet): swap in faulty units before elaboration.
-            for unit in system.units:
-                unit._MustUse__silence = True       # replaced on purpose, never elaborated
-            system.units = [IPIVirtualizer(maxphyaddr=self.maxphyaddr, faults=faults)
-                            for _ in range(self.n_cores)]
-        return system
+        return IPIVSystem(self.n_cores, maxphyaddr=self.maxphyaddr, faults=faults)
+
+
+#: The testbench helpers compiled into the top (`tb.testbench_top`), part of the hash too.
+HELPERS = (Path(__file__).resolve().parent / "testbench_top.py",
+           Path(__file__).resolve().parent / "timing.py")
 
 
 def source_hash():
-    """A short hash of everything the Verilog depends on: ``hdl/`` and Amaranth's version."""
+    """A short hash of everything the Verilog depends on: ``hdl/``, the testbench helpers and
+    Amaranth's version."""
     h = hashlib.sha256(amaranth.__version__.encode())
     for path in sorted(HDL.rglob("*.py")):
         if "board" in path.relative_to(HDL).parts:
             continue        # FPGA tops are not part of the simulated design
         h.update(str(path.relative_to(HDL)).encode())
         h.update(path.read_bytes())
+    for path in HELPERS:
+        h.update(path.name.encode() + path.read_bytes())
     return h.hexdigest()[:12]
 
 
 def generate(design=Design(), *, out_dir=None):
-    """Return the path of ``design``'s Verilog (Icarus time-0 fix applied), converting it
-    first unless an up-to-date file exists. Safe to call from parallel processes."""
+    """Return the path of the Verilog of ``design`` inside its testbench top
+    (`tb.testbench_top.TestbenchTop`, module ``design.toplevel``, the gateware as instance
+    ``dut``; Icarus time-0 fix applied), converting it first unless an up-to-date file
+    exists. Safe to call from parallel processes."""
     out_dir = Path(out_dir) if out_dir is not None else BUILD / "verilog"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{design.toplevel}-{source_hash()}.v"
@@ -116,8 +118,9 @@ def generate(design=Design(), *, out_dir=None):
     with open(out_dir / f".{path.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not path.exists():       # another process may have made it while we waited
-            dut = design.elaboratable()
-            text = fix_icarus_time0(verilog.convert(dut, name=design.toplevel))
+            top = TestbenchTop(design.elaboratable(), negedge_wake=True)
+            text = fix_icarus_time0(verilog.convert(top, name=design.toplevel,
+                                                    ports=top.top_ports()))
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(text)
             os.replace(tmp, path)

@@ -1,5 +1,63 @@
+"""Test-session plumbing: the import path, and the order of the tests.
+
+The tests run longest first (measured durations in ``tests/durations.json``), so that with
+pytest-xdist (``make test``: ``-n auto --dist worksteal``) the long ones start at once and the
+short ones fill the gaps at the end, keeping both cores busy to the last test. A test the file
+does not know counts as short, or as very long if it is marked ``slow``. ``pytest
+--record-durations`` updates the file from the run (setup, call and teardown of each test; a
+session fixture's work counts for the test that first needs it; tests the run did not collect
+keep their entries).
+"""
+
+import json
 import os
 import sys
+from pathlib import Path
 
 # Let `pytest` work from a plain checkout too (make test installs the package editable).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+DURATIONS = Path(__file__).resolve().parent / "durations.json"
+UNKNOWN = 0.5       # seconds assumed for a test the durations file does not have,
+UNKNOWN_SLOW = 600  # or for one marked slow (first: ipiv regress's long co-simulation)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--record-durations", action="store_true",
+                     help=f"write each test's measured duration to {DURATIONS.name}")
+
+
+def _known():
+    try:
+        return json.loads(DURATIONS.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def pytest_collection_modifyitems(config, items):
+    known = _known()
+
+    def seconds(item):
+        if item.nodeid in known:
+            return known[item.nodeid]
+        return UNKNOWN_SLOW if item.get_closest_marker("slow") else UNKNOWN
+    items.sort(key=lambda item: -seconds(item))
+
+
+class _Recorder:
+    def __init__(self):
+        self.seconds = {}
+
+    def pytest_runtest_logreport(self, report):
+        self.seconds[report.nodeid] = self.seconds.get(report.nodeid, 0.0) + report.duration
+
+    def pytest_sessionfinish(self, session):
+        durations = _known()        # kept: tests this run did not collect (ipiv regress's)
+        durations.update({k: round(v, 2) for k, v in self.seconds.items()})
+        DURATIONS.write_text(json.dumps(dict(sorted(durations.items())), indent=0) + "\n")
+
+
+def pytest_configure(config):
+    # only the controller records (xdist workers send it their reports)
+    if config.getoption("--record-durations") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_Recorder(), "ipiv-durations")

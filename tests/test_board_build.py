@@ -205,12 +205,65 @@ def test_icebreaker_build_meets_timing(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_unit_synthesis_on_both_families(tmp_path, capsys):
+    """``--synth-only`` builds the unit with each memory port (one folder each)."""
     assert main(["build", "--synth-only", "--json", "-o", str(tmp_path)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["unit"] == "IPIVirtualizer" and report["maxphyaddr"] == 52
-    for family in ("ice40", "ecp5"):
-        figures = report["families"][family]
-        cells = parse_yosys_stat((tmp_path / f"unit_{family}.rpt").read_text())
-        assert figures["lut"] == resources(cells, family)["lut"] > 500
-        assert figures["ff"] == resources(cells, family)["ff"] > 300
-        assert figures["ram"] == 0
+    assert set(report["buses"]) == {"classic", "pipelined"}
+    for bus, entry in report["buses"].items():
+        for family in ("ice40", "ecp5"):
+            figures = entry["families"][family]
+            cells = parse_yosys_stat((tmp_path / bus / f"unit_{family}.rpt").read_text())
+            assert figures["lut"] == resources(cells, family)["lut"] > 500
+            assert figures["ff"] == resources(cells, family)["ff"] > 300
+            assert figures["ram"] == 0
+        # no --place, no Fmax: the latency is given in cycles only
+        assert entry["x2apic_ipi_latency"]["ns"] is None
+    # each folder holds its own unit: only the pipelined one has the stall input
+    assert "bus__stall" in (tmp_path / "pipelined" / "unit.il").read_text()
+    assert "bus__stall" not in (tmp_path / "classic" / "unit.il").read_text()
+
+
+def fake_synthesis(monkeypatch, fmax):
+    """`synth_unit` replaced by figures per port (``fmax``: {bus: ECP5 MHz or None}), so the
+    command's arithmetic and layout can be checked without the tools."""
+    import tb.board_build
+    calls = []
+
+    def synth_unit(*, out_dir, maxphyaddr, bus, place, progress):
+        calls.append((bus, place, out_dir))
+        return {"ice40": {"lut": 1000, "ff": 500, "ram": 0, "fmax_mhz": None, "cells": {}},
+                "ecp5": {"lut": 1200, "ff": 500, "ram": 0,
+                         "fmax_mhz": fmax[bus] if place else None, "cells": {}}}
+    monkeypatch.setattr(tb.board_build, "synth_unit", synth_unit)
+    return calls
+
+
+def test_synth_only_gives_both_ports_latency_in_ns(monkeypatch, capsys, tmp_path):
+    """Latency in ns at R = 5 is the x2APIC IPI's cycles there (the issue's 6R + 1 and
+    3R + 4) over each port's Fmax."""
+    calls = fake_synthesis(monkeypatch, {"classic": 80.0, "pipelined": 50.0})
+    assert main(["build", "--synth-only", "--place", "--json", "-o", str(tmp_path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [(bus, place) for bus, place, _ in calls] == [("classic", True),
+                                                          ("pipelined", True)]
+    assert [out for *_, out in calls] == [str(tmp_path / "classic"),
+                                          str(tmp_path / "pipelined")]
+    latency = {bus: e["x2apic_ipi_latency"] for bus, e in report["buses"].items()}
+    assert latency["classic"] == {"round_trip": 5, "cycles": 31, "ns": round(31 / 80e-3, 1)}
+    assert latency["pipelined"] == {"round_trip": 5, "cycles": 19, "ns": round(19 / 50e-3, 1)}
+    assert report["buses"]["pipelined"]["families"]["ecp5"]["fmax_mhz"] == 50.0
+    assert main(["build", "--synth-only", "--place", "-o", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "classic    31 cycles = 387.5 ns at the ECP5 Fmax 80.00 MHz" in out
+    assert "pipelined  19 cycles = 380.0 ns at the ECP5 Fmax 50.00 MHz" in out
+    assert "pipelined / classic: 0.98 of the time" in out
+
+
+def test_synth_only_one_port(monkeypatch, capsys, tmp_path):
+    calls = fake_synthesis(monkeypatch, {"classic": 80.0, "pipelined": 50.0})
+    assert main(["build", "--synth-only", "--bus", "pipelined", "-o", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert [bus for bus, *_ in calls] == ["pipelined"]
+    assert "pipelined  19 cycles (ns: needs --place for an Fmax)" in out
+    assert "classic" not in out.split("synthesized alone")[1]

@@ -1,6 +1,7 @@
 """The FPGA board experiment on Amaranth's simulator: each block, then the whole board top
 driven through its UART protocol by the host code, against the golden model's prediction."""
 
+import io
 import json
 import os
 import random
@@ -290,6 +291,50 @@ def test_memory_window_answers_inside_and_errs_outside(pipeline):
     sim.run()
 
 
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_pipelined_memory_takes_a_request_every_cycle_and_answers_in_order(pipeline):
+    """The slave of a B4 pipelined port: ``stall`` low, a request taken in every cycle with
+    ``cyc & stb``, performed when taken (a read in the next cycle sees the write), answered
+    R - 1 cycles later in order (R = 2, or 3 with the request registered), outside the
+    window with ``err`` and a ``fault``."""
+    window = Window(board_vm(), 2)
+    dut = VMMemory(window, addr_width=33, pipeline=pipeline, bus="pipelined")
+    vm = window.vm
+    entry = vm.pid_table >> 3
+    icr = (vm.vapic_pages[1] + APIC_OFFSET_ICR_LO) >> 3
+    requests = [(icr, 1, 0x0F, 0x1111_2222_3333_4444), (icr, 1, 0xF0, 0x5555_6666_7777_8888),
+                (icr, 0, 0xFF, 0), (entry, 0, 0xFF, 0), (icr + 4, 0, 0xFF, 0)]
+    want = [(1, None), (1, None), (1, 0x5555_6666_3333_4444),
+            (1, vm.memory.read_word(entry)), (0, None)]
+    latency = 2 if pipeline else 1
+
+    async def bench(ctx):
+        answers, faults = [], 0
+        ctx.set(dut.bus.cyc, 1)
+        for cycle in range(len(requests) + latency + 2):
+            if cycle < len(requests):
+                adr, we, sel, dat_w = requests[cycle]
+                ctx.set(dut.bus.stb, 1)
+                for name, value in (("adr", adr), ("we", we), ("sel", sel), ("dat_w", dat_w)):
+                    ctx.set(getattr(dut.bus, name), value)
+            else:
+                ctx.set(dut.bus.stb, 0)
+            assert not ctx.get(dut.bus.stall)
+            if ctx.get(dut.bus.ack) or ctx.get(dut.bus.err):
+                answers.append((cycle, ctx.get(dut.bus.ack), ctx.get(dut.bus.dat_r)))
+            faults += ctx.get(dut.fault)
+            await ctx.tick()
+        assert [c for c, _, _ in answers] == [k + latency for k in range(len(requests))]
+        assert [(ack, None if w is None else data) for (_, ack, data), (_, w) in
+                zip(answers, want)] == want
+        assert faults == 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+
+
 # -- the board top, end to end through the UART ----------------------------------------------
 
 # The two builds' parameters: ULX3S (digest, ack+1 memory), iCEBreaker (no digest, MAXPHYADDR
@@ -305,7 +350,7 @@ def check_run(client, info, params, *, memory=True):
     assert not status.running and status.done and not status.fault
     assert status.progress == params.count
     gold = predict(params, n_cores=info.n_cores, maxphyaddr=info.maxphyaddr,
-                   digest=info.digest)
+                   digest=info.digest, bus=info.bus)
     for c in Counter:
         if c is not Counter.CYCLES:
             assert counters[c] == gold.counters[c], c.name
@@ -315,13 +360,14 @@ def check_run(client, info, params, *, memory=True):
     return counters, gold
 
 
+@pytest.mark.parametrize("bus", ["classic", "pipelined"])
 @pytest.mark.parametrize("build", sorted(BUILDS))
-def test_board_agrees_with_the_golden_model(build):
-    board = SimulatedBoard(**BUILDS[build])
+def test_board_agrees_with_the_golden_model(build, bus):
+    board = SimulatedBoard(**BUILDS[build], bus=bus)
     client = BoardClient(board)
     info = client.ident()
-    assert (info.n_cores, info.maxphyaddr, info.digest, info.depth) == \
-        (2, BUILDS[build]["maxphyaddr"], BUILDS[build]["digest"], 80)
+    assert (info.n_cores, info.maxphyaddr, info.digest, info.depth, info.bus) == \
+        (2, BUILDS[build]["maxphyaddr"], BUILDS[build]["digest"], 80, bus)
     params = RunParams(seed=0xC0FFEE, count=48, epoch=6, mix=ALL_MIX)
     counters, gold = check_run(client, info, params)
     # The run exercises every outcome the counters know (but bus errors and faults).
@@ -409,6 +455,10 @@ def board_cli(*args):
     (["build", "--synth-only", "--program"], "--program, --cores and --digest need --board"),
     (["build", "--board", "icebreaker", "--cores", "5"], "must be from 1 to 4"),
     (["build", "--board", "icebreaker", "--place"], "--place needs --synth-only"),
+    (["build", "--board", "icebreaker", "--bus", "both"], "--bus both needs --synth-only"),
+    (["board", "info", "--port", "/dev/nonexistent", "--bus", "pipelined"],
+     "--bus is for --sim"),
+    (["board", "run", "--sim", "--bus", "both"], "invalid choice"),
 ])
 def test_bad_arguments_give_one_line(args, message):
     result = board_cli(*args)
@@ -434,6 +484,55 @@ def test_board_run_cli_on_the_simulated_board():
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["agree"] and report["memory_equal"] is None
-    assert report["board"] == {"n_cores": 2, "maxphyaddr": 36, "digest": False, "fault": False}
+    assert report["board"] == {"n_cores": 2, "maxphyaddr": 36, "digest": False,
+                               "bus": "classic", "fault": False}
     assert report["counters"]["icr_writes"]["board"] == \
         report["counters"]["icr_writes"]["golden"] > 24
+
+
+def test_board_cli_simulates_the_pipelined_port():
+    """``--bus pipelined`` with ``--sim``: the board says which port it has (IDENT), and the
+    run agrees with the golden model of that port; the same seed runs in fewer cycles than
+    on the classic port (the postings' round trips overlap)."""
+    result = board_cli("board", "info", "--sim", "--bus", "pipelined")
+    assert result.returncode == 0, result.stderr
+    assert "digest off, pipelined memory port" in result.stdout
+    cycles = {}
+    for bus in ("classic", "pipelined"):
+        result = board_cli("board", "run", "--sim", "--board", "ulx3s-85f", "--bus", bus,
+                           "-n", "12", "--seed", "4", "--mix", "unicast=1", "--json")
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report["agree"] and report["board"]["bus"] == bus
+        cycles[bus] = report["counters"]["cycles"]["board"]
+    assert cycles["pipelined"] < cycles["classic"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_board_progress_is_a_tqdm_bar_on_a_terminal_and_stage_lines_in_a_log(monkeypatch):
+    """README: progress bars are tqdm, on stderr, on a terminal; a build logs its stages
+    one line each when stderr is not a terminal (board_build appends the seconds)."""
+    import tqdm
+    from tb.commands.board import _Progress
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    run = _Progress("running, operations per core")
+    assert isinstance(run.bar, tqdm.tqdm) and not run.bar.disable
+    run.count(5, 12)
+    run.count(9, 12)
+    assert run.bar.n == 9 and run.bar.total == 12
+    assert str(run.bar).startswith("running, operations per core:  75%") and "9/12" in \
+        str(run.bar)
+    run.end()
+    assert terminal.getvalue().startswith("\rrunning")
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    build = _Progress("building")
+    for text in ("synthesizing (yosys)", "synthesizing (yosys) (3 s)", "placing (nextpnr)"):
+        build.stage(text)
+    build.end()
+    assert log.getvalue() == "  synthesizing (yosys)\n  placing (nextpnr)\n"

@@ -38,6 +38,9 @@ CASES = {
         (["sim", "-o", "/proc/x/y"], 2, "cannot create output folder"),
         (["sim", "-o", FILE], 2, "is a file"),
         (["sim", "--timing-diagram", "/proc"], 2, "output folder '/proc'"),
+        (["sim", "--bus", "wishbone"], 2, "invalid choice"),
+        (["sim", "--bus", "pipelined", "--latency", "0"], 2,
+         "a pipelined memory answers at least 1 cycle after it takes a request"),
         (["sim", "--bogus"], 2, "unrecognized arguments"),
         (["sim", "a", "b"], 2, "unrecognized arguments"),
     ],
@@ -58,6 +61,12 @@ CASES = {
         (["vmxcap", "--msrs", "-"], 1, "<stdin>:2: MSR index 0x123456789 does not fit in 32"),
         (["vmxcap", "--msrs", "-"], 1, "<stdin>:2: MSR index 0x123456789 does not fit in 32"),
         (["vmxcap", "--kernel", "5.4"], 2, "invalid choice"),
+        (["vmxcap", "--msrs", "-", "--summary"], 1,
+         "<stdin>:3: MSR 0x84b is not a VMX capability MSR"),
+        (["vmxcap", "--param", "enable_ipv=0"], 2, "did you mean enable_ipiv?"),
+        (["vmxcap", "--param", "enable_ipiv=maybe"], 2, "'maybe' is not a boolean"),
+        (["vmxcap", "--param", "enable_ipiv="], 2, "'' is not a boolean"),
+        (["vmxcap", "--summary", "--qemu"], 2, "not allowed with"),
     ],
     "experiment": [
         (["experiment"], 2, "required"),
@@ -127,7 +136,9 @@ CASES = {
         (["prove", "-o", "/proc/x"], None, "/proc/x"),
     ],
 }
-STDIN = {("vmxcap", "--msrs", "-"): "0x480 0x1\n0x123456789 0x5\n"}
+STDIN = {("vmxcap", "--msrs", "-"): "0x480 0x1\n0x123456789 0x5\n",
+         ("vmxcap", "--msrs", "-", "--summary"): "# rdmsr loop\n0x480 da040000000004\n"
+                                                 "0x84b 0x5\n"}
 
 
 def run(argv, capsys, monkeypatch):
@@ -154,6 +165,29 @@ def test_bad_input_is_one_line(argv, status, message, capsys, monkeypatch):
     assert lines[0].startswith("ipiv") and "error:" in lines[0], lines[0]
     assert got == status if status is not None else got in (1, 2), (got, err)
     assert time.monotonic() - start < 20, "a bad input must be refused before any long work"
+
+
+@pytest.mark.parametrize("argv,prog,unknown,hint", [
+    (["vmxcap", "--msrfile", "x"], "ipiv vmxcap", "--msrfile x", "--msrs"),
+    (["sim", "--jsn"], "ipiv sim", "--jsn", "--json"),
+    (["sim", "mixed", "--seeds=3"], "ipiv sim", "--seeds=3", "--seed"),
+    (["experiment", "sweep", "--lst"], "ipiv experiment sweep", "--lst", "--list"),
+    (["board", "run", "--sim", "--run-timout", "5"], "ipiv board run", "--run-timout 5",
+     "--run-timeout"),
+    (["replay", "-", "--kernal", "6.0"], "ipiv replay", "--kernal 6.0", "--kernel"),
+    (["prove", "--checks", "x"], "ipiv prove", "--checks x", "--check"),
+    (["bench", "extra"], "ipiv bench", "extra", None),
+])
+def test_unknown_option_keeps_the_subcommand_and_suggests(argv, prog, unknown, hint, capsys,
+                                                          monkeypatch):
+    """README: every mistake is ``ipiv CMD: error: ...``, an unknown option too (argparse
+    would report it as ``ipiv: error:``), with the closest option name (difflib)."""
+    status, _, err = run(argv, capsys, monkeypatch)
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    expected = f"{prog}: error: unrecognized arguments: {unknown}"
+    assert err.startswith(expected), err
+    tail = err.strip()[len(expected):]
+    assert tail == (f" (did you mean {hint}?)" if hint else ""), err
 
 
 def test_the_table_covers_every_subcommand():

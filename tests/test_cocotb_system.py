@@ -61,6 +61,7 @@ def test_cosim(seed, n_vcpus, n_pcpus, kernel, timing, request, record_property)
 if SIZES.long:
     # seed 109 first: its timing (tb.cocotb.common.TIMINGS[9]) has random wait states and
     # back-pressure
+    @pytest.mark.slow
     @pytest.mark.parametrize("seed", range(109, 109 + SIZES.cosim_seeds))
     def test_cosim_long(seed, request, record_property):
         s = _cosim(seed, SIZES.long_cosim_ipis, request, record_property, n_vcpus=6,

@@ -1,14 +1,17 @@
 """cocotb testbenches of one `IPIVirtualizer` on an HDL simulator (``SIM``: icarus by default,
 or verilator), against the golden model: the Verilog generation, every rule of
-docs/architecture.md §4 (the directed suite `tb.directed`, one simulator run a family; the Amaranth backend runs the
-same cases), and constrained-random seeds with coverage. Sizes: `tb.cocotb.config`."""
+docs/architecture.md §4 (the directed suite `tb.directed`, one simulator run for the families of
+each design; the Amaranth backend runs the same cases), and constrained-random seeds with
+coverage. Sizes: `tb.cocotb.config`."""
 
+import argparse
+import json
 import re
 import sys
 
 import pytest
 
-from tb.cocotb import runner
+from tb.cocotb import bench, runner
 from tb.cocotb.config import sizes
 from tb import directed
 from tb.verilog import Design, fix_icarus_time0, generate
@@ -64,17 +67,40 @@ def test_missing_simulator_is_an_error_not_a_skip(monkeypatch, sim):
 
 # -- the rules of docs/architecture.md §4 and docs/interface.md ------------------------------
 
-@pytest.mark.parametrize("rule", directed.FAMILIES)
-def test_directed(rule, request, record_property):
-    cases = directed.family(rule)
-    (maxphyaddr,) = {c.maxphyaddr for c in cases}       # one design a family
-    result = runner.run_checked(Design(maxphyaddr=maxphyaddr, faults=FAULTS),
-                                "tb.cocotb.unit_tests", "directed", {"rule": rule},
-                                test_name=request.node.name, record_property=record_property)
-    runs = sum(len(c.timings) for c in cases)
-    assert (result.stats["cases"], result.stats["runs"]) == (len(cases), runs)
-    assert result.stats["checked"] == result.stats["icr_writes"] == \
-        sum(len(c.requests) * len(c.timings) for c in cases)
+def _families_by_design():
+    """{maxphyaddr: [family]}: each family runs on one design; the families of a design share
+    one simulator process."""
+    groups = {}
+    for rule in directed.FAMILIES:
+        (maxphyaddr,) = {c.maxphyaddr for c in directed.family(rule)}
+        groups.setdefault(maxphyaddr, []).append(rule)
+    return groups
+
+
+DIRECTED = _families_by_design()
+
+
+@pytest.mark.parametrize("maxphyaddr", sorted(DIRECTED, reverse=True))
+def test_directed(maxphyaddr, request, record_property):
+    """Every family of the directed suite on the design of its MAXPHYADDR; a failing family
+    is named with its error, and every case of every family was run and checked."""
+    rules = DIRECTED[maxphyaddr]
+    result = runner.run(Design(maxphyaddr=maxphyaddr, faults=FAULTS), "tb.cocotb.unit_tests",
+                        "directed_families", {"rules": rules}, test_name=request.node.name)
+    families = result.stats.get("families", {})
+    failed = {rule: f["error"] for rule, f in families.items() if "error" in f}
+    assert not failed, "directed families failed:\n" + "\n".join(
+        f"  {rule}: {error[:600]}" for rule, error in failed.items()) + "\n" + result.explain()
+    runner.record(result, record_property)
+    assert result.ok, result.explain()
+    assert sorted(families) == sorted(rules)
+    for rule in rules:
+        cases = directed.family(rule)
+        assert (families[rule]["cases"], families[rule]["runs"]) == \
+            (len(cases), sum(len(c.timings) for c in cases)), rule
+        assert families[rule]["checked"] == sum(len(c.requests) * len(c.timings)
+                                                for c in cases), rule
+    assert result.stats["checked"] == result.stats["icr_writes"]
 
 
 # -- constrained random -------------------------------------------------------------------
@@ -91,3 +117,42 @@ def test_random(seed, request, record_property):
     # every write checked; posting bursts (sim.stimulus.posting_bursts) add to the random ones
     assert result.stats["checked"] == result.stats["icr_writes"] >= expected
     assert result.coverage_file is not None and result.fsm_coverage_file is not None
+
+
+# -- the simulator benchmark (`ipiv bench --simulators`) ----------------------------------------
+
+ROW_KEYS = {"engine", "bus", "cycles", "wall_s", "cycles_per_s", "writes_per_s"}
+
+
+def test_both_backends_run_the_same_testbench_cycle_for_cycle():
+    """The benchmark's workload on Amaranth's simulator and on Icarus: the shared testbench
+    (`tb.testbench`) makes the same draws at the same events on both, so both runs take the
+    same number of cycles."""
+    rows = bench.run_matrix(count=40, engines=("amaranth", "icarus"), buses=("classic",))
+    assert [(r["engine"], r["bus"]) for r in rows] == [("amaranth", "classic"),
+                                                      ("icarus", "classic")]
+    assert rows[0]["cycles"] == rows[1]["cycles"] > 2 * 40
+    for row in rows:
+        assert set(row) == ROW_KEYS and row["cycles_per_s"] > 0 and row["writes_per_s"] > 0
+
+
+def test_bench_simulators_prints_a_row_per_engine_and_variant(monkeypatch, capsys):
+    """``ipiv bench --simulators --json``: one row per engine and bus variant it speaks."""
+    from tb.commands import simulate
+    monkeypatch.setattr(bench, "measure", lambda engine, bus, count, seed: {
+        "engine": engine, "bus": bus, "cycles": 6 * count, "wall_s": 1.0,
+        "cycles_per_s": 6 * count, "writes_per_s": count})
+    parser = argparse.ArgumentParser(prog="ipiv")
+    simulate.register_bench(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench", "--simulators", "--json"])
+    assert args.func(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["engine"], r["bus"]) for r in rows] == bench.pairs()
+    assert {("icarus", "classic"), ("verilator", "classic"), ("amaranth", "classic")} <= \
+        {(r["engine"], r["bus"]) for r in rows}
+    assert all(set(r) == ROW_KEYS for r in rows)
+    args = parser.parse_args(["bench", "--simulators", "--bus", "classic"])
+    assert args.func(args) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[1].split() == ["engine", "bus", "cycles", "wall", "s", "cycles/s", "writes/s"]
+    assert [line.split()[:2] for line in table[2:]] == [[e, "classic"] for e in bench.ENGINES]

@@ -119,8 +119,8 @@ def test_table_sharing_sweep_on_the_gateware(tmp_path):
     paths = sweep_table_sharing(fit(), str(tmp_path), messages.append, cores=(1, 2),
                                 ipis_per_core=2, measure_sharing=measure_sharing)
     assert_outputs(paths, "table-sharing")
-    assert messages == ["table-sharing: simulating 1 core(s)",
-                        "table-sharing: simulating 2 core(s)"]
+    assert messages == ["table-sharing: simulating 1 core(s), classic bus",
+                        "table-sharing: simulating 2 core(s), classic bus"]
     header, rows = read_csv(tmp_path / "table-sharing.csv")
     one = [r for r in rows if r[0] == "1"]
     two = [r for r in rows if r[0] == "2"]
@@ -129,6 +129,79 @@ def test_table_sharing_sweep_on_the_gateware(tmp_path):
     assert float(one[0][header.index("arbitration_wait")]) == 0
     assert float(two[0][header.index("arbitration_wait")]) > 0
     assert int(two[0][header.index("ipis_timed")]) == 4
+
+
+def test_table_sharing_on_the_pipelined_bus_measures_the_pipelined_system(tmp_path):
+    """With the pipelined unit's model, the sweep simulates IPIVSystem(n, bus="pipelined"):
+    one core alone takes the pipelined posting cost at the uniform latency it ran at."""
+    from sim.round_trip import MemoryLatency, posting_cost
+    seen = []
+
+    def measure(n, **kwargs):
+        seen.append(kwargs["bus"])
+        return measure_sharing(n, **kwargs)
+    model = fit(bus="pipelined")
+    sweep_table_sharing(model, str(tmp_path), None, cores=(1,), ipis_per_core=2,
+                        measure_sharing=measure)
+    header, rows = read_csv(tmp_path / "table-sharing.csv")
+    with open(tmp_path / "table-sharing.csv") as f:
+        uniform = int(f.read().split("every answer ")[1].split()[0])
+    assert seen == ["pipelined"]
+    assert float(rows[0][header.index("rtl_cycles_to_notify")]) == posting_cost(
+        "x2APIC", MemoryLatency(uniform=uniform), bus="pipelined")
+
+
+def test_bus_sweep_compares_the_ports_over_the_round_trip(tmp_path):
+    """Cycles saved per IPI for both ports, R = 1..100 (pipelined from 2): each extra cycle
+    of R costs the classic x2APIC posting 6 cycles (6 dependent transfers) and the pipelined
+    one 3 (3 round trips), so the pipelined port saves 3R - 3 more (the issue's 6R + 1 and
+    3R + 4)."""
+    paths = run_sweep("bus", out_dir=str(tmp_path))
+    assert_outputs(paths, "bus")
+    header, rows = read_csv(tmp_path / "bus.csv")
+    saved = {(r[0], r[1], int(r[2])): float(r[header.index("saved_per_ipi")]) for r in rows}
+    rs = {bus: sorted(r for b, m, r in saved if b == bus and m == "x2APIC")
+          for bus in ("classic", "pipelined")}
+    assert rs["classic"][0] == 1 and rs["pipelined"][0] == 2
+    assert rs["classic"][-1] == rs["pipelined"][-1] == 100
+    for r in rs["pipelined"]:
+        assert saved[("pipelined", "x2APIC", r)] - saved[("classic", "x2APIC", r)] == \
+            pytest.approx(3 * r - 3)
+    for bus, slope in (("classic", 6), ("pipelined", 3)):
+        assert saved[(bus, "x2APIC", 10)] - saved[(bus, "x2APIC", 20)] == \
+            pytest.approx(10 * slope)
+    # the off path of an xAPIC write includes the unit's store and read-back: it moves with R
+    off = {(r[0], r[1], int(r[2])): float(r[header.index("round_trip_off")]) for r in rows}
+    assert off[("classic", "xAPIC", 20)] > off[("classic", "xAPIC", 10)]
+    assert off[("classic", "x2APIC", 20)] == off[("classic", "x2APIC", 10)]
+    with open(tmp_path / "bus.csv") as f:
+        notes = f.read()
+    assert "x2APIC: the pipelined port saves 3 / 12 / 297 cycles more per IPI at R = 2 / 5 / " \
+           "100" in notes
+
+
+def test_multicast_sweep(tmp_path):
+    from sim.multicast import BUS_VARIANTS, PATHS, crossover, multicast_costs
+    model = fit()
+    paths = run_sweep("multicast", out_dir=str(tmp_path), model=model)
+    assert_outputs(paths, "multicast")
+    header, rows = read_csv(tmp_path / "multicast.csv")
+    assert len(rows) == 64 * len(BUS_VARIANTS)
+    for row in rows:
+        costs = multicast_costs(int(row[1]), bus=row[0], model=model)
+        for path in PATHS:
+            assert float(row[header.index(f"{path}_sender")]) == pytest.approx(
+                costs.path(path).sender_cycles, abs=0.5)
+            assert float(row[header.index(f"{path}_last")]) == pytest.approx(
+                costs.path(path).last_target_cycles, abs=0.5)
+        assert float(row[header.index("hypercall_minus_ipiv")]) == pytest.approx(
+            costs.pv_hypercall.sender_cycles - costs.ipiv.sender_cycles, abs=0.5)
+    with open(tmp_path / "multicast.csv") as f:
+        notes = [line for line in f if line.startswith("# crossover, ")]
+    assert len(notes) == len(BUS_VARIANTS)
+    for bus, note in zip(BUS_VARIANTS, notes):
+        found = crossover(bus=bus, model=model)
+        assert (f"sender: from n = {found}" if found else "sender: none for n <= 64") in note
 
 
 def test_seed_table_outputs(tmp_path):
@@ -144,7 +217,7 @@ def test_unknown_sweep():
     with pytest.raises(ValueError, match="measure_sharing"):
         run_sweep("table-sharing")
     assert set(SWEEPS) == {"pid-latency", "non-virtualizable", "target-state",
-                           "table-sharing"}
+                           "table-sharing", "multicast", "bus"}
 
 
 # -- command line -------------------------------------------------------------------------------
@@ -171,8 +244,35 @@ def test_cli_seed_table(tmp_path, capsys):
     assert (tmp_path / "seed-table.svg").exists()
     assert run("experiment", "seed-table", "--json", "--no-plot") == 0
     data = json.loads(capsys.readouterr().out)
-    assert len(data["rows"]) == 4
+    assert len(data["rows"]) == 4 and data["bus"] == "classic"
     assert sum(p["fitted"] for p in data["parameters"].values()) == 2
+
+
+def test_cli_seed_table_takes_the_posting_cost_of_the_chosen_bus(capsys):
+    """``--bus pipelined`` fits and predicts with the pipelined unit's posting: the IPIv-on
+    cells still match the seed (fitted) and each IPIv-off prediction moves by what the
+    cheaper posting moved the fitted parameters (the xAPIC one also by the store before its
+    exit)."""
+    from sim.round_trip import posting_cost
+    cells = {}
+    for bus in ("classic", "pipelined"):
+        assert run("experiment", "seed-table", "--json", "--no-plot", "--bus", bus) == 0
+        data = json.loads(capsys.readouterr().out)
+        assert data["bus"] == bus
+        cells[bus] = {(r["mode"], r["ipiv"]): r["model"] for r in data["rows"]}
+    shift = posting_cost("x2APIC") - posting_cost("x2APIC", bus="pipelined")
+    assert shift > 0
+    assert cells["pipelined"][("x2APIC", True)] == cells["classic"][("x2APIC", True)]
+    assert cells["pipelined"][("x2APIC", False)] - cells["classic"][("x2APIC", False)] == \
+        pytest.approx(shift)
+    # base + xapic_guest_extra is fitted to the xAPIC IPIv-on cell, less the xAPIC posting
+    xapic_shift = posting_cost("xAPIC") - posting_cost("xAPIC", bus="pipelined")
+    store = posting_cost("xAPIC", ipiv=False, bus="pipelined") - posting_cost("xAPIC",
+                                                                              ipiv=False)
+    assert cells["pipelined"][("xAPIC", False)] - cells["classic"][("xAPIC", False)] == \
+        pytest.approx(xapic_shift + store)
+    assert run("experiment", "seed-table", "--no-plot", "--bus", "pipelined") == 0
+    assert "unit posting cost, pipelined memory port" in capsys.readouterr().out
 
 
 def test_cli_sweep_and_list(tmp_path, capsys):
@@ -238,6 +338,7 @@ def test_plots_are_large_with_named_levels_and_a_zero_line(tmp_path):
 @pytest.mark.parametrize("argv,message", [
     (["experiment", "sweep", "nosuch"], "unknown sweep 'nosuch'"),
     (["experiment", "sweep"], "give a sweep name"),
+    (["experiment", "sweep", "bus", "--bus", "both"], "invalid choice"),
     (["experiment"], "required"),
     (["replay", "/no/such/trace"], "no such file"),
     (["replay", "x", "--vcpus", "0"], "must be from 1 to 4096"),

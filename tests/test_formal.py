@@ -1,6 +1,7 @@
-"""Formal checks of `IPIVirtualizer` (tb/formal): every property passes at its depth, every
-cover is reached, every injected fault is caught by the property it breaks; plus the fault
-parameter's validation, the faults in simulation, and the ``prove`` command line.
+"""Formal checks of `IPIVirtualizer` (tb/formal), for both memory ports (classic and
+pipelined): every property passes at its depth, every cover is reached, every injected fault
+is caught by the property it breaks; plus the fault parameter's validation, the faults in
+simulation, and the ``prove`` command line.
 
 The SymbiYosys runs happen once per test session (under a file lock, so pytest-xdist workers
 share them) in a pool of two, and the tests read their verdicts. Missing tools are a
@@ -21,25 +22,33 @@ import pytest
 from amaranth.back import rtlil
 
 from hdl import IPIVirtualizer
-from hdl.faults import Fault, PID_LOOKUP_FAULTS, PID_UPDATE_FAULTS, STAGE_FAULTS
-from hdl.icr_interceptor import ICRInterceptor
+from hdl.faults import Fault
 from hdl.formats import ICRWriteKind as K
-from hdl.pid_lookup import PIDLookup
+from hdl.ipi_virtualizer import PIPELINED_STAGES, STAGES
+from hdl.mutants import FAULT_BUS, MUTATION_TABLES, STAGE_FAULTS, mutant
 from hdl.pid_update import PIDUpdate
-from hdl.virr_update import VIRRUpdate
+from hdl.pipelined_issuer import PipelinedIssuer
 from sim.golden import Config
 from sim.memory import Memory
 from sim.scenarios import Request
 from tb.amaranth_harness import Harness, MismatchError
 from tb.formal import cli
-from tb.formal.harness import CHECKS, COVERS, FormalHarness, completion_bounds
+from tb.formal.harness import (
+    CHECKS, FormalHarness, PIPELINED_CHECKS, checks_for, completion_bounds, covers_for,
+)
+from tb.formal.pipelined_properties import PIPELINED_PROPERTIES
+from tb.formal.properties import PROPERTIES as CLASSIC_PROPERTIES
 from tb.formal.runner import (
-    DEPTHS, LATENCY, PATIENCE, SETTINGS, check_tools, format_table, run_check,
-    run_checks,
+    DEPTHS, LATENCY, PATIENCE, PIPELINED_LATENCY, check_tools, depths_for,
+    format_table, run_check, run_checks, settings_for,
 )
 
 OUT = Path(__file__).resolve().parent.parent / "build" / "formal-tests"
+BUSES = ("classic", "pipelined")
 PROPERTIES = [name for name, check in CHECKS.items() if check.mode != "cover"]
+BUS_PROPERTIES = [(bus, name) for bus in BUSES
+                  for name, check in checks_for(bus).items() if check.mode != "cover"]
+BUS_COVERS = [(bus, cover) for bus in BUSES for cover in covers_for(bus)]
 # Every mutant run is BMC from the initial state, without the auxiliary invariants (nothing
 # assumed can hide the fault), in the harness's witness environment (a subset of the free
 # one, so a failure there is a failure of the property; the free environment costs the
@@ -48,8 +57,9 @@ MUTANT_RUN = {"mode": "bmc", "depth": 12, "witness": True}
 # Two postings, the second while the first notification is still offered: the failure is at
 # step 13, and only that step is checked (proving that no earlier step fails costs a minute).
 DEEP_RUN = {"mode": "bmc", "depth": 14, "skip": 13, "witness": True}
-# (fault, the check that must catch it, the assertion that fails, run options). Every fault
-# of hdl/faults.py is here, and every property check has at least one fault it catches.
+# (fault, the check that must catch it, the assertion that fails (or a tuple: one of them),
+# run options). Every fault of the classic unit is here, and every property check has at
+# least one fault it catches.
 MUTANTS = [
     (Fault.DROP_LOCK, "locked_rmw", "rmw_transfer_locked", MUTANT_RUN),
     (Fault.LOCK_GAP, "locked_rmw", "lock_held_between_transfers", MUTANT_RUN),
@@ -76,21 +86,54 @@ MUTANTS = [
     (Fault.SKIP_BOUND_CHECK, "outcome", "exit_iff_spec", MUTANT_RUN),
     (Fault.ELIGIBLE_BIT12, "invariants", "inv_done_interceptor_exit", MUTANT_RUN),
 ]
+# The faults of the pipelined unit, on it (the same witness environment, BMC from reset; each
+# fails by step 7). The answers swapped in the PID reads show only at the PIR write, step 7:
+# only that step is checked.
+PIPELINED_MUTANTS = [
+    (Fault.WRITE_BEFORE_READ_ANSWERED, "issue_order", "after_earlier_round_trips_answered",
+     MUTANT_RUN),
+    (Fault.NEXT_REQUEST_EARLY, "issue_order", "after_previous_request_answered", MUTANT_RUN),
+    (Fault.NEXT_REQUEST_EARLY, "no_issue_after_err", "none_after_err", MUTANT_RUN),
+    (Fault.NEXT_REQUEST_EARLY, "bus_protocol", "cyc_held_while_answers_outstanding",
+     MUTANT_RUN),
+    (Fault.NEXT_REQUEST_EARLY, "outcome", "request_complete", MUTANT_RUN),
+    # Two invariants break at step 2; which of them the counterexample shows varies.
+    (Fault.NEXT_REQUEST_EARLY, "invariants",
+     ("inv_outstanding_are_this_requests", "inv_at_stores"), MUTANT_RUN),
+    (Fault.LOCK_DROPPED_WITH_WRITE_OUTSTANDING, "lock_window", "lock_held_in_window",
+     MUTANT_RUN),
+    (Fault.ANSWER_MISMATCHED, "transfers", "transfer_is_spec",
+     {"mode": "bmc", "depth": 8, "skip": 7, "witness": True}),
+    (Fault.NOTIFY_BEFORE_LAST_ANSWER, "notifications", "notify_has_an_on_transition",
+     MUTANT_RUN),
+]
+BUS_MUTANTS = [("classic", *mu) for mu in MUTANTS] + \
+    [("pipelined", *mu) for mu in PIPELINED_MUTANTS]
 # completion is a response bound: it is shown able to fail by shortening its bounds by one.
-TIGHT_COMPLETION = {"mode": "bmc", "depth": 12, "witness": True}
+# The pipelined unit's shortened ready bound fails at step 13 (an xAPIC ICR-low posting
+# whose last write errs): only that step is checked.
+TIGHT_COMPLETION = {
+    "classic": {"mode": "bmc", "depth": 12, "witness": True, "latency": LATENCY},
+    "pipelined": {"mode": "bmc", "depth": 14, "skip": 13, "witness": True,
+                  "latency": PIPELINED_LATENCY},
+}
 
 
 def _mutant_id(mutant):
-    fault, check, _, _ = mutant
-    return f"{fault.value}-{check}"
+    bus, fault, check, _, _ = mutant
+    return f"{bus}-{fault.value}-{check}"
+
+
+def _prefix(bus):
+    return "" if bus == "classic" else f"{bus}/"
 
 
 def _run(job):
-    key, name, fault, options = job
+    key, bus, name, fault, options = job
     faults = frozenset() if fault is None else {Fault(fault)}
-    r = run_check(name, faults=faults, out_dir=OUT / key.split("/")[0], **options)
-    return {"key": key, "name": name, "fault": fault, "status": r.status, "depth": r.depth,
-            "failed": r.failed, "reached": r.reached, "seconds": r.seconds,
+    r = run_check(name, bus=bus, faults=faults, out_dir=OUT / key.split("/")[-2], **options)
+    return {"key": key, "name": name, "bus": r.bus, "fault": fault, "status": r.status,
+            "depth": r.depth, "failed": r.failed, "reached": r.reached, "seconds": r.seconds,
             "trace": None if r.trace is None else str(r.trace),
             "table": format_table([r])}
 
@@ -98,7 +141,8 @@ def _run(job):
 @pytest.fixture(scope="session")
 def verdicts():
     """All SymbiYosys verdicts of this test run, computed by whichever worker comes first:
-    ``checks/<check>``, ``mutants/<fault>-<check>`` and ``tight/completion``."""
+    ``checks/<check>``, ``mutants/<fault>-<check>`` and ``tight/completion`` of the classic
+    unit, the same under ``pipelined/`` for the pipelined one."""
     from concurrent.futures import ThreadPoolExecutor
     check_tools()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -110,16 +154,21 @@ def verdicts():
             saved = json.loads(cache.read_text())
             if saved["run"] == run_id:
                 return saved["verdicts"]
-        ready, idle = completion_bounds(LATENCY, PATIENCE)
-        mutants = [(f"mutants/{_mutant_id(mu)}", mu[1], mu[0].value, mu[3]) for mu in MUTANTS]
-        # The slowest first (the deep mutants, then the proofs), so the pool of two
-        # finishes together.
-        jobs = [job for job in mutants if job[3] is not MUTANT_RUN] + \
-            [(f"checks/{name}", name, None, {})
-             for name in sorted(CHECKS, key=lambda n: -DEPTHS[n])] + \
-            [("tight/completion", "completion", None,
-              {**TIGHT_COMPLETION, "latency": LATENCY, "bounds": (ready - 1, idle - 1)})] + \
-            [job for job in mutants if job[3] is MUTANT_RUN]
+        mutants = [(f"{_prefix(bus)}mutants/{fault.value}-{check}", bus, check, fault.value,
+                    options) for bus, fault, check, _, options in BUS_MUTANTS]
+        checks, tight = [], []
+        for bus in BUSES:
+            checks += [(f"{_prefix(bus)}checks/{name}", bus, name, None, {})
+                       for name in checks_for(bus)]
+            options = TIGHT_COMPLETION[bus]
+            ready, idle = completion_bounds(options["latency"], PATIENCE, bus)
+            tight.append((f"{_prefix(bus)}tight/completion", bus, "completion", None,
+                          {**options, "bounds": (ready - 1, idle - 1)}))
+        checks.sort(key=lambda job: -depths_for(job[1])[job[2]])
+        # The slowest first (the deep mutants, the covers and the proofs), so the pool of
+        # two finishes together.
+        jobs = [job for job in mutants if job[4] is not MUTANT_RUN] + checks + tight + \
+            [job for job in mutants if job[4] is MUTANT_RUN]
         with ThreadPoolExecutor(max_workers=2) as pool:
             results = {r["key"]: r for r in pool.map(_run, jobs)}
         cache.write_text(json.dumps({"run": run_id, "verdicts": results}))
@@ -133,54 +182,136 @@ def test_formal_tools_are_installed():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", PROPERTIES)
-def test_property_holds(verdicts, name):
-    v = verdicts[f"checks/{name}"]
+@pytest.mark.parametrize("bus, name", BUS_PROPERTIES)
+def test_property_holds(verdicts, bus, name):
+    v = verdicts[f"{_prefix(bus)}checks/{name}"]
     assert v["status"] == "PASS", v["table"]
-    assert v["failed"] == []
-    assert v["depth"] == DEPTHS[name]
+    assert v["failed"] == [] and v["bus"] == bus
+    assert v["depth"] == depths_for(bus)[name]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cover", COVERS)
-def test_cover_is_reached(verdicts, cover):
-    v = verdicts["checks/covers"]
+@pytest.mark.parametrize("bus, cover", BUS_COVERS)
+def test_cover_is_reached(verdicts, bus, cover):
+    v = verdicts[f"{_prefix(bus)}checks/covers"]
     assert v["reached"].get(cover) is not None, v["table"]
-    assert 0 < v["reached"][cover] < DEPTHS["covers"]
+    assert 0 < v["reached"][cover] < depths_for(bus)["covers"]
 
 
 @pytest.mark.slow
-def test_all_covers_reached(verdicts):
-    v = verdicts["checks/covers"]
+@pytest.mark.parametrize("bus", BUSES)
+def test_all_covers_reached(verdicts, bus):
+    v = verdicts[f"{_prefix(bus)}checks/covers"]
     assert v["status"] == "PASS", v["table"]
-    assert set(v["reached"]) == set(COVERS)
+    assert set(v["reached"]) == set(covers_for(bus))
 
 
 def test_every_fault_and_every_property_has_a_mutant():
-    assert {fault for fault, _, _, _ in MUTANTS} == set(Fault)
-    caught = {check for _, check, _, _ in MUTANTS}
-    assert caught == set(PROPERTIES) - {"completion"}
-    for _, check, _, options in MUTANTS:
-        assert CHECKS[check].mode != "cover" and options["mode"] == "bmc"
+    """Each fault is caught on the unit that has it; every classic property is shown failing
+    by a fault, and every pipelined one too but the handshakes, which are the classic
+    checks themselves (the same property functions)."""
+    assert {fault for _, fault, _, _, _ in BUS_MUTANTS} == set(Fault)
+    for bus, fault, check, _, options in BUS_MUTANTS:
+        assert FAULT_BUS[fault] == bus
+        assert checks_for(bus)[check].mode != "cover" and options["mode"] == "bmc"
+    assert {check for _, check, _, _ in MUTANTS} == set(PROPERTIES) - {"completion"}
+    shared = {f"handshake_{name}" for name in ("exit", "notify", "self_ipi", "gp")}
+    assert {check for _, check, _, _ in PIPELINED_MUTANTS} == \
+        {name for name, check in PIPELINED_CHECKS.items() if check.mode != "cover"} - \
+        {"completion"} - shared
+    for name in shared:
+        assert PIPELINED_PROPERTIES[name].__code__ is CLASSIC_PROPERTIES[name].__code__
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mutant", MUTANTS, ids=_mutant_id)
+@pytest.mark.parametrize("mutant", BUS_MUTANTS, ids=_mutant_id)
 def test_injected_fault_is_caught(verdicts, mutant):
-    fault, check, prop, _ = mutant
-    v = verdicts[f"mutants/{fault.value}-{check}"]
-    assert v["name"] == check
+    bus, fault, check, prop, _ = mutant
+    v = verdicts[f"{_prefix(bus)}mutants/{fault.value}-{check}"]
+    assert v["name"] == check and v["bus"] == bus
     assert v["status"] == "FAIL", v["table"]
-    assert prop in v["failed"], v["table"]
+    assert set(prop if isinstance(prop, tuple) else (prop,)) & set(v["failed"]), v["table"]
     assert v["trace"] is not None and Path(v["trace"]).is_file()
     assert Path(v["trace"]).stat().st_size > 0
 
 
 @pytest.mark.slow
-def test_completion_fails_one_cycle_short_of_its_bounds(verdicts):
-    v = verdicts["tight/completion"]
+@pytest.mark.parametrize("bus", BUSES)
+def test_completion_fails_one_cycle_short_of_its_bounds(verdicts, bus):
+    v = verdicts[f"{_prefix(bus)}tight/completion"]
     assert v["status"] == "FAIL", v["table"]
     assert set(v["failed"]) & {"ready_again", "idle"}, v["table"]
+
+
+# -- the pipelined spec model -------------------------------------------------------------------
+
+def _spec_path(kind, data, *, cfg, hi=0, entry=0, ni=0):
+    """The pipelined spec's path for one request: [(what, needs)] of its transfers."""
+    from amaranth import Module, Signal
+    from amaranth.sim import Simulator
+    from hdl.formats import VMCSConfig
+    from tb.formal.pipelined_spec import PipelinedRequestSpec
+    m = Module()
+    inputs = {"kind": Signal(K), "data": Signal(64), "cfg": Signal(VMCSConfig),
+              "hi": Signal(32), "entry": Signal(64), "rmw": Signal(64), "ni": Signal(64)}
+    spec = PipelinedRequestSpec(m, maxphyaddr=36, **inputs)
+    slots = [spec.transfer(i) for i in range(7)]
+    path = []
+
+    async def bench(ctx):
+        for name, value in (("kind", kind), ("data", data), ("hi", hi), ("entry", entry),
+                            ("ni", ni)):
+            ctx.set(inputs[name], value)
+        ctx.set(inputs["cfg"], cfg)
+        for t in slots[:ctx.get(spec.n_transfers)]:
+            (what,) = [w for w, flag in t.what.items() if ctx.get(flag)]
+            path.append((what, ctx.get(t.needs)))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    return path
+
+
+_SPEC_CFG = {"ipiv": 1, "vid": 1, "x2apic": 1, "host_x2apic": 1, "last_pid_index": 7,
+             "pid_table": 0x8000, "vapic_page": 0x4000}
+_ENTRY = 0x9000 | 1             # PID at 9000H, valid
+def _icr_low(vector, shorthand=0):
+    from hdl.formats import ICRLow
+    return ICRLow.const({"vector": vector, "shorthand": shorthand}).as_bits()
+
+
+def test_pipelined_spec_orders_an_x2apic_posting_in_three_round_trips():
+    """docs/interface.md, the pipelined port: the vICR store and the entry read back to back;
+    after the entry's answer both PID reads; after both, the PIR write and (notifying) the
+    NotifyInfo write."""
+    path = _spec_path(K.X2APIC_ICR, 1 << 32 | _icr_low(0x40), cfg=_SPEC_CFG, entry=_ENTRY)
+    assert path == [("store_lo", 0), ("entry", 0), ("pir_read", 2), ("ni_read", 2),
+                    ("pir_write", 4), ("ni_write", 4)]
+    suppressed = _spec_path(K.X2APIC_ICR, 1 << 32 | _icr_low(0x40), cfg=_SPEC_CFG,
+                            entry=_ENTRY, ni=1)                     # ON already set
+    assert suppressed == path[:-1]
+
+
+def test_pipelined_spec_orders_xapic_writes_and_the_self_ipi():
+    xapic = {**_SPEC_CFG, "x2apic": 0, "host_x2apic": 0}
+    dest_1 = 1 << 24                                    # VICR_HI: destination 1
+    assert _spec_path(K.XAPIC_ICR_LO, _icr_low(0x40), cfg=xapic, hi=dest_1, entry=_ENTRY) == [
+        ("store_lo", 0), ("read_hi", 0), ("entry", 2), ("pir_read", 3), ("ni_read", 3),
+        ("pir_write", 5), ("ni_write", 5)]
+    assert _spec_path(K.XAPIC_ICR_LO, _icr_low(0x40, shorthand=1), cfg=xapic) == [
+        ("store_lo", 0), ("read_hi", 0), ("irr_read", 2), ("irr_write", 3)]
+    assert _spec_path(K.SENDUIPI, 0x0100 << 32 | 0x40, cfg=xapic, entry=_ENTRY) == [
+        ("store_hi", 0), ("store_lo", 0), ("entry", 0), ("pir_read", 3), ("ni_read", 3),
+        ("pir_write", 5), ("ni_write", 5)]
+    assert _spec_path(K.XAPIC_ICR_HI, dest_1, cfg=xapic) == [("store_hi", 0)]
+
+
+def test_pipelined_spec_cuts_a_path_at_an_exit_like_the_classic_one():
+    illegal = _spec_path(K.X2APIC_ICR, 1 << 32 | _icr_low(0x08), cfg=_SPEC_CFG, entry=_ENTRY)
+    assert illegal == [("store_lo", 0)]                 # vector < 16: no entry read
+    invalid = _spec_path(K.X2APIC_ICR, 1 << 32 | _icr_low(0x40), cfg=_SPEC_CFG, entry=0)
+    assert invalid == [("store_lo", 0), ("entry", 0)]
 
 
 # -- the fault parameter -----------------------------------------------------------------------
@@ -194,20 +325,54 @@ def test_faults_default_to_none():
 def test_faults_belong_to_one_stage_each():
     owned = [fault for faults in STAGE_FAULTS.values() for fault in faults]
     assert sorted(owned, key=lambda f: f.value) == sorted(Fault, key=lambda f: f.value)
-    assert PID_UPDATE_FAULTS == STAGE_FAULTS["PIDUpdate"]
-    assert PID_LOOKUP_FAULTS == STAGE_FAULTS["PIDLookup"]
+    assert set(MUTATION_TABLES) == {stage.component for stage in STAGES + PIPELINED_STAGES} | \
+        {PipelinedIssuer}
 
 
-@pytest.mark.parametrize("cls, bad", [
-    (IPIVirtualizer, {"no_such_fault"}),
-    (PIDUpdate, {Fault.SKIP_BOUND_CHECK}),
-    (PIDLookup, {"drop_lock"}),
-    (ICRInterceptor, {Fault.IRR_WRONG_WORD}),
-    (VIRRUpdate, {"eligible_bit12"}),
-])
-def test_unknown_fault_is_a_value_error(cls, bad):
-    with pytest.raises(ValueError, match=rf"faults of {cls.__name__} must be among"):
-        cls(faults=bad)
+def test_a_mutant_is_its_stage_with_the_faults_it_owns():
+    assert mutant(PIDUpdate, {Fault.SKIP_BOUND_CHECK}) is PIDUpdate     # not its fault
+    gap = mutant(PIDUpdate, {Fault.LOCK_GAP, Fault.SKIP_BOUND_CHECK})
+    assert issubclass(gap, PIDUpdate) and gap is not PIDUpdate
+    unit = IPIVirtualizer(faults={Fault.LOCK_GAP})
+    assert type(unit.pid_update) is not PIDUpdate and type(unit.lookup) is STAGES[1].component
+
+
+def test_the_real_stages_carry_no_fault_parameter():
+    for stage in STAGES + PIPELINED_STAGES:
+        with pytest.raises(TypeError):
+            stage.component(faults={Fault.DROP_LOCK})
+    with pytest.raises(TypeError):
+        PipelinedIssuer(addr_width=33, faults={Fault.ANSWER_MISMATCHED})
+
+
+def test_unknown_fault_is_a_value_error():
+    with pytest.raises(ValueError, match="faults of IPIVirtualizer must be among"):
+        IPIVirtualizer(faults={"no_such_fault"})
+
+
+def test_a_transition_missing_from_a_published_table_fails_the_invariants(tmp_path,
+                                                                          monkeypatch):
+    """The tables the FSM coverage is judged by are proven complete: drop one pair that the
+    PID update takes in every posting, and the invariants check fails."""
+    S = PIDUpdate.State
+    monkeypatch.setenv("IPIV_PROOF_CACHE", "0")     # the sources do not show the patch
+    monkeypatch.setattr(PIDUpdate, "TRANSITIONS",
+                        PIDUpdate.TRANSITIONS - {(S.IDLE, S.PIR_WRITE)})
+    r = run_check("invariants", out_dir=tmp_path, **MUTANT_RUN)
+    assert r.status == "FAIL" and "inv_transition_tables" in r.failed, format_table([r])
+
+
+def test_a_transition_missing_from_the_sequencers_table_fails_its_invariants(tmp_path,
+                                                                            monkeypatch):
+    """The same for the pipelined unit: its sequencer goes from the PID reads to the writes
+    in every posting."""
+    from hdl.pipelined_sequencer import PipelinedSequencer
+    S = PipelinedSequencer.State
+    monkeypatch.setenv("IPIV_PROOF_CACHE", "0")
+    monkeypatch.setattr(PipelinedSequencer, "TRANSITIONS",
+                        PipelinedSequencer.TRANSITIONS - {(S.READS, S.WRITES)})
+    r = run_check("invariants", bus="pipelined", out_dir=tmp_path, **MUTANT_RUN)
+    assert r.status == "FAIL" and "inv_transition_tables" in r.failed, format_table([r])
 
 
 @pytest.mark.parametrize("bad", ["drop_lock", Fault.DROP_LOCK, 3, None])
@@ -251,6 +416,12 @@ def test_harness_validates_its_parameters():
         FormalHarness("no_such_check")
     with pytest.raises(ValueError, match="latency must be a non-negative integer"):
         FormalHarness("locked_rmw", latency=-1)
+    with pytest.raises(ValueError, match="bus must be one of classic, pipelined"):
+        FormalHarness("transfers", bus="wishbone")
+    with pytest.raises(ValueError, match="check must be one of"):
+        FormalHarness("locked_rmw", bus="pipelined")       # the lock window replaces it
+    with pytest.raises(ValueError, match="latency must be at least 1"):
+        FormalHarness("completion", bus="pipelined", latency=0)
 
 
 def _parser():
@@ -266,8 +437,39 @@ def test_prove_list_names_every_check():
     lines = out.getvalue().splitlines()
     assert [line.split()[0] for line in lines] == list(CHECKS)
     for line, (name, check) in zip(lines, CHECKS.items()):
-        assert f"depth {DEPTHS[name]:3d}" in line
+        assert f"depth {DEPTHS[name]:3d}" in line and line.split()[1] == "classic"
         assert ("unbounded" in line) == (check.mode == "prove")
+
+
+def test_prove_list_both_buses():
+    out = io.StringIO()
+    args = _parser().parse_args(["prove", "--list", "--bus", "both"])
+    assert args.func(args, stream=out) == 0
+    rows = [line.split()[:2] for line in out.getvalue().splitlines()]
+    assert rows == [[name, bus] for bus in BUSES for name in checks_for(bus)]
+    pipelined = [line for line in out.getvalue().splitlines() if " pipelined " in line]
+    for line, (name, check) in zip(pipelined, PIPELINED_CHECKS.items()):
+        assert f"depth {depths_for('pipelined')[name]:3d}" in line
+        assert ("unbounded" in line) == (check.mode == "prove")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--bus", "classic", "--check", "issue_order"],
+     "unknown check 'issue_order' for --bus classic"),
+    (["--bus", "pipelined", "--check", "locked_rmw"],
+     "unknown check 'locked_rmw' for --bus pipelined"),
+    (["--fault", "next_request_early"],
+     "fault 'next_request_early' is not a fault of the classic unit"),
+    (["--bus", "pipelined", "--fault", "drop_lock"],
+     "fault 'drop_lock' is not a fault of the pipelined unit"),
+])
+def test_prove_rejects_what_the_bus_lacks(capsys, tmp_path, argv, message):
+    args = _parser().parse_args(["prove", *argv, "-o", str(tmp_path)])
+    with pytest.raises(SystemExit) as e:
+        args.func(args, stream=io.StringIO())
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ipiv prove: error: {message}") and err.count("\n") == 1
 
 
 def test_no_check_is_bounded_at_its_default_depth():
@@ -322,8 +524,8 @@ def test_prove_runs_a_check_and_prints_the_table(tmp_path, capsys):
     assert args.func(args, stream=out) == 0
     table = out.getvalue()
     header = table.splitlines()[0].split()
-    assert header == ["property", "mode", "engine", "depth", "requests", "latency", "result",
-                      "time"]
+    assert header == ["property", "bus", "mode", "engine", "depth", "requests", "latency",
+                      "result", "time"]
     row = next(line for line in table.splitlines() if line.startswith("handshake_notify"))
     assert "prove" in row and "unbounded" in row and "PASS" in row and "smtbmc z3" in row
     depth = DEPTHS["handshake_notify"]
@@ -338,10 +540,38 @@ def test_prove_runs_a_check_and_prints_the_table(tmp_path, capsys):
     report = json.loads(out.getvalue())
     assert report["passed"] is True
     (check,) = report["checks"]
-    assert {k: check[k] for k in ("name", "mode", "depth", "requests", "result")} == \
-        {"name": "handshake_notify", "mode": "prove", "depth": DEPTHS["handshake_notify"],
-         "requests": "unbounded", "result": "PASS"}
+    assert {k: check[k] for k in ("name", "bus", "mode", "depth", "requests", "result")} == \
+        {"name": "handshake_notify", "bus": "classic", "mode": "prove",
+         "depth": DEPTHS["handshake_notify"], "requests": "unbounded", "result": "PASS"}
     assert check["seconds"] > 0
+
+
+def test_prove_runs_the_pipelined_checks(tmp_path, capsys):
+    out = io.StringIO()
+    args = _parser().parse_args(["prove", "--bus", "both", "--check", "handshake_gp",
+                                 "issue_order", "-o", str(tmp_path), "--json"])
+    assert args.func(args, stream=out) == 0
+    report = json.loads(out.getvalue())
+    assert [(c["bus"], c["name"], c["result"], c["requests"]) for c in report["checks"]] == [
+        ("classic", "handshake_gp", "PASS", "unbounded"),
+        ("pipelined", "handshake_gp", "PASS", "unbounded"),
+        ("pipelined", "issue_order", "PASS", "unbounded")]
+    assert "pipelined/issue_order: PASS (prove, depth 1, unbounded," in capsys.readouterr().err
+    assert (tmp_path / "pipelined" / "issue_order" / "issue_order.sby").is_file()
+
+
+def test_prove_with_a_pipelined_fault_runs_on_the_pipelined_unit(tmp_path):
+    out = io.StringIO()
+    args = _parser().parse_args(["prove", "--bus", "both", "--check", "issue_order",
+                                 "no_issue_after_err", "covers", "--fault", "next_request_early",
+                                 "-o", str(tmp_path), "--json"])
+    assert args.func(args, stream=out) == 1
+    report = json.loads(out.getvalue())
+    assert [(c["bus"], c["name"], c["mode"], c["result"], c["step"])
+            for c in report["checks"]] == [
+        ("pipelined", "issue_order", "bmc", "FAIL", 2),
+        ("pipelined", "no_issue_after_err", "bmc", "FAIL", 2)]
+    assert "after_previous_request_answered" in report["checks"][0]["failed"]
 
 
 def test_harness_elaborates_every_check():
@@ -351,19 +581,26 @@ def test_harness_elaborates_every_check():
                               witness=witness)
             text = rtlil.convert(h, name="top", ports=[h.clk])
             assert "spec_n_transfers" in text
+    for i, name in enumerate(PIPELINED_CHECKS):     # witness or not, in turn (time)
+        h = FormalHarness(name, bus="pipelined", witness=bool(i % 2),
+                          latency=PIPELINED_LATENCY if name == "completion" else None)
+        text = rtlil.convert(h, name="top", ports=[h.clk])
+        assert "spec_n_transfers" in text and "spec_slot_answered" in text
 
 
-def test_every_check_is_unbounded_or_a_cover():
+@pytest.mark.parametrize("bus", BUSES)
+def test_every_check_is_unbounded_or_a_cover(bus):
     """No bounded exceptions are left: every safety check is a k-induction proof in an
     environment with any number of memory wait states (but completion's response bound)."""
-    for name, check in CHECKS.items():
+    for name, check in checks_for(bus).items():
         assert check.mode in ("prove", "cover"), name
-        assert SETTINGS[name][1] is None or name == "completion"
+        assert settings_for(bus)[name][1] is None or name == "completion"
 
 
-def test_invariants_are_asserted_only_by_their_own_check():
+@pytest.mark.parametrize("bus", BUSES)
+def test_invariants_are_asserted_only_by_their_own_check(bus):
     for name, flavor in (("invariants", "assert"), ("outcome", "assume"), ("covers", "assume")):
-        h = FormalHarness(name)
+        h = FormalHarness(name, bus=bus)
         text = rtlil.convert(h, name="top", ports=[h.clk])
         cells = re.findall(r'parameter \\FORMAT "inv_[a-z_0-9]+"\n(?:\s+parameter .*\n)*?'
                            r'\s+parameter \\FLAVOR "(\w+)"', text)

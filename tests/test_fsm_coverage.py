@@ -1,4 +1,4 @@
-"""FSM state and transition coverage (`tb.fsm_coverage`): the model is read from the design,
+"""FSM state and transition coverage (`tb.fsm_coverage`): the model is the stages' published tables,
 every unreachable bin says why, and the bursty random stimulus of the Amaranth backend
 (`tb.amaranth_harness.stress_run`) reaches every reachable state and transition of every
 stage and of the arbiter, and the "previous notification still offered" path. The crosses with
@@ -7,15 +7,16 @@ the request kind are judged by ``ipiv regress`` over the cocotb runs; here they 
 import pytest
 
 from hdl import IPIVirtualizer
-from hdl.faults import Fault
-from tb import fsm_coverage as fc
+from hdl.fsm import transition_table
+from hdl.pid_update import PIDUpdate
+from tb import fsm_coverage as fc, fsm_coverage_pipelined as fp
 from tb.amaranth_harness import stress_run
 
 SEEDS = 16          # runs of 60 ICR writes: about 15,000 cycles, 30 s on one core
 COUNT = 60
 
 
-def test_tables_come_from_the_design():
+def test_tables_are_the_stages_published_ones():
     tables = fc.fsm_tables(IPIVirtualizer())
     pid = tables["pid_update"]
     assert set(pid.states) == {"IDLE", "PIR_WRITE", "NOTIFY_INFO_READ", "NOTIFY_INFO_WRITE",
@@ -24,10 +25,20 @@ def test_tables_come_from_the_design():
     assert ("NOTIFY", "NOTIFY") in pid.transitions
     assert ("IDLE", "NOTIFY") not in pid.transitions
     assert ("STORE_LO", "READ_HI") in tables["interceptor"].transitions
-    # a design with another FSM gives another table
-    if hasattr(Fault, "LOCK_GAP"):
-        gap = fc.fsm_tables(IPIVirtualizer(faults={Fault.LOCK_GAP}))["pid_update"]
-        assert "PIR_GAP" in gap.states and ("PIR_GAP", "PIR_WRITE") in gap.transitions
+    assert tables["pid_update"].states[PIDUpdate.State.NOTIFY.value] == "NOTIFY"
+
+
+def test_a_transition_outside_the_table_is_reported():
+    model = fc.model(IPIVirtualizer())
+    hits = {"pid_update:IDLE->NOTIFY": 1, "pid_update:IDLE->IDLE": 5}
+    assert fc.report(hits, model)["unexpected"] == ["pid_update:IDLE->NOTIFY"]
+
+
+def test_a_table_naming_an_unknown_state_is_an_error():
+    with pytest.raises(ValueError, match="no state 'PIR_GAP'"):
+        transition_table(PIDUpdate.State, "IDLE -> PIR_GAP")
+    with pytest.raises(ValueError, match="no transitions given"):
+        transition_table(PIDUpdate.State, "IDLE -> IDLE")
 
 
 def test_every_unreachable_bin_says_why():
@@ -67,3 +78,30 @@ def test_merge_sums_hits(bad, tmp_path):
     s.export(tmp_path / "a.json")
     merged = fc.merge([tmp_path / "a.json", s, bad])
     assert merged["pid_update:IDLE"] == 6 and merged["x"] == 1
+
+
+# -- the pipelined unit ------------------------------------------------------------------------
+
+PIPELINED_SEEDS = 32     # seeds 3, 13, 15 and 26 between them hit every bin today
+
+
+def test_pipelined_bins_are_its_sequencers_table():
+    model = fp.model()
+    bins = model["bins"]
+    assert all(reason is None or len(reason) > 20 for reason in bins.values())
+    for a, b in model["tables"]["sequencer"]["transitions"]:
+        assert f"sequencer:{a}->{b}" in bins
+    assert bins["sequencer:STORES->ENTRY@X2APIC_ICR"] is not None
+    assert bins["sequencer:WRITES->NOTIFY@SENDUIPI"] is None
+    assert fc.report({"sequencer:IDLE->NOTIFY": 1}, model)["unexpected"] == \
+        ["sequencer:IDLE->NOTIFY"]
+
+
+def test_pipelined_stimulus_reaches_every_state_transition_and_cross():
+    sampler = fp.Sampler()
+    for seed in range(PIPELINED_SEEDS):
+        stress_run(seed, count=COUNT, coverage=sampler, bus="pipelined")
+    rep = fc.report(sampler.hits, fp.model())
+    print("\n".join(fc.format_report(rep)))
+    assert rep["hit"] == rep["reachable"], "\n".join(fc.format_report(rep))
+    assert not rep["unexpected"]

@@ -325,3 +325,80 @@ def test_software_posting_coalesces():
     assert not b.deliver_posted_interrupt(0x71)     # ON already set: no second notification
     b.enter_guest()
     assert b.take_interrupt() == 0x71
+
+
+# -- errors of the scripted API (issue 23 item 8) -----------------------------------------------
+
+def test_unknown_preset_is_a_value_error_listing_the_presets():
+    from sim.vmx_caps import PRESETS
+    with pytest.raises(ValueError, match="unknown CPU preset 'ipv'") as e:
+        preset("ipv")
+    assert all(name in str(e.value) for name in PRESETS)
+
+
+@pytest.mark.parametrize("pcpu", [9, 4, -1, "1", True])
+def test_loading_on_a_pcpu_the_host_lacks_names_the_range(pcpu):
+    kvm, _, (v,) = make_vm(ids=(0,), n_pcpus=4)
+    with pytest.raises(ValueError, match=r"the host has pCPUs 0\.\.3"):
+        v.load(pcpu)
+    assert not v.loaded and all(p.loaded is None for p in kvm.host.pcpus)
+    v.load(1)
+    with pytest.raises(ValueError, match=r"pCPUs 0\.\.3"):
+        v.migrate(7)
+    assert v.loaded and v.cpu == 1           # nothing moved
+
+
+def test_halting_twice_says_already_blocked():
+    _, _, (a, b) = make_vm(ids=(0, 1))
+    b.load(1)
+    b.enter_guest()
+    assert b.halt()
+    with pytest.raises(RuntimeError, match="vCPU 1 is already blocked"):
+        b.halt()
+    assert b.asleep and b.pi_nv == 0xF1      # still blocked, still on the wakeup vector
+
+
+def test_a_halted_vcpu_cannot_send():
+    """A blocked vCPU runs no guest code: asking for the unit's config to send an IPI from
+    it is an error that says so (it used to return a config without a word)."""
+    _, _, (a, b) = make_vm(ids=(0, 1))
+    a.load(0)
+    a.enter_guest()
+    assert a.unit_config().ipiv
+    assert a.halt()
+    with pytest.raises(RuntimeError, match="vCPU 0 is blocked .*halted"):
+        a.unit_config()
+    a.deliver_posted_interrupt(0x30)         # an interrupt wakes it...
+    a.load(0)
+    a.enter_guest()
+    assert a.unit_config().ipiv              # ...and once it runs it can send again
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda v: v.enter_guest(), "is not loaded: load it on a pCPU before it can enter"),
+    (lambda v: v.preempt(), "before it can be preempted"),
+    (lambda v: v.halt(), "before it can execute HLT"),
+    (lambda v: v.deliver_posted_interrupt(256), r"vector must be 0\.\.0xff, not 256"),
+    (lambda v: v.deliver_posted_interrupt(-1), r"vector must be 0\.\.0xff"),
+])
+def test_state_and_range_errors_say_what_is_wrong(call, message):
+    _, _, (v,) = make_vm(ids=(0,))
+    with pytest.raises((RuntimeError, ValueError), match=message):
+        call(v)
+    assert not v.blocking and not v.preempted and v.pir() == 0     # nothing half done
+
+
+def test_reprs_show_icr_values_in_hex():
+    _, _, (a, c) = make_vm(ids=(0, 5))
+    for v, pcpu in ((a, 0), (c, 2)):
+        v.load(pcpu)
+        v.enter_guest()
+    value = X2APICICR.const({"dest": 5}).as_bits() | icr_low(0x61)
+    result = GoldenIPIVirtualizer().execute(a.unit_config(), a.memory, K.X2APIC_ICR, value)
+    text = repr(result)
+    assert f"icr={value:#x}" in text and "vector=0x61" in text and "notify=(0xf2, 2)" in text
+    assert "outcome=Outcome.POSTED" in text and str(value) not in text
+    assert f"pid_table={a.vm.pid_table:#x}" in repr(a.unit_config())
+    assert repr(c) == "VCPU(5, in guest mode on pCPU 2)"
+    from sim.scenarios import Request
+    assert f"value={value:#x}" in repr(Request(a.unit_config(), K.X2APIC_ICR, value))

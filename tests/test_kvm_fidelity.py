@@ -14,7 +14,7 @@ from sim.kvm_setup import SetupError, hardware_setup, setup_vmcs_config
 from sim.scenarios import icr_low
 from sim.vmcs import VMCS
 from sim.vmx_caps import MSRs, PRESETS, VMXCapabilities, preset
-from sim.vmx_flags import vmx_flags
+from sim.vmx_flags import vmx_capability_words, vmx_flags
 from sim.vmxcap_report import SEPARATOR, report, report_json
 
 KERNELS = ["6.0", "6.19"]
@@ -467,7 +467,20 @@ def test_vmx_flags_order_names_and_kernel():
         f60.index("ipi_virt")
     assert "ept_violation_ve" in f619 and "ept_violation_ve" not in f60
     assert "ept_5level" in f619 and "ept_5level" not in f60
-    assert "eptp_switching" in f60
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_vmx_flags_vm_functions_come_from_the_high_half_of_0x491(kernel):
+    """arch/x86/kernel/cpu/feat_ctl.c init_vmx_capabilities, 6.0 line 53 and 6.19 line 54:
+    ``rdmsr_safe(MSR_IA32_VMX_VMFUNC, &ign, &funcs)`` keeps EDX (bits 63:32) as ``funcs``
+    and word 0 takes ``(funcs & 0xf) << 28``. So a CPU with only EPTP switching (MSR 0x491
+    bit 0, as Sapphire/Granite Rapids report it) shows no eptp_switching; bit 32 would."""
+    v = dict(PRESETS["ipiv"][1])
+    for value, shown in ((1, False), (1 << 32, True), (0xF, False), (1 << 32 | 1, True)):
+        v[VMXMSR.VMFUNC] = value
+        flags = vmx_flags(MSRs(v), kernel=kernel)
+        assert ("eptp_switching" in flags) is shown, (hex(value), flags)
+        assert vmx_capability_words(MSRs(v))[0] >> 28 == value >> 32 & 0xF
 
 
 def test_vmx_flags_tertiary_word_is_not_gated():

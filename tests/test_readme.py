@@ -100,3 +100,42 @@ def test_layout_table_names_every_module():
             if rel not in layout:
                 missing.append(rel)
     assert not missing, f"README layout table misses {missing}"
+
+
+def test_vmxcap_section_starts_with_the_question_and_its_recipe_works(tmp_path):
+    """The vmxcap section opens with "Does my CPU support IPIv?" and a shell recipe; run
+    here with stand-ins for sudo, modprobe and msr-tools' rdmsr (which prints ``-c`` values
+    as ``0x%llx`` and fails on an MSR the CPU lacks, rdmsr.c), its output is what
+    ``ipiv vmxcap --msrs`` reads."""
+    import shutil
+    import subprocess
+    from sim.vmx_caps import MSRs, PRESETS
+    text = readme()
+    assert re.search(r"^## Does my CPU support IPIv\? \(`ipiv vmxcap`\)$", text, re.M)
+    section = _section(text, "Does my CPU support IPIv? (`ipiv vmxcap`)")
+    recipe = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+    assert "ipiv vmxcap --msrs vmx-msrs.txt" in recipe
+    values = {int(k): v for k, v in PRESETS["no-tertiary"][1].items()}    # 0x492 absent
+    table = " ".join(f"[{i}]={v:#x}" for i, v in values.items())
+    stubs = f"""declare -A MSRS=({table})
+sudo() {{ "$@"; }}
+modprobe() {{ :; }}
+rdmsr() {{ local msr="${{@: -1}}"; [[ -v MSRS[$((msr))] ]] || return 4; \\
+    printf '0x%x\\n' "${{MSRS[$((msr))]}}"; }}
+ipiv() {{ :; }}
+"""
+    bash = shutil.which("bash")
+    subprocess.run([bash, "-c", stubs + recipe], cwd=tmp_path, check=True, timeout=60)
+    printed = (tmp_path / "vmx-msrs.txt").read_text()
+    assert len(printed.splitlines()) == len(values)
+    assert MSRs.parse(printed).values == values
+
+
+def test_tests_index_names_every_test_file():
+    """tests/README.md puts every test file in its layer (and names no file that is gone)."""
+    tests = Path(__file__).resolve().parent
+    index = (tests / "README.md").read_text()
+    files = {p.name for p in tests.glob("test_*.py")}
+    named = set(re.findall(r"`(test_\w+\.py)`", index))
+    assert files - named == set(), f"tests/README.md misses {sorted(files - named)}"
+    assert named - files == set(), f"tests/README.md names missing files {sorted(named - files)}"

@@ -188,6 +188,28 @@ def test_mode_of_a_lone_kvm_apic_ipi_is_the_default():
     assert c.mode == "xAPIC" and c.label == "posted"
 
 
+WIDE_IPI = rec("kvm_apic_ipi", "dst 1a3 vec 64 (Fixed|physical|assert|edge|dst)")
+
+
+def test_xapic_destination_above_ff_is_a_trace_error_naming_its_line():
+    """A lone kvm_apic_ipi taken as xAPIC (the default mode) cannot name a destination an
+    xAPIC guest cannot write; x2APIC takes it, and 0xFF still fits xAPIC."""
+    lines = [X2_IPI, WIDE_IPI]
+    for vcpus in (None, 4):                     # before the --vcpus check, which would blame 419
+        with pytest.raises(TraceError, match=r"^line 2: destination 0x1a3 does not fit an xAPIC"):
+            classify_lines(lines, default_mode="xAPIC", vcpus=vcpus)
+    classified, vcpus = classify_lines(lines, default_mode="x2APIC")
+    assert vcpus == 0x1A4 and [c.mode for c in classified] == ["x2APIC", "x2APIC"]
+    ff = rec("kvm_apic_ipi", "dst ff vec 64 (Fixed|physical|assert|edge|dst)")
+    (c,), _ = classify_lines([ff], default_mode="xAPIC")
+    assert c.label == "exit (BROADCAST)"
+    # An ICR record shows the mode: its 8-bit ICR2 is never too wide.
+    icr = [rec("kvm_apic", "apic_write APIC_ICR2 = 0xff000000", task="t-2"),
+           rec("kvm_apic", "apic_write APIC_ICR = 0x40", task="t-2")]
+    (c,), _ = classify_lines(icr, default_mode="xAPIC")
+    assert (c.mode, c.ipi.dest) == ("xAPIC", 0xFF)
+
+
 # -- traces from the co-simulation, in every form ----------------------------------------------
 
 def _virtualizable(low, dest, vcpus):
@@ -214,6 +236,21 @@ def test_generated_trace_replays_to_what_the_guests_wrote(tmp_path, fmt, kernel)
     # the other kernel's event formats are noted
     other = replay(str(path), kernel="6.19" if kernel == "6.0" else "6.0")
     assert report_json(other)["notes"] and len(other.classified) == len(written)
+
+
+def test_generated_xapic_trace_without_apicv_has_two_apic_access_exits_per_ipi(tmp_path):
+    """Without APICv an xAPIC guest's ICR2 and ICR writes each fault: APIC-access exits whose
+    qualification is access type 1 (linear write, bits 15:12) at offset 310H, then 300H (SDM
+    Vol. 3C, exit qualification for APIC-access VM exits); ICR2 carries the destination in
+    bits 31:24."""
+    import re
+    path = tmp_path / "xapic.trace"
+    written = generate_trace(str(path), steps=60, seed=5, x2apic=False, apicv=False)
+    text = path.read_text()
+    info1 = re.findall(r"reason APIC_ACCESS rip \S+ info1 (0x[0-9a-f]+)", text)
+    assert written and info1 == ["0x0000000000001310", "0x0000000000001300"] * len(written)
+    icr2 = [int(v, 16) for v in re.findall(r"apic_write APIC_ICR2 = (0x[0-9a-f]+)", text)]
+    assert icr2 == [d << 24 for _, _, _, d in written]
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
@@ -287,6 +324,8 @@ def test_cli_replay(capsys):
     ("", [], "is empty"),
     ("just some text\n", [], "no trace record"),
     (X2_MSR.replace("0x100004040", "0x900004040") + "\n", ["--vcpus", "4"], "too small"),
+    (WIDE_IPI + "\n", ["--default-mode", "xapic"],
+     "ipiv replay: error: line 1: destination 0x1a3 does not fit an xAPIC ICR"),
     (None, ["--kernel", "5.4"], "invalid choice"),
 ])
 def test_cli_errors_are_one_line(tmp_path, content, argv, message):

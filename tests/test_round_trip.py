@@ -7,9 +7,9 @@ from statistics import mean
 import pytest
 
 from sim.round_trip import (
-    MODES, PARAMETERS, RTL_BENCH, SEED, MemoryLatency, Parameter, RTLLine, compare_rtl, fit,
-    format_seed_table, posting_cost, posting_transfers, rtl_line, seed_table,
-    software_posting_cost,
+    MODES, PARAMETERS, RTL_BENCH, RTL_BENCH_PIPELINED, SEED, MemoryLatency, Parameter, RTLLine,
+    RTLTrips, compare_rtl, fit, format_seed_table, posting_cost, posting_round_trips,
+    posting_transfers, rtl_line, rtl_trips, seed_table, software_posting_cost,
 )
 from tb.runs import measure_rtl
 
@@ -110,6 +110,86 @@ def test_recorded_rtl_numbers_are_what_the_gateware_measures_now():
     assert compare_rtl(measure_rtl()) == []
 
 
+def test_recorded_pipelined_numbers_are_what_the_gateware_measures_now():
+    measured = measure_rtl(bus="pipelined")
+    assert compare_rtl(measured, RTL_BENCH_PIPELINED) == []
+    # the issue's figures: an x2APIC IPI in 3R + 4 cycles, an xAPIC one in 4R + 4
+    assert measured["notify x2APIC"]["cycles"] == {1: 3 * 2 + 4, 4: 3 * 5 + 4}
+    assert measured["notify xAPIC"]["cycles"] == {1: 4 * 2 + 4, 4: 4 * 5 + 4}
+
+
+# -- the pipelined port: round trips -------------------------------------------------------------
+
+def test_round_trips_come_from_the_pipelined_golden_model():
+    """docs/interface.md, "Memory port, pipelined": (store, entry read), (PIR read, NotifyInfo
+    read), (PIR write, NotifyInfo write); xAPIC: (store low, VICR_HI read), (entry read), then
+    the two PID round trips; an xAPIC exit before the entry: the store and read-back only."""
+    assert posting_round_trips("x2APIC") == (2, 2, 2)
+    assert posting_round_trips("xAPIC") == (2, 1, 2, 2)
+    assert posting_round_trips("xAPIC", ipiv=False) == (2,)
+    assert posting_round_trips("x2APIC", ipiv=False) == ()      # the WRMSR intercept
+    # the same transfers as the classic port, so the same regions in the same order
+    for mode in MODES:
+        assert posting_transfers(mode, bus="pipelined") == posting_transfers(mode)
+
+
+@pytest.mark.parametrize("case", list(RTL_BENCH_PIPELINED))
+def test_round_trip_model_reproduces_every_pipelined_point(case):
+    mode, ipiv = {"notify x2APIC": ("x2APIC", True), "notify xAPIC": ("xAPIC", True),
+                  "exit x2APIC, IPIv off": ("x2APIC", False),
+                  "exit xAPIC, IPIv off": ("xAPIC", False)}[case]
+    line = rtl_trips(case, posting_round_trips(mode, ipiv=ipiv))
+    for lat, cycles in RTL_BENCH_PIPELINED[case]["cycles"].items():
+        assert line.cycles([lat] * line.transfers) == cycles
+        assert posting_cost(mode, MemoryLatency(uniform=lat), ipiv=ipiv,
+                            bus="pipelined") == cycles
+
+
+def test_round_trip_model_rejects_a_bench_its_trips_do_not_explain():
+    bench = {"notify x2APIC": {"transfers": 6, "cycles": {1: 10, 4: 20}}}
+    with pytest.raises(ValueError, match="does not follow its round trips"):
+        rtl_trips("notify x2APIC", (2, 2, 2), bench)
+    with pytest.raises(ValueError, match="5 transfers in round trips"):
+        rtl_trips("notify x2APIC", (2, 2, 1))
+
+
+def test_round_trip_arithmetic_answers_in_order():
+    """A round trip's requests go out one per cycle; each answer comes L cycles after its
+    request, never before the answer of the one before: a slow first read holds the second."""
+    trips = RTLTrips(1, (2, 2))
+    assert trips.cycles([4, 4, 4, 4]) == 1 + 2 * (2 + 4)
+    # the PIR read misses (75), the NotifyInfo read hits (4): answered at 75 and 76
+    assert trips.cycles([4, 4, 75, 4]) == 1 + (2 + 4) + (75 + 1 + 1)
+    # a slow second request: the round trip ends with its answer
+    assert trips.cycles([4, 30, 4, 4]) == 1 + (1 + 30 + 1) + (2 + 4)
+    with pytest.raises(ValueError, match="3 latencies for 4 transfers"):
+        trips.cycles([4, 4, 4])
+    with pytest.raises(ValueError, match="at least 1 cycle after"):
+        trips.cycles([0, 4, 4, 4])
+
+
+def test_the_pipelined_posting_at_the_seed_latencies():
+    l1, pid = PARAMETERS["latency_l1"].value, PARAMETERS["latency_pid_line"].value
+    # (store, entry) at L1; (PIR read missing at the PID latency, NotifyInfo after it); writes
+    assert posting_cost("x2APIC", bus="pipelined") == 1 + (2 + l1) + (pid + 2) + (2 + l1)
+    assert posting_cost("x2APIC", bus="pipelined") < posting_cost("x2APIC")
+    with pytest.raises(ValueError, match="R >= 2"):
+        posting_cost("x2APIC", MemoryLatency(uniform=0), bus="pipelined")
+
+
+def test_fit_with_the_pipelined_unit_keeps_the_ipiv_on_row():
+    model = fit(bus="pipelined")
+    assert model.bus == "pipelined"
+    assert model.ipiv_post("x2APIC") == posting_cost("x2APIC", bus="pipelined")
+    for row in seed_table(model):
+        if row["ipiv"]:
+            assert row["error_pct"] == pytest.approx(0, abs=1e-9)
+    # the xAPIC exit path's store and read-back are the pipelined unit's too
+    assert model.cell("xAPIC", False)["vICR store before exit"] == posting_cost(
+        "xAPIC", ipiv=False, bus="pipelined")
+    assert model.unit_cost("x2APIC", bus="classic") == posting_cost("x2APIC")
+
+
 # -- the model ------------------------------------------------------------------------------------
 
 def test_cells_are_sums_of_their_components():
@@ -182,7 +262,7 @@ def test_report_names_fitted_and_cited_parameters():
     assert text.count("FITTED") == 2
     assert "a9ab13ff6e84" in text and "Levinthal" in text and "vmcall" in text
     assert "predicted" in text and "fitted (base)" in text
-    assert "ipiv bench --json" in text
+    assert "ipiv bench --json --bus classic" in text
 
 
 def test_model_with_remeasured_bench_is_the_same():

@@ -163,3 +163,46 @@ def test_6_19_refuses_reserved_bits_an_ipi_on_6_0():
     (note,) = parse_lines([bad], kernel="6.19").notes
     assert note[0] == 1 and "reserved" in note[1]
     assert len(parse_lines([bad], kernel="6.0").ipis) == 1
+
+
+# -- exits alone, and the PV send-IPI's destinations -------------------------------------------
+
+def apic_write_exit(vcpu, offset):
+    """Linux 6.0 kvm_exit TP_printk for an APIC-write exit at ``offset``."""
+    return ("kvm_exit", "vcpu %u reason %s rip 0x%lx info1 0x%016x info2 0x%016x intr_info "
+                        "0x%08x error_code 0x%08x" % (vcpu, "APIC_WRITE", 0x1000, offset, 0,
+                                                      0, 0))
+
+
+def test_an_apic_write_exit_at_the_icr_alone_is_an_ipi():
+    parsed = one(apic_write_exit(3, 0x300), ENTRY, apic_write_exit(3, 0x300),
+                 apic_write_exit(3, 0x0B0))
+    assert parsed.ipis == []
+    assert [(i.sender, i.mode, i.line) for i in parsed.exit_only] == \
+        [(3, "xAPIC", 1), (3, "xAPIC", 3)]
+
+
+def test_an_apic_write_exit_described_by_a_record_is_no_second_ipi():
+    icr = ("kvm_apic", "apic_write APIC_ICR = 0x40fb")
+    parsed = one(apic_write_exit(3, 0x300), icr, IPI, ENTRY)
+    assert len(parsed.ipis) == 1 and parsed.exit_only == []
+    # another thread's record describes nothing of this thread's exit
+    lines = [rec(*apic_write_exit(0, 0x300), task="CPU 0/KVM", pid=10),
+             rec(*IPI, task="CPU 1/KVM", pid=11)]
+    parsed = parse_lines(lines)
+    assert len(parsed.ipis) == 1 and [i.sender for i in parsed.exit_only] == [0]
+
+
+def test_msr_write_exits_are_counted():
+    parsed = one(EXIT, EXIT, MSR)
+    assert parsed.msr_write_exits == 2 and len(parsed.ipis) == 1 and parsed.notes == []
+
+
+def test_pv_send_ipi_destinations_and_sender():
+    parsed = one(("kvm_hypercall", "nr 0xa a0 0x5 a1 0x2 a2 0x10 a3 0xfd"))
+    (call,) = parsed.pv_send_ipis
+    # a0 bits 0, 2 -> 0x10, 0x12; a1 bit 1 -> 0x10 + 64 + 1
+    assert (call.destinations, call.vector, call.sender, call.refused) == \
+        ((0x10, 0x12, 0x51), 0xFD, 3, False)
+    (call,) = one(("kvm_hypercall", "nr 0xa a0 0x5 a1 0x0 a2 0x0 a3 0xc00fd")).pv_send_ipis
+    assert call.refused and call.destinations == ()          # a shorthand: KVM refuses it

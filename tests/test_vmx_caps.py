@@ -90,8 +90,9 @@ def test_presets():
     for name in PRESETS:
         caps = VMXCapabilities(preset(name))
         assert (caps.tertiary_controls, caps.ipi_virtualization) == expect[name]
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="unknown CPU preset 'nope'") as error:
         preset("nope")
+    assert all(name in str(error.value) for name in PRESETS)
 
 
 def test_msr_file_parsing(tmp_path):
@@ -103,7 +104,9 @@ def test_msr_file_parsing(tmp_path):
 
 @pytest.mark.parametrize("text,line,message", [
     ("0x480\n", 1, "expected '<index> <value>'"),
-    ("0x480 0x1\n0x482 12\n", 2, "hex with 0x"),
+    ("0x480 0x1\n0x482 0xzz\n", 2, "in hex"),
+    ("0x480 0x1\n0x84b 0x5\n", 2, "MSR 0x84b is not a VMX capability MSR"),
+    ("0x480 0x1\n1152 0x5\n", 2, "MSR 0x1152 is not a VMX capability MSR"),
     ("\n\n0x480 0x1 0x2\n", 3, "expected"),
     ("0x480 0x10000000000000000\n", 1, "64 bits"),
     ("0x480 0x1\n0x480 0x2\n", 2, "given twice"),
@@ -113,6 +116,27 @@ def test_msr_file_errors_name_the_line(tmp_path, text, line, message):
     path.write_text(text)
     with pytest.raises(MSRFileError, match=f"bad.msr:{line}: .*{message}"):
         MSRs.from_file(path)
+
+
+def _recipes(values):
+    """What the README's two recipes print for ``values``, written from their format strings:
+    the shell loop ``printf '0x%x %s\\n' $msr "$(rdmsr -p 0 -c $msr)"`` (msr-tools rdmsr.c:
+    ``-c`` is ``0x%*llx``, ``-0 -c`` ``0x%0*llx`` with 16 digits, plain ``%*llx``), and the
+    Python loop over /dev/cpu/0/msr printing ``hex(index), hex(value)``. An absent MSR prints
+    nothing in either (rdmsr fails, pread raises)."""
+    return {
+        "rdmsr -c": "".join(f"0x{i:x} 0x{v:x}\n" for i, v in values.items()),
+        "rdmsr -0 -c": "".join(f"0x{i:x} 0x{v:016x}\n" for i, v in values.items()),
+        "rdmsr": "".join(f"0x{i:x} {v:x}\n" for i, v in values.items()),
+        "python": "".join(f"{hex(i)} {hex(v)}\n" for i, v in values.items()),
+    }
+
+
+@pytest.mark.parametrize("recipe", ["rdmsr -c", "rdmsr -0 -c", "rdmsr", "python"])
+def test_msr_file_accepts_what_the_readme_recipes_print(recipe):
+    values = {int(k): v for k, v in PRESETS["ipiv"][1].items()}
+    msrs = MSRs.parse(_recipes(values)[recipe], source="vmx-msrs.txt")
+    assert msrs.values == values and VMXCapabilities(msrs).ipi_virtualization
 
 
 def test_msr_file_empty_or_missing(tmp_path):

@@ -16,16 +16,18 @@ cores and equal the golden model's whatever the interleaving. The outputs are al
 Each START also resets the units, so a seed repeats its run to the cycle.
 """
 
+from contextlib import contextmanager
+
 from amaranth import Cat, Module, Mux, ResetInserter, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out, connect
 
 from .. import IPIVSystem
 from ..formats import (
-    BUS_BYTES, ExitCause, NotifyInfo, PID_BYTES, PID_NOTIFY_INFO_OFFSET,
-    PostedInterruptDescriptor,
+    BUS_BYTES, ExitCause, NOTIFY_INFO_ON, NotifyInfo, OUTPUT_STREAMS, PID_BYTES,
+    PID_NOTIFY_INFO_OFFSET, PIR_WORDS,
 )
-from ..params import bus_addr_width, check_maxphyaddr
+from ..params import bus_addr_width, check_bus, check_maxphyaddr
 from .counters import EventCounters
 from .digest import term
 from .formats import (
@@ -40,10 +42,9 @@ from .vm import Window
 
 __all__ = ["BoardCore"]
 
-_PIR_WORDS = data.Layout.cast(PostedInterruptDescriptor)["pir"].width // (8 * BUS_BYTES)
 _PID_WORDS = PID_BYTES // BUS_BYTES
 _NOTIFY_INFO_WORD = PID_NOTIFY_INFO_OFFSET // BUS_BYTES
-_ON = NotifyInfo.const({"on": 1}).as_bits()
+_START_BYTES = data.Layout.cast(StartCommand).size // 8
 
 
 class BoardCore(wiring.Component):
@@ -72,6 +73,9 @@ class BoardCore(wiring.Component):
     pipeline : bool
         Register each memory request (`VMMemory`): one more cycle per bus transfer, a
         shorter path from the units' arbiters into the RAM.
+    bus : str
+        The units' memory port, ``"classic"`` (default) or ``"pipelined"``: the kind of
+        `IPIVSystem` and of the RAM's port (`VMMemory`), reported by IDENT.
 
     Members
     -------
@@ -88,7 +92,7 @@ class BoardCore(wiring.Component):
     """
 
     def __init__(self, vm, *, n_cores=2, maxphyaddr=52, divisor=104, rx_timeout=1 << 16,
-                 led_stretch=1 << 20, digest=True, pipeline=False):
+                 led_stretch=1 << 20, digest=True, pipeline=False, bus="classic"):
         self.window = Window(vm, n_cores)
         self.n_cores = n_cores
         self.maxphyaddr = check_maxphyaddr(maxphyaddr)
@@ -106,9 +110,10 @@ class BoardCore(wiring.Component):
             "led_fault": Out(1),
             "led_done": Out(1),
         })
-        self.system = IPIVSystem(n_cores, maxphyaddr=maxphyaddr)
+        self.bus_kind = check_bus(bus)
+        self.system = IPIVSystem(n_cores, maxphyaddr=maxphyaddr, bus=bus)
         self.memory = VMMemory(self.window, addr_width=bus_addr_width(maxphyaddr),
-                               pipeline=pipeline)
+                               pipeline=pipeline, bus=bus)
         self.engines = [StimulusEngine(core) for core in range(n_cores)]
         self.counters = EventCounters(len(Counter), width=COUNTER_WIDTH,
                                       inc_width=COUNTER_WIDTH)
@@ -121,256 +126,324 @@ class BoardCore(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        system = self.system
-        # Every run starts from the same unit state (arbiter owners included), so a run's
-        # cycle count repeats with its seed.
-        reset_units = Signal()
-        m.submodules.system = ResetInserter({"sync": reset_units})(system)
-        m.submodules.memory = mem = self.memory
-        m.submodules.counters = counters = self.counters
-        m.submodules.receiver = receiver = self.receiver
-        m.submodules.transmitter = transmitter = self.transmitter
+        ctl = _Control()
+        self._add_submodules(m, ctl)
+        self._connect_cores(m, ctl)
+        self._count_events(m, ctl)
+        self._run_control(m, ctl)
+        self._command_interface(m, ctl)
+        self._leds(m, ctl)
+        return m
+
+    def _add_submodules(self, m, ctl):
+        """The units (reset at every START, so a run's cycle count repeats with its seed; the
+        arbiter owners too), the RAM on their bus, the counters, the UART, the engines."""
+        m.submodules.system = ResetInserter({"sync": ctl.reset_units})(self.system)
+        m.submodules.memory = self.memory
+        m.submodules.counters = self.counters
+        m.submodules.receiver = self.receiver
+        m.submodules.transmitter = self.transmitter
         for core, engine in enumerate(self.engines):
             m.submodules[f"engine{core}"] = engine
-        connect(m, system.bus, mem.bus)
-        m.d.comb += [receiver.rx.eq(self.rx), self.tx.eq(transmitter.tx)]
+        connect(m, self.system.bus, self.memory.bus)
+        m.d.comb += [self.receiver.rx.eq(self.rx), self.tx.eq(self.transmitter.tx)]
 
-        params = Signal(StartCommand)
-        running = Signal()          # from START to the end of the run
-        counting = Signal()         # the engines run (cycles are counted)
-        done = Signal()
-        fault = Signal()
-        start = Signal()        # pulse: the engines begin
-
-        # -- units, engines, counters -------------------------------------------------------
-        inc = {c: [] for c in Counter}
-        digest = []
+    def _connect_cores(self, m, ctl):
+        """Each engine drives its unit's ICR writes and VMCS mode bits (the other VMCS fields
+        are constants from the VM); every output is always taken."""
         for core, engine in enumerate(self.engines):
-            port = system.cores[core]
-            unit = system.units[core]
-            # Constant VMCS fields from the VM; the engine drives x2apic and ipiv.
+            port = self.system.cores[core]
             base = self.vmcs(core, x2apic=0, ipiv=0).as_bits()
             m.d.comb += [
                 port.cfg.as_value().eq(base), port.cfg.x2apic.eq(engine.x2apic),
                 port.cfg.ipiv.eq(engine.ipiv),
-                engine.params.eq(params), engine.start.eq(start), engine.busy.eq(port.busy),
+                engine.params.eq(ctl.params), engine.start.eq(ctl.start),
+                engine.busy.eq(port.busy),
             ]
             connect(m, engine.icr, port.icr)
-            for name in ("exit", "notify", "self_ipi", "gp"):
+            for name in OUTPUT_STREAMS:
                 m.d.comb += getattr(port, name).ready.eq(1)
+
+    def _count_events(self, m, ctl):
+        """Each counter's increment this cycle: its events summed over the cores (and the
+        DIGEST term of every output offered, when kept)."""
+        inc = {c: [] for c in Counter}
+        digest = []
+        for port, unit in zip(self.system.cores, self.system.units):
+            posted, suppressed = _postings(unit)
             inc[Counter.ICR_WRITES].append(port.icr.valid & port.icr.ready)
-            inc[Counter.POSTED].append(unit.pid_update.posted)
-            inc[Counter.SUPPRESSED].append(unit.pid_update.suppressed)
+            inc[Counter.POSTED].append(posted)
+            inc[Counter.SUPPRESSED].append(suppressed)
             inc[Counter.NOTIFICATIONS].append(port.notify.valid)
             inc[Counter.SELF_IPIS].append(port.self_ipi.valid)
             inc[Counter.GP].append(port.gp.valid)
             for cause in ExitCause:
                 inc[Counter.exit(cause)].append(port.exit.valid & (port.exit.p.cause == cause))
-            for name in ("exit", "notify", "self_ipi", "gp"):
-                stream = getattr(port, name)
-                if self.digest:
+            if self.digest:
+                for name in OUTPUT_STREAMS:
+                    stream = getattr(port, name)
                     digest.append(Mux(stream.valid, term(name, stream.p), 0))
-        inc[Counter.CYCLES].append(counting)
-        inc[Counter.WINDOW_FAULTS].append(mem.fault)
-
+        inc[Counter.CYCLES].append(ctl.counting)
+        inc[Counter.WINDOW_FAULTS].append(self.memory.fault)
         for c in Counter:
             if c == Counter.DIGEST:
                 total = sum(digest[1:], digest[0]) if digest else 0
             else:
                 total = sum(inc[c][1:], inc[c][0])
-            m.d.comb += counters.inc[c].eq(total)
+            m.d.comb += self.counters.inc[c].eq(total)
 
-        # -- run control: RAM image, engines, barrier sweeps --------------------------------
-        depth = self.window.depth
-        image = self.window.image()
-        ctl_addr = Signal(range(depth))
+    def _image_rom(self, m, ctl_addr):
+        """Word ``ctl_addr`` of the VM image (a ROM of its nonzero words)."""
         image_word = Signal(8 * BUS_BYTES)
         with m.Switch(ctl_addr):
-            for i, word in enumerate(image):
+            for i, word in enumerate(self.window.image()):
                 if word:
                     with m.Case(i):
                         m.d.comb += image_word.eq(word)
+        return image_word
 
-        start_request = Signal()    # from the command interface (only while not running)
+    def _run_control(self, m, ctl):
+        """START: reload the RAM from the image, clear the counters, reset the units; then run
+        the engines, and at each barrier sweep the PIDs as ``deliver_pending`` does."""
+        mem = self.memory
+        depth = self.window.depth
+        ctl_addr = Signal(range(depth))
+        image_word = self._image_rom(m, ctl_addr)
         all_at_barrier = Cat(e.at_barrier for e in self.engines).all()
         all_done = Cat(e.done for e in self.engines).all()
-        any_busy = Cat(system.cores[c].busy for c in range(self.n_cores)).any()
+        any_busy = Cat(port.busy for port in self.system.cores).any()
         vcpu = Signal(range(VM_VCPUS))
-        word = Signal(range(_PIR_WORDS))
-        pids = self.window.by_name["pids"].offset
-        pid_base = pids + vcpu * _PID_WORDS
+        word = Signal(range(PIR_WORDS))
+        pid_base = self.window.by_name["pids"].offset + vcpu * _PID_WORDS
 
         with m.If(mem.fault):
-            m.d.sync += fault.eq(1)
+            m.d.sync += ctl.fault.eq(1)
 
         with m.FSM():
             with m.State("IDLE"):
-                with m.If(start_request):
-                    m.d.sync += [ctl_addr.eq(0), running.eq(1), done.eq(0), fault.eq(0)]
-                    m.d.comb += [counters.clear.eq(1), reset_units.eq(1)]
+                with m.If(ctl.start_request):
+                    m.d.sync += [ctl_addr.eq(0), ctl.running.eq(1), ctl.done.eq(0),
+                                 ctl.fault.eq(0)]
+                    m.d.comb += [self.counters.clear.eq(1), ctl.reset_units.eq(1)]
                     m.next = "LOAD"
             with m.State("LOAD"):
                 m.d.comb += [mem.ctl_en.eq(1), mem.ctl_addr.eq(ctl_addr), mem.ctl_we.eq(1),
                              mem.ctl_wdata.eq(image_word)]
                 m.d.sync += ctl_addr.eq(ctl_addr + 1)
                 with m.If(ctl_addr == depth - 1):
-                    m.d.comb += start.eq(1)
+                    m.d.comb += ctl.start.eq(1)
                     m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += counting.eq(1)
+                m.d.comb += ctl.counting.eq(1)
                 with m.If(~any_busy & all_done):
-                    m.d.sync += [running.eq(0), done.eq(1)]
+                    m.d.sync += [ctl.running.eq(0), ctl.done.eq(1)]
                     m.next = "IDLE"
                 with m.Elif(~any_busy & all_at_barrier):
                     m.d.sync += vcpu.eq(0)
                     m.next = "SWEEP_READ"
-            with m.State("SWEEP_READ"):
-                m.d.comb += [counting.eq(1), mem.ctl_en.eq(1),
-                             mem.ctl_addr.eq(pid_base + _NOTIFY_INFO_WORD)]
-                m.next = "SWEEP_CHECK"
-            with m.State("SWEEP_CHECK"):
-                # deliver_pending: a PID with ON set has ON and its PIR cleared.
-                m.d.comb += [counting.eq(1), mem.ctl_en.eq(1),
-                             mem.ctl_addr.eq(pid_base + _NOTIFY_INFO_WORD),
-                             mem.ctl_wdata.eq(mem.ctl_rdata & ~_ON)]
-                m.d.sync += word.eq(0)
-                with m.If(NotifyInfo(mem.ctl_rdata).on):
-                    m.d.comb += mem.ctl_we.eq(1)
-                    m.next = "SWEEP_CLEAR"
-                with m.Else():
-                    m.next = "SWEEP_NEXT"
-            with m.State("SWEEP_CLEAR"):
-                m.d.comb += [counting.eq(1), mem.ctl_en.eq(1), mem.ctl_addr.eq(pid_base + word),
-                             mem.ctl_we.eq(1), mem.ctl_wdata.eq(0)]
-                m.d.sync += word.eq(word + 1)
-                with m.If(word == _PIR_WORDS - 1):
-                    m.next = "SWEEP_NEXT"
-            with m.State("SWEEP_NEXT"):
-                m.d.comb += counting.eq(1)
-                m.d.sync += vcpu.eq(vcpu + 1)
-                with m.If(vcpu == VM_VCPUS - 1):
-                    for engine in self.engines:
-                        m.d.comb += engine.release.eq(1)
-                    m.next = "RUN"
-                with m.Else():
-                    m.next = "SWEEP_READ"
+            self._sweep_states(m, ctl, vcpu, word, pid_base)
 
-        # -- the command interface ----------------------------------------------------------
-        rx, tx = receiver.data, transmitter.data
-        shreg = Signal(64)          # reply bytes, sent from the low end
-        left = Signal(range(len(Counter) * COUNTER_BYTES + 1))
-        start_bytes = data.Layout.cast(StartCommand).size // 8
-        payload_left = Signal(range(start_bytes + 1))
-        start_ok = Signal()         # START came while no run was going on
-        timer = Signal(range(self.rx_timeout + 1))
-        dump_addr = Signal(range(depth))
-        dump_left = Signal(range(depth + 1))
+    def _sweep_states(self, m, ctl, vcpu, word, pid_base):
+        """The barrier sweep (states of the run control's FSM): for each vCPU, read NotifyInfo;
+        with ON set, clear ON and the PIR; after the last, release the engines."""
+        mem = self.memory
+        with m.State("SWEEP_READ"):
+            m.d.comb += [ctl.counting.eq(1), mem.ctl_en.eq(1),
+                         mem.ctl_addr.eq(pid_base + _NOTIFY_INFO_WORD)]
+            m.next = "SWEEP_CHECK"
+        with m.State("SWEEP_CHECK"):
+            # deliver_pending: a PID with ON set has ON and its PIR cleared.
+            m.d.comb += [ctl.counting.eq(1), mem.ctl_en.eq(1),
+                         mem.ctl_addr.eq(pid_base + _NOTIFY_INFO_WORD),
+                         mem.ctl_wdata.eq(mem.ctl_rdata & ~NOTIFY_INFO_ON)]
+            m.d.sync += word.eq(0)
+            with m.If(NotifyInfo(mem.ctl_rdata).on):
+                m.d.comb += mem.ctl_we.eq(1)
+                m.next = "SWEEP_CLEAR"
+            with m.Else():
+                m.next = "SWEEP_NEXT"
+        with m.State("SWEEP_CLEAR"):
+            m.d.comb += [ctl.counting.eq(1), mem.ctl_en.eq(1), mem.ctl_addr.eq(pid_base + word),
+                         mem.ctl_we.eq(1), mem.ctl_wdata.eq(0)]
+            m.d.sync += word.eq(word + 1)
+            with m.If(word == PIR_WORDS - 1):
+                m.next = "SWEEP_NEXT"
+        with m.State("SWEEP_NEXT"):
+            m.d.comb += ctl.counting.eq(1)
+            m.d.sync += vcpu.eq(vcpu + 1)
+            with m.If(vcpu == VM_VCPUS - 1):
+                for engine in self.engines:
+                    m.d.comb += engine.release.eq(1)
+                m.next = "RUN"
+            with m.Else():
+                m.next = "SWEEP_READ"
 
-        ident = Ident.const({"magic": IDENT_MAGIC, "version": PROTOCOL_VERSION,
-                             "n_cores": self.n_cores, "digest": self.digest,
-                             "maxphyaddr": self.maxphyaddr, "depth": depth}).as_bits()
+    def _command_interface(self, m, ctl):
+        """The UART commands (``sim.board.protocol``): a command byte, its payload, the reply
+        sent from the low end of a shift register."""
+        cmd = _CommandRegisters(self.window.depth, self.rx_timeout)
         status = Signal(Status)
-        m.d.comb += [status.running.eq(running), status.done.eq(done), status.fault.eq(fault),
-                     status.progress.eq(self.engines[0].issued)]
-
-        def send(value, n):
-            m.d.sync += [shreg.eq(value), left.eq(n)]
-            m.next = "SEND"
-
+        m.d.comb += [status.running.eq(ctl.running), status.done.eq(ctl.done),
+                     status.fault.eq(ctl.fault), status.progress.eq(self.engines[0].issued)]
+        rx, tx, mem = self.receiver.data, self.transmitter.data, self.memory
         with m.FSM():
             with m.State("COMMAND"):
-                m.d.comb += rx.ready.eq(1)
-                with m.If(rx.valid):
-                    m.d.sync += timer.eq(self.rx_timeout)
-                    with m.Switch(rx.payload):
-                        with m.Case(Command.IDENT):
-                            send(ident, data.Layout.cast(Ident).size // 8)
-                        with m.Case(Command.START):
-                            m.d.sync += [payload_left.eq(start_bytes), start_ok.eq(~running)]
-                            m.next = "START_PAYLOAD"
-                        with m.Case(Command.STATUS):
-                            send(status.as_value(), data.Layout.cast(Status).size // 8)
-                        with m.Case(Command.COUNTERS):
-                            m.next = "COUNTERS_WAIT"
-                        with m.Case(Command.PID):
-                            m.next = "PID_PAYLOAD"
-                        with m.Case(Command.MEMORY):
-                            m.d.sync += [dump_addr.eq(0), dump_left.eq(depth)]
-                            m.next = "DUMP_WAIT"
-                        with m.Default():
-                            send(Reply.UNKNOWN, 1)
+                self._dispatch(m, ctl, cmd, status)
             with m.State("START_PAYLOAD"):
-                m.d.comb += rx.ready.eq(1)
-                with m.If(rx.valid):
-                    m.d.sync += [timer.eq(self.rx_timeout), payload_left.eq(payload_left - 1)]
-                    with m.If(start_ok):
-                        m.d.sync += params.eq(Cat(params.as_value()[8:], rx.payload))
-                    with m.If(payload_left == 1):
+                with _payload_byte(m, rx, cmd.timer):
+                    m.d.sync += [cmd.timer.eq(self.rx_timeout),
+                                 cmd.payload_left.eq(cmd.payload_left - 1)]
+                    with m.If(cmd.start_ok):
+                        m.d.sync += ctl.params.eq(Cat(ctl.params.as_value()[8:], rx.payload))
+                    with m.If(cmd.payload_left == 1):
                         m.next = "START_GO"
-                with m.Elif(timer == 0):
-                    m.next = "COMMAND"
-                with m.Else():
-                    m.d.sync += timer.eq(timer - 1)
             with m.State("START_GO"):
-                with m.If(start_ok):
-                    m.d.comb += start_request.eq(1)
-                    send(Reply.ACK, 1)
+                with m.If(cmd.start_ok):
+                    m.d.comb += ctl.start_request.eq(1)
+                    cmd.send(m, Reply.ACK, 1)
                 with m.Else():
-                    send(Reply.BUSY, 1)
+                    cmd.send(m, Reply.BUSY, 1)
             with m.State("COUNTERS_WAIT"):
-                with m.If(~running):
-                    m.d.sync += left.eq(len(Counter) * COUNTER_BYTES)
+                with m.If(~ctl.running):
+                    m.d.sync += cmd.left.eq(len(Counter) * COUNTER_BYTES)
                     m.next = "COUNTERS_SEND"
             with m.State("COUNTERS_SEND"):
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(counters.byte)]
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(self.counters.byte)]
                 with m.If(tx.ready):
-                    m.d.comb += counters.shift.eq(1)
-                    m.d.sync += left.eq(left - 1)
-                    with m.If(left == 1):
+                    m.d.comb += self.counters.shift.eq(1)
+                    m.d.sync += cmd.left.eq(cmd.left - 1)
+                    with m.If(cmd.left == 1):
                         m.next = "COMMAND"
             with m.State("PID_PAYLOAD"):
-                m.d.comb += rx.ready.eq(1)
-                with m.If(rx.valid):
-                    m.d.sync += [dump_addr.eq(pids + rx.payload[:VCPU_BITS] * _PID_WORDS),
-                                 dump_left.eq(PID_DUMP_WORDS)]
+                with _payload_byte(m, rx, cmd.timer):
+                    pids = self.window.by_name["pids"].offset
+                    m.d.sync += [cmd.dump_addr.eq(pids + rx.payload[:VCPU_BITS] * _PID_WORDS),
+                                 cmd.dump_left.eq(PID_DUMP_WORDS)]
                     m.next = "DUMP_WAIT"
-                with m.Elif(timer == 0):
-                    m.next = "COMMAND"
-                with m.Else():
-                    m.d.sync += timer.eq(timer - 1)
             with m.State("DUMP_WAIT"):
                 # The RAM is the controller's whenever no run is going on.
-                with m.If(~running):
+                with m.If(~ctl.running):
                     m.next = "DUMP_READ"
             with m.State("DUMP_READ"):
-                m.d.comb += [mem.ctl_en.eq(1), mem.ctl_addr.eq(dump_addr)]
+                m.d.comb += [mem.ctl_en.eq(1), mem.ctl_addr.eq(cmd.dump_addr)]
                 m.next = "DUMP_LOAD"
             with m.State("DUMP_LOAD"):
-                m.d.sync += [shreg.eq(mem.ctl_rdata), left.eq(BUS_BYTES),
-                             dump_addr.eq(dump_addr + 1), dump_left.eq(dump_left - 1)]
+                m.d.sync += [cmd.shreg.eq(mem.ctl_rdata), cmd.left.eq(BUS_BYTES),
+                             cmd.dump_addr.eq(cmd.dump_addr + 1),
+                             cmd.dump_left.eq(cmd.dump_left - 1)]
                 m.next = "DUMP_SEND"
             with m.State("DUMP_SEND"):
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(shreg[:8])]
-                with m.If(tx.ready):
-                    m.d.sync += [shreg.eq(shreg >> 8), left.eq(left - 1)]
-                    with m.If(left == 1):
-                        with m.If(dump_left == 0):
-                            m.next = "COMMAND"
-                        with m.Else():
-                            m.next = "DUMP_READ"
-            with m.State("SEND"):
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(shreg[:8])]
-                with m.If(tx.ready):
-                    m.d.sync += [shreg.eq(shreg >> 8), left.eq(left - 1)]
-                    with m.If(left == 1):
+                with _reply_byte(m, tx, cmd):
+                    with m.If(cmd.dump_left == 0):
                         m.next = "COMMAND"
+                    with m.Else():
+                        m.next = "DUMP_READ"
+            with m.State("SEND"):
+                with _reply_byte(m, tx, cmd):
+                    m.next = "COMMAND"
 
-        # -- LEDs ---------------------------------------------------------------------------
+    def _dispatch(self, m, ctl, cmd, status):
+        """The COMMAND state: take a command byte and start on it (unknown: a one-byte
+        reply)."""
+        rx = self.receiver.data
+        ident = Ident.const({"magic": IDENT_MAGIC, "version": PROTOCOL_VERSION,
+                             "n_cores": self.n_cores, "digest": self.digest,
+                             "pipelined": self.bus_kind == "pipelined",
+                             "maxphyaddr": self.maxphyaddr, "depth": self.window.depth}).as_bits()
+        m.d.comb += rx.ready.eq(1)
+        with m.If(rx.valid):
+            m.d.sync += cmd.timer.eq(self.rx_timeout)
+            with m.Switch(rx.payload):
+                with m.Case(Command.IDENT):
+                    cmd.send(m, ident, data.Layout.cast(Ident).size // 8)
+                with m.Case(Command.START):
+                    m.d.sync += [cmd.payload_left.eq(_START_BYTES), cmd.start_ok.eq(~ctl.running)]
+                    m.next = "START_PAYLOAD"
+                with m.Case(Command.STATUS):
+                    cmd.send(m, status.as_value(), data.Layout.cast(Status).size // 8)
+                with m.Case(Command.COUNTERS):
+                    m.next = "COUNTERS_WAIT"
+                with m.Case(Command.PID):
+                    m.next = "PID_PAYLOAD"
+                with m.Case(Command.MEMORY):
+                    m.d.sync += [cmd.dump_addr.eq(0), cmd.dump_left.eq(self.window.depth)]
+                    m.next = "DUMP_WAIT"
+                with m.Default():
+                    cmd.send(m, Reply.UNKNOWN, 1)
+
+    def _leds(self, m, ctl):
+        """Activity (a run or UART traffic, stretched), fault and done."""
         stretch = Signal(range(self.led_stretch + 1))
-        with m.If(running | rx.valid | tx.valid):
+        with m.If(ctl.running | self.receiver.data.valid | self.transmitter.data.valid):
             m.d.sync += stretch.eq(self.led_stretch)
         with m.Elif(stretch != 0):
             m.d.sync += stretch.eq(stretch - 1)
-        m.d.comb += [self.led_activity.eq(stretch != 0), self.led_fault.eq(fault),
-                     self.led_done.eq(done)]
-        return m
+        m.d.comb += [self.led_activity.eq(stretch != 0), self.led_fault.eq(ctl.fault),
+                     self.led_done.eq(ctl.done)]
+
+
+def _postings(unit):
+    """(posted, suppressed): pulses of a posting completed, and of one that sent no
+    notification. The classic unit's PID update has them; the pipelined unit's sequencer
+    completes a posting when its ``WRITES`` round trip ends without ``err``, and sends no
+    notification when it found ON or SN set (``notifying`` low)."""
+    if unit.bus_kind == "classic":
+        return unit.pid_update.posted, unit.pid_update.suppressed
+    seq, trip = unit.sequencer, unit.issuer.trip
+    posted = (seq.state == seq.State.WRITES) & trip.done & ~trip.error
+    return posted, posted & ~seq.notifying
+
+
+class _Control:
+    """The run's state, shared by the run control, the command interface and the LEDs."""
+
+    def __init__(self):
+        self.reset_units = Signal()
+        self.params = Signal(StartCommand)
+        self.running = Signal()         # from START to the end of the run
+        self.counting = Signal()        # the engines run (cycles are counted)
+        self.done = Signal()
+        self.fault = Signal()
+        self.start = Signal()           # pulse: the engines begin
+        self.start_request = Signal()   # from the command interface (only while not running)
+
+
+class _CommandRegisters:
+    """The command interface's registers."""
+
+    def __init__(self, depth, rx_timeout):
+        self.shreg = Signal(64)         # reply bytes, sent from the low end
+        self.left = Signal(range(len(Counter) * COUNTER_BYTES + 1))
+        self.payload_left = Signal(range(_START_BYTES + 1))
+        self.start_ok = Signal()        # START came while no run was going on
+        self.timer = Signal(range(rx_timeout + 1))
+        self.dump_addr = Signal(range(depth))
+        self.dump_left = Signal(range(depth + 1))
+
+    def send(self, m, value, n):
+        """Reply with the ``n`` low bytes of ``value`` (state SEND)."""
+        m.d.sync += [self.shreg.eq(value), self.left.eq(n)]
+        m.next = "SEND"
+
+
+@contextmanager
+def _payload_byte(m, rx, timer):
+    """Wait for a payload byte; the body runs when one comes. Without one before ``timer``
+    runs out, the half-received command is dropped."""
+    m.d.comb += rx.ready.eq(1)
+    with m.If(rx.valid):
+        yield
+    with m.Elif(timer == 0):
+        m.next = "COMMAND"
+    with m.Else():
+        m.d.sync += timer.eq(timer - 1)
+
+
+@contextmanager
+def _reply_byte(m, tx, cmd):
+    """Send the shift register's low byte; the body runs when it was the last one."""
+    m.d.comb += [tx.valid.eq(1), tx.payload.eq(cmd.shreg[:8])]
+    with m.If(tx.ready):
+        m.d.sync += [cmd.shreg.eq(cmd.shreg >> 8), cmd.left.eq(cmd.left - 1)]
+        with m.If(cmd.left == 1):
+            yield

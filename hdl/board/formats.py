@@ -144,7 +144,8 @@ class Ident(data.Struct):
     version: 8
     n_cores: 4
     digest: 1       # the DIGEST counter is kept (else it stays 0)
-    reserved: 3
+    pipelined: 1    # the units' memory port is Wishbone B4 pipelined (else classic)
+    reserved: 2
     maxphyaddr: 8
     depth: 8        # RAM words (see `hdl.board.vm.Window`)
 

@@ -3,9 +3,15 @@
 A block RAM of 64-bit words with byte enables (``Window.depth`` words), preloaded with the
 VM's image. The bus side maps each physical word address through the `Window`; a transfer
 outside the window ends with ``err`` (and a ``fault`` pulse): the unit should never make one.
-Every transfer takes two cycles (``ack`` or ``err`` one cycle after ``stb``), the ``ack+1``
-memory of the project's benchmarks; with ``pipeline``, the request is registered first and a
-transfer takes three (``ack+2``), which cuts the path from the units' arbiters into the RAM.
+
+On a classic port (``bus="classic"``) every transfer takes two cycles (``ack`` or ``err`` one
+cycle after ``stb``), the ``ack+1`` memory of the project's benchmarks. On a pipelined port
+(``bus="pipelined"``, Wishbone B4 pipelined) ``stall`` stays low: a request is taken in every
+cycle with ``cyc & stb``, performed then (a write lands at the edge that ends that cycle) and
+answered in the next cycle, in order (R = 2). With ``pipeline`` the request is registered
+first, on either port: one more cycle per transfer (``ack+2``, R = 3), which cuts the path
+from the units' arbiters into the RAM.
+
 A second, direct port (RAM indices, one-cycle read latency) serves the board's controller
 while the units are idle; it wins when ``ctl_en``.
 """
@@ -16,6 +22,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import wishbone
 from ..formats import BUS_BYTES
+from ..params import check_bus
 
 
 __all__ = ["VMMemory"]
@@ -31,11 +38,13 @@ class VMMemory(wiring.Component):
         Width of the bus word address (``maxphyaddr - 3``).
     pipeline : bool
         Register each request before decoding it (one more cycle per transfer).
+    bus : str
+        The units' memory port: ``"classic"`` or ``"pipelined"`` (`hdl.formats.BUS_KINDS`).
 
     Members
     -------
     bus : In(wishbone.Signature)
-        The units' memory port (this is its slave).
+        The units' memory port (this is its slave); pipelined: with ``stall``, always low.
     fault : Out(1)
         Pulse: a transfer outside the window was answered with ``err``.
     ctl_en : In(1)
@@ -48,12 +57,14 @@ class VMMemory(wiring.Component):
         The word at the ``ctl_addr`` of the previous cycle.
     """
 
-    def __init__(self, window, *, addr_width, pipeline=False):
+    def __init__(self, window, *, addr_width, pipeline=False, bus="classic"):
         self.window = window
         self._addr_width = addr_width
         self.pipeline = bool(pipeline)
+        self.bus_kind = check_bus(bus)
         super().__init__({
-            "bus": In(wishbone.Signature(addr_width=addr_width)),
+            "bus": In(wishbone.Signature(addr_width=addr_width,
+                                         pipelined=bus == "pipelined")),
             "fault": Out(1),
             "ctl_en": In(1),
             "ctl_addr": In(range(window.depth)),
@@ -78,32 +89,18 @@ class VMMemory(wiring.Component):
         rdata = Signal(8 * BUS_BYTES)
         m.d.sync += rdata.eq(rd.data)
 
-        # The request as the RAM sees it: the bus itself, or a copy taken when it appears
-        # and dropped when it is answered (the master holds it until then).
-        if self.pipeline:
-            valid = Signal()
-            adr = Signal.like(bus.adr)
-            we = Signal()
-            sel = Signal.like(bus.sel)
-            dat_w = Signal.like(bus.dat_w)
-            with m.If(~valid & bus.cyc & bus.stb):
-                m.d.sync += [valid.eq(1), adr.eq(bus.adr), we.eq(bus.we), sel.eq(bus.sel),
-                             dat_w.eq(bus.dat_w)]
-            with m.If(bus.ack | bus.err):
-                m.d.sync += valid.eq(0)
+        valid, adr, we, sel, dat_w = self._request(m)
+        hit, index = self._decode(m, adr)
+        if self.bus_kind == "pipelined":
+            # Every request reaching the RAM is answered in the next cycle; writes land now.
+            m.d.sync += [bus.ack.eq(valid & hit), bus.err.eq(valid & ~hit)]
+            m.d.comb += bus.stall.eq(0)
+            write = valid & we & hit
         else:
-            valid = bus.cyc & bus.stb
-            adr, we, sel, dat_w = bus.adr, bus.we, bus.sel, bus.dat_w
-
-        # Window decode: one comparison of the upper address bits per region.
-        hit = Signal()
-        index = Signal(range(depth))
-        for region in self.window.regions:
-            with m.If(adr[region.bits:] == region.base >> region.bits):
-                m.d.comb += [hit.eq(1), index.eq(region.offset + adr[:region.bits])]
-
-        request = valid & ~bus.ack & ~bus.err
-        m.d.sync += [bus.ack.eq(request & hit), bus.err.eq(request & ~hit)]
+            request = valid & ~bus.ack & ~bus.err
+            m.d.sync += [bus.ack.eq(request & hit), bus.err.eq(request & ~hit)]
+            # A write lands at the edge that ends its transfer (``ack`` high).
+            write = valid & we & bus.ack
         m.d.comb += [
             self.fault.eq(bus.err),
             bus.dat_r.eq(rdata),
@@ -113,8 +110,39 @@ class VMMemory(wiring.Component):
             m.d.comb += [rd.addr.eq(self.ctl_addr), wr.addr.eq(self.ctl_addr),
                          wr.data.eq(self.ctl_wdata), wr.en.eq(Cat([self.ctl_we] * BUS_BYTES))]
         with m.Else():
-            # A write lands at the edge that ends its transfer (``ack`` high).
             m.d.comb += [rd.addr.eq(index), wr.addr.eq(index), wr.data.eq(dat_w)]
-            with m.If(valid & we & bus.ack):
+            with m.If(write):
                 m.d.comb += wr.en.eq(sel)
         return m
+
+    def _request(self, m):
+        """(valid, adr, we, sel, dat_w) of the request as the RAM sees it: the bus itself, or
+        (``pipeline``) a registered copy: on a classic port taken when it appears and dropped
+        when answered (the master holds it until then); on a pipelined port, every cycle's."""
+        bus = self.bus
+        if not self.pipeline:
+            return bus.cyc & bus.stb, bus.adr, bus.we, bus.sel, bus.dat_w
+        valid = Signal()
+        adr = Signal.like(bus.adr)
+        we = Signal()
+        sel = Signal.like(bus.sel)
+        dat_w = Signal.like(bus.dat_w)
+        copy = [adr.eq(bus.adr), we.eq(bus.we), sel.eq(bus.sel), dat_w.eq(bus.dat_w)]
+        if self.bus_kind == "pipelined":
+            m.d.sync += [valid.eq(bus.cyc & bus.stb), *copy]
+        else:
+            with m.If(~valid & bus.cyc & bus.stb):
+                m.d.sync += [valid.eq(1), *copy]
+            with m.If(bus.ack | bus.err):
+                m.d.sync += valid.eq(0)
+        return valid, adr, we, sel, dat_w
+
+    def _decode(self, m, adr):
+        """Window decode: one comparison of the upper address bits per region; (hit, RAM
+        index)."""
+        hit = Signal()
+        index = Signal(range(self.window.depth))
+        for region in self.window.regions:
+            with m.If(adr[region.bits:] == region.base >> region.bits):
+                m.d.comb += [hit.eq(1), index.eq(region.offset + adr[:region.bits])]
+        return hit, index

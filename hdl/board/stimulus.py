@@ -10,13 +10,15 @@ The VMCS bits the engine controls (``x2apic``, ``ipiv``) change only while the u
 as the unit's contract requires.
 """
 
+from typing import NamedTuple
+
 from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..formats import (
-    FIRST_LEGAL_VECTOR, ICRLow, ICRWrite, ICRWriteKind, SendUIPIData, Shorthand, X2APICICR,
-    XAPIC_BROADCAST_ID, XAPICICRHigh, XAPICNDST,
+    FIRST_LEGAL_VECTOR, ICRLow, ICRWrite, ICRWriteKind, SendUIPIData, Shorthand,
+    X2APIC_BROADCAST_ID, X2APICICR, XAPIC_BROADCAST_ID, XAPICICRHigh, XAPICNDST,
 )
 from .formats import (
     Category, Draw, RESERVED_FORMS, StartCommand, UNSUPPORTED_FORMS, VCPU_BITS, VM_IDS,
@@ -82,35 +84,41 @@ class StimulusEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        p = self.params
         salt = seed_salt(self.core)
-
         state = Signal(32, init=salt)   # the current operation's draw
-        remaining = Signal(32)
-        until_barrier = Signal(16)
         nxt = Signal(32)
         m.d.comb += nxt.eq(xorshift32(state))
 
-        def mode_and_category(draw):
-            d = Draw(draw)
-            category = Signal(Category)
-            x2 = Signal()
-            m.d.comb += [
-                category.eq(p.mix.slots[d.slot]),
-                x2.eq(Mux(p.modes.x2apic & p.modes.xapic, d.x2apic, p.modes.x2apic)),
-            ]
-            return category, x2
-
         # The VMCS bits of the next operation (to change them in time, while idle).
-        next_category, next_x2 = mode_and_category(nxt)
+        next_category, next_x2 = self._mode_and_category(m, nxt)
         next_ipiv = next_category != Category.DISABLED
-
-        # -- the current operation's writes, decoded from its draw (not stored twice) ---------
+        # The current operation's writes, decoded from its draw (not stored twice).
         d = Draw(state)
-        category, x2 = mode_and_category(state)
+        category, x2 = self._mode_and_category(m, state)
+        low, dest = self._icr_fields(m, d, category, x2, state)
+        first, second, two = self._writes(m, d, category, x2, low, dest)
+        op = _Operation(category, x2, first, second, two)
+        self._sequencer(m, salt, state, nxt, (next_x2, next_ipiv), op)
+        return m
+
+    def _mode_and_category(self, m, draw):
+        """The `Category` a draw's mix slot picks, and its APIC mode (x2APIC or xAPIC, random
+        only when both are enabled)."""
+        p = self.params
+        d = Draw(draw)
+        category = Signal(Category)
+        x2 = Signal()
+        m.d.comb += [
+            category.eq(p.mix.slots[d.slot]),
+            x2.eq(Mux(p.modes.x2apic & p.modes.xapic, d.x2apic, p.modes.x2apic)),
+        ]
+        return category, x2
+
+    @staticmethod
+    def _icr_fields(m, d, category, x2, state):
+        """ICR bits 31:0 and the destination of draw ``d`` for its category."""
         # 0..15 become 16..31: every legal vector, four PIR words.
         legal = Mux(d.vector < FIRST_LEGAL_VECTOR, d.vector | FIRST_LEGAL_VECTOR, d.vector)
-
         low = Signal(ICRLow)
         dest = Signal(32)
         m.d.comb += [low.vector.eq(legal), low.level.eq(d.level),
@@ -123,22 +131,21 @@ class StimulusEngine(wiring.Component):
             with m.Case(Category.ILLEGAL_VECTOR):
                 m.d.comb += low.vector.eq(d.vector % FIRST_LEGAL_VECTOR)
             with m.Case(Category.UNSUPPORTED):
-                with m.Switch(d.variant):
-                    for i, form in enumerate(UNSUPPORTED_FORMS):
-                        with m.Case(i):
-                            m.d.comb += [getattr(low, k).eq(v) for k, v in form.items()]
+                _one_of(m, low, d.variant, UNSUPPORTED_FORMS)
             with m.Case(Category.SELF_IPI):
                 m.d.comb += [low.shorthand.eq(Shorthand.SELF), low.dest_mode.eq(d.variant[0])]
             with m.Case(Category.BROADCAST):
-                m.d.comb += dest.eq(Mux(x2, 0xFFFF_FFFF, XAPIC_BROADCAST_ID))
+                m.d.comb += dest.eq(Mux(x2, X2APIC_BROADCAST_ID, XAPIC_BROADCAST_ID))
             with m.Case(Category.RESERVED):
-                with m.Switch(d.variant[:2]):
-                    for i, form in enumerate(RESERVED_FORMS):
-                        with m.Case(i):
-                            m.d.comb += [getattr(low, k).eq(v) for k, v in form.items()]
+                _one_of(m, low, d.variant[:2], RESERVED_FORMS)
             with m.Case(Category.GARBAGE):
                 m.d.comb += low.eq(state)
+        return low, dest
 
+    @staticmethod
+    def _writes(m, d, category, x2, low, dest):
+        """The operation's ICR writes: ``first`` (SENDUIPI, x2APIC ICR or xAPIC ICR2), and,
+        when ``two``, ``second`` (the xAPIC ICR low)."""
         first = Signal(ICRWrite)
         second = Signal(ICRWrite)
         two = Signal()
@@ -161,8 +168,17 @@ class StimulusEngine(wiring.Component):
             m.d.comb += [hi.reserved_23_0.eq(d.noise), hi.dest.eq(dest[:8]),
                          first.kind.eq(ICRWriteKind.XAPIC_ICR_HI), first.data.eq(hi),
                          two.eq(1)]
+        return first, second, two
 
-        # -- the operation sequencer -------------------------------------------------------
+    def _sequencer(self, m, salt, state, nxt, next_mode, op):
+        """The operation sequencer: ``count`` operations, a barrier every ``epoch``, the VMCS
+        bits changed while the unit is idle (``next_mode``: the next operation's x2APIC and
+        IPIv bits), then the operation's (`_Operation`) writes."""
+        p = self.params
+        next_x2, next_ipiv = next_mode
+        remaining = Signal(32)
+        until_barrier = Signal(16)
+
         def begin():
             seed = p.seed ^ salt
             m.d.sync += [state.eq(Mux(seed == 0, salt, seed)), remaining.eq(p.count),
@@ -191,18 +207,19 @@ class StimulusEngine(wiring.Component):
                         m.next = "FIRST"
             with m.State("CONFIGURE"):
                 with m.If(~self.busy):
-                    m.d.sync += [self.x2apic.eq(x2), self.ipiv.eq(category != Category.DISABLED)]
+                    m.d.sync += [self.x2apic.eq(op.x2),
+                                 self.ipiv.eq(op.category != Category.DISABLED)]
                     m.next = "FIRST"
             with m.State("FIRST"):
-                m.d.comb += [self.icr.valid.eq(1), self.icr.payload.eq(first)]
+                m.d.comb += [self.icr.valid.eq(1), self.icr.payload.eq(op.first)]
                 with m.If(self.icr.ready):
-                    with m.If(two):
+                    with m.If(op.two):
                         m.next = "SECOND"
                     with m.Else():
                         m.d.sync += self.issued.eq(self.issued + 1)
                         m.next = "NEXT"
             with m.State("SECOND"):
-                m.d.comb += [self.icr.valid.eq(1), self.icr.payload.eq(second)]
+                m.d.comb += [self.icr.valid.eq(1), self.icr.payload.eq(op.second)]
                 with m.If(self.icr.ready):
                     m.d.sync += self.issued.eq(self.issued + 1)
                     m.next = "NEXT"
@@ -214,4 +231,20 @@ class StimulusEngine(wiring.Component):
             with m.State("DONE"):
                 with m.If(self.start):
                     begin()
-        return m
+
+
+class _Operation(NamedTuple):
+    """The current operation: its category and APIC mode, its ICR write(s)."""
+    category: object
+    x2: object
+    first: object
+    second: object
+    two: object
+
+
+def _one_of(m, low, variant, forms):
+    """Set the ICR fields of ``forms[variant]`` (a table of field values)."""
+    with m.Switch(variant):
+        for i, form in enumerate(forms):
+            with m.Case(i):
+                m.d.comb += [getattr(low, k).eq(v) for k, v in form.items()]

@@ -76,7 +76,8 @@ class BoardTop(Elaboratable):
     vm : VM layout
         The board's VM with its memory image (``sim.board.vm.board_vm()``).
     **overrides
-        `BoardCore` arguments replacing ``spec.core``'s.
+        `BoardCore` arguments replacing ``spec.core``'s (``bus="pipelined"``: the units'
+        memory port, classic by default).
     """
 
     def __init__(self, spec, vm, **overrides):

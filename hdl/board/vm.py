@@ -12,14 +12,17 @@ address, so the window decodes an address with one comparison per region.
 
 from dataclasses import dataclass
 
-from ..formats import APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, BUS_BYTES, PID_BYTES
+from ..formats import (
+    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, APIC_REGISTER_STRIDE, BUS_BYTES,
+    PID_BYTES,
+)
 from .formats import MAX_CORES, VM_IDS, VM_VCPUS
 
 
 __all__ = ["Region", "Window"]
 
-_IRR_BYTES = 0x80           # 8 registers 10H apart
-_ICR_BYTES = 0x20           # ICR (300H) and ICR2 (310H)
+_IRR_BYTES = 8 * APIC_REGISTER_STRIDE                                   # 8 registers
+_ICR_BYTES = APIC_OFFSET_ICR_HI - APIC_OFFSET_ICR_LO + APIC_REGISTER_STRIDE  # ICR and ICR2
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from hdl.board.formats import (
 from hdl.board.vm import Window
 from .vm import board_vm
 from hdl.formats import (
-    BUS_BYTES, FIRST_LEGAL_VECTOR, ICRLow, ICRWriteKind, SendUIPIData, Shorthand, X2APICICR,
-    XAPIC_BROADCAST_ID, XAPICICRHigh, XAPICNDST,
+    BUS_BYTES, FIRST_LEGAL_VECTOR, ICRLow, ICRWriteKind, SendUIPIData, Shorthand,
+    X2APIC_BROADCAST_ID, X2APICICR, XAPIC_BROADCAST_ID, XAPICICRHigh, XAPICNDST,
 )
 from ..golden import GoldenIPIVirtualizer, Outcome
 from ..scenarios import deliver_pending
@@ -183,7 +183,7 @@ def decode(params, draw):
     elif category is Category.SELF_IPI:
         low.update(shorthand=Shorthand.SELF, dest_mode=d.variant & 1)
     elif category is Category.BROADCAST:
-        dest = _U32 if x2 else XAPIC_BROADCAST_ID
+        dest = X2APIC_BROADCAST_ID if x2 else XAPIC_BROADCAST_ID
     elif category is Category.RESERVED:
         low.update(RESERVED_FORMS[d.variant & 3])
     icr_lo = draw if category is Category.GARBAGE else ICRLow.const(low).as_bits()
@@ -239,12 +239,15 @@ class Prediction:
         return [self.memory.read(pid + BUS_BYTES * k) for k in range(PID_DUMP_WORDS)]
 
 
-def predict(params, *, n_cores, maxphyaddr, digest=True):
-    """Run the experiment on the golden model (see the module docstring)."""
+def predict(params, *, n_cores, maxphyaddr, digest=True, bus="classic"):
+    """Run the experiment on the golden model of the units with memory port ``bus`` (see the
+    module docstring). Both ports make the same transfers, in another order, so they predict
+    the same counters and memory unless a transfer errs, which no write of the board's VM
+    makes happen."""
     window = Window(board_vm(), n_cores)
     vm = window.vm
     memory = vm.memory.copy()
-    golden = GoldenIPIVirtualizer(maxphyaddr=maxphyaddr)
+    golden = GoldenIPIVirtualizer(maxphyaddr=maxphyaddr, bus=bus)
     counts = {c: 0 for c in Counter}
     counts[Counter.CYCLES] = None
     categories = Tally()

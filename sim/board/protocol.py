@@ -56,12 +56,16 @@ class BoardInfo:
         Whether the DIGEST counter is kept.
     depth : int
         RAM words (the MEMORY reply's length).
+    bus : str
+        The units' memory port, ``"classic"`` or ``"pipelined"`` (a board built before the
+        pipelined port says classic: the bit was reserved, 0).
     """
     version: int
     n_cores: int
     digest: bool
     maxphyaddr: int
     depth: int
+    bus: str = "classic"
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,7 @@ class BoardClient:
             raise ProtocolError(f"board protocol version {view.version}, this host speaks "
                                 f"{PROTOCOL_VERSION}: rebuild the bitstream")
         return BoardInfo(view.version, view.n_cores, bool(view.digest), view.maxphyaddr,
-                         view.depth)
+                         view.depth, "pipelined" if view.pipelined else "classic")
 
     def start(self, params):
         """Start a run of ``params`` (`sim.board.experiment.RunParams`); False if busy."""

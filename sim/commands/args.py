@@ -6,6 +6,7 @@ and input files are checked here, before any long work (`check_out_dir`, `read_i
 """
 
 import argparse
+import difflib
 import os
 import sys
 
@@ -45,7 +46,40 @@ def number(low, high=None, *, strict=False):
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one line: ``ipiv sim: error: ...``."""
+    """An argument parser whose usage errors are one line: ``ipiv sim: error: ...``.
+
+    An argument a subcommand does not know is refused by that subcommand's parser, so the
+    error names it (argparse would leave it to the top-level ``ipiv``), with the closest
+    option name it has (`difflib`)."""
+
+    has_subcommands = False
+
+    def add_subparsers(self, **kwargs):
+        self.has_subcommands = True
+        return super().add_subparsers(**kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras and not self.has_subcommands:
+            self.error(f"unrecognized arguments: {' '.join(extras)}{self._suggest(extras)}")
+        return namespace, extras
+
+    def _suggest(self, extras):
+        """`` (did you mean --msrs?)`` for the unknown options that resemble a known one."""
+        known = [o for o in self._option_string_actions if o.startswith("--")]
+        hints = []
+        for arg in extras:
+            name = arg.split("=", 1)[0]
+            if not name.startswith("-") or name in self._option_string_actions:
+                continue
+            match = difflib.get_close_matches(name, known, n=1)
+            if match:
+                hints.append((name, match[0]))
+        if not hints:
+            return ""
+        if len(hints) == 1:
+            return f" (did you mean {hints[0][1]}?)"
+        return " (did you mean " + ", ".join(f"{m} for {n}" for n, m in hints) + "?)"
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -111,8 +145,8 @@ def read_input(prog, path, *, status=2):
         fail(prog, f"{path!r} is not a text file", status=status)
 
 
-def progress_bar(total, desc, unit):
+def progress_bar(total, desc, unit, *, bar_format=None):
     """A tqdm progress bar on stderr, shown only on a terminal (a pipe or a log gets none)."""
     from tqdm import tqdm
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=None, leave=False,
-                dynamic_ncols=True)
+                dynamic_ncols=True, bar_format=bar_format)

@@ -1,5 +1,5 @@
 """A software agent sharing the PIDs with the gateware, and the bookkeeping that proves no PIR
-bit is lost (contention test; plain Python, stepped by `bfm.WishboneMemory`).
+bit is lost (contention test; plain Python, scheduled by `tb.testbench`).
 
 The agent plays the CPUs and KVM around the unit: posted-interrupt processing on the target
 side (clear ON, then read-and-clear each PIR word), software posting (set a PIR bit, then
@@ -20,6 +20,7 @@ many notifications from the gateware as the gateware made ON transitions.
 from collections import Counter, deque
 
 from hdl.formats import NotifyInfo, PID_NOTIFY_INFO_OFFSET
+from tb.timing import coin_run
 
 
 __all__ = ["AgentError", "SoftwareAgent"]
@@ -27,6 +28,7 @@ __all__ = ["AgentError", "SoftwareAgent"]
 _ON = NotifyInfo.const({"on": 1}).as_bits()
 _SN = NotifyInfo.const({"sn": 1}).as_bits()
 PIR_WORDS = 4
+MAX_WAIT = 2 ** 16 - 1      # cycles between operations, at most (`tb.testbench_top`)
 
 
 class AgentError(AssertionError):
@@ -43,7 +45,8 @@ class SoftwareAgent:
         PID addresses (64-byte aligned) shared with the gateware.
     rng : random.Random
     rate : float
-        Probability per cycle of starting an operation when the memory may be taken.
+        Probability per cycle of starting an operation when the memory may be taken (drawn
+        per operation, `next_wait`).
     hold : (int, int)
         Range of cycles one operation owns the memory.
     notify_map : dict
@@ -68,25 +71,25 @@ class SoftwareAgent:
         self.gateware_notifications = Counter()
         self.stats = Counter()
         self.queue = deque()                # follow-up operations, in order
-        self.owned_until = -1
         self.enabled = True
 
     # -- the memory model's hooks ------------------------------------------------------------
-    def tick(self, cycle, may_start):
-        """Called every cycle by the memory: True while the agent owns the memory."""
-        if cycle <= self.owned_until:
-            return True
-        if not (self.enabled and may_start):
-            return False
+    def next_wait(self):
+        """Cycles in which the agent could start and does not before its next operation: none
+        while operations are queued, else the coin flips (probability ``rate`` a cycle) that
+        fail, drawn at once."""
+        if self.queue:
+            return 0
+        return coin_run(self.rng, 1.0 - self.rate, MAX_WAIT)
+
+    def start(self):
+        """The agent takes the memory now: one operation; returns the cycles it owns it."""
         if not self.queue:
-            if self.rng.random() >= self.rate:
-                return False
             self._choose()
         op = self.queue.popleft()
         op()
         self.stats["operations"] += 1
-        self.owned_until = cycle + self.rng.randint(*self.hold) - 1
-        return True
+        return self.rng.randint(*self.hold)
 
     def observe(self, core, access):
         """A gateware transfer has completed (the memory already holds its effect)."""

@@ -60,8 +60,8 @@ class Report:
     """
 
     def __init__(self, name):
-        self.data = {"test": name, "cycles": 0, "wall_s": 0.0, "icr_writes": 0, "checked": 0,
-                     "transfers": 0, "ipis": 0, "outcomes": {}}
+        self.data = {"test": name, "cycles": 0, "wall_s": 0.0, "python_s": 0.0, "icr_writes": 0,
+                     "checked": 0, "transfers": 0, "ipis": 0, "outcomes": {}}
         self.coverage = False
         self.fsm = None
         self.latencies = []
@@ -79,7 +79,7 @@ class Report:
         return self.fsm
 
     def add_tb(self, stats):
-        for key in ("cycles", "wall_s", "icr_writes", "checked", "transfers"):
+        for key in ("cycles", "wall_s", "python_s", "icr_writes", "checked", "transfers"):
             self.data[key] += stats[key]
         # notifications: ON transitions and their delivery latency (`tb.checker.DeliveryMonitor`)
         self.latencies.extend(stats.get("delivery_latencies", ()))
@@ -113,7 +113,8 @@ class Report:
 
     async def run(self, body):
         """Run ``body()`` and write the report whatever happens; re-raise its error. With the
-        parameter ``profile``, a cProfile of the whole test goes to ``profile.txt``."""
+        parameter ``profile``, a cProfile of the whole test goes to ``profile.txt`` (sorted by
+        the parameter ``profile_sort``, default ``tottime``)."""
         profiler = None
         if params().get("profile"):
             import cProfile
@@ -130,6 +131,7 @@ class Report:
                 import pstats
                 profiler.disable()
                 out = io.StringIO()
-                pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(40)
+                order = params().get("profile_sort", "tottime")
+                pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(60)
                 Path("profile.txt").write_text(out.getvalue())
         self.write()

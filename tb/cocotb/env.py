@@ -1,24 +1,26 @@
 """`TB`: the testbench of one DUT (`IPIVirtualizer` or `IPIVSystem`) in cocotb.
 
-It owns the clock, the reset and the bus-functional models of `tb.cocotb.bfm`, and steps them
-all from one loop (``drive`` at the falling edge, ``sample`` at ReadOnly), so every run is
-reproducible from its seed. What the models see goes, as records, to `tb.checker.Checker`, the
-checker the Amaranth backend (`tb.amaranth_harness`) feeds too.
+It owns the clock and the reset, and runs the shared testbench `tb.testbench.Testbench` on the
+testbench top (`tb.testbench_top`, generated around the DUT by `tb.verilog`): one coroutine
+sleeps until the top's ``wake_toggle`` changes (the falling edge of a cycle in which something
+happens: a bus request, an ICR write taken, an output offered, ``busy`` falling, the agent
+starting, a protocol error, a time-out) and hands that cycle to the testbench. Every random
+choice comes from the seed, so every run is reproducible. What the testbench sees goes, as
+records, to `tb.checker.Checker`, the checker the Amaranth backend (`tb.amaranth_harness`)
+feeds too.
 """
 
-import random
 import time
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import Event, FallingEdge, ReadOnly
+from cocotb.triggers import Event, FallingEdge, ValueChange
 
-from hdl.formats import OUTPUT_STREAMS
 from sim.memory import Memory
-from tb.fsm_coverage import STAGES
-from tb.checker import Checker, MismatchError, OutputMonitors, ProtocolError, \
-    result_from_events
-from .bfm import CorePorts, ICRDriver, OutputPort, WishboneMemory
+from tb.checker import MismatchError, result_from_events
+from tb.testbench import Testbench
+from tb.testbench_top import layouts_for
+from .bfm import TopAccess
 
 
 __all__ = ["TB", "CLOCK_NS"]
@@ -28,19 +30,19 @@ _clock_started = False
 
 
 class TB:
-    """Clock, reset, BFMs, checker and the cycle loop for one DUT.
+    """Clock, reset, the shared testbench and its wake-up loop for one DUT.
 
     Parameters
     ----------
-    dut : cocotb handle of the top
+    dut : cocotb handle of the top (`tb.testbench_top.TestbenchTop` around the DUT)
     n_cores : int or None
-        None: an `IPIVirtualizer` top; n: an `IPIVSystem(n)` top.
+        None: an `IPIVirtualizer` inside; n: an `IPIVSystem(n)`.
     memory : sim.memory.Memory
         What the DUT's bus sees.
     maxphyaddr : int
     seed : int
-        Seeds every random choice of the BFMs.
-    latency, wait_states : memory timing (see `bfm.WishboneMemory`)
+        Seeds every random choice.
+    latency, wait_states : memory timing (see `tb.timing`)
     backpressure : float
         Probability that an output's ``ready`` is low in a cycle (every output, every core).
     bursts : float
@@ -69,168 +71,86 @@ class TB:
         self.dut = dut
         self.n = 1 if n_cores is None else n_cores
         self.memory = Memory() if memory is None else memory
-        self.rng = random.Random(seed)
         self.seed = seed
-        self.latency, self.wait_states, self.backpressure = latency, wait_states, backpressure
-        self.checker = Checker(self.n, maxphyaddr=maxphyaddr,
-                               shadow=self.memory.copy() if shadow else None,
-                               allowed_words=allowed_words, on_resolved=on_resolved,
-                               compare_lock=compare_lock,
-                               locked_rmw=compare_lock if locked_rmw is None else locked_rmw)
-        self.agent = agent
+        self.access = TopAccess(dut)
         self.on_barrier = on_barrier
-        self.ports = [CorePorts(dut, "" if n_cores is None else f"cores__{i}__")
-                      for i in range(self.n)]
-        self.mem = WishboneMemory(dut, self.memory, self.rng, latency=latency,
-                                  wait_states=wait_states, bursts=bursts, n_masters=self.n,
-                                  on_transfer=self._transfer, agent=agent)
-        self.drivers = [ICRDriver(p, self.rng, gap=gap,
-                                  on_accept=lambda r, c, i=i: self._accepted(i, r, c),
-                                  on_barrier=self._barrier)
-                        for i, p in enumerate(self.ports)]
-        self.outputs = [[OutputPort(name, p.streams[name], self.rng,
-                                    backpressure=backpressure, bursts=bursts)
-                         for name in OUTPUT_STREAMS]
-                        for p in self.ports]
-        self.fsm_coverage = fsm_coverage
-        self.probes = [_StateProbe(dut if n_cores is None else getattr(dut, f"core{i}"),
-                                   fsm_coverage) for i in range(self.n)] \
-            if fsm_coverage is not None else None
-        self._system_grant = 0
-        self.monitors = [OutputMonitors(i) for i in range(self.n)]
-        self.busy = [1] * self.n
+        self.bench = Testbench(
+            layouts_for(n_cores, maxphyaddr), self.access.read, self.access.write,
+            memory=self.memory, maxphyaddr=maxphyaddr, seed=seed, latency=latency,
+            wait_states=wait_states, backpressure=backpressure, bursts=bursts, gap=gap,
+            shadow=shadow, allowed_words=allowed_words, agent=agent, on_resolved=on_resolved,
+            on_barrier=self._barrier, compare_lock=compare_lock, locked_rmw=locked_rmw,
+            fsm_coverage=fsm_coverage, on_event=self._taken)
+        self.checker = self.bench.checker
+        self.agent = agent
         self.taken = [[] for _ in range(self.n)]     # `tb.checker.Event` per core, in order
         self.listeners = []                           # callables(core, stream, payload)
-        self.cycle = 0
-        self.accepted = 0
         self.error = None
         self.wall = 0.0
+        self.python_s = 0.0         # wall time spent in `Testbench.wake` (the rest: simulator)
+        self._t0 = time.perf_counter()
         self._changed = Event()
         self._waiting = False
         self._deadline = 0
-        self.last_accept = -1
         self._stop = False
         self._task = None
         self._until = None
+        self._last_cycle = None
         self.resolved = [[] for _ in range(self.n)]     # `tb.checker.Resolved` per core
         self.checker.listeners.append(lambda r: self.resolved[r.core].append(r))
 
+    @property
+    def cycle(self):
+        return max(self.bench.cycle, 0)
+
+    @property
+    def accepted(self):
+        return self.bench.accepted
+
     # -- set-up --------------------------------------------------------------------------------
     async def start(self, reset_cycles=2):
-        """Start the clock, reset the DUT, then run the cycle loop in the background."""
+        """Start the clock, reset the DUT, then run the wake-up loop in the background."""
         global _clock_started
         if not _clock_started:
-            # The C clock: the Python one costs two extra scheduler wake-ups per cycle.
+            # The C clock: a Python one would wake the interpreter twice a cycle.
             Clock(self.dut.clk, CLOCK_NS, unit="ns", impl="gpi").start()
             _clock_started = True
-        else:   # a later TB on the same DUT: leave the previous one's ReadOnly phase
+        else:   # a later TB on the same DUT
             await FallingEdge(self.dut.clk)
         self.dut.rst.value = 1
-        for p in self.ports:
-            p.icr_valid.value = 0
-        for outs in self.outputs:
-            for out in outs:
-                out.drive()
-        self.mem.bus.ack.value = self.mem.ack = 0
-        self.mem.bus.err.value = self.mem.err = 0
+        self.bench.reset_inputs(self.access.write)
         for _ in range(reset_cycles):
             await FallingEdge(self.dut.clk)
         self.dut.rst.value = 0
+        self.bench.start_agent()
         self._t0 = time.perf_counter()
         self._task = cocotb.start_soon(self._loop())
 
     # -- the loop -----------------------------------------------------------------------------
     async def _loop(self):
-        falling, readonly = FallingEdge(self.dut.clk), ReadOnly()
+        trigger = ValueChange(self.dut.wake_toggle)
+        bench, clock = self.bench, time.perf_counter
         try:
             while not self._stop:
-                await falling
-                self._drive()
-                await readonly
-                self._sample()
-                self.cycle += 1
+                await trigger
+                start = clock()
+                bench.wake()
+                self.python_s += clock() - start
+                if self._waiting and (bench.settled() or bench.cycle + 1 >= self._deadline):
+                    self._changed.set()
+                elif self._until is not None and self._until():
+                    self._changed.set()
         except Exception as e:      # checker errors and testbench bugs alike end the run
             self.error = e
         finally:
             self.wall = time.perf_counter() - self._t0
             self._changed.set()
 
-    def _drive(self):
-        cycle = self.cycle
-        for i, p in enumerate(self.ports):
-            busy = int(p.busy.value)
-            if not busy and self.busy[i]:
-                self.checker.idle(i, cycle)
-            self.busy[i] = busy
-        self.mem.drive(cycle)
-        for i, driver in enumerate(self.drivers):
-            driver.drive(cycle, self.busy[i])
-            if self.busy[i]:
-                for out in self.outputs[i]:
-                    out.drive()
-
-    # An idle core (busy low) offers nothing, by the contract; its outputs are only looked at
-    # every few cycles, to check just that, which saves most signal reads in multi-core runs.
-    IDLE_CHECK_EVERY = 8
-
-    def _sample(self):
-        cycle, checker = self.cycle, self.checker
-        spot_check = cycle % self.IDLE_CHECK_EVERY == 0
-        if self.probes is not None:
-            self._sample_coverage()
-        for i, driver in enumerate(self.drivers):
-            driver.sample(cycle)
-            if not self.busy[i]:
-                if spot_check:
-                    for out in self.outputs[i]:
-                        if int(out.valid.value):
-                            raise ProtocolError(f"core {i}: {out.name}.valid high at cycle "
-                                                f"{cycle} while busy is low")
-                continue
-            rising, taken = self.monitors[i].sample(cycle,
-                                                    [out.observe() for out in self.outputs[i]])
-            checker.outputs(i, cycle, rising, taken)
-            for event in taken:
-                self.taken[i].append(event)
-                for listener in self.listeners:
-                    listener(i, event.stream, event.payload)
-        if self._waiting and (self._settled() or self.cycle + 1 >= self._deadline):
-            self._changed.set()
-        elif self._until is not None and self._until():
-            self._changed.set()
-
-    def _settled(self):
-        # busy is sampled at the falling edge: a write accepted in this cycle is not seen yet
-        return self.cycle > self.last_accept and all(d.idle for d in self.drivers) and \
-            not any(self.busy) and \
-            not any(m.offered for m in self.monitors)
-
-    # -- callbacks from the BFMs ---------------------------------------------------------------
-    def _sample_coverage(self):
-        cov = self.fsm_coverage
-        if self.n > 1:
-            if self.mem.grant is not None:
-                self._system_grant = self.mem.grant
-            cov.system_grant(self._system_grant)
-        for i, (probe, driver) in enumerate(zip(self.probes, self.drivers)):
-            request = driver.presenting
-            kind = None if request is None else request.kind
-            taken = request is not None and int(self.ports[i].icr_ready.value)
-            outs = {out.name: out for out in self.outputs[i]}
-            if not self.busy[i] and not taken:
-                probe.idle(i, kind, outs)    # every stage idle: nothing to read
-            else:
-                probe.sample(i, kind, taken, outs)
-
-    def _transfer(self, master, access, lock_cycle):
-        self.checker.transfer(master, access, lock_cycle, self.cycle)
-        if self.agent is not None:
-            self.agent.observe(master, access)
-
-    def _accepted(self, core, request, cycle):
-        self.accepted += 1
-        self.last_accept = cycle
-        self.checker.accepted(core, request, cycle)
+    # -- callbacks from the testbench ------------------------------------------------------------
+    def _taken(self, event):
+        self.taken[event.port].append(event)
+        for listener in self.listeners:
+            listener(event.port, event.stream, event.payload)
 
     def _barrier(self, request):
         if self.on_barrier is not None:
@@ -241,29 +161,42 @@ class TB:
     # -- for tests -----------------------------------------------------------------------------
     def submit(self, requests):
         """Queue ICR writes (`sim.scenarios.Request`, ``port`` = core)."""
-        for r in requests:
-            if not 0 <= r.port < self.n:
-                raise ValueError(f"request port {r.port} out of range 0..{self.n - 1}")
-            self.drivers[r.port].push(r)
+        self.bench.submit(requests)
+        if self.bench.cycle < 0:
+            # right after `start`, at the falling edge of cycle 0: load them in this cycle,
+            # as the Amaranth backend does (no wake has handled cycle 0 yet)
+            self.bench.wake()
+        else:
+            self.bench.wake_at(self.bench.now() + 1)     # load them from the next cycle on
+
+    async def _wait(self, max_cycles, what):
+        """Sleep until the loop signals; raise the first error, or `TimeoutError` (``what``)
+        after ``max_cycles`` more cycles."""
+        deadline = self.bench.now() + max_cycles
+        self.bench.wake_at(deadline)
+        self._deadline = deadline
+        while True:
+            self._raise()
+            if self._condition():
+                return
+            if self.bench.cycle + 1 >= deadline or self._task.done():
+                raise TimeoutError(what(max_cycles))
+            self._changed.clear()
+            await self._changed.wait()
+
+    def _condition(self):
+        if self._waiting:
+            return self.bench.settled()
+        return self._until()
 
     async def wait_settled(self, max_cycles):
         """Wait until every write was accepted and every core is idle with nothing offered;
         raise the first checker error, or `TimeoutError` after ``max_cycles`` more cycles."""
-        self._deadline = self.cycle + max_cycles
         self._waiting = True
         try:
-            while True:
-                self._raise()
-                if self._settled():
-                    return
-                if self.cycle + 1 >= self._deadline or self._task.done():
-                    stuck = {i: (len(d.queue), d.presenting is not None, self.busy[i])
-                             for i, d in enumerate(self.drivers)}
-                    raise TimeoutError(f"not settled after {max_cycles} cycles (cycle "
-                                       f"{self.cycle}); per core (queued, presenting, busy): "
-                                       f"{stuck}")
-                self._changed.clear()
-                await self._changed.wait()
+            await self._wait(max_cycles, lambda n: (
+                f"not settled after {n} cycles (cycle {self.cycle}); per core (queued, "
+                f"presenting, busy): {self.bench.pending()}"))
         finally:
             self._waiting = False
 
@@ -272,7 +205,7 @@ class TB:
         built from what the gateware did (the checker has checked it against the golden model
         by then)."""
         first = len(self.taken[core])
-        self.drivers[core].push(request)
+        self.submit([request])
         await self.wait_settled(max_cycles)
         events = self.taken[core][first:]
         if len(events) > 1:
@@ -289,21 +222,16 @@ class TB:
         the unit offer it, and its `tb.checker.DeliveryMonitor` bounds when it is taken)."""
         core_checker = self.checker.cores[core]
         first = len(self.resolved[core])
-        self.drivers[core].push(request)
+        self.submit([request])
 
         def done():
             return len(self.resolved[core]) > first and not core_checker.offered_exit_or_gp \
                 and not any(s in ("exit", "gp") for s, _, _ in core_checker.expected)
-        deadline = self.cycle + max_cycles
         self._until = done
         try:
-            while not done():
-                self._raise()
-                if self.cycle >= deadline or self._task.done():
-                    raise TimeoutError(f"core {core}: request {request} not resolved after "
-                                       f"{max_cycles} cycles (cycle {self.cycle})")
-                self._changed.clear()
-                await self._changed.wait()
+            await self._wait(max_cycles, lambda n: (
+                f"core {core}: request {request} not resolved after {n} cycles (cycle "
+                f"{self.cycle})"))
         finally:
             self._until = None
         self._raise()
@@ -313,16 +241,25 @@ class TB:
     async def finish(self, max_cycles=10000):
         """Settle, stop the loop and run the end-of-run checks."""
         await self.wait_settled(max_cycles)
+        self._last_cycle = self.cycle       # the run's cycles (not the wake that ends it)
         self._stop = True
+        self.bench.wake_at(self.bench.now() + 1)     # one more wake ends the loop
         await self._task
         self._raise()
-        self.checker.finish(self.cycle, self.memory)
+        self.bench.flush()
+        self.bench.finish_coverage(self._last_cycle)
+        self.checker.finish(self._last_cycle, self.memory)
 
     async def run(self, requests, max_cycles=10000):
-        """`start`, `submit` ``requests`` and `finish`; returns the `stats`."""
+        """`start`, `submit` ``requests`` and `finish`; returns the `stats`. A run that
+        fails leaves no loop behind (the next `TB` on the DUT starts afresh)."""
         await self.start()
-        self.submit(requests)
-        await self.finish(max_cycles)
+        try:
+            self.submit(requests)
+            await self.finish(max_cycles)
+        finally:
+            if not self._task.done():
+                self._task.cancel()
         return self.stats()
 
     def _raise(self):
@@ -331,51 +268,23 @@ class TB:
 
     def stats(self):
         """Figures of the run so far (JSON-able)."""
-        sb = self.checker
-        stalls = sum(m.stalls for m in self.monitors)
+        sb, bench = self.checker, self.bench
+        counters = bench.counters()
         return {
-            "cycles": self.cycle, "wall_s": round(self.wall or time.perf_counter() - self._t0, 3),
-            "icr_writes": self.accepted, "checked": sum(c.resolved for c in sb.cores),
+            "cycles": self._last_cycle if self._last_cycle is not None else self.cycle,
+            "wall_s": round(self.wall or time.perf_counter() - self._t0, 3),
+            "python_s": round(self.python_s, 3), "icr_writes": bench.accepted,
+            "checked": sum(c.resolved for c in sb.cores),
             "transfers": sb.transfers, "outcomes": dict(sb.outcomes),
-            "events": sum(len(t) for t in self.taken), "output_stall_cycles": stalls,
-            "agent_stall_cycles": self.mem.stalled, "bus_busy_cycles": self.mem.busy_cycles,
-            "longest_cyc_run": self.mem.longest_cyc_run,
-            "handovers_in_cyc": self.mem.handovers_in_cyc,
-            "locked_handovers": self.mem.locked_handovers,
+            "events": sum(len(t) for t in self.taken),
+            "output_stall_cycles": bench.offer_stalls,
+            "agent_stall_cycles": counters["agent_stall_cycles"],
+            "bus_busy_cycles": counters["cyc_cycles"],
+            "longest_cyc_run": counters["longest_cyc_run"],
+            "handovers_in_cyc": counters["handovers_in_cyc"],
+            "locked_handovers": counters["locked_handovers"],
             "on_transitions": sb.delivery.transitions,
             "delivery_latencies": list(sb.delivery.latencies),
-            "longest_output_stall": max((o.stall.longest for outs in self.outputs
-                                         for o in outs), default=0),
-            "longest_transfer_wait": self.mem.timer.longest,
+            "longest_output_stall": bench.longest_stall,
+            "longest_transfer_wait": bench.longest_wait,
         }
-
-
-
-class _StateProbe:
-    """The handles `tb.fsm_coverage.Sampler` needs of one unit (the Verilog keeps Amaranth's
-    instance names: ``interceptor``, ``lookup``, ``pid_update``, ``virr_update``, ``arbiter``,
-    each FSM's register ``fsm_state``)."""
-
-    def __init__(self, unit, sampler):
-        self.sampler = sampler
-        self.states = [getattr(getattr(unit, stage), "fsm_state") for stage in STAGES]
-        arbiter = unit.arbiter
-        self.grant, self.cyc, self.ack = arbiter.grant, arbiter.bus__cyc, arbiter.bus__ack
-        self.post = unit.interceptor.post__valid
-        self.self_ipi_req = unit.interceptor.self_ipi__valid
-        self.lookup_post = unit.lookup.post__valid
-        self.idle_states = [names.index("IDLE") for names in sampler.names]
-        self.last_grant = 0
-
-    def sample(self, core, kind, taken, outs):
-        notify, self_ipi = outs["notify"], outs["self_ipi"]
-        self.last_grant = int(self.grant.value)
-        self.sampler.sample(
-            core, [int(h.value) for h in self.states], self.last_grant, int(self.cyc.value),
-            int(self.ack.value), kind, taken, int(self.post.value),
-            int(self.self_ipi_req.value), int(self.lookup_post.value),
-            (int(notify.valid.value), notify.ready), (int(self_ipi.valid.value), self_ipi.ready))
-
-    def idle(self, core, kind, outs):
-        self.sampler.sample(core, self.idle_states, self.last_grant, 0, 0, kind, False, 0, 0, 0,
-                            (0, outs["notify"].ready), (0, outs["self_ipi"].ready))

@@ -28,7 +28,7 @@ from .config import SIMULATORS
 
 
 __all__ = ["SIMULATORS", "SimulatorMissing", "SimResult", "simulator", "waves_enabled",
-           "build", "run", "run_checked", "test_dir_for", "fault_from_env"]
+           "build", "run", "run_checked", "record", "test_dir_for", "fault_from_env"]
 
 TIMESCALE = ("1ns", "1ps")
 
@@ -232,6 +232,13 @@ def run_checked(design, module, testcase, params, *, test_name, record_property=
     """`run`, then record the run's figures as JUnit properties (``ipiv regress`` reads them)
     and fail with `SimResult.explain` unless it passed."""
     result = run(design, module, testcase, params, test_name=test_name)
+    record(result, record_property)
+    assert result.ok, result.explain()
+    return result
+
+
+def record(result, record_property):
+    """Record ``result``'s figures as JUnit properties (``ipiv regress`` reads them)."""
     if record_property is not None:
         record_property("simulator", simulator())
         for key in PROPERTIES:
@@ -246,5 +253,3 @@ def run_checked(design, module, testcase, params, *, test_name, record_property=
                 record_property(key, json.dumps(result.stats[key]))
         if result.waves is not None:
             record_property("waves", str(result.waves))
-    assert result.ok, result.explain()
-    return result

@@ -4,7 +4,9 @@
 memory timing and back-pressure, every transfer and output checked by `tb.checker`, memory
 against a shadow run of the golden model, coverage sampled. ``directed``: one family of the
 directed suite (`tb.directed`, shared with the Amaranth backend), each case under its timings,
-checked by `tb.checker` and against the spec's expected outcome (`tb.directed.verify`).
+checked by `tb.checker` and against the spec's expected outcome (`tb.directed.verify`);
+``directed_families``: several families in one simulator run (the families of one design
+share a simulator process).
 """
 
 import random
@@ -53,30 +55,58 @@ async def random_run(dut):
     await report.run(body)
 
 
+async def _family(dut, rule, report, compare_lock=True):
+    """Run every case of directed family ``rule`` under each of its timings."""
+    cases = suite.family(rule)
+    checked = 0
+    for case in cases:
+        for seed, (latency, wait_states, backpressure) in enumerate(case.timings):
+            memory = case.memory.copy()
+            timing = {"latency": latency, "wait_states": wait_states,
+                      "backpressure": backpressure}
+            tb = TB(dut, memory=memory, maxphyaddr=case.maxphyaddr, seed=seed, shadow=True,
+                    on_resolved=report.sampler(timing), locked_rmw=True,
+                    fsm_coverage=report.fsm_sampler(), compare_lock=compare_lock, **timing)
+            stats = await tb.run(case.requests,
+                                 _max_cycles(len(case.requests), latency, wait_states))
+            suite.verify(case, [r.result for r in tb.checker.in_order()], case.memory, memory)
+            report.add_tb(stats)
+            checked += stats["checked"]
+    return {"cases": len(cases), "runs": sum(len(c.timings) for c in cases),
+            "checked": checked}
+
+
 @cocotb.test()
 async def directed(dut):
+    """One directed family (``rule``)."""
     p = params()
     rule = p["rule"]
     report = Report(f"directed {rule}")
 
     async def body():
-        cases = suite.family(rule)
-        for case in cases:
-            for seed, (latency, wait_states, backpressure) in enumerate(case.timings):
-                memory = case.memory.copy()
-                timing = {"latency": latency, "wait_states": wait_states,
-                          "backpressure": backpressure}
-                tb = TB(dut, memory=memory, maxphyaddr=case.maxphyaddr, seed=seed, shadow=True,
-                        on_resolved=report.sampler(timing), locked_rmw=True,
-                        fsm_coverage=report.fsm_sampler(),
-                        compare_lock=p.get("compare_lock", True), **timing)
-                stats = await tb.run(case.requests,
-                                     _max_cycles(len(case.requests), latency, wait_states))
-                suite.verify(case, [r.result for r in tb.checker.in_order()], case.memory,
-                             memory)
-                report.add_tb(stats)
-        report.data.update(rule=rule, cases=len(cases),
-                           runs=sum(len(c.timings) for c in cases))
+        report.data.update(rule=rule, **await _family(dut, rule, report,
+                                                      p.get("compare_lock", True)))
+    await report.run(body)
+
+
+@cocotb.test()
+async def directed_families(dut):
+    """Several directed families (``rules``) in one simulator run, one after the other; a
+    family that fails is reported (``families``: per family its figures or its error) and
+    the others still run."""
+    p = params()
+    report = Report(f"directed {len(p['rules'])} families")
+
+    async def body():
+        families, failed = {}, []
+        for rule in p["rules"]:
+            try:
+                families[rule] = await _family(dut, rule, report)
+            except Exception as e:      # the checker's, the spec's, a time-out
+                families[rule] = {"error": f"{type(e).__name__}: {e}"}
+                failed.append(rule)
+        report.data.update(families=families)
+        assert not failed, "; ".join(f"{r}: {families[r]['error']}" for r in failed)
     await report.run(body)
 
 

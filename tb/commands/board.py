@@ -1,8 +1,9 @@
 """The ``build`` and ``board`` subcommands of ``ipiv`` (entry points `register_build`,
 `register_board`).
 
-``ipiv build --board NAME [--json] [--program] [-o DIR]`` builds the board experiment;
-``ipiv build --synth-only [--json] [--place]`` synthesizes the bare unit for iCE40 and ECP5.
+``ipiv build --board NAME [--bus PORT] [--json] [--program] [-o DIR]`` builds the board
+experiment; ``ipiv build --synth-only [--bus PORT|both] [--json] [--place]`` synthesizes the
+bare unit for iCE40 and ECP5 (both memory ports by default, with their latency in ns).
 ``ipiv board run (--port DEV | --sim) ...`` runs the experiment and prints every counter next
 to the golden model's prediction; ``ipiv board pid`` dumps a PID; ``ipiv board info`` shows
 what the board was built with.
@@ -10,14 +11,21 @@ what the board was built with.
 
 import argparse
 import json
+import os
+import re
 import sys
-import time
 
-from sim.commands.args import fail, integer, number
+from sim.commands.args import fail, integer, number, progress_bar
 
 
 __all__ = ["register_build", "register_board"]
 
+
+#: The memory ports of the unit (`hdl.formats.BUS_KINDS`, not imported: the parser is built
+#: without loading the gateware); ``--synth-only`` builds both by default.
+BUSES = ("classic", "pipelined")
+#: The memory round trip at which ``--synth-only`` states the unit's latency in ns.
+LATENCY_R = 5
 
 _int = integer
 _seconds = number(0, 3600, strict=True)
@@ -50,30 +58,33 @@ def _modes(text):
 
 
 class _Progress:
-    """Progress lines on stderr: rewritten in place on a terminal, one per stage otherwise."""
+    """The progress of a build or a run as a tqdm bar on stderr (`progress_bar`: shown on a
+    terminal only): a build's stage is the bar's description (tqdm adds the elapsed time), a
+    run's operations per core its count. Off a terminal a build still logs one line per stage,
+    so a log shows where a build of minutes spent them."""
 
-    def __init__(self, stream=None):
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
+    def __init__(self, desc):
+        self.bar = progress_bar(None, desc, " op",
+                                bar_format="  {desc} [{elapsed}]" if desc == "building"
+                                else None)
         self.last = None
-        self.start = time.monotonic()
 
     def stage(self, text):
-        if self.tty:
-            self.stream.write(f"\r\x1b[K  {text}")
-        elif text.split(" (")[0] != (self.last or "").split(" (")[0]:
-            self.stream.write(f"  {text}\n")
-        self.last = text
-        self.stream.flush()
+        name = re.sub(r" \(\d+ s\)$", "", text)   # board_build appends "(N s)": tqdm shows it
+        if self.bar.disable:
+            if name != self.last:
+                sys.stderr.write(f"  {text}\n")
+                sys.stderr.flush()
+        else:
+            self.bar.set_description_str(name)
+        self.last = name
 
     def count(self, done, total):
-        if self.tty:
-            self.stage(f"running: {done}/{total} operations per core")
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
 
     def end(self):
-        if self.tty and self.last is not None:
-            self.stream.write("\n")
-            self.stream.flush()
+        self.bar.close()
 
 
 def _fail(prog, error):
@@ -81,6 +92,18 @@ def _fail(prog, error):
 
 
 # -- ipiv build ----------------------------------------------------------------------------
+
+def _build_buses(args, prog):
+    """The memory ports to build: ``--bus``, else classic for a board and both for
+    ``--synth-only``."""
+    if args.bus is None:
+        return ("classic",) if args.board else BUSES
+    if args.bus == "both":
+        if args.board:
+            _fail(prog, "--bus both needs --synth-only (a board is built with one port)")
+        return BUSES
+    return (args.bus,)
+
 
 def cmd_build(args):
     from tb.board_build import BuildError, build_board, program_board, synth_unit
@@ -91,15 +114,18 @@ def cmd_build(args):
         _fail(prog, "--program, --cores and --digest need --board")
     if args.board and args.place:
         _fail(prog, "--place needs --synth-only")
+    buses = _build_buses(args, prog)
     overrides = {k: v for k, v in (("n_cores", args.cores), ("digest", args.digest),
-                                   ("maxphyaddr", args.maxphyaddr)) if v is not None}
-    progress = _Progress()
+                                   ("maxphyaddr", args.maxphyaddr), ("bus", args.bus))
+                 if v is not None}
+    progress = _Progress("building")
     try:
         if args.synth_only:
             out = args.out or "build/unit"
             args.maxphyaddr = args.maxphyaddr or 52
-            figures = synth_unit(out_dir=out, maxphyaddr=args.maxphyaddr, place=args.place,
-                                 progress=progress.stage)
+            figures = {bus: synth_unit(out_dir=os.path.join(out, bus),
+                                       maxphyaddr=args.maxphyaddr, bus=bus, place=args.place,
+                                       progress=progress.stage) for bus in buses}
             progress.end()
             _print_unit(figures, args)
             return 0
@@ -119,6 +145,13 @@ def cmd_build(args):
     return 0 if result.timing_met else 1
 
 
+def _memory_text(core):
+    if core.get("bus", "classic") == "classic":
+        return f"memory {'ack+2 (request registered)' if core['pipeline'] else 'ack+1'}"
+    return (f"pipelined memory port, R = {3 if core['pipeline'] else 2}"
+            f"{' (request registered)' if core['pipeline'] else ''}")
+
+
 def _print_board(r, args):
     if args.json:
         data = r.as_json()
@@ -127,8 +160,8 @@ def _print_board(r, args):
         return
     core = r.core
     print(f"{r.board} ({r.device}): IPIVSystem({core['n_cores']}) at MAXPHYADDR "
-          f"{core['maxphyaddr']}, digest {'on' if core['digest'] else 'off'}, memory "
-          f"{'ack+2 (request registered)' if core['pipeline'] else 'ack+1'}")
+          f"{core['maxphyaddr']}, digest {'on' if core['digest'] else 'off'}, "
+          f"{_memory_text(core)}")
     print(f"  LUT {r.lut}, FF {r.ff}, RAM {r.ram}/{r.ram_total} blocks, logic cells "
           f"{r.lc}/{r.lc_total} ({100 * r.lc / max(r.lc_total, 1):.0f}%)")
     verdict = "met" if r.timing_met else "NOT MET"
@@ -137,18 +170,41 @@ def _print_board(r, args):
     print(f"  bitstream {r.bitstream} ({r.seconds:.0f} s; reports top.rpt, top.tim)")
 
 
+def _unit_latency(bus, families):
+    """The x2APIC IPI's latency at R = 5 on port ``bus``: cycles (the recorded RTL bench),
+    and nanoseconds at the ECP5 out-of-context Fmax (None without ``--place``)."""
+    from sim.round_trip import RTL_BENCHES
+    cycles = RTL_BENCHES[bus]["notify x2APIC"]["cycles"][LATENCY_R - 1]
+    fmax = families.get("ecp5", {}).get("fmax_mhz")
+    return {"round_trip": LATENCY_R, "cycles": cycles,
+            "ns": None if fmax is None else round(1000 * cycles / fmax, 1)}
+
+
 def _print_unit(figures, args):
+    latency = {bus: _unit_latency(bus, families) for bus, families in figures.items()}
     if args.json:
-        print(json.dumps({"unit": "IPIVirtualizer", "maxphyaddr": args.maxphyaddr,
-                          "families": {f: {k: v for k, v in r.items() if k != "cells"}
-                                       for f, r in figures.items()}}, indent=2))
+        print(json.dumps({"unit": "IPIVirtualizer", "maxphyaddr": args.maxphyaddr, "buses": {
+            bus: {"families": {f: {k: v for k, v in r.items() if k != "cells"}
+                               for f, r in families.items()},
+                  "x2apic_ipi_latency": latency[bus]}
+            for bus, families in figures.items()}}, indent=2))
         return
     print(f"IPIVirtualizer(maxphyaddr={args.maxphyaddr}), synthesized alone (Yosys):")
-    for family, r in figures.items():
-        line = f"  {family:6s} LUT {r['lut']:5d}  FF {r['ff']:4d}  RAM {r['ram']}"
-        if r.get("fmax_mhz") is not None:
-            line += f"  Fmax {r['fmax_mhz']:.2f} MHz (out of context)"
-        print(line)
+    for bus, families in figures.items():
+        for family, r in families.items():
+            line = f"  {bus:9s} {family:6s} LUT {r['lut']:5d}  FF {r['ff']:4d}  RAM {r['ram']}"
+            if r.get("fmax_mhz") is not None:
+                line += f"  Fmax {r['fmax_mhz']:.2f} MHz (out of context)"
+            print(line)
+    print(f"x2APIC IPI to notify.valid at memory round trip R = {LATENCY_R}:")
+    for bus, lat in latency.items():
+        fmax = figures[bus].get("ecp5", {}).get("fmax_mhz")
+        ns = (f" = {lat['ns']:.1f} ns at the ECP5 Fmax {fmax:.2f} MHz" if lat["ns"] is not None
+              else " (ns: needs --place for an Fmax)")
+        print(f"  {bus:9s} {lat['cycles']:3d} cycles{ns}")
+    timed = [lat["ns"] for lat in latency.values() if lat["ns"] is not None]
+    if len(timed) == 2:
+        print(f"  pipelined / classic: {timed[1] / timed[0]:.2f} of the time")
 
 
 # -- ipiv board ----------------------------------------------------------------------------
@@ -158,7 +214,7 @@ def _transport(args):
         from hdl.board.top import BOARDS
         from tb.board_sim import SimulatedBoard
         core = BOARDS[args.board].core
-        return SimulatedBoard(**core)
+        return SimulatedBoard(**core, bus=args.bus or "classic")
     from sim.board.transport import SerialTransport
     return SerialTransport(args.port, args.baud or 115_200)
 
@@ -171,11 +227,19 @@ def _with_board(args, body):
         fail(prog, "give --port DEVICE (the board's USB-UART) or --sim")
     if args.sim and args.baud is not None:
         fail(prog, "--baud is for a board on --port, not --sim")
+    if args.port and args.bus is not None:
+        fail(prog, "--bus is for --sim (a board on --port says its memory port itself)")
     try:
         with _transport(args) as transport:
             return body(transport)
     except (TransportError, ProtocolError, ValueError) as e:
         _fail(prog, e)
+
+
+def _port_text(info):
+    """The board's memory port, when it is not the classic one (whose lines stay as they
+    were)."""
+    return "" if info.bus == "classic" else f", {info.bus} memory port"
 
 
 def cmd_board_run(args):
@@ -192,11 +256,11 @@ def cmd_board_run(args):
     def body(transport):
         client = BoardClient(transport, timeout=args.timeout)
         info = client.ident()
-        progress = _Progress()
+        progress = _Progress("running, operations per core")
         if not args.json:
             print(f"board: IPIVSystem({info.n_cores}), MAXPHYADDR {info.maxphyaddr}, RAM "
                   f"{info.depth} words, digest {'on' if info.digest else 'off'}"
-                  f"{' (simulated)' if args.sim else ''}")
+                  f"{_port_text(info)}{' (simulated)' if args.sim else ''}")
             mix = params.mix_text()
             if args.mix is not None and args.mix.text != mix:
                 # the weights are scaled to the board's 16 mix slots: say so
@@ -211,7 +275,7 @@ def cmd_board_run(args):
 
     info, counters, status, ram = _with_board(args, body)
     gold = predict(params, n_cores=info.n_cores, maxphyaddr=info.maxphyaddr,
-                   digest=info.digest)
+                   digest=info.digest, bus=info.bus)
     rows = []
     for c in Counter:
         want = gold.counters[c]
@@ -226,7 +290,7 @@ def cmd_board_run(args):
                        "modes": sorted(args.modes), "mix": params.mix_text(),
                        "mix_given": args.mix.text if args.mix is not None else None},
             "board": {"n_cores": info.n_cores, "maxphyaddr": info.maxphyaddr,
-                      "digest": info.digest, "fault": status.fault},
+                      "digest": info.digest, "bus": info.bus, "fault": status.fault},
             "counters": {c.name.lower(): {"board": b, "golden": g} for c, b, g, _ in rows},
             "memory_equal": None if ram is None else not ram_diff,
             "agree": agree}, indent=2))
@@ -283,12 +347,14 @@ def cmd_board_info(args):
     if args.json:
         print(json.dumps({"protocol": info.version, "n_cores": info.n_cores,
                           "maxphyaddr": info.maxphyaddr, "depth": info.depth,
-                          "digest": bool(info.digest), "running": bool(status.running),
+                          "digest": bool(info.digest), "bus": info.bus,
+                          "running": bool(status.running),
                           "done": bool(status.done), "fault": bool(status.fault),
                           "progress": status.progress}, indent=2))
         return 0
     print(f"IPIv board, protocol {info.version}: IPIVSystem({info.n_cores}), MAXPHYADDR "
-          f"{info.maxphyaddr}, RAM {info.depth} words, digest {'on' if info.digest else 'off'}")
+          f"{info.maxphyaddr}, RAM {info.depth} words, digest {'on' if info.digest else 'off'}"
+          f"{_port_text(info)}")
     print(f"  running {status.running}, last run done {status.done}, fault {status.fault}, "
           f"core 0 issued {status.progress}")
     return 0
@@ -310,6 +376,10 @@ def register_build(subparsers):
     p.add_argument("--digest", action=argparse.BooleanOptionalAction, default=None,
                    help="keep the output digest (default: on for ulx3s-85f; off for "
                         "icebreaker, where it does not fit with 2 cores)")
+    p.add_argument("--bus", choices=(*BUSES, "both"), default=None,
+                   help="the units' memory port, Wishbone B4 classic or pipelined (default: "
+                        "classic for --board; both, side by side with their latency in ns, "
+                        "for --synth-only)")
     p.add_argument("--place", action="store_true",
                    help="with --synth-only: also place and route the unit out of context on "
                         "ECP5 for an Fmax (iCE40 nextpnr has no out-of-context mode)")
@@ -336,6 +406,9 @@ def register_board(subparsers):
         q.add_argument("--board", choices=sorted(BOARDS), default="icebreaker",
                        help="with --sim: whose build parameters to simulate "
                             "(default icebreaker)")
+        q.add_argument("--bus", choices=BUSES, default=None,
+                       help="with --sim: the units' memory port to simulate (default "
+                            "classic)")
         q.add_argument("--baud", type=_baud, default=None,
                        help="with --port: 1200..4000000 (default 115200)")
         q.add_argument("--timeout", type=_seconds, default=2.0,

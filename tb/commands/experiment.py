@@ -10,7 +10,7 @@ so that ``ipiv --help`` starts fast.
 import json
 import sys
 
-from sim.commands.args import check_out_dir, fail, integer, progress_bar
+from sim.commands.args import check_out_dir, fail, integer, number, progress_bar
 
 
 __all__ = ["register_experiment", "register_replay"]
@@ -27,19 +27,20 @@ def _progress_line(text):
 
 def cmd_seed_table(args):
     from sim.experiments import seed_table_outputs
-    from sim.round_trip import compare_rtl, fit, format_seed_table, seed_table
+    from sim.round_trip import RTL_BENCHES, compare_rtl, fit, format_seed_table, seed_table
     from tb.runs import measure_rtl
     if not args.no_plot:
         check_out_dir("ipiv experiment seed-table", args.out)
     bench = None
     if args.remeasure_rtl:
-        _progress_line("re-measuring the gateware's posting cost (ipiv bench, ~10 s)")
-        bench = measure_rtl()
-        for diff in compare_rtl(bench):
+        _progress_line(f"re-measuring the {args.bus} unit's posting cost (ipiv bench --bus "
+                       f"{args.bus}, ~10 s)")
+        bench = measure_rtl(bus=args.bus)
+        for diff in compare_rtl(bench, RTL_BENCHES[args.bus]):
             _progress_line(f"RTL differs from the recorded bench: {diff}")
-    model = fit(bench=bench)
+    model = fit(bench=bench, bus=args.bus)
     if args.json:
-        print(json.dumps({"rows": seed_table(model), "parameters": {
+        print(json.dumps({"bus": args.bus, "rows": seed_table(model), "parameters": {
             p.name: {"value": p.value, "unit": p.unit, "fitted": p.fitted, "source": p.source,
                      "note": p.note} for p in model.params.values()}}, indent=2))
     else:
@@ -80,10 +81,10 @@ def cmd_sweep(args):
             bar.set_postfix_str(text, refresh=False)
             bar.update()
         paths = run_sweep(args.name, out_dir=args.out, progress=progress,
-                          measure_sharing=measure_sharing)
+                          measure_sharing=measure_sharing, bus=args.bus)
     header, rows, comments = read_table(next(p for p in paths if p.endswith(".csv")))
     if args.json:
-        print(json.dumps({"sweep": args.name, "notes": comments,
+        print(json.dumps({"sweep": args.name, "bus": args.bus, "notes": comments,
                           "rows": [dict(zip(header, r)) for r in rows], "files": paths},
                          indent=2))
         return 0
@@ -114,16 +115,24 @@ def cmd_replay(args):
     try:
         report = replay(args.file, check=check_rtl if args.rtl else None, vcpus=args.vcpus,
                         default_mode={"x2apic": "x2APIC", "xapic": "xAPIC"}[args.default_mode],
-                        kernel=args.kernel, progress=_rtl_progress() if args.rtl else None)
+                        kernel=args.kernel, progress=_rtl_progress() if args.rtl else None,
+                        virtualizable=args.virtualizable)
     except TraceError as e:
         _fail("ipiv replay", str(e))
-    for number, message in report.parsed.errors:
-        sys.stderr.write(f"ipiv replay: {args.file}: line {number}: {message}\n")
+    for line, message in report.parsed.errors:
+        sys.stderr.write(f"ipiv replay: {args.file}: line {line}: {message}\n")
     print(json.dumps(report_json(report), indent=2) if args.json else format_report(report))
     return 1 if report.rtl else 0
 
 
 _vcpus = integer(1, 4096)
+
+
+def _bus_option(parser):
+    parser.add_argument("--bus", choices=("classic", "pipelined"), default="classic",
+                        help="the unit whose posting cost the model takes (and the fit): its "
+                             "memory port, Wishbone B4 classic (default) or pipelined; the "
+                             "multicast and bus sweeps compare both")
 
 
 def register_experiment(subparsers):
@@ -140,6 +149,7 @@ def register_experiment(subparsers):
     q.add_argument("--no-plot", action="store_true", help="do not write CSV/PNG/SVG")
     q.add_argument("--remeasure-rtl", action="store_true",
                    help="run the RTL bench again instead of using the recorded numbers")
+    _bus_option(q)
     q.set_defaults(func=cmd_seed_table)
 
     q = sub.add_parser("sweep", help="run a what-if sweep (CSV, PNG, SVG)")
@@ -148,6 +158,7 @@ def register_experiment(subparsers):
     q.add_argument("-o", "--out", default="build/experiments",
                    help="output folder (default build/experiments/)")
     q.add_argument("--json", action="store_true", help="print the table as JSON")
+    _bus_option(q)
     q.set_defaults(func=cmd_sweep)
 
     q = sub.add_parser("list", help="list the sweeps")
@@ -159,10 +170,11 @@ def register_experiment(subparsers):
 def register_replay(subparsers):
     """Add ``replay FILE`` to ``subparsers``."""
     from sim.kvm_kernel import DEFAULT_KERNEL, KERNELS
-    p = subparsers.add_parser("replay", help="classify the IPIs of a KVM trace; estimate "
-                                             "what IPIv saves")
+    p = subparsers.add_parser("replay", help="would IPIv help my guest? classify the IPIs of "
+                                             "a KVM trace; estimate what IPIv saves")
     p.add_argument("file", help="ftrace (trace, trace_pipe), trace-cmd report or perf script "
-                                "text of the KVM events, or a pasted excerpt; - reads "
+                                "text of the KVM events, a `perf kvm stat report` summary, "
+                                "or a pasted excerpt (quoted-printable is decoded); - reads "
                                 "standard input")
     p.add_argument("--rtl", action="store_true",
                    help="also run every IPI through the gateware (Amaranth's simulator)")
@@ -175,4 +187,8 @@ def register_replay(subparsers):
     p.add_argument("--kernel", choices=KERNELS, default=DEFAULT_KERNEL,
                    help=f"Linux release that wrote the trace (event formats; default "
                         f"{DEFAULT_KERNEL})")
+    p.add_argument("--virtualizable", type=number(0, 1), default=1.0, metavar="SHARE",
+                   help="share (0..1) of the IPIs whose destination and vector the input "
+                        "does not give (exit-only traces, perf kvm stat) assumed "
+                        "virtualizable by IPIv (default 1: all)")
     p.set_defaults(func=cmd_replay)

@@ -29,11 +29,16 @@ def _depth(text):
 
 
 def _check_name(text):
-    from .harness import CHECKS
-    if text not in CHECKS:
+    from .harness import BUSES, checks_for
+    known = list(dict.fromkeys(name for bus in BUSES for name in checks_for(bus)))
+    if text not in known:
         raise argparse.ArgumentTypeError(
-            f"unknown check {text!r} (known: {', '.join(CHECKS)})")
+            f"unknown check {text!r} (known: {', '.join(known)})")
     return text
+
+
+#: ``--bus``: the unit's memory port, or both.
+BUS_CHOICES = ("classic", "pipelined", "both")
 
 
 def _fault_name(text):
@@ -52,6 +57,9 @@ def register(subparsers):
                                           "z3) and print a summary table.")
     p.add_argument("--depth", type=_depth, default=None,
                    help="BMC/induction depth for every check (default: each check's own)")
+    p.add_argument("--bus", choices=BUS_CHOICES, default="classic",
+                   help="the unit's memory port: Wishbone B4 classic (default) or "
+                        "pipelined, each with its own checks; both: one after the other")
     p.add_argument("--check", type=_check_name, action="extend", nargs="+", metavar="NAME",
                    help="run only these checks (--check a b, or --check repeated; see "
                         "--list)")
@@ -65,30 +73,63 @@ def register(subparsers):
                         "a property fail (BMC from reset, default depth 14); the status is "
                         "then 1")
     p.add_argument("--json", action="store_true",
-                   help="print the results as JSON (per check: name, mode, depth, requests, "
-                        "result, seconds) instead of the table")
+                   help="print the results as JSON (per check: name, bus, mode, depth, "
+                        "requests, result, seconds) instead of the table")
     p.set_defaults(func=cmd_prove)
     return p
+
+
+def _buses(args):
+    return ["classic", "pipelined"] if args.bus == "both" else [args.bus]
+
+
+def _selected(args):
+    """The checks to run, per bus: a one-line error (status 2) for a name that no selected
+    bus has, or a --fault that belongs to no selected unit."""
+    from sim.commands.args import fail
+    from .harness import checks_for
+    buses = _buses(args)
+    for name in args.check or ():
+        if not any(name in checks_for(bus) for bus in buses):
+            known = ", ".join(n for bus in buses for n in checks_for(bus))
+            fail("ipiv prove", f"unknown check {name!r} for --bus {args.bus} (known: {known})")
+    for fault in args.fault or ():
+        if not any(_has_fault(bus, fault) for bus in buses):
+            fail("ipiv prove", f"fault {fault.value!r} is not a fault of the {args.bus} unit")
+    names = list(dict.fromkeys(args.check)) if args.check else None
+    if args.fault:
+        # A fault runs only on the unit that has it, and never the covers.
+        buses = [bus for bus in buses if all(_has_fault(bus, f)
+                                            for f in args.fault)]
+        names = [name for name in (names or list(dict.fromkeys(
+            n for bus in buses for n in checks_for(bus))))
+            if any(name in checks_for(bus) and checks_for(bus)[name].mode != "cover"
+                   for bus in buses)]
+        if not names:
+            fail("ipiv prove", "--fault needs a property check, not only the covers", status=1)
+    return buses, names
+
+
+def _has_fault(bus, fault):
+    from hdl.mutants import FAULT_BUS
+    return FAULT_BUS[fault] == bus
 
 
 def cmd_prove(args, stream=None):
     """Run the checks named in ``args``; return 0 if all passed, 1 otherwise."""
     from sim.commands.args import check_out_dir
-    from .harness import CHECKS
-    from .runner import DEPTHS, ToolError, format_table, run_checks
+    from .harness import checks_for
+    from .runner import ToolError, depths_for, format_table, run_checks
     stream = sys.stdout if stream is None else stream
     if args.list:
-        for name, check in CHECKS.items():
-            covered = "unbounded" if check.mode == "prove" else ""
-            print(f"{name:20s} {check.mode:5s} depth {DEPTHS[name]:3d}  {covered:11s} "
-                  f"{check.text}", file=stream)
+        for bus in _buses(args):
+            depths = depths_for(bus)
+            for name, check in checks_for(bus).items():
+                covered = "unbounded" if check.mode == "prove" else ""
+                print(f"{name:20s} {bus:9s} {check.mode:5s} depth {depths[name]:3d}  "
+                      f"{covered:11s} {check.text}", file=stream)
         return 0
-    names = list(dict.fromkeys(args.check)) if args.check else list(CHECKS)
-    if args.fault:
-        names = [name for name in names if CHECKS[name].mode != "cover"]
-        if not names:
-            raise SystemExit("ipiv prove: error: --fault needs a property check, not only "
-                             "the covers")
+    buses, names = _selected(args)
     check_out_dir("ipiv prove", args.out)     # before the long work: a bad -o is status 2
     start = time.monotonic()
 
@@ -114,7 +155,7 @@ def cmd_prove(args, stream=None):
         print(f"ipiv prove: with --fault, each check runs as BMC to depth {depth} in "
               f"the witness environment, without the invariants", file=sys.stderr)
     try:
-        results = run_checks(names, depth=depth, out_dir=args.out, jobs=args.jobs,
+        results = run_checks(names, bus=buses, depth=depth, out_dir=args.out, jobs=args.jobs,
                              progress=progress, faults=frozenset(args.fault or ()),
                              search=True, **options)
     except ToolError as e:

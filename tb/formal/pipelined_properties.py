@@ -1,0 +1,129 @@
+"""The properties of the pipelined unit's formal checks, one function per check
+(`PIPELINED_PROPERTIES`, keyed like `tb.formal.checks.PIPELINED_CHECKS`), against the
+`tb.formal.pipelined_monitor.PipelinedMonitor` ``mon`` (docs/interface.md, "The pipelined
+memory port"). The handshakes, the outcome and the notifications are the classic ones
+(`tb.formal.properties`): they read only the monitor's dues and the unit's outputs."""
+
+from amaranth.hdl import Cover
+
+from hdl.formats import EXIT_REASON_WRMSR, ExitCause
+
+from .checks import completion_bounds
+from .environment import past
+from .properties import (
+    assert_named as _assert, byte_mask, handshake, notifications, outcome, response_bound,
+)
+
+
+__all__ = ["PIPELINED_PROPERTIES"]
+
+
+def bus_protocol(m, dut, mon, options):
+    bus = dut.bus
+    p_stalled = past(m, bus.cyc & bus.stb & bus.stall, "stalled")
+    p_adr, p_we = past(m, bus.adr, "adr"), past(m, bus.we, "we")
+    p_sel, p_dat_w = past(m, bus.sel, "sel"), past(m, bus.dat_w, "dat_w")
+    _assert(m, "stb_in_cyc", ~bus.stb | bus.cyc)
+    _assert(m, "lock_in_cyc", ~bus.lock | bus.cyc)
+    # B4 pipelined: a stalled request stays on the bus until taken; only an err withdraws it.
+    with m.If(p_stalled & ~(mon.answer & bus.err)):
+        _assert(m, "stb_held", bus.cyc & bus.stb)
+        _assert(m, "request_stable", (bus.adr == p_adr) & (bus.we == p_we) &
+                (bus.sel == p_sel) & (~bus.we | (bus.dat_w == p_dat_w)))
+    with m.If(mon.outstanding != 0):
+        _assert(m, "cyc_held_while_answers_outstanding", bus.cyc)
+
+
+def transfers(m, dut, mon, options):
+    bus, exp = dut.bus, mon.exp
+    with m.If(mon.take):
+        _assert(m, "no_transfer_beyond_spec", mon.in_path)
+        mask = byte_mask(exp.sel)
+        _assert(m, "transfer_is_spec",
+                (bus.adr == exp.adr) & (bus.we == exp.we) & (bus.sel == exp.sel) &
+                (bus.lock == exp.lock) &
+                (~exp.we | ((bus.dat_w & mask) == (exp.data & mask))))
+
+
+def issue_order(m, dut, mon, options):
+    with m.If(mon.take):
+        # Answered in an earlier cycle: the registered counts.
+        _assert(m, "after_earlier_round_trips_answered", mon.answered >= mon.exp.needs)
+        _assert(m, "after_previous_request_answered",
+                mon.outstanding == mon.taken - mon.answered)
+
+
+def no_issue_after_err(m, dut, mon, options):
+    bus = dut.bus
+    with m.If(bus.cyc & bus.stb):
+        _assert(m, "none_after_err", ~mon.err & ~(mon.answer & bus.err))
+
+
+def lock_window(m, dut, mon, options):
+    bus = dut.bus
+    with m.If(mon.window):
+        _assert(m, "lock_held_in_window", bus.cyc & bus.lock)
+    _assert(m, "lock_only_in_window", ~bus.lock | mon.window)
+
+
+def completion(m, dut, mon, options):
+    # The stream rule lets ``ready`` wait for ``valid``: ready again means a write offered
+    # is taken.
+    since = response_bound(m, dut, mon, options, ready=~dut.icr.valid | dut.icr.ready,
+                           bounds=completion_bounds(options.latency, options.patience,
+                                                    "pipelined"))
+    if options.latency == 1:
+        _pace(m, mon, since)
+
+
+def _pace(m, mon, since):
+    """Lemmas of the completion check at R = 2 (each answer the cycle after its request,
+    nothing stalls), so that it closes by induction over a few cycles: one answer at most is
+    outstanding, and due now; while a request has transfers on the bus, none has erred and
+    each cycle since its acceptance went to one request taken or one round trip ended
+    (``since`` = transfers taken + round trips before the next answer's)."""
+    memory = mon.memory
+    _assert(m, "pace_one_outstanding",
+            (mon.outstanding == 0) | ((mon.outstanding == 1) & (memory.oldest_age >= 1)))
+    with m.If(mon.on_bus):
+        _assert(m, "pace_on_bus", ~mon.err & (since == mon.taken + mon.ans.trip))
+
+
+def covers(m, dut, mon, options):
+    spec, bus = mon.spec, dut.bus
+    m.d.comb += [
+        Cover(dut.notify.valid, "notify"),
+        Cover(mon.on_set & dut.notify.valid & ~dut.notify.ready,
+              "second_notification_while_offered"),
+        Cover(mon.live & spec.post & ~spec.notify & (mon.answered == mon.n) & dut.icr.ready,
+              "suppressed_post"),
+        Cover(dut.self_ipi.valid, "self_ipi"),
+        Cover(dut.gp.valid, "gp"),
+        Cover(dut.exit.valid & (dut.exit.p.reason == EXIT_REASON_WRMSR), "wrmsr_exit"),
+        Cover(mon.outstanding == 2, "two_answers_outstanding"),
+        Cover(mon.take & mon.answer, "taken_while_answered"),
+        Cover(mon.answer & bus.err & (mon.outstanding == 2), "err_with_a_request_standing"),
+    ]
+    for cause in ExitCause:
+        m.d.comb += Cover(dut.exit.valid & (dut.exit.p.cause == cause),
+                          f"exit_{cause.name.lower()}")
+
+
+def invariants(m, dut, mon, options):
+    """Nothing beyond the invariants themselves (`tb.formal.pipelined_invariants`)."""
+
+
+#: Check name -> ``check(m, dut, monitor, options)``.
+PIPELINED_PROPERTIES = {
+    "invariants": invariants,
+    **{f"handshake_{name}": handshake(name) for name in ("exit", "notify", "self_ipi", "gp")},
+    "bus_protocol": bus_protocol,
+    "transfers": transfers,
+    "issue_order": issue_order,
+    "no_issue_after_err": no_issue_after_err,
+    "lock_window": lock_window,
+    "outcome": outcome,
+    "notifications": notifications,
+    "completion": completion,
+    "covers": covers,
+}
