@@ -169,138 +169,25 @@ class Harness:
         if self._top is not None:
             await run_on_top(self, ctx, self._top, run, limit, progress)
             return
-        ports, rng, bus, checker = self.ports, self.rng, self.dut.bus, self.checker
-        system = hasattr(self.dut, "cores")     # transfers belong to the granted core
-        queues = [[i for i, r in enumerate(run.requests) if r.port == p]
-                  for p in range(len(ports))]
-        presenting = [None] * len(ports)        # request index on the icr stream
-        applied_cfg = [None] * len(ports)
-        was_busy = [True] * len(ports)
-        monitors = [OutputMonitors(p) for p in range(len(ports))]
-        streams = [[(getattr(port, name), Value.cast(getattr(port, name).payload))
-                    for name in OUTPUT_STREAMS] for port in ports]
-        timer = TransferTimer(rng, self.latency, self.wait_states, self.bursts)
-        responder = PipelinedResponder(self.memory, rng, latency=max(1, self.latency),
-                                       wait_states=self.wait_states, bursts=self.bursts) \
-            if self.pipelined else None
-        stalls = [[OutputStall(rng, self.backpressure, self.bursts) for _ in OUTPUT_STREAMS]
-                  for _ in ports]
-        units = list(getattr(self.dut, "units", [self.dut]))
-        coverage = self.coverage
-        cycle = 0
-        locks = LockTracker()
-        arbiters = [a for a in [getattr(self.dut, "arbiter", None)] +
-                    [getattr(u, "arbiter", None) for u in getattr(self.dut, "units", [])]
-                    if a is not None]
-        last_grant = [None] * len(arbiters)
-
-        for port in ports:
+        loop = _CycleLoop(self, ctx, run, progress)
+        for port in self.ports:
             ctx.set(port.icr.valid, 0)
-
         while True:
-            # 0. A core whose busy fell at the last edge owes nothing more.
-            for p, port in enumerate(ports):
-                busy = ctx.get(port.busy)
-                if was_busy[p] and not busy and checker is not None:
-                    checker.idle(p, cycle)
-                was_busy[p] = busy
-
-            # 1. The memory answers the transfer on the bus.
-            ctx.set(bus.ack, 0)
-            ctx.set(bus.err, 0)
-            ctx.set(bus.dat_r, rng.getrandbits(64))     # garbage unless acked
-            if responder is not None:
-                self._pipelined_answer(ctx, responder, cycle)
-            cyc = ctx.get(bus.cyc)
-            if responder is not None:
-                responder.check_cyc(cycle, cyc)
-            if cyc:
-                run.bus_cycles.append(cycle)
-            elif checker is not None and (ctx.get(bus.lock) or ctx.get(bus.stb)):
-                raise ProtocolError(f"cycle {cycle}: stb or lock high without cyc")
-            grant = ctx.get(self.dut.arbiter.grant) if system else None
-            lock_cycle = locks.step(cyc, ctx.get(bus.lock), grant)
-            for i, arbiter in enumerate(arbiters):
-                # Illegal: the grant moved away from a master whose cyc is still high.
-                now, before = ctx.get(arbiter.grant), last_grant[i]
-                if before is not None and now != before and \
-                        ctx.get(arbiter.masters[before].cyc):
-                    run.grant_switches_in_cycle += 1
-                last_grant[i] = now
-            if responder is not None:
-                self._pipelined_take(ctx, responder, cycle, cyc, grant, lock_cycle, run)
-            elif timer.step(cyc and ctx.get(bus.stb)):
-                answer_transfer(ctx, bus, self.memory)
-                run.lock_cycles.append(lock_cycle)
-                if checker is not None:
-                    checker.transfer(grant or 0, self.memory.log[-1], lock_cycle, cycle)
-
-            # 2. Output streams: random back-pressure.
-            readies = [[s.step() for s in port_stalls] for port_stalls in stalls]
-            for p in range(len(ports)):
-                for (stream, _), r in zip(streams[p], readies[p]):
-                    ctx.set(stream.ready, r)
-
-            # 3. ICR-write streams.
-            for p, port in enumerate(ports):
-                if presenting[p] is None and queues[p]:
-                    req = run.requests[queues[p][0]]
-                    idle = not ctx.get(port.busy)
-                    if req.barrier or req.cfg != applied_cfg[p]:
-                        if not idle:
-                            continue
-                        if req.barrier:
-                            self._barrier(req)
-                    if req.cfg != applied_cfg[p]:
-                        ctx.set(port.cfg.as_value(), req.cfg.as_bits())
-                        applied_cfg[p] = req.cfg
-                    presenting[p] = queues[p].pop(0)
-                    ctx.set(port.icr.p.kind, req.kind)
-                    ctx.set(port.icr.p.data, req.value)
-                    ctx.set(port.icr.valid, 1)
-
-            # 4. Records of what happens at this clock edge.
-            taken = []
-            if coverage is not None:
-                if system:
-                    coverage.system_grant(grant)
-                for p, unit in enumerate(units):
-                    self._sample_coverage(ctx, coverage, p, unit, run, presenting[p],
-                                          readies[p])
-            for p, port in enumerate(ports):
-                if presenting[p] is not None and ctx.get(port.icr.ready):
-                    index = presenting[p]
-                    run.accepted.append((cycle, index))
-                    if checker is not None:
-                        checker.accepted(p, run.requests[index], cycle)
-                    presenting[p] = None
-                    taken.append(port)
-                    if progress:
-                        progress(len(run.accepted), len(run.requests))
-                observed = []
-                for (stream, payload), r in zip(streams[p], readies[p]):
-                    valid = ctx.get(stream.valid)
-                    observed.append((valid, ctx.get(payload) if valid else 0, r))
-                rising, events = monitors[p].sample(cycle, observed)
-                run.events.extend(events)
-                if checker is not None:
-                    checker.outputs(p, cycle, rising, events)
-            for posted, suppressed in self._pulses:
-                run.posted += ctx.get(posted)
-                run.suppressed += ctx.get(suppressed)
-
-            done = not taken and not any(queues) and all(x is None for x in presenting) and \
-                not any(ctx.get(port.busy) for port in ports)
-            if done:
+            loop.idle_cores()
+            grant = loop.memory()
+            readies = loop.back_pressure()
+            loop.icr_streams()
+            taken = loop.records(grant, readies)
+            if loop.finished(taken):
                 break
-            if cycle >= limit:
-                raise TimeoutError(f"no completion after {cycle} cycles "
+            if loop.cycle >= limit:
+                raise TimeoutError(f"no completion after {loop.cycle} cycles "
                                    f"({len(run.accepted)}/{len(run.requests)} accepted)")
             await ctx.tick()
-            cycle += 1
+            loop.cycle += 1
             for port in taken:
                 ctx.set(port.icr.valid, 0)
-        run.cycles = cycle
+        run.cycles = loop.cycle
         run.memory_log = self.memory.log
 
     def _pipelined_answer(self, ctx, responder, cycle):
@@ -347,6 +234,152 @@ class Harness:
             ctx.get(unit.lookup.post.valid),
             (ctx.get(unit.notify.valid), readies[self._NOTIFY]),
             (ctx.get(unit.self_ipi.valid), readies[self._SELF_IPI]))
+
+
+class _CycleLoop:
+    """One run of `Harness` on Amaranth's simulator, cycle by cycle, in a fixed order (so a run
+    is reproducible from its seed): cores gone idle, the memory, back-pressure on the outputs,
+    the ICR-write streams, then the records of what happens at the clock edge."""
+
+    def __init__(self, harness, ctx, run, progress):
+        self.h, self.ctx, self.run, self.progress = harness, ctx, run, progress
+        ports, rng = harness.ports, harness.rng
+        self.checker = harness.checker
+        self.system = hasattr(harness.dut, "cores")     # transfers belong to the granted core
+        self.queues = [[i for i, r in enumerate(run.requests) if r.port == p]
+                       for p in range(len(ports))]
+        self.presenting = [None] * len(ports)           # request index on the icr stream
+        self.applied_cfg = [None] * len(ports)
+        self.was_busy = [True] * len(ports)
+        self.monitors = [OutputMonitors(p) for p in range(len(ports))]
+        self.streams = [[(getattr(port, name), Value.cast(getattr(port, name).payload))
+                         for name in OUTPUT_STREAMS] for port in ports]
+        self.timer = TransferTimer(rng, harness.latency, harness.wait_states, harness.bursts)
+        self.responder = PipelinedResponder(
+            harness.memory, rng, latency=max(1, harness.latency),
+            wait_states=harness.wait_states, bursts=harness.bursts) \
+            if harness.pipelined else None
+        self.stalls = [[OutputStall(rng, harness.backpressure, harness.bursts)
+                        for _ in OUTPUT_STREAMS] for _ in ports]
+        self.units = list(getattr(harness.dut, "units", [harness.dut]))
+        self.cycle = 0
+        self.locks = LockTracker()
+        self.arbiters = [a for a in [getattr(harness.dut, "arbiter", None)] +
+                         [getattr(u, "arbiter", None) for u in getattr(harness.dut, "units", [])]
+                         if a is not None]
+        self.last_grant = [None] * len(self.arbiters)
+
+    def idle_cores(self):
+        """A core whose busy fell at the last edge owes nothing more."""
+        for p, port in enumerate(self.h.ports):
+            busy = self.ctx.get(port.busy)
+            if self.was_busy[p] and not busy and self.checker is not None:
+                self.checker.idle(p, self.cycle)
+            self.was_busy[p] = busy
+
+    def memory(self):
+        """The memory answers the transfer on the bus; returns the system arbiter's grant."""
+        ctx, h, run, cycle = self.ctx, self.h, self.run, self.cycle
+        bus, checker, responder = h.dut.bus, self.checker, self.responder
+        ctx.set(bus.ack, 0)
+        ctx.set(bus.err, 0)
+        ctx.set(bus.dat_r, h.rng.getrandbits(64))     # garbage unless acked
+        if responder is not None:
+            h._pipelined_answer(ctx, responder, cycle)
+        cyc = ctx.get(bus.cyc)
+        if responder is not None:
+            responder.check_cyc(cycle, cyc)
+        if cyc:
+            run.bus_cycles.append(cycle)
+        elif checker is not None and (ctx.get(bus.lock) or ctx.get(bus.stb)):
+            raise ProtocolError(f"cycle {cycle}: stb or lock high without cyc")
+        grant = ctx.get(h.dut.arbiter.grant) if self.system else None
+        lock_cycle = self.locks.step(cyc, ctx.get(bus.lock), grant)
+        self._grant_switches()
+        if responder is not None:
+            h._pipelined_take(ctx, responder, cycle, cyc, grant, lock_cycle, run)
+        elif self.timer.step(cyc and ctx.get(bus.stb)):
+            answer_transfer(ctx, bus, h.memory)
+            run.lock_cycles.append(lock_cycle)
+            if checker is not None:
+                checker.transfer(grant or 0, h.memory.log[-1], lock_cycle, cycle)
+        return grant
+
+    def _grant_switches(self):
+        """Illegal: an arbiter's grant moved away from a master whose cyc is still high."""
+        for i, arbiter in enumerate(self.arbiters):
+            now, before = self.ctx.get(arbiter.grant), self.last_grant[i]
+            if before is not None and now != before and \
+                    self.ctx.get(arbiter.masters[before].cyc):
+                self.run.grant_switches_in_cycle += 1
+            self.last_grant[i] = now
+
+    def back_pressure(self):
+        """Output streams: random back-pressure; returns ``ready`` per core and stream."""
+        readies = [[s.step() for s in port_stalls] for port_stalls in self.stalls]
+        for p in range(len(self.h.ports)):
+            for (stream, _), r in zip(self.streams[p], readies[p]):
+                self.ctx.set(stream.ready, r)
+        return readies
+
+    def icr_streams(self):
+        """Offer each core its next ICR write (after a barrier or a new cfg: once idle)."""
+        ctx, run = self.ctx, self.run
+        for p, port in enumerate(self.h.ports):
+            if self.presenting[p] is not None or not self.queues[p]:
+                continue
+            req = run.requests[self.queues[p][0]]
+            idle = not ctx.get(port.busy)
+            if req.barrier or req.cfg != self.applied_cfg[p]:
+                if not idle:
+                    continue
+                if req.barrier:
+                    self.h._barrier(req)
+            if req.cfg != self.applied_cfg[p]:
+                ctx.set(port.cfg.as_value(), req.cfg.as_bits())
+                self.applied_cfg[p] = req.cfg
+            self.presenting[p] = self.queues[p].pop(0)
+            ctx.set(port.icr.p.kind, req.kind)
+            ctx.set(port.icr.p.data, req.value)
+            ctx.set(port.icr.valid, 1)
+
+    def records(self, grant, readies):
+        """Records of what happens at this clock edge; returns the ports whose write is taken."""
+        ctx, h, run, cycle, checker = self.ctx, self.h, self.run, self.cycle, self.checker
+        taken = []
+        if h.coverage is not None:
+            if self.system:
+                h.coverage.system_grant(grant)
+            for p, unit in enumerate(self.units):
+                h._sample_coverage(ctx, h.coverage, p, unit, run, self.presenting[p],
+                                   readies[p])
+        for p, port in enumerate(h.ports):
+            if self.presenting[p] is not None and ctx.get(port.icr.ready):
+                index = self.presenting[p]
+                run.accepted.append((cycle, index))
+                if checker is not None:
+                    checker.accepted(p, run.requests[index], cycle)
+                self.presenting[p] = None
+                taken.append(port)
+                if self.progress:
+                    self.progress(len(run.accepted), len(run.requests))
+            observed = []
+            for (stream, payload), r in zip(self.streams[p], readies[p]):
+                valid = ctx.get(stream.valid)
+                observed.append((valid, ctx.get(payload) if valid else 0, r))
+            rising, events = self.monitors[p].sample(cycle, observed)
+            run.events.extend(events)
+            if checker is not None:
+                checker.outputs(p, cycle, rising, events)
+        for posted, suppressed in h._pulses:
+            run.posted += ctx.get(posted)
+            run.suppressed += ctx.get(suppressed)
+        return taken
+
+    def finished(self, taken):
+        return not taken and not any(self.queues) and \
+            all(x is None for x in self.presenting) and \
+            not any(self.ctx.get(port.busy) for port in self.h.ports)
 
 
 #: The bursty timings of `stress_run`, by seed: (latency, wait states, back-pressure, bursts).
