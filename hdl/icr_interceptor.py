@@ -17,12 +17,11 @@ from amaranth.lib.wiring import In, Out
 from . import wishbone
 from .exits import load_exit
 from .formats import (
-    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APICWriteExit, EXIT_REASON_WRMSR, ExitCause,
-    ICR_IPIV_INELIGIBLE_MASK, ICRWrite, ICRWriteKind, SEL_DWORD, SEL_QWORD, VMCSConfig,
-    WRMSR_QUALIFICATION,
+    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APICWriteExit, ExitCause, ICR_IPIV_INELIGIBLE_MASK,
+    ICRWrite, ICRWriteKind, SEL_DWORD, SEL_QWORD, VMCSConfig,
 )
 from .icr_classifier import classify
-from .icr_write import accepted_write
+from .icr_write import accepted_write, refuse
 from .fsm import transition_table
 from .params import bus_addr_width
 from .requests import PostRequest, SelfIPIRequest
@@ -151,12 +150,7 @@ class ICRInterceptor(wiring.Component):
         S, w = self.State, accepted_write(m, self.icr.p, self.cfg)
         m.d.sync += [self.kind.eq(self.icr.p.kind), self.xapic.eq(w.xapic),
                      self.image.eq(w.image)]
-        with m.If(w.intercepted):
-            load_exit(m, self.exit, cause=ExitCause.DISABLED, icr=self.icr.p.data,
-                      reason=EXIT_REASON_WRMSR, qualification=WRMSR_QUALIFICATION)
-            self.go(m, S.OUTPUT)
-        with m.Elif(w.gp):
-            m.d.sync += [self.gp.valid.eq(1), self.gp.p.eq(self.icr.p.data)]
+        with m.If(refuse(m, self.icr.p, w, exit_=self.exit, gp=self.gp)):
             self.go(m, S.OUTPUT)
         with m.Elif(w.starts_high):
             self.go(m, S.STORE_HI)

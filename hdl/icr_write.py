@@ -6,12 +6,14 @@ from typing import NamedTuple
 
 from amaranth import C, Cat, Mux, Signal
 
+from .exits import load_exit
 from .formats import (
-    ICR_RESERVED_MASK, ICRWriteKind, SendUIPIData, XAPIC_ICR_HI_MASK, XAPICNDST,
+    EXIT_REASON_WRMSR, ExitCause, ICR_RESERVED_MASK, ICRWriteKind, SendUIPIData,
+    WRMSR_QUALIFICATION, XAPIC_ICR_HI_MASK, XAPICNDST,
 )
 
 
-__all__ = ["AcceptedWrite", "accepted_write"]
+__all__ = ["AcceptedWrite", "accepted_write", "refuse"]
 
 
 class AcceptedWrite(NamedTuple):
@@ -46,3 +48,14 @@ def accepted_write(m, write, cfg):
         starts_high=(kind == ICRWriteKind.XAPIC_ICR_HI) | (uipi & ~cfg.x2apic),
         intercepted=x2 & ~cfg.ipiv,
         gp=x2 & cfg.ipiv & ((data[:32] & ICR_RESERVED_MASK) != 0))
+
+
+def refuse(m, write, accepted, *, exit_, gp):
+    """Offer the outcome of a write that stores nothing (`AcceptedWrite.intercepted`: the
+    WRMSR exit; ``gp``: the #GP); returns the condition that it is one."""
+    with m.If(accepted.intercepted):
+        load_exit(m, exit_, cause=ExitCause.DISABLED, icr=write.data,
+                  reason=EXIT_REASON_WRMSR, qualification=WRMSR_QUALIFICATION)
+    with m.Elif(accepted.gp):
+        m.d.sync += [gp.valid.eq(1), gp.p.eq(write.data)]
+    return accepted.intercepted | accepted.gp

@@ -25,14 +25,13 @@ from amaranth.lib.wiring import Out
 from .core_signature import CoreSignature
 from .exits import load_exit
 from .formats import (
-    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, EXIT_REASON_WRMSR, ExitCause,
-    ICRLow, ICRWriteKind, NOTIFY_INFO_ON, NotifyInfo, PID_NOTIFY_INFO_OFFSET,
-    PID_POINTER_ENTRY_LOW_MASK, PID_POINTER_ENTRY_VALID, PIDPointerEntry, SEL_DWORD, SEL_QWORD,
-    WRMSR_QUALIFICATION, XAPICNDST,
+    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, ExitCause, ICRLow, ICRWriteKind,
+    NOTIFY_INFO_ON, NotifyInfo, PID_NOTIFY_INFO_OFFSET, PID_POINTER_ENTRY_LOW_MASK,
+    PID_POINTER_ENTRY_VALID, PIDPointerEntry, SEL_DWORD, SEL_QWORD, XAPICNDST,
 )
 from .fsm import transition_table
 from .icr_classifier import classify
-from .icr_write import accepted_write
+from .icr_write import accepted_write, refuse
 from .params import bus_addr_width, check_maxphyaddr
 from .pipelined_issuer import RoundTripSignature
 
@@ -211,12 +210,7 @@ class PipelinedSequencer(wiring.Component):
         m.d.comb += self.icr.ready.eq(1)
         m.d.sync += [self.kind.eq(self.icr.p.kind), self.xapic.eq(w.xapic),
                      self.image.eq(w.image)]
-        with m.If(w.intercepted):
-            load_exit(m, self.exit, cause=ExitCause.DISABLED, icr=self.icr.p.data,
-                      reason=EXIT_REASON_WRMSR, qualification=WRMSR_QUALIFICATION)
-            self.go(m, S.OUTPUT)
-        with m.Elif(w.gp):
-            m.d.sync += [self.gp.valid.eq(1), self.gp.p.eq(self.icr.p.data)]
+        with m.If(refuse(m, self.icr.p, w, exit_=self.exit, gp=self.gp)):
             self.go(m, S.OUTPUT)
         with m.Else():
             self.go(m, S.STORES)

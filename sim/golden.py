@@ -361,14 +361,12 @@ class GoldenIPIVirtualizer:
         return (info.nv, info.ndst if cfg.host_x2apic else XAPICNDST.from_bits(info.ndst).apic_id)
 
     def _pipelined_self_ipi(self, cfg, memory, vector, image):
-        irr = self.word(cfg.vapic_page + APIC_OFFSET_IRR + APIC_REGISTER_STRIDE * (vector // 32))
+        """The classic read-modify-write: two round trips of one request each, so nothing
+        stands after an err."""
         try:
-            old = self._trip(memory, [Access(False, irr, SEL_DWORD, 0, True)])[0] & _U32
-            self._trip(memory, [Access(True, irr, SEL_DWORD, old | 1 << (vector % 32), True)])
-        except _TripError as e:
-            raise _TripError(e.stand, image) from None
-        return Result(Outcome.SELF_IPI, icr=image, vector=vector)
-
+            return self._self_ipi(cfg, memory, vector, image)
+        except BusError:
+            raise _TripError((), image) from None
 
 class _TripError(Exception):
     """A round trip ended in err: ``stand``, the requests after the failing one; ``image``, the

@@ -16,10 +16,31 @@ from hdl.ipi_virtualizer import STAGES
 from .spec import MAX_TRANSFERS, RequestSpec
 
 
-__all__ = ["Monitor", "Scoreboard", "STAGE_INDEX"]
+__all__ = ["Monitor", "Scoreboard", "STAGE_INDEX", "keep_read_data", "follow_exit"]
 
 #: Stage name -> its index in `hdl.ipi_virtualizer.STAGES` (which stage made a transfer).
 STAGE_INDEX = {stage.name: i for i, stage in enumerate(STAGES)}
+
+
+def keep_read_data(m, mon, what, dat_r):
+    """Keep what the spec's reads returned (``what``: the answered transfer's kind), in the
+    monitor's registers; both monitors follow a request's answers this way."""
+    with m.If(what["read_hi"]):
+        m.d.sync += mon.hi.eq(dat_r[:32])
+    with m.If(what["entry"]):
+        m.d.sync += mon.entry.eq(dat_r)
+    with m.If(what["pir_read"] | what["irr_read"]):
+        m.d.sync += mon.rmw.eq(dat_r)
+    with m.If(what["ni_read"]):
+        m.d.sync += mon.ni.eq(dat_r)
+
+
+def follow_exit(m, mon, dut):
+    """Whether the request's exit or #GP has been offered, and taken."""
+    with m.If(dut.exit.valid | dut.gp.valid):
+        m.d.sync += mon.exit_seen.eq(1)
+    with m.If((dut.exit.valid & dut.exit.ready) | (dut.gp.valid & dut.gp.ready)):
+        m.d.sync += mon.exit_taken.eq(1)
 
 
 class Scoreboard:
@@ -130,18 +151,8 @@ class Monitor:
                 with m.If(bus.err):
                     m.d.sync += [self.err.eq(1), self.err_by.eq(self._erring_stage())]
                 with m.Else():
-                    with m.If(what["read_hi"]):
-                        m.d.sync += self.hi.eq(bus.dat_r[:32])
-                    with m.If(what["entry"]):
-                        m.d.sync += self.entry.eq(bus.dat_r)
-                    with m.If(what["pir_read"] | what["irr_read"]):
-                        m.d.sync += self.rmw.eq(bus.dat_r)
-                    with m.If(what["ni_read"]):
-                        m.d.sync += self.ni.eq(bus.dat_r)
-            with m.If(dut.exit.valid | dut.gp.valid):
-                m.d.sync += self.exit_seen.eq(1)
-            with m.If((dut.exit.valid & dut.exit.ready) | (dut.gp.valid & dut.gp.ready)):
-                m.d.sync += self.exit_taken.eq(1)
+                    keep_read_data(m, self, what, bus.dat_r)
+            follow_exit(m, self, dut)
 
     def _dues(self, m):
         dut, bus, spec = self.dut, self.dut.bus, self.spec

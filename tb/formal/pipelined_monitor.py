@@ -16,7 +16,7 @@ from amaranth.hdl import Assume
 
 from hdl.formats import ICRWriteKind, VMCSConfig
 
-from .monitor import Scoreboard
+from .monitor import Scoreboard, follow_exit, keep_read_data
 from .pipelined_spec import PipelinedRequestSpec
 from .spec import MAX_TRANSFERS
 
@@ -113,18 +113,8 @@ class PipelinedMonitor:
             with m.If(self.answer & bus.err):
                 m.d.sync += self.err.eq(1)
             with m.If(self.answer & ~err_now):
-                with m.If(what["read_hi"]):
-                    m.d.sync += self.hi.eq(bus.dat_r[:32])
-                with m.If(what["entry"]):
-                    m.d.sync += self.entry.eq(bus.dat_r)
-                with m.If(what["pir_read"] | what["irr_read"]):
-                    m.d.sync += self.rmw.eq(bus.dat_r)
-                with m.If(what["ni_read"]):
-                    m.d.sync += self.ni.eq(bus.dat_r)
-            with m.If(dut.exit.valid | dut.gp.valid):
-                m.d.sync += self.exit_seen.eq(1)
-            with m.If((dut.exit.valid & dut.exit.ready) | (dut.gp.valid & dut.gp.ready)):
-                m.d.sync += self.exit_taken.eq(1)
+                keep_read_data(m, self, what, bus.dat_r)
+            follow_exit(m, self, dut)
 
     def _dues(self, m):
         dut, bus, spec = self.dut, self.dut.bus, self.spec
