@@ -6,6 +6,11 @@ step), and returns the `Result` (outcome, exit cause, vICR image, notification).
 tests and the checker shared by both simulator backends (`tb.checker`) compare the RTL
 against it, transfer by transfer.
 
+It runs on every request a simulation checks, so it decodes raw values with shifts and masks
+taken from the layouts of `hdl.formats` at import (`sim.golden_fields`), not through
+``Layout.from_bits`` views, which cost far more per field (tests/test_golden_fields.py
+compares the two).
+
 Model decisions (the spec is silent; the gateware follows the same rules):
 
 - xAPIC ICR-low writes read VICR_HI back from the virtual-APIC page after storing VICR_LO (the
@@ -33,15 +38,17 @@ from amaranth.lib import data
 
 from hdl.formats import (
     APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, APIC_REGISTER_STRIDE,
-    APIC_WRITE_QUALIFICATION_ICR, BUS_BYTES, DeliveryMode, EXIT_REASON_APIC_WRITE,
-    EXIT_REASON_WRMSR, ExitCause, FIRST_LEGAL_VECTOR, ICR_IPIV_INELIGIBLE_MASK,
-    ICR_RESERVED_MASK, ICRLow, ICRWriteKind, NOTIFY_INFO_ON, NotifyInfo, PID_NOTIFY_INFO_OFFSET,
-    PID_POINTER_ENTRY_BYTES, PID_POINTER_ENTRY_LOW_MASK, PID_POINTER_ENTRY_VALID, SEL_DWORD,
-    SEL_QWORD, SendUIPIData, Shorthand, TriggerMode, VMCSConfig, WRMSR_QUALIFICATION,
-    X2APICICR, XAPIC_BROADCAST_ID, XAPIC_ICR_HI_MASK, XAPICICR, XAPICNDST, pid_of_entry,
+    APIC_WRITE_QUALIFICATION_ICR, BUS_BYTES, EXIT_REASON_APIC_WRITE, EXIT_REASON_WRMSR,
+    ExitCause, FIRST_LEGAL_VECTOR, ICR_IPIV_INELIGIBLE_MASK, ICR_RESERVED_MASK, ICRWriteKind,
+    NOTIFY_INFO_ON, PID_NOTIFY_INFO_OFFSET, PID_POINTER_ENTRY_BYTES, PID_POINTER_ENTRY_LOW_MASK,
+    PID_POINTER_ENTRY_VALID, SEL_DWORD, SEL_QWORD, VMCSConfig, WRMSR_QUALIFICATION,
+    XAPIC_BROADCAST_ID, XAPIC_ICR_HI_MASK,
 )
 from hdl.params import check_bus, check_maxphyaddr
 from .arch_values import check_fields, hex_repr
+from .golden_fields import (
+    icr_destination, icr_vector, notify_decision, pid_address, self_ipi_form, senduipi_image,
+)
 from .memory import Access, BusError, Memory
 
 
@@ -130,11 +137,8 @@ class GoldenIPIVirtualizer:
     # -- pure classification ----------------------------------------------------------------
     @staticmethod
     def is_self_ipi(cfg, icr_lo):
-        low = ICRLow.from_bits(icr_lo & _U32)
-        return bool(cfg.vid and not (icr_lo & ICR_RESERVED_MASK)
-                    and low.shorthand == Shorthand.SELF and low.trigger == TriggerMode.EDGE
-                    and low.delivery_mode == DeliveryMode.FIXED
-                    and low.vector >= FIRST_LEGAL_VECTOR)
+        return bool(cfg.vid and not (icr_lo & ICR_RESERVED_MASK) and self_ipi_form(icr_lo)
+                    and icr_vector(icr_lo) >= FIRST_LEGAL_VECTOR)
 
     @staticmethod
     def precheck(cfg, icr_lo, dest, xapic):
@@ -143,7 +147,7 @@ class GoldenIPIVirtualizer:
             return ExitCause.DISABLED
         if icr_lo & ICR_IPIV_INELIGIBLE_MASK:
             return ExitCause.UNSUPPORTED
-        if ICRLow.from_bits(icr_lo & _U32).vector < FIRST_LEGAL_VECTOR:
+        if icr_vector(icr_lo) < FIRST_LEGAL_VECTOR:
             return ExitCause.ILLEGAL_VECTOR
         if xapic and dest == XAPIC_BROADCAST_ID:
             return ExitCause.BROADCAST
@@ -160,7 +164,8 @@ class GoldenIPIVirtualizer:
         """Apply one ICR write (``kind``: `ICRWriteKind`, ``value``: its 64-bit data): the
         x2APIC checks, the vICR store (step 1), then classification and delivery (steps 2-6).
         A bus error ends the request in an exit with the image known by then."""
-        kind = ICRWriteKind(kind)
+        if type(kind) is not ICRWriteKind:      # an int (the enum's call is slow: only then)
+            kind = ICRWriteKind(kind)
         value &= _U64
         if kind == ICRWriteKind.X2APIC_ICR:
             refused = self._x2apic_refusal(cfg, value)
@@ -201,12 +206,7 @@ class GoldenIPIVirtualizer:
         if kind == ICRWriteKind.X2APIC_ICR:
             return value
         if kind == ICRWriteKind.SENDUIPI:
-            upid = SendUIPIData.from_bits(value)
-            if xapic:
-                return XAPICICR.const({"low": {"vector": upid.nv},
-                                       "high": {"dest": XAPICNDST.from_bits(upid.ndst).apic_id}
-                                       }).as_bits()
-            return X2APICICR.const({"low": {"vector": upid.nv}, "dest": upid.ndst}).as_bits()
+            return senduipi_image(value, xapic)
         return value & _U32                                 # XAPIC_ICR_LO
 
     def _store(self, cfg, memory, kind, image, xapic):
@@ -231,10 +231,10 @@ class GoldenIPIVirtualizer:
         """Steps 2-6 for a stored ICR: a self-IPI, an exit, or a posting."""
         # 2. Classification.
         icr_lo = image & _U32
-        vector = ICRLow.from_bits(icr_lo).vector
+        vector = icr_vector(icr_lo)
         if kind == ICRWriteKind.XAPIC_ICR_LO and self.is_self_ipi(cfg, icr_lo):
             return self._self_ipi(cfg, memory, vector, image)
-        dest = XAPICICR.from_bits(image).high.dest if xapic else X2APICICR.from_bits(image).dest
+        dest = icr_destination(image, xapic)
         cause = self.precheck(cfg, icr_lo, dest, xapic)
         if cause is not None:
             return Result(Outcome.EXIT, icr=image, cause=cause)
@@ -243,7 +243,7 @@ class GoldenIPIVirtualizer:
             adr=self.word(cfg.pid_table + PID_POINTER_ENTRY_BYTES * dest), write=False)
         if not self.entry_valid(entry):
             return Result(Outcome.EXIT, icr=image, cause=ExitCause.ENTRY_INVALID)
-        pid = pid_of_entry(entry)
+        pid = pid_address(entry)
         self._set_pir_bit(memory, pid, vector)
         notify = self._set_on(cfg, memory, pid)
         return Result(Outcome.POSTED, icr=image, vector=vector, dest=dest, notify=notify)
@@ -260,11 +260,11 @@ class GoldenIPIVirtualizer:
         mode). None if suppressed."""
         ni_word = self.word(pid + PID_NOTIFY_INFO_OFFSET)
         raw = memory.transfer(adr=ni_word, write=False, lock=True)
-        info = NotifyInfo.from_bits(raw)
-        if info.on or info.sn:
+        notify, target = notify_decision(raw, cfg.host_x2apic)
+        if not notify:
             return None
         memory.transfer(adr=ni_word, write=True, data=raw | NOTIFY_INFO_ON, lock=True)
-        return (info.nv, info.ndst if cfg.host_x2apic else XAPICNDST.from_bits(info.ndst).apic_id)
+        return target
 
     def _self_ipi(self, cfg, memory, vector, image):
         """A virtualized self-IPI: the locked read-modify-write of the VIRR register of V."""
@@ -318,10 +318,10 @@ class GoldenIPIVirtualizer:
                         False)
             image |= (self._trip(memory, stores + [hi])[-1] & _U32) << 32
         icr_lo = image & _U32
-        vector = ICRLow.from_bits(icr_lo).vector
+        vector = icr_vector(icr_lo)
         if kind == ICRWriteKind.XAPIC_ICR_LO and self.is_self_ipi(cfg, icr_lo):
             return self._pipelined_self_ipi(cfg, memory, vector, image)
-        dest = XAPICICR.from_bits(image).high.dest if xapic else X2APICICR.from_bits(image).dest
+        dest = icr_destination(image, xapic)
         cause = self.precheck(cfg, icr_lo, dest, xapic)
         entry_read = Access(False, self.word(cfg.pid_table + PID_POINTER_ENTRY_BYTES * dest),
                             SEL_QWORD, 0, False)
@@ -339,7 +339,7 @@ class GoldenIPIVirtualizer:
         if not self.entry_valid(entry):
             return Result(Outcome.EXIT, icr=image, cause=ExitCause.ENTRY_INVALID)
         try:
-            notify = self._pipelined_post(cfg, memory, pid_of_entry(entry), vector)
+            notify = self._pipelined_post(cfg, memory, pid_address(entry), vector)
         except _TripError as e:
             raise _TripError(e.stand, image) from None
         return Result(Outcome.POSTED, icr=image, vector=vector, dest=dest, notify=notify)
@@ -351,14 +351,12 @@ class GoldenIPIVirtualizer:
         ni = self.word(pid + PID_NOTIFY_INFO_OFFSET)
         old, raw = self._trip(memory, [Access(False, pir, SEL_QWORD, 0, True),
                                        Access(False, ni, SEL_QWORD, 0, True)])
-        info = NotifyInfo.from_bits(raw)
+        notify, target = notify_decision(raw, cfg.host_x2apic)
         writes = [Access(True, pir, SEL_QWORD, old | 1 << (vector % 64), True)]
-        if not (info.on or info.sn):
+        if notify:
             writes.append(Access(True, ni, SEL_QWORD, raw | NOTIFY_INFO_ON, True))
         self._trip(memory, writes)
-        if info.on or info.sn:
-            return None
-        return (info.nv, info.ndst if cfg.host_x2apic else XAPICNDST.from_bits(info.ndst).apic_id)
+        return target if notify else None
 
     def _pipelined_self_ipi(self, cfg, memory, vector, image):
         """The classic read-modify-write: two round trips of one request each, so nothing

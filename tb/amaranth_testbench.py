@@ -1,5 +1,5 @@
 """The shared testbench (`tb.testbench`) on Amaranth's simulator: the body of
-`tb.amaranth_harness.Harness` for a unit or system on the classic bus.
+`tb.amaranth_harness.Harness` for a unit or system on either memory port.
 
 The simulated design is the testbench top (`tb.testbench_top.TestbenchTop`) around the DUT. The
 coroutine steps cycle by cycle (``ctx.tick()`` each cycle, so a wrapped context such as
@@ -14,7 +14,10 @@ __all__ = ["run_on_top"]
 
 
 def _access(ctx, top):
+    """``read(name)``, ``write(name)`` of the top's ports. A write of the value an input
+    already holds is skipped: each ``ctx.set`` of a testbench settles the whole design."""
     signals = {s.name: s for s in top.top_ports()}
+    held = {}           # input name -> the value last written (every writer of it shares this)
 
     def read(name):
         signal = signals[name]
@@ -22,7 +25,12 @@ def _access(ctx, top):
 
     def write(name):
         signal = signals[name]
-        return lambda value: ctx.set(signal, value)
+
+        def set_input(value):
+            if held.get(name) != value:
+                ctx.set(signal, value)
+                held[name] = value
+        return set_input
     return read, write
 
 

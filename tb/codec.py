@@ -3,7 +3,8 @@
 
 Amaranth flattens a struct port into one vector (``cores__0__cfg`` is 148 bits); the field
 offsets come from the layouts themselves, so no bit position is written here. `data.Const`
-views are slow in a per-cycle loop, hence plain shifts over the layouts' offsets.
+views are slow in a per-cycle loop, hence plain shifts over the layouts' offsets (as
+`sim.bit_fields`, whose `field_slice` this module passes on).
 """
 
 import enum
@@ -13,6 +14,7 @@ from amaranth.lib import data
 from hdl.formats import (
     APICWriteExit, ICRLow, ICRWrite, Notification, NotifyInfo, VMCSConfig, XAPICNDST,
 )
+from sim.bit_fields import field_slice       # re-exported: (offset, mask) of a nested field
 
 
 __all__ = ["Codec", "field_slice", "ICR_WRITE", "EXIT", "NOTIFY", "CONFIG", "ICR_LOW",
@@ -44,24 +46,6 @@ class Codec:
 
     def unpack(self, bits):
         return {name: (bits >> offset) & mask for name, (offset, mask) in self.fields.items()}
-
-
-def field_slice(layout, *path):
-    """(offset, mask) of a possibly nested field: ``field_slice(XAPICICR, "high", "dest")``."""
-    offset, shape = 0, layout
-    for name in path:
-        f = data.Layout.cast(shape)[name]
-        offset += f.offset
-        shape = f.shape
-    return offset, (1 << _width(shape)) - 1
-
-
-def _width(shape):
-    try:
-        return data.Layout.cast(shape).size
-    except TypeError:
-        from amaranth import Shape
-        return Shape.cast(shape).width
 
 
 ICR_WRITE = Codec(ICRWrite)

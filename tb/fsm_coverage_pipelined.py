@@ -8,7 +8,9 @@ The kind of a cycle is the sequencer's ``kind`` register while it works on a req
 kind offered on ``icr`` while it is idle (nothing offered: no kind, plain bins only).
 """
 
+import json
 from collections import Counter
+from pathlib import Path
 
 from hdl.formats import ICRWriteKind
 from hdl.pipelined_sequencer import PipelinedSequencer
@@ -94,16 +96,17 @@ def model():
 
 
 class Sampler:
-    """Counts the bins of one or more runs of one pipelined unit (``sample`` once a cycle)."""
+    """Counts the bins of one or more runs of ``n_cores`` pipelined units (the cores of an
+    `IPIVSystem`; ``sample`` once a cycle per core), merged."""
 
-    def __init__(self):
+    def __init__(self, n_cores=1):
         self.hits = Counter()
-        self._prev = None           # (state name, kind) of the last cycle
+        self._prevs = [None] * n_cores      # per core: (state name, kind) of the last cycle
 
-    def sample(self, state, kind, offered, notify, self_ipi):
-        """One cycle: ``state`` the sequencer's state (int), ``kind`` its ``kind`` register
-        (int), ``offered`` the kind offered on ``icr`` (int, None if ``valid`` is low),
-        ``notify``/``self_ipi`` (valid, ready) of those outputs."""
+    def sample(self, state, kind, offered, notify, self_ipi, core=0):
+        """One cycle of core ``core``: ``state`` the sequencer's state (int), ``kind`` its
+        ``kind`` register (int), ``offered`` the kind offered on ``icr`` (int, None if
+        ``valid`` is low), ``notify``/``self_ipi`` (valid, ready) of those outputs."""
         name = State(state).name
         if name == "IDLE":
             kind = None if offered is None else ICRWriteKind(offered).name
@@ -113,8 +116,9 @@ class Sampler:
         hits[f"{_STAGE}:{name}"] += 1
         if kind is not None:
             hits[f"{_STAGE}:{name}@{kind}"] += 1
-        if self._prev is not None:
-            p_name, p_kind = self._prev
+        prev = self._prevs[core]
+        if prev is not None:
+            p_name, p_kind = prev
             t = f"{_STAGE}:{p_name}->{name}"
             hits[t] += 1
             if p_kind is not None:
@@ -123,4 +127,8 @@ class Sampler:
                 hits[f"event:notify_while_offered@{p_kind}"] += 1
             if p_name == "IRR_WRITE" and name == "OFFER":
                 hits[f"event:self_ipi_while_offered@{p_kind}"] += 1
-        self._prev = (name, kind)
+        self._prevs[core] = (name, kind)
+
+    def export(self, path):
+        """The hits as JSON (`tb.fsm_coverage.merge` reads them)."""
+        Path(path).write_text(json.dumps(dict(self.hits), indent=0, sort_keys=True))

@@ -1,84 +1,62 @@
-"""The memory side of a Wishbone B4 pipelined port, cycle by cycle (plain Python, for either
-simulator backend): ``stall`` in bursts and coin flips, each request performed on a
-`sim.memory.Memory` when it is taken and answered (``ack`` with its data, or ``err``) at
-least ``latency`` cycles later, in the order taken, never in the cycle it was taken
-(docs/interface.md, "The pipelined memory port": the round trip R is ``latency + 1``).
+"""The Python side of the testbench top's pipelined memory (`tb.testbench_pipelined`), a
+Wishbone B4 pipelined slave (docs/interface.md, "Memory port, pipelined"), for either
+simulator backend: what each request gets, drawn when it is taken.
 
-It also checks the master's side of the protocol: a request taken while answers are
-outstanding keeps ``cyc``, and ``cyc`` never falls with answers outstanding
-(`tb.checker.ProtocolError`).
+- A request is performed on a `sim.memory.Memory` in the cycle it is taken (that is where it
+  takes effect, before anything later), and its answer, ``ack`` with the data read or ``err``
+  (a `sim.memory.BusError`), comes at least ``latency`` cycles later (round trip R =
+  ``latency`` + 1; a latency of 0 counts as 1: the port has no R = 1), plus wait states and
+  bursts (`tb.timing.wait_cycles`), in the order taken and never two in one cycle: an answer
+  ready before the one ahead of it waits for the cycle after.
+- Each request is kept waiting with ``stall`` for a number of cycles drawn when the request
+  before it is taken (the first one's at reset): coin flips with probability
+  ``wait_states`` and bursts of 0..`tb.timing.MAX_STALL` cycles with probability ``bursts``,
+  at most `MAX_STALL` in all, counted over the cycles the request is presented.
 """
 
-from collections import deque
-
 from sim.memory import BusError
-from .checker import ProtocolError
-from .timing import OutputStall, validate_timing, wait_cycles
+from .timing import validate_timing, wait_cycles
 
 
-__all__ = ["PipelinedResponder"]
+__all__ = ["PipelinedMemory"]
 
 
-class PipelinedResponder:
-    """Answers one pipelined master from ``memory``.
+class PipelinedMemory:
+    """The draws and the transfers of one pipelined memory.
 
     Parameters
     ----------
     memory : sim.memory.Memory
     rng : random.Random
     latency : int
-        Cycles from a request taken to its answer, at least 1 (R - 1).
+        Cycles from a request taken to its answer (R - 1); 0 counts as 1.
     wait_states, bursts : float
-        `tb.timing`'s model: the same probabilities draw extra answer delays per request
-        (`wait_cycles`) and ``stall`` cycles (bursts of 0..MAX_STALL, coin flips).
+        `tb.timing`'s model, for the answers' extra delays and the requests' stalls.
     """
 
     def __init__(self, memory, rng, *, latency=1, wait_states=0.0, bursts=0.0):
         validate_timing(latency, wait_states, bursts=bursts)
-        if latency < 1:
-            raise ValueError(f"a pipelined memory answers at least 1 cycle after a request is "
-                             f"taken, not {latency}")
         self.memory, self.rng = memory, rng
-        self.latency, self.wait_states, self.bursts = latency, wait_states, bursts
-        self._stall = OutputStall(rng, wait_states, bursts)
-        self.queue = deque()        # (due cycle, data or None for err, access, tag)
-        self.last_due = -1
+        self.latency = max(1, latency)
+        self.wait_states, self.bursts = wait_states, bursts
+        self.last_due = -1          # the cycle of the last answer planned
         self.taken = 0
 
-    @property
-    def outstanding(self):
-        return len(self.queue)
-
     def stall(self):
-        """``stall`` for this cycle."""
-        if not (self.wait_states or self.bursts):
-            return False
-        return not self._stall.step()
+        """The cycles the next request is stalled before it is taken."""
+        return wait_cycles(self.rng, 0, self.wait_states, self.bursts)
 
-    def answer(self, cycle):
-        """The answer due in ``cycle``: None, or (``ack``, read data, the request as the
-        memory logged it (`sim.memory.Access`), its tag)."""
-        if self.queue and self.queue[0][0] <= cycle:
-            _, data, access, tag = self.queue.popleft()
-            return (data is not None, data or 0, access, tag)
-        return None
-
-    def take(self, cycle, *, adr, we, sel, dat_w, lock, tag=None):
-        """A request taken in ``cycle``: perform it now, answer it later (``tag`` comes back
-        with the answer)."""
+    def take(self, cycle, *, adr, we, sel, dat_w, lock):
+        """A request taken in ``cycle``: perform it now; returns (read data, ``err``, the
+        cycle of its answer)."""
         try:
-            data = self.memory.transfer(adr=adr, write=bool(we), sel=sel, data=dat_w,
-                                        lock=bool(lock))
+            data = self.memory.transfer(adr=adr, write=bool(we), sel=sel,
+                                        data=dat_w if we else 0, lock=bool(lock))
+            err = 0
         except BusError:
-            data = None
-        wait = wait_cycles(self.rng, self.latency, self.wait_states, self.bursts)
-        due = max(cycle + wait, self.last_due + 1)
+            data, err = 0, 1
+        due = max(cycle + wait_cycles(self.rng, self.latency, self.wait_states, self.bursts),
+                  self.last_due + 1)
         self.last_due = due
-        self.queue.append((due, data, self.memory.log[-1], tag))
         self.taken += 1
-
-    def check_cyc(self, cycle, cyc):
-        """``cyc`` must stay high while an answer is outstanding."""
-        if self.queue and not cyc:
-            raise ProtocolError(f"cycle {cycle}: cyc fell with {len(self.queue)} answer(s) "
-                                f"outstanding")
+        return data, err, due

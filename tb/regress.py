@@ -2,10 +2,11 @@
 
 It runs the cocotb suite (``tests/test_cocotb_*.py``: directed rules, ``--seeds``
 constrained-random seeds, contention, the checkers' fault tests, short co-simulations and the
-long co-simulation of ``--cosim-ipis`` IPIs) with pytest-xdist on ``-j`` workers, shows
-progress, writes JUnit XML, and prints a summary: tests, seeds, functional coverage against
-its threshold, ICR writes checked by the scoreboard, co-simulated IPIs, simulated cycles per
-second. It exits non-zero on any failing test or on coverage below the threshold.
+long co-simulation of ``--cosim-ipis`` IPIs), for each memory port ``--bus`` names (classic,
+pipelined, default both: ``IPIV_BUSES``), with pytest-xdist on ``-j`` workers, shows progress,
+writes JUnit XML, and prints a summary: tests, seeds, functional and FSM coverage per port
+against its threshold, ICR writes checked by the scoreboard, co-simulated IPIs, simulated
+cycles per second. It exits non-zero on any failing test or on coverage below the threshold.
 
 Hook it into the ``ipiv`` command with ``register(subparsers)``.
 
@@ -14,16 +15,19 @@ spec allows (impossible ones are excluded where the model is defined), so an emp
 hole in the stimulus, never noise. Bins of a memory timing no test ran (fewer random seeds than
 ``tb.cocotb.common.TIMINGS`` has entries) are not judged (`fcoverage.judge`).
 
-Coverage is judged on a full run only: the random part ran with at least one seed per timing
-of ``tb.cocotb.common.TIMINGS`` (or ``--coverage-threshold`` was given), and no ``--fault``;
-otherwise the summary says "not judged" and why, and only the tests decide the result.
+Coverage is judged per memory port, on a full run only: the random part ran with at least one
+seed per timing of ``tb.cocotb.common.TIMINGS`` (or ``--coverage-threshold`` was given), and
+no ``--fault``; otherwise the summary says "not judged" and why, and only the tests decide the
+result.
 
-FSM coverage (`tb.fsm_coverage`): the states and transitions of every stage and of the
-arbiters, crossed with the request kind, merged over every passing cocotb test; on a full run
-of all parts every reachable bin must be hit (the summary lists hit/reachable per group and
+FSM coverage (`tb.fsm_coverage`; the pipelined unit's: `tb.fsm_coverage_pipelined`): the
+states and transitions of every stage and of the arbiters (pipelined: of the sequencer),
+crossed with the request kind, merged over every passing cocotb test of that port; on a full
+run of all parts every reachable bin must be hit (the summary lists hit/reachable per group and
 what is missing). Notification delivery: the latency distribution (cycles from the NotifyInfo
 write that set ON to the notification's handshake) per test and its worst case over the run,
-against `tb.checker.DELIVERY_BOUND`.
+against `tb.checker.DELIVERY_BOUND`. ``--fault NAME`` runs only the port whose unit has the
+defect.
 """
 
 import argparse
@@ -36,6 +40,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from sim.commands.args import Deprecated, check_out_dir, fail, integer, number
+from hdl.formats import BUS_KINDS
 from sim.kvm_kernel import DEFAULT_KERNEL, KERNELS
 from tb.checker import DELIVERY_BOUND, percentiles
 
@@ -90,6 +95,9 @@ def register(subparsers):
     p.add_argument("--kernel", choices=KERNELS, default=DEFAULT_KERNEL,
                    help=f"Linux release of the co-simulation's KVM model (default "
                         f"{DEFAULT_KERNEL})")
+    p.add_argument("--bus", choices=(*BUS_KINDS, "both"), default="both",
+                   help="the units' memory port, Wishbone B4 classic or pipelined (default: "
+                        "both, each with every part)")
     p.add_argument("--only", action="append", choices=sorted(TEST_FILES),
                    help="run only these parts (repeatable; default all)")
     p.add_argument("--coverage-threshold", type=_percentage, default=None,
@@ -108,13 +116,25 @@ def register(subparsers):
     return p
 
 
+def _buses(args):
+    """The ports to run: ``--bus``, or with ``--fault`` the port whose unit has the defect."""
+    buses = BUS_KINDS if args.bus == "both" else (args.bus,)
+    if not args.fault:
+        return buses
+    from hdl.faults import Fault
+    from hdl.mutants import FAULT_BUS
+    known = [f.value for f in Fault]
+    if args.fault not in known:
+        fail("ipiv regress", f"--fault must be one of {', '.join(known)}, not {args.fault!r}")
+    bus = FAULT_BUS[Fault(args.fault)]
+    if bus not in buses:
+        fail("ipiv regress", f"--fault {args.fault} is a defect of the {bus} unit, not of "
+                             f"--bus {args.bus}")
+    return (bus,)
+
+
 def cmd_regress(args):
-    if args.fault:
-        from hdl.faults import Fault
-        known = [f.value for f in Fault]
-        if args.fault not in known:
-            fail("ipiv regress", f"--fault must be one of {', '.join(known)}, not "
-                                 f"{args.fault!r}")
+    buses = _buses(args)
     out = Path(args.out) if Path(args.out).is_absolute() else ROOT / args.out
     check_out_dir("ipiv regress", str(out))
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
@@ -122,8 +142,7 @@ def cmd_regress(args):
             sim=args.sim or os.environ.get("SIM") or "icarus", seeds=args.seeds,
             jobs=args.jobs, count=args.count, cosim_ipis=args.cosim_ipis,
             cosim_seeds=args.cosim_seeds, only=args.only, threshold=args.coverage_threshold,
-            fault=args.fault,
-            out=args.out, kernel=args.kernel)
+            fault=args.fault, out=args.out, kernel=args.kernel, buses=buses)
     if args.json:
         print(json.dumps(summary, indent=2))
     return 0 if summary["ok"] else 1
@@ -198,9 +217,10 @@ def _number(text):
 
 def run_regression(*, sim="icarus", seeds=DEFAULT_SEEDS, jobs=1, count=200, cosim_ipis=100_000,
                    cosim_seeds=1, only=None, threshold=None, fault=None,
-                   out="build/regress", stream=None, kernel=DEFAULT_KERNEL):
-    """Run the regression; print progress and the summary to ``stream`` (default stderr and
-    stdout); return the summary dict (``ok`` says whether it passed)."""
+                   out="build/regress", stream=None, kernel=DEFAULT_KERNEL, buses=BUS_KINDS):
+    """Run the regression on the memory ports ``buses``; print progress and the summary to
+    ``stream`` (default stderr and stdout); return the summary dict (``ok`` says whether it
+    passed)."""
     stream = stream or sys.stderr
     out = Path(out)
     if not out.is_absolute():
@@ -216,15 +236,15 @@ def run_regression(*, sim="icarus", seeds=DEFAULT_SEEDS, jobs=1, count=200, cosi
         "IPIV_CONTENTION_SEEDS": str(max(2, seeds // 4)), "IPIV_CONTENTION_COUNT": "150",
         "IPIV_LONG": "1", "IPIV_LONG_COSIM_IPIS": str(cosim_ipis),
         "IPIV_COSIM_SEEDS": str(cosim_seeds), "IPIV_FAULT": fault or "",
-        "IPIV_KERNEL": kernel,
+        "IPIV_KERNEL": kernel, "IPIV_BUSES": ",".join(buses),
         "IPIV_TEST_ROOT": str(out / "tests"),
     }
     args = [*targets, "-p", "no:cacheprovider", f"--junitxml={junit}", "-o",
             "junit_family=xunit1", "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml")]
     if jobs > 1:
         args += ["-n", str(jobs), "--dist", "worksteal"]
-    print(f"ipiv regress: {sim}, {seeds} seeds, {jobs} workers, kernel {kernel}, "
-          f"parts {', '.join(parts)}"
+    print(f"ipiv regress: {sim}, {', '.join(buses)} port, {seeds} seeds, {jobs} workers, "
+          f"kernel {kernel}, parts {', '.join(parts)}"
           + (f", FAULT {fault}" if fault else "") + f"\n  log: {log}", file=stream)
     code, wall, failures = _pytest(args, env, log, stream)
 
@@ -234,19 +254,17 @@ def run_regression(*, sim="icarus", seeds=DEFAULT_SEEDS, jobs=1, count=200, cosi
     sims = [p for _, o, p in rows if o == "passed" and "cycles" in p]
     cycles = sum(_number(p.get("cycles")) for p in sims)
     sim_wall = sum(_number(p.get("wall_s")) for p in sims)
-    random_seeds = sum(1 for name, o, _ in rows if "::test_random[" in name and o == "passed")
-    coverage = _coverage(rows, parts, fault, threshold, random_seeds)
-    fsm = _fsm_coverage(rows, coverage["judged"] and set(parts) == set(TEST_FILES))
+    ports = {bus: _port(rows, bus, parts, fault, threshold) for bus in buses}
     delivery = _delivery(rows)
-    ok = code == 0 and not failed and coverage["ok"] and fsm["ok"] and delivery["ok"] and \
-        bool(rows)
+    ok = code == 0 and not failed and delivery["ok"] and bool(rows) and \
+        all(p["coverage"]["ok"] and p["fsm_coverage"]["ok"] for p in ports.values())
     summary = {
-        "ok": ok, "simulator": sim, "pytest_exit_code": int(code), "wall_s": round(wall, 1),
-        "tests": len(rows), "passed": len(passed), "failed": [r[0] for r in failed],
-        "skipped": len(rows) - len(passed) - len(failed), "random_seeds": random_seeds,
-        "contention_seeds": sum(1 for n, o, _ in rows if "test_contention[" in n and
-                                o == "passed"),
-        "coverage": coverage, "fsm_coverage": fsm, "delivery": delivery,
+        "ok": ok, "simulator": sim, "buses": list(buses), "pytest_exit_code": int(code),
+        "wall_s": round(wall, 1), "tests": len(rows), "passed": len(passed),
+        "failed": [r[0] for r in failed], "skipped": len(rows) - len(passed) - len(failed),
+        **{key: {bus: p[key] for bus, p in ports.items()}
+           for key in ("random_seeds", "contention_seeds", "coverage", "fsm_coverage")},
+        "delivery": delivery,
         "icr_writes_checked": int(sum(_number(p.get("checked")) for p in sims)),
         "cosim_ipis": int(sum(_number(p.get("ipis")) for p in sims)),
         "simulated_cycles": int(cycles),
@@ -256,6 +274,19 @@ def run_regression(*, sim="icarus", seeds=DEFAULT_SEEDS, jobs=1, count=200, cosi
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     _print_summary(summary, failures, stream)
     return summary
+
+
+def _port(rows, bus, parts, fault, threshold):
+    """The seeds and the coverage of memory port ``bus``, from its tests' rows (the JUnit
+    property ``bus``, `tb.cocotb.runner.record`)."""
+    mine = [r for r in rows if r[2].get("bus") == bus]
+    random_seeds = sum(1 for name, o, _ in mine if "::test_random[" in name and o == "passed")
+    coverage = _coverage(mine, parts, fault, threshold, random_seeds)
+    fsm = _fsm_coverage(mine, bus, coverage["judged"] and set(parts) == set(TEST_FILES))
+    return {"random_seeds": random_seeds,
+            "contention_seeds": sum(1 for n, o, _ in mine if "test_contention[" in n and
+                                    o == "passed"),
+            "coverage": coverage, "fsm_coverage": fsm}
 
 
 def _pytest(args, env, log, stream):
@@ -308,15 +339,18 @@ def _coverage(rows, parts, fault, threshold, random_seeds):
             "items": {k: list(v) for k, v in items.items()}}
 
 
-def _fsm_coverage(rows, judged):
-    """FSM states and transitions merged over every passing test; on a judged run every
-    reachable bin must be hit."""
+def _fsm_coverage(rows, bus, judged):
+    """FSM states and transitions merged over every passing test of port ``bus``; on a judged
+    run every reachable bin must be hit."""
     from hdl import IPIVirtualizer
-    from tb import fsm_coverage
+    from tb import fsm_coverage, fsm_coverage_pipelined
     fsm_files = [p["fsm_coverage_file"] for _, o, p in rows if o == "passed" and
                  "fsm_coverage_file" in p and Path(p["fsm_coverage_file"]).exists()]
-    system = any(("contention" in n or "cosim" in n) for n, o, _ in rows if o == "passed")
-    fsm_model = fsm_coverage.model(IPIVirtualizer(), system_cores=3 if system else None)
+    if bus == "pipelined":
+        fsm_model = fsm_coverage_pipelined.model()
+    else:
+        system = any(("contention" in n or "cosim" in n) for n, o, _ in rows if o == "passed")
+        fsm_model = fsm_coverage.model(IPIVirtualizer(), system_cores=3 if system else None)
     rep = fsm_coverage.report(fsm_coverage.merge(fsm_files), fsm_model)
     ok = not judged or (rep["hit"] == rep["reachable"] and not rep["unexpected"])
     return {"hit": rep["hit"], "reachable": rep["reachable"], "percent": rep["percent"],
@@ -340,21 +374,24 @@ def _delivery(rows):
             "ok": worst <= DELIVERY_BOUND}
 
 
-def _print_summary(s, failures, stream):
-    for name, text in failures[:10]:
-        print(f"\nFAILED {name}\n{text[-3000:]}", file=stream)
-    c = s["coverage"]
+def _coverage_text(c):
     cov = f"{c['percent']:.1f} % of {c['judged_bins']} bins judged ({c['covered']} of all " \
           f"{c['bins']} hit)"
     if c["judged"]:
-        cov += f", threshold {c['threshold']:g} %: {'ok' if c['ok'] else 'TOO LOW'}"
-    else:
-        cov += f" (not judged: {c['not_judged_because']})"
-    f = s["fsm_coverage"]
+        return cov + f", threshold {c['threshold']:g} %: {'ok' if c['ok'] else 'TOO LOW'}"
+    return cov + f" (not judged: {c['not_judged_because']})"
+
+
+def _fsm_text(f):
     fsm = f"{f['hit']} of {f['reachable']} reachable states and transitions " \
           f"({f['percent']:.1f} %, crosses with the request kind included)"
-    fsm += (": ok" if f["ok"] else ": TOO LOW") if f["judged"] else \
-        " (not judged: a full run of every part judges it)"
+    return fsm + ((": ok" if f["ok"] else ": TOO LOW") if f["judged"] else
+                  " (not judged: a full run of every part judges it)")
+
+
+def _print_summary(s, failures, stream):
+    for name, text in failures[:10]:
+        print(f"\nFAILED {name}\n{text[-3000:]}", file=stream)
     d = s["delivery"]
     med, p99 = d["medians"], d["p99s"]
     delivery = f"{d['on_transitions']} ON transitions, worst {d['max_cycles']} cycles " \
@@ -365,9 +402,15 @@ def _print_summary(s, failures, stream):
         ("result", "PASS" if s["ok"] else "FAIL"),
         ("tests", f"{s['tests']} ({s['passed']} passed, {len(s['failed'])} failed, "
                   f"{s['skipped']} skipped)"),
-        ("seeds", f"{s['random_seeds']} random, {s['contention_seeds']} contention"),
-        ("coverage", cov),
-        ("FSM coverage", fsm),
+    ]
+    for bus in s["buses"]:
+        lines += [
+            (f"seeds ({bus})", f"{s['random_seeds'][bus]} random, "
+                               f"{s['contention_seeds'][bus]} contention"),
+            (f"coverage ({bus})", _coverage_text(s["coverage"][bus])),
+            (f"FSM coverage ({bus})", _fsm_text(s["fsm_coverage"][bus])),
+        ]
+    lines += [
         ("notify latency", delivery),
         ("ICR writes checked", f"{s['icr_writes_checked']} (every transfer and output against "
                                f"the golden model)"),
@@ -378,15 +421,17 @@ def _print_summary(s, failures, stream):
         ("JUnit XML", s["junit"]),
     ]
     for key, value in lines:
-        print(f"  {key:20s} {value}", file=sys.stdout)
+        print(f"  {key:24s} {value}", file=sys.stdout)
     for name in s["failed"][:20]:
         print(f"  failed: {name}", file=sys.stdout)
-    for group, g in sorted(f["groups"].items()):
-        if g["reachable"]:
-            print(f"    {group:36s} {g['hit']:4d}/{g['reachable']:<4d} "
-                  f"({g['unreachable']} declared unreachable)", file=sys.stdout)
-            for name in g["missing"][:6]:
-                print(f"      missing: {name}", file=sys.stdout)
+    for bus in s["buses"]:
+        print(f"  FSM coverage groups ({bus}):", file=sys.stdout)
+        for group, g in sorted(s["fsm_coverage"][bus]["groups"].items()):
+            if g["reachable"]:
+                print(f"    {group:36s} {g['hit']:4d}/{g['reachable']:<4d} "
+                      f"({g['unreachable']} declared unreachable)", file=sys.stdout)
+                for name in g["missing"][:6]:
+                    print(f"      missing: {name}", file=sys.stdout)
 
 
 def main(argv=None):

@@ -10,7 +10,9 @@ What it does per transaction, with the timing drawn in advance (`tb.timing`):
 
 - a bus request is answered in the cycle it appears: the memory transfer is made then (that
   is where it takes effect, before anything later), and the helper acks it after the wait
-  drawn for it;
+  drawn for it. On the pipelined port, in the cycle it is taken: the transfer is made then,
+  and the helper gives its answer in the cycle drawn for it and stalls the next request for
+  the cycles drawn for that one (`tb.pipelined_memory`);
 - an ICR write is loaded with the idle cycles drawn before it (coin flips with probability
   ``gap``); one whose ``cfg`` differs from the last, or with a ``barrier``, waits for ``busy``
   to fall;
@@ -34,8 +36,9 @@ from hdl.formats import OUTPUT_STREAMS
 from sim.memory import BusError
 from .checker import Checker, Event, ProtocolError, decode_event
 from .codec import ICR_WRITE, pack_config
+from .pipelined_memory import PipelinedMemory
 from .testbench_top import (
-    AGENT_WAIT_BITS, BUS_ERRORS, DELAY_BITS, STALL_BITS, STREAM_ERRORS, WAIT_BITS,
+    AGENT_WAIT_BITS, DELAY_BITS, STALL_BITS, STREAM_ERRORS, WAIT_BITS,
 )
 from .timing import MAX_STALL, OutputStall, coin_run, validate_timing, wait_cycles
 
@@ -60,7 +63,15 @@ class Layout:
         return value >> self.offset[name] & self.mask[name]
 
     def pack(self, **values):
-        return sum((v & self.mask[k]) << self.offset[k] for k, v in values.items())
+        bits, offset, mask = 0, self.offset, self.mask
+        for k, v in values.items():
+            bits |= (v & mask[k]) << offset[k]
+        return bits
+
+    def getter(self, name):
+        """``get(value, name)`` as a function of ``value`` (no lookups per call)."""
+        offset, mask = self.offset[name], self.mask[name]
+        return lambda value: value >> offset & mask
 
 
 class _Core:
@@ -80,6 +91,7 @@ class _Core:
         self.stall_bits = 0
         self.open_offers = 0        # outputs offered and not yet taken
         self.cover = None           # (cycle, sample arguments) last sampled
+        self.last_fall = None       # the cycle busy last fell (a kept fall is seen again)
 
     @property
     def idle(self):
@@ -100,13 +112,16 @@ class Testbench:
     memory, maxphyaddr, seed, latency, wait_states, backpressure, bursts, gap, shadow,
     allowed_words, agent, on_resolved, on_barrier, compare_lock, locked_rmw
         As `tb.cocotb.env.TB` documents them.
-    fsm_coverage : tb.fsm_coverage.Sampler or None
+    fsm_coverage : tb.fsm_coverage.Sampler, tb.fsm_coverage_pipelined.Sampler or None
+        (the one of the unit's bus variant)
     on_event : callable(tb.checker.Event) or None
         Each output handshake, in order.
     check : bool
         Feed the checker (False: only record what happens).
-    bus : str
-        The unit's bus variant, for the golden model (`tb.checker.Checker`).
+    bus : str or None
+        The unit's bus variant (`hdl.formats.BUS_KINDS`), the top's (``layouts.bus``) if None;
+        for the golden model (`tb.checker.Checker`) and the memory. A pipelined memory
+        answers ``latency`` cycles after it takes a request, at least 1.
     """
 
     __test__ = False        # a name pytest would take for a test class
@@ -115,14 +130,20 @@ class Testbench:
                  wait_states=0.0, backpressure=0.0, bursts=0.0, gap=0.0, shadow=False,
                  allowed_words=None, agent=None, on_resolved=None, on_barrier=None,
                  compare_lock=True, locked_rmw=None, fsm_coverage=None, on_event=None,
-                 check=True, bus="classic"):
+                 check=True, bus=None):
         validate_timing(latency, wait_states, backpressure, bursts)
         if latency + MAX_STALL >= 2 ** WAIT_BITS:
             raise ValueError(f"latency must be below {2 ** WAIT_BITS - MAX_STALL}, not "
                              f"{latency} (the memory helper counts {WAIT_BITS}-bit waits)")
+        bus = layouts.bus if bus is None else bus
+        if bus != layouts.bus:
+            raise ValueError(f"a {bus} unit in a top built for the {layouts.bus} port")
         self.layouts, self.n = layouts, layouts.n
         self.memory = memory
         self.rng = random.Random(seed)
+        self.pipelined = PipelinedMemory(memory, self.rng, latency=latency,
+                                         wait_states=wait_states, bursts=bursts) \
+            if bus == "pipelined" else None
         self.latency, self.wait_states, self.bursts, self.gap = latency, wait_states, bursts, gap
         self.checker = Checker(self.n, maxphyaddr=maxphyaddr,
                                shadow=memory.copy() if shadow else None,
@@ -156,6 +177,18 @@ class Testbench:
                                      self.status.mask[f"{name}{i}"])
                               for name in ("busy", "fell", "took", "rose", "changed")}
                              for i in range(self.n)]
+        # per wake: the status bits as plain shifts, the request's fields as getters
+        self._core_bits = [(core, *(self.status.offset[f"{name}{core.index}"]
+                                    for name in ("busy", "fell", "fell_before", "took",
+                                                 "rose")))
+                           for core in self.cores]
+        self._fell_at = [read(f"fell_at_{i}") for i in range(self.n)]
+        self._write_wake_on_fall = write("wake_on_fall")
+        self._wake_on_fall = (1 << self.n) - 1      # as `reset_inputs` writes it
+        self._flag_bits = tuple(self.status.offset[name]
+                                for name in ("error", "acked", "agent_start", "need"))
+        self._request_field = {name: self.request.getter(name)
+                               for name in self.request.offset}
         self.records = []           # heap of (cycle, phase, seq, what, args)
         self._seq = 0
         self._outputs = {}          # (cycle, core) -> ([offers], [events])
@@ -180,12 +213,16 @@ class Testbench:
         for name in ("mem_answer", "agent_answer", "every_cycle", "cov_enable",
                      "wake_on_ack"):
             write(name)(0)
+        write("wake_on_fall")(self._wake_on_fall)
         write("watchdog")(2 ** 32 - 1)
         for i in range(self.n):
             for name in (f"icr_load_{i}", f"stalls_{i}", f"cfg_{i}"):
                 write(name)(0)
         write("cov_enable")(self.coverage is not None)
-        write("wake_on_ack")(self.agent is not None)
+        # the classic memory acks after holds of the agent nobody knows in advance
+        write("wake_on_ack")(self.agent is not None and self.pipelined is None)
+        if self.pipelined is not None:      # the first request's stall
+            write("first_stall")(self.pipelined.stall())
 
     def start_agent(self):
         """Schedule the agent's first operation (after reset)."""
@@ -221,29 +258,30 @@ class Testbench:
     def wake(self):
         """Handle everything the top reports in this cycle; returns the cycle."""
         s = self.last_status = self._read_status()
-        layout = self.status
+        error, acked, agent_start, need = self._flag_bits
         t = s & 0xFFFF_FFFF
         self.cycle = t
-        if s >> layout.offset["error"] & 1:
+        if s >> error & 1:
             self._protocol_error(t)
         if self.coverage is not None:
             self._cover(t, s)
-        for core in self.cores:
-            bits = self._status_bits[core.index]
-            core.busy = s >> bits["busy"][0] & 1
-            if s >> bits["fell"][0] & 1:
-                self._record(t, _IDLE, "idle", core)
-            if s >> bits["took"][0] & 1:
+        for core, busy, fell, fell_before, took, _ in self._core_bits:
+            core.busy = s >> busy & 1
+            if s >> fell_before & 1:
+                self._fell(core, self._fell_at[core.index]())
+            if s >> fell & 1:
+                self._fell(core, t)
+            if s >> took & 1:
                 self._accepted(core, t - 1)
-        if self.outstanding is not None and s >> layout.offset["acked"] & 1:
+        if self.outstanding is not None and s >> acked & 1:
             self._record(t - 1, _TRANSFER, "transfer", self.outstanding)
             self.outstanding = None
-        if s >> layout.offset["agent_start"] & 1:
+        if s >> agent_start & 1:
             self._agent_starts(t)
-        if s >> layout.offset["need"] & 1:
+        if s >> need & 1:
             self._answer(t)
-        for core in self.cores:
-            rose = s >> self._status_bits[core.index]["rose"][0] & 0xF
+        for core, _, _, _, _, rose_bit in self._core_bits:
+            rose = s >> rose_bit & 0xF
             if rose:
                 self._offers(core, t, rose)
         for core in self.cores:
@@ -255,16 +293,37 @@ class Testbench:
             else t - 1
         self.flush(done)
         if self.check:
+            check_delivery = self.checker.delivery.check     # the delivery bound
             for core in self.cores:
-                self.checker.outputs(core.index, done, [], [])     # the delivery bound
+                check_delivery(core.index, done)
         if self._alarms:
             self._program_watchdog(t)
+        self._ask_for_falls()
         return t
+
+    def _fell(self, core, cycle):
+        """``busy`` of ``core`` fell in ``cycle``: now, or since the last wake (a fall the
+        helper kept; a backend that wakes every cycle sees it twice)."""
+        if cycle != core.last_fall:
+            core.last_fall = cycle
+            self._record(cycle, _IDLE, "idle", core)
+
+    def _ask_for_falls(self):
+        """Be woken by the fall of ``busy`` only on a core with nothing left to present or
+        one waiting for idle: on the others, the next write taken wakes anyway, after it."""
+        mask = 0
+        for core in self.cores:
+            if core.waiting_idle or core.idle:
+                mask |= 1 << core.index
+        if mask != self._wake_on_fall:
+            self._write_wake_on_fall(mask)
+            self._wake_on_fall = mask
 
     def _protocol_error(self, t):
         errors = self._read("errors")()
-        names = list(BUS_ERRORS) + [f"core {i}: {stream}: {e}" for i in range(self.n)
-                                    for stream in OUTPUT_STREAMS for e in STREAM_ERRORS]
+        names = list(self.layouts.bus_errors) + [
+            f"core {i}: {stream}: {e}" for i in range(self.n) for stream in OUTPUT_STREAMS
+            for e in STREAM_ERRORS]
         found = [name for k, name in enumerate(names) if errors >> k & 1]
         raise ProtocolError(f"cycle {t}: {'; '.join(found)}")
 
@@ -299,13 +358,16 @@ class Testbench:
 
     # -- the memory -----------------------------------------------------------------------------
     def _answer(self, t):
-        r, req = self._read_request(), self.request
-        adr, we, sel = req.get(r, "adr"), req.get(r, "we"), req.get(r, "sel")
-        lock = req.get(r, "lock")
-        master = req.get(r, "grant") if self.layouts.system else 0
+        if self.pipelined is not None:
+            self._take(t)
+            return
+        r, field = self._read_request(), self._request_field
+        adr, we, sel = field["adr"](r), field["we"](r), field["sel"](r)
+        lock = field["lock"](r)
+        master = field["grant"](r) if self.layouts.system else 0
         try:
             data = self.memory.transfer(adr=adr, write=bool(we), sel=sel,
-                                        data=req.get(r, "dat_w") if we else 0, lock=bool(lock))
+                                        data=field["dat_w"](r) if we else 0, lock=bool(lock))
             err = 0
         except BusError:
             data, err = 0, 1
@@ -316,7 +378,7 @@ class Testbench:
         self._write_answer(self.answer.pack(toggle=self.mem_toggle, wait=wait, err=err,
                                             data=data))
         self.transfers += 1
-        transfer = (master, access, req.get(r, "lock_id") if lock else None)
+        transfer = (master, access, field["lock_id"](r) if lock else None)
         if self.on_transfer is not None:
             self.on_transfer(transfer[2])
         if self.agent is not None:
@@ -324,6 +386,29 @@ class Testbench:
             self.outstanding = transfer         # acked after holds nobody knows yet
         else:
             self._record(t + wait, _TRANSFER, "transfer", transfer)
+
+    def _take(self, t):
+        """The pipelined memory takes a request in this cycle: perform it, and load its
+        answer, due in a later cycle, with the stall of the next request."""
+        r, field = self._read_request(), self._request_field
+        we, lock = field["we"](r), field["lock"](r)
+        master = field["grant"](r) if self.layouts.system else 0
+        data, err, due = self.pipelined.take(t, adr=field["adr"](r), we=we,
+                                             sel=field["sel"](r), dat_w=field["dat_w"](r),
+                                             lock=lock)
+        access = self.memory.log[-1]
+        wait = due - t
+        self.longest_wait = max(self.longest_wait, wait)
+        self.mem_toggle ^= 1
+        self._write_answer(self.answer.pack(toggle=self.mem_toggle, wait=wait, err=err,
+                                            data=data, stall=self.pipelined.stall()))
+        self.transfers += 1
+        transfer = (master, access, field["lock_id"](r) if lock else None)
+        if self.on_transfer is not None:
+            self.on_transfer(transfer[2])
+        if self.agent is not None:
+            self.agent.observe(master, access)
+        self._record(due, _TRANSFER, "transfer", transfer)
 
     def _agent_starts(self, t):
         hold = self.agent.start()
@@ -446,6 +531,9 @@ class Testbench:
         core.cover = (max(last, upto), args)
 
     def _sample(self, core, args):
+        if self.pipelined is not None:
+            self.coverage.sample(*args, core=core.index)
+            return
         system_grant, args = args[0], args[1:]
         if self.layouts.system and core.index == 0:
             self.coverage.system_grant(system_grant)
@@ -454,6 +542,12 @@ class Testbench:
     def _sample_args(self, core, snap):
         f = self.snapshot
         get = f.get
+        if self.pipelined is not None:      # `tb.fsm_coverage_pipelined.Sampler.sample`
+            icr_valid = get(snap, "icr_valid")
+            kind = core.presenting.kind if icr_valid and core.presenting is not None else None
+            return (get(snap, "state"), get(snap, "kind"), kind,
+                    (get(snap, "notify_valid"), get(snap, "notify_ready")),
+                    (get(snap, "self_ipi_valid"), get(snap, "self_ipi_ready")))
         states = [get(snap, f"state{k}") for k in range(len(self.coverage.names))]
         icr_valid = get(snap, "icr_valid")
         kind = core.presenting.kind if icr_valid and core.presenting is not None else None

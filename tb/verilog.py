@@ -1,9 +1,9 @@
 """Verilog of the gateware for HDL simulators, generated once per parameter set.
 
-`generate` converts `hdl.IPIVirtualizer` or `hdl.IPIVSystem`, inside the testbench top of
-`tb.testbench_top`, with Amaranth's built-in Yosys into ``build/verilog/`` and returns the
-file. A file is keyed by the design's parameters and a
-hash of the gateware's sources, so an edit of ``hdl/`` makes a new file and an unchanged design
+`generate` converts `hdl.IPIVirtualizer` or `hdl.IPIVSystem`, with either memory port, inside
+the testbench top of `tb.testbench_top`, with Amaranth's built-in Yosys into ``build/verilog/``
+and returns the file. A file is keyed by the design's parameters and a hash of the gateware's
+sources, so an edit of ``hdl/`` makes a new file and an unchanged design
 is converted only once, even by many pytest-xdist workers at the same time (an ``fcntl`` lock
 per file, written to a temporary name and renamed).
 
@@ -25,7 +25,8 @@ from amaranth.back import verilog
 
 from hdl import IPIVirtualizer, IPIVSystem
 from hdl.faults import Fault
-from hdl.params import check_maxphyaddr
+from hdl.mutants import FAULT_BUS
+from hdl.params import check_bus, check_maxphyaddr
 from .testbench_top import TestbenchTop
 
 
@@ -57,24 +58,31 @@ class Design:
     maxphyaddr : int
     faults : tuple of str
         `hdl.faults.Fault` values (test-only defects), sorted; empty for the real design.
+    bus : str
+        The memory port, ``"classic"`` or ``"pipelined"`` (`hdl.params.check_bus`).
     """
     n_cores: int | None = None
     maxphyaddr: int = 52
     faults: tuple = ()
+    bus: str = "classic"
 
     def __post_init__(self):
         check_maxphyaddr(self.maxphyaddr)
+        check_bus(self.bus)
         if self.n_cores is not None and (isinstance(self.n_cores, bool) or
                                          not isinstance(self.n_cores, int) or self.n_cores < 1):
             raise ValueError(f"n_cores must be None or a positive integer, not {self.n_cores!r}")
         faults = tuple(sorted(Fault(f).value for f in self.faults))
+        foreign = [f for f in faults if FAULT_BUS[Fault(f)] != self.bus]
+        if foreign:
+            raise ValueError(f"faults {foreign} are not faults of the {self.bus} unit")
         object.__setattr__(self, "faults", faults)
 
     @property
     def toplevel(self):
         """The Verilog module name of the top (also the stem of its file)."""
         base = "ipiv_unit" if self.n_cores is None else f"ipiv_system{self.n_cores}"
-        name = f"{base}_m{self.maxphyaddr}"
+        name = f"{base}_m{self.maxphyaddr}" + ("_pipelined" if self.bus == "pipelined" else "")
         if self.faults:
             name += "_fault_" + "_".join(self.faults)
         return name
@@ -82,13 +90,14 @@ class Design:
     def elaboratable(self):
         faults = frozenset(Fault(f) for f in self.faults)
         if self.n_cores is None:
-            return IPIVirtualizer(maxphyaddr=self.maxphyaddr, faults=faults)
-        return IPIVSystem(self.n_cores, maxphyaddr=self.maxphyaddr, faults=faults)
+            return IPIVirtualizer(maxphyaddr=self.maxphyaddr, bus=self.bus, faults=faults)
+        return IPIVSystem(self.n_cores, maxphyaddr=self.maxphyaddr, bus=self.bus,
+                          faults=faults)
 
 
 #: The testbench helpers compiled into the top (`tb.testbench_top`), part of the hash too.
-HELPERS = (Path(__file__).resolve().parent / "testbench_top.py",
-           Path(__file__).resolve().parent / "timing.py")
+HELPERS = tuple(Path(__file__).resolve().parent / name for name in (
+    "testbench_top.py", "testbench_pipelined.py", "testbench_hdl.py", "timing.py"))
 
 
 def source_hash():

@@ -1,5 +1,6 @@
 """The checkers can fail: `tb.checker` on hand-made transfer logs, and the cocotb regression
-on gateware built with deliberate defects (`hdl.faults`)."""
+on gateware built with deliberate defects (`hdl.faults`), each on the unit (classic or
+pipelined memory port, ``IPIV_BUSES``) that has it."""
 
 import re
 
@@ -14,6 +15,7 @@ from sim.scenarios import Request
 from tb.checker import Checker, MismatchError, ReplayMemory, expected_events
 from tb.cocotb import runner
 from tb.cocotb.agent import AgentError, SoftwareAgent
+from tb.cocotb.config import sizes
 from tb.verilog import Design
 
 CFG = Config(ipiv=True, vid=True, x2apic=True, host_x2apic=True, last_pid_index=3,
@@ -129,21 +131,20 @@ def test_agent_sees_a_split_read_modify_write():
 
 # -- broken gateware makes the cocotb regression fail --------------------------------------
 
-# The cocotb testbench speaks the classic bus (`tb.testbench_top`); the pipelined unit's
-# faults are caught on Amaranth's simulator (tests/test_mutants.py).
-CLASSIC_FAULTS = [f.value for f in Fault if FAULT_BUS[f] == "classic"]
-
-
-@pytest.mark.parametrize("fault", CLASSIC_FAULTS)
+@pytest.mark.parametrize("fault", [f.value for f in Fault if FAULT_BUS[f] in sizes().buses])
 def test_broken_unit_fails_the_random_regression(fault, request, record_property):
-    """Each deliberate defect fails a short random run on Icarus with the checker: the same
-    stimulus for every defect, with back-pressure and wait states in bursts (`tb.timing`)
-    and bursts of back-to-back postings (the "previous notification still offered" path)."""
+    """Each deliberate defect fails a short random run on Icarus with the checker, on the unit
+    (classic or pipelined port) that has it: the same stimulus for every defect, with
+    back-pressure and wait states in bursts (`tb.timing`; pipelined: stalls too) and bursts of
+    back-to-back postings (the "previous notification still offered" path). The pipelined
+    defects fail the checker's golden-model replay or the memory helper's protocol checks
+    (`tb.testbench_pipelined`: lock window, cyc held while answers are outstanding)."""
     params = {"seed": 4, "count": 150, "chunks": 4, "maxphyaddr": 52,
               "timing": [1, 0.2, 0.3, 0.06]}
-    result = runner.run(Design(faults=(fault,)), "tb.cocotb.unit_tests", "random_run", params,
-                        test_name=request.node.name)
-    assert not result.ok, f"the regression passed a unit with fault {fault}"
+    bus = FAULT_BUS[Fault(fault)]
+    result = runner.run(Design(faults=(fault,), bus=bus), "tb.cocotb.unit_tests", "random_run",
+                        params, test_name=request.node.name)
+    assert not result.ok, f"the regression passed a {bus} unit with fault {fault}"
     assert result.failures, "cocotb's results XML must record the failure"
     assert result.error.startswith(("MismatchError", "ProtocolError")), result.error
     record_property("caught_by", result.error[:200])

@@ -3,9 +3,10 @@ pipelined): every property passes at its depth, every cover is reached, every in
 is caught by the property it breaks; plus the fault parameter's validation, the faults in
 simulation, and the ``prove`` command line.
 
-The SymbiYosys runs happen once per test session (under a file lock, so pytest-xdist workers
-share them) in a pool of two, and the tests read their verdicts. Missing tools are a
-failure, not a skip.
+Each SymbiYosys run (`JOBS`) is run by the first test that needs it, in whichever
+pytest-xdist worker that test runs, under a file lock per run: the other tests of the same
+run read its verdict. So both workers prove side by side, one sby run each at a time.
+Missing tools are a failure, not a skip.
 """
 
 import argparse
@@ -33,13 +34,14 @@ from sim.memory import Memory
 from sim.scenarios import Request
 from tb.amaranth_harness import Harness, MismatchError
 from tb.formal import cli
+from tb.formal.checks import covers_of
 from tb.formal.harness import (
     CHECKS, FormalHarness, PIPELINED_CHECKS, checks_for, completion_bounds, covers_for,
 )
 from tb.formal.pipelined_properties import PIPELINED_PROPERTIES
 from tb.formal.properties import PROPERTIES as CLASSIC_PROPERTIES
 from tb.formal.runner import (
-    DEPTHS, LATENCY, PATIENCE, PIPELINED_LATENCY, check_tools, depths_for,
+    DEPTHS, ENGINES, LATENCY, PATIENCE, PIPELINED_LATENCY, check_tools, depths_for,
     format_table, run_check, run_checks, settings_for,
 )
 
@@ -48,131 +50,127 @@ BUSES = ("classic", "pipelined")
 PROPERTIES = [name for name, check in CHECKS.items() if check.mode != "cover"]
 BUS_PROPERTIES = [(bus, name) for bus in BUSES
                   for name, check in checks_for(bus).items() if check.mode != "cover"]
+BUS_COVER_CHECKS = [(bus, name) for bus in BUSES
+                    for name, check in checks_for(bus).items() if check.mode == "cover"]
 BUS_COVERS = [(bus, cover) for bus in BUSES for cover in covers_for(bus)]
-# Every mutant run is BMC from the initial state, without the auxiliary invariants (nothing
-# assumed can hide the fault), in the harness's witness environment (a subset of the free
-# one, so a failure there is a failure of the property; the free environment costs the
-# solver minutes per step past step 6). BMC stops at the first failing step.
-MUTANT_RUN = {"mode": "bmc", "depth": 12, "witness": True}
-# Two postings, the second while the first notification is still offered: the failure is at
-# step 13, and only that step is checked (proving that no earlier step fails costs a minute).
-DEEP_RUN = {"mode": "bmc", "depth": 14, "skip": 13, "witness": True}
+
+
+def counterexample_at(step):
+    """The run of a mutant whose shortest counterexample is at ``step``: BMC from the initial
+    state, without the auxiliary invariants (nothing assumed can hide the fault), to that
+    step and checking only it (proving that no earlier step fails is most of a deep run's
+    cost), in the harness's witness environment (a subset of the free one, so a failure
+    there is a failure of the property; the free environment costs the solver minutes per
+    step past step 6)."""
+    return {"mode": "bmc", "depth": step + 1, "skip": step, "witness": True}
+
+
 # (fault, the check that must catch it, the assertion that fails (or a tuple: one of them),
-# run options). Every fault of the classic unit is here, and every property check has at
-# least one fault it catches.
+# the step of its shortest counterexample: `ipiv prove --fault NAME --check CHECK` finds it,
+# FAIL at step N). Every fault of the classic unit is here, and every property check has at
+# least one fault it catches. The step-13 ones take two postings, the second while the first
+# notification is still offered.
 MUTANTS = [
-    (Fault.DROP_LOCK, "locked_rmw", "rmw_transfer_locked", MUTANT_RUN),
-    (Fault.LOCK_GAP, "locked_rmw", "lock_held_between_transfers", MUTANT_RUN),
-    (Fault.ON_DESPITE_SN, "notifications", "notify_has_an_on_transition", MUTANT_RUN),
-    (Fault.PIR_WRITE_WITHOUT_READ, "transfers", "transfer_is_spec", MUTANT_RUN),
-    (Fault.SKIP_BOUND_CHECK, "transfers", "no_transfer_beyond_spec", MUTANT_RUN),
-    (Fault.BOUND_OFF_BY_ONE, "transfers", "no_transfer_beyond_spec", MUTANT_RUN),
-    (Fault.ELIGIBLE_LEVEL_TRIGGER, "transfers", "no_transfer_beyond_spec", MUTANT_RUN),
-    (Fault.ELIGIBLE_BIT12, "transfers", "no_transfer_beyond_spec", MUTANT_RUN),
-    (Fault.POST_DESPITE_EXIT, "transfers", "no_transfer_beyond_spec", MUTANT_RUN),
-    (Fault.PIR_BIT_OFF_BY_ONE, "transfers", "transfer_is_spec", MUTANT_RUN),
-    (Fault.WRONG_PIR_WORD, "transfers", "transfer_is_spec", MUTANT_RUN),
-    (Fault.IRR_WRONG_WORD, "transfers", "transfer_is_spec", MUTANT_RUN),
-    (Fault.DROP_NOTIFY_WHILE_OFFERED, "notifications", "conservation", DEEP_RUN),
-    (Fault.DOUBLE_NOTIFY, "notifications", "conservation", MUTANT_RUN),
-    (Fault.WRONG_NV_BYTE, "notifications", "notify_payload", MUTANT_RUN),
-    (Fault.WRONG_NDST_BYTE, "notifications", "notify_payload", MUTANT_RUN),
-    (Fault.LOCK_WITHOUT_CYC, "bus_protocol", "lock_in_cyc", MUTANT_RUN),
-    (Fault.EXIT_WITHDRAWN, "handshake_exit", "valid_held", MUTANT_RUN),
-    (Fault.GP_WITHDRAWN, "handshake_gp", "valid_held", MUTANT_RUN),
-    (Fault.SELF_IPI_OVERWRITTEN, "handshake_self_ipi", "payload_stable", MUTANT_RUN),
-    (Fault.NOTIFY_OVERWRITTEN, "handshake_notify", "payload_stable", DEEP_RUN),
-    (Fault.ELIGIBLE_BIT12, "outcome", "exit_is_spec", MUTANT_RUN),
-    (Fault.SKIP_BOUND_CHECK, "outcome", "exit_iff_spec", MUTANT_RUN),
-    (Fault.ELIGIBLE_BIT12, "invariants", "inv_done_interceptor_exit", MUTANT_RUN),
+    (Fault.DROP_LOCK, "locked_rmw", "rmw_transfer_locked", 3),
+    (Fault.LOCK_GAP, "locked_rmw", "lock_held_between_transfers", 4),
+    (Fault.ON_DESPITE_SN, "notifications", "notify_has_an_on_transition", 7),
+    (Fault.PIR_WRITE_WITHOUT_READ, "transfers", "transfer_is_spec", 4),
+    (Fault.SKIP_BOUND_CHECK, "transfers", "no_transfer_beyond_spec", 2),
+    (Fault.BOUND_OFF_BY_ONE, "transfers", "no_transfer_beyond_spec", 2),
+    (Fault.ELIGIBLE_LEVEL_TRIGGER, "transfers", "no_transfer_beyond_spec", 2),
+    (Fault.ELIGIBLE_BIT12, "transfers", "no_transfer_beyond_spec", 2),
+    (Fault.POST_DESPITE_EXIT, "transfers", "no_transfer_beyond_spec", 3),
+    (Fault.PIR_BIT_OFF_BY_ONE, "transfers", "transfer_is_spec", 4),
+    (Fault.WRONG_PIR_WORD, "transfers", "transfer_is_spec", 3),
+    (Fault.IRR_WRONG_WORD, "transfers", "transfer_is_spec", 3),
+    (Fault.DROP_NOTIFY_WHILE_OFFERED, "notifications", "conservation", 13),
+    (Fault.DOUBLE_NOTIFY, "notifications", "conservation", 7),
+    (Fault.WRONG_NV_BYTE, "notifications", "notify_payload", 7),
+    (Fault.WRONG_NDST_BYTE, "notifications", "notify_payload", 7),
+    (Fault.LOCK_WITHOUT_CYC, "bus_protocol", "lock_in_cyc", 5),
+    (Fault.EXIT_WITHDRAWN, "handshake_exit", "valid_held", 4),
+    (Fault.GP_WITHDRAWN, "handshake_gp", "valid_held", 2),
+    (Fault.SELF_IPI_OVERWRITTEN, "handshake_self_ipi", "payload_stable", 10),
+    (Fault.NOTIFY_OVERWRITTEN, "handshake_notify", "payload_stable", 13),
+    (Fault.ELIGIBLE_BIT12, "outcome", "exit_is_spec", 2),
+    (Fault.SKIP_BOUND_CHECK, "outcome", "exit_iff_spec", 3),
+    (Fault.ELIGIBLE_BIT12, "invariants", "inv_done_interceptor_exit", 2),
 ]
-# The faults of the pipelined unit, on it (the same witness environment, BMC from reset; each
-# fails by step 7). The answers swapped in the PID reads show only at the PIR write, step 7:
-# only that step is checked.
+# The faults of the pipelined unit, on it (the same witness environment, BMC from reset).
 PIPELINED_MUTANTS = [
-    (Fault.WRITE_BEFORE_READ_ANSWERED, "issue_order", "after_earlier_round_trips_answered",
-     MUTANT_RUN),
-    (Fault.NEXT_REQUEST_EARLY, "issue_order", "after_previous_request_answered", MUTANT_RUN),
-    (Fault.NEXT_REQUEST_EARLY, "no_issue_after_err", "none_after_err", MUTANT_RUN),
-    (Fault.NEXT_REQUEST_EARLY, "bus_protocol", "cyc_held_while_answers_outstanding",
-     MUTANT_RUN),
-    (Fault.NEXT_REQUEST_EARLY, "outcome", "request_complete", MUTANT_RUN),
+    (Fault.WRITE_BEFORE_READ_ANSWERED, "issue_order", "after_earlier_round_trips_answered", 6),
+    (Fault.NEXT_REQUEST_EARLY, "issue_order", "after_previous_request_answered", 2),
+    (Fault.NEXT_REQUEST_EARLY, "no_issue_after_err", "none_after_err", 2),
+    (Fault.NEXT_REQUEST_EARLY, "bus_protocol", "cyc_held_while_answers_outstanding", 2),
+    (Fault.NEXT_REQUEST_EARLY, "outcome", "request_complete", 1),
     # Two invariants break at step 2; which of them the counterexample shows varies.
     (Fault.NEXT_REQUEST_EARLY, "invariants",
-     ("inv_outstanding_are_this_requests", "inv_at_stores"), MUTANT_RUN),
-    (Fault.LOCK_DROPPED_WITH_WRITE_OUTSTANDING, "lock_window", "lock_held_in_window",
-     MUTANT_RUN),
-    (Fault.ANSWER_MISMATCHED, "transfers", "transfer_is_spec",
-     {"mode": "bmc", "depth": 8, "skip": 7, "witness": True}),
-    (Fault.NOTIFY_BEFORE_LAST_ANSWER, "notifications", "notify_has_an_on_transition",
-     MUTANT_RUN),
+     ("inv_outstanding_are_this_requests", "inv_at_stores"), 2),
+    (Fault.LOCK_DROPPED_WITH_WRITE_OUTSTANDING, "lock_window", "lock_held_in_window", 5),
+    # The answers swapped in the PID reads show at the PIR write.
+    (Fault.ANSWER_MISMATCHED, "transfers", "transfer_is_spec", 7),
+    (Fault.NOTIFY_BEFORE_LAST_ANSWER, "notifications", "notify_has_an_on_transition", 7),
 ]
 BUS_MUTANTS = [("classic", *mu) for mu in MUTANTS] + \
     [("pipelined", *mu) for mu in PIPELINED_MUTANTS]
-# completion is a response bound: it is shown able to fail by shortening its bounds by one.
-# The pipelined unit's shortened ready bound fails at step 13 (an xAPIC ICR-low posting
-# whose last write errs): only that step is checked.
+# completion is a response bound: it is shown able to fail by shortening its bounds by one,
+# from reset in the witness environment. The classic unit's shortened bounds fail at step 9;
+# the pipelined unit's ready bound at step 13 (an xAPIC ICR-low posting whose last write
+# errs).
 TIGHT_COMPLETION = {
-    "classic": {"mode": "bmc", "depth": 12, "witness": True, "latency": LATENCY},
-    "pipelined": {"mode": "bmc", "depth": 14, "skip": 13, "witness": True,
-                  "latency": PIPELINED_LATENCY},
+    "classic": {**counterexample_at(9), "latency": LATENCY},
+    "pipelined": {**counterexample_at(13), "latency": PIPELINED_LATENCY},
 }
 
 
-def _mutant_id(mutant):
-    bus, fault, check, _, _ = mutant
-    return f"{bus}-{fault.value}-{check}"
+def _mutant_key(bus, fault, check):
+    return f"{bus}/mutants/{fault.value}-{check}"
 
 
-def _prefix(bus):
-    return "" if bus == "classic" else f"{bus}/"
+def _jobs():
+    """Every SymbiYosys run of the tests: key -> (bus, check, fault or None, run options)."""
+    jobs = {}
+    for bus in BUSES:
+        for name in checks_for(bus):
+            jobs[f"{bus}/checks/{name}"] = (bus, name, None, {})
+        options = TIGHT_COMPLETION[bus]
+        ready, idle = completion_bounds(options["latency"], PATIENCE, bus)
+        jobs[f"{bus}/tight/completion"] = (bus, "completion", None,
+                                           {**options, "bounds": (ready - 1, idle - 1)})
+    for bus, fault, check, _, step in BUS_MUTANTS:
+        jobs[_mutant_key(bus, fault, check)] = (bus, check, fault, counterexample_at(step))
+    return jobs
 
 
-def _run(job):
-    key, bus, name, fault, options = job
-    faults = frozenset() if fault is None else {Fault(fault)}
-    r = run_check(name, bus=bus, faults=faults, out_dir=OUT / key.split("/")[-2], **options)
-    return {"key": key, "name": name, "bus": r.bus, "fault": fault, "status": r.status,
-            "depth": r.depth, "failed": r.failed, "reached": r.reached, "seconds": r.seconds,
-            "trace": None if r.trace is None else str(r.trace),
-            "table": format_table([r])}
+JOBS = _jobs()
 
 
-@pytest.fixture(scope="session")
-def verdicts():
-    """All SymbiYosys verdicts of this test run, computed by whichever worker comes first:
-    ``checks/<check>``, ``mutants/<fault>-<check>`` and ``tight/completion`` of the classic
-    unit, the same under ``pipelined/`` for the pipelined one."""
-    from concurrent.futures import ThreadPoolExecutor
+def _run(key):
+    bus, name, fault, options = JOBS[key]
+    r = run_check(name, bus=bus, faults=frozenset() if fault is None else {fault},
+                  out_dir=OUT / key.split("/")[1], **options)
+    return {"name": name, "bus": r.bus, "status": r.status, "depth": r.depth,
+            "failed": r.failed, "reached": r.reached, "step": r.step,
+            "seconds": r.seconds, "trace": None if r.trace is None else str(r.trace),
+            "rtlil": str(r.workdir / "top.il"), "table": format_table([r])}
+
+
+def verdict(key):
+    """The verdict of the run ``key`` of `JOBS` in this test session: run by the first test
+    that asks (one sby run at a time per xdist worker), read by the others."""
     check_tools()
-    OUT.mkdir(parents=True, exist_ok=True)
     run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))
-    cache = OUT / "verdicts.json"
-    with open(OUT / ".lock", "w") as lock:
+    saved = OUT / "verdicts" / f"{key.replace('/', '+')}.json"
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    with open(saved.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if cache.exists():
-            saved = json.loads(cache.read_text())
-            if saved["run"] == run_id:
-                return saved["verdicts"]
-        mutants = [(f"{_prefix(bus)}mutants/{fault.value}-{check}", bus, check, fault.value,
-                    options) for bus, fault, check, _, options in BUS_MUTANTS]
-        checks, tight = [], []
-        for bus in BUSES:
-            checks += [(f"{_prefix(bus)}checks/{name}", bus, name, None, {})
-                       for name in checks_for(bus)]
-            options = TIGHT_COMPLETION[bus]
-            ready, idle = completion_bounds(options["latency"], PATIENCE, bus)
-            tight.append((f"{_prefix(bus)}tight/completion", bus, "completion", None,
-                          {**options, "bounds": (ready - 1, idle - 1)}))
-        checks.sort(key=lambda job: -depths_for(job[1])[job[2]])
-        # The slowest first (the deep mutants, the covers and the proofs), so the pool of
-        # two finishes together.
-        jobs = [job for job in mutants if job[4] is not MUTANT_RUN] + checks + tight + \
-            [job for job in mutants if job[4] is MUTANT_RUN]
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            results = {r["key"]: r for r in pool.map(_run, jobs)}
-        cache.write_text(json.dumps({"run": run_id, "verdicts": results}))
-        return results
+        if saved.exists():
+            known = json.loads(saved.read_text())
+            if known["run"] == run_id:
+                return known["verdict"]
+        result = _run(key)
+        saved.write_text(json.dumps({"run": run_id, "verdict": result}))
+        return result
 
 
 # -- the proofs --------------------------------------------------------------------------------
@@ -183,27 +181,35 @@ def test_formal_tools_are_installed():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("bus, name", BUS_PROPERTIES)
-def test_property_holds(verdicts, bus, name):
-    v = verdicts[f"{_prefix(bus)}checks/{name}"]
+def test_property_holds(bus, name):
+    v = verdict(f"{bus}/checks/{name}")
     assert v["status"] == "PASS", v["table"]
     assert v["failed"] == [] and v["bus"] == bus
     assert v["depth"] == depths_for(bus)[name]
 
 
+def test_the_cover_checks_share_out_every_cover():
+    for bus in BUSES:
+        groups = [covers_of(bus, name) for b, name in BUS_COVER_CHECKS if b == bus]
+        assert sorted(c for group in groups for c in group) == sorted(covers_for(bus))
+        assert all(groups)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bus, check", BUS_COVER_CHECKS)
+def test_cover_check_reaches_all_its_covers(bus, check):
+    v = verdict(f"{bus}/checks/{check}")
+    assert v["status"] == "PASS", v["table"]
+    assert set(v["reached"]) == set(covers_of(bus, check))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("bus, cover", BUS_COVERS)
-def test_cover_is_reached(verdicts, bus, cover):
-    v = verdicts[f"{_prefix(bus)}checks/covers"]
+def test_cover_is_reached(bus, cover):
+    (check,) = [name for b, name in BUS_COVER_CHECKS if b == bus and cover in covers_of(b, name)]
+    v = verdict(f"{bus}/checks/{check}")
     assert v["reached"].get(cover) is not None, v["table"]
-    assert 0 < v["reached"][cover] < depths_for(bus)["covers"]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("bus", BUSES)
-def test_all_covers_reached(verdicts, bus):
-    v = verdicts[f"{_prefix(bus)}checks/covers"]
-    assert v["status"] == "PASS", v["table"]
-    assert set(v["reached"]) == set(covers_for(bus))
+    assert 0 < v["reached"][cover] < depths_for(bus)[check]
 
 
 def test_every_fault_and_every_property_has_a_mutant():
@@ -211,9 +217,9 @@ def test_every_fault_and_every_property_has_a_mutant():
     by a fault, and every pipelined one too but the handshakes, which are the classic
     checks themselves (the same property functions)."""
     assert {fault for _, fault, _, _, _ in BUS_MUTANTS} == set(Fault)
-    for bus, fault, check, _, options in BUS_MUTANTS:
+    for bus, fault, check, _, step in BUS_MUTANTS:
         assert FAULT_BUS[fault] == bus
-        assert checks_for(bus)[check].mode != "cover" and options["mode"] == "bmc"
+        assert checks_for(bus)[check].mode != "cover" and step >= 1
     assert {check for _, check, _, _ in MUTANTS} == set(PROPERTIES) - {"completion"}
     shared = {f"handshake_{name}" for name in ("exit", "notify", "self_ipi", "gp")}
     assert {check for _, check, _, _ in PIPELINED_MUTANTS} == \
@@ -224,10 +230,10 @@ def test_every_fault_and_every_property_has_a_mutant():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mutant", BUS_MUTANTS, ids=_mutant_id)
-def test_injected_fault_is_caught(verdicts, mutant):
+@pytest.mark.parametrize("mutant", BUS_MUTANTS, ids=lambda mu: f"{mu[0]}-{mu[1].value}-{mu[2]}")
+def test_injected_fault_is_caught(mutant):
     bus, fault, check, prop, _ = mutant
-    v = verdicts[f"{_prefix(bus)}mutants/{fault.value}-{check}"]
+    v = verdict(_mutant_key(bus, fault, check))
     assert v["name"] == check and v["bus"] == bus
     assert v["status"] == "FAIL", v["table"]
     assert set(prop if isinstance(prop, tuple) else (prop,)) & set(v["failed"]), v["table"]
@@ -237,8 +243,8 @@ def test_injected_fault_is_caught(verdicts, mutant):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("bus", BUSES)
-def test_completion_fails_one_cycle_short_of_its_bounds(verdicts, bus):
-    v = verdicts[f"{_prefix(bus)}tight/completion"]
+def test_completion_fails_one_cycle_short_of_its_bounds(bus):
+    v = verdict(f"{bus}/tight/completion")
     assert v["status"] == "FAIL", v["table"]
     assert set(v["failed"]) & {"ready_again", "idle"}, v["table"]
 
@@ -353,25 +359,26 @@ def test_unknown_fault_is_a_value_error():
 def test_a_transition_missing_from_a_published_table_fails_the_invariants(tmp_path,
                                                                           monkeypatch):
     """The tables the FSM coverage is judged by are proven complete: drop one pair that the
-    PID update takes in every posting, and the invariants check fails."""
+    PID update takes in every posting, and the invariants check fails, from reset, at the
+    PIR write of the first posting (step 4)."""
     S = PIDUpdate.State
     monkeypatch.setenv("IPIV_PROOF_CACHE", "0")     # the sources do not show the patch
     monkeypatch.setattr(PIDUpdate, "TRANSITIONS",
                         PIDUpdate.TRANSITIONS - {(S.IDLE, S.PIR_WRITE)})
-    r = run_check("invariants", out_dir=tmp_path, **MUTANT_RUN)
+    r = run_check("invariants", out_dir=tmp_path, **counterexample_at(4))
     assert r.status == "FAIL" and "inv_transition_tables" in r.failed, format_table([r])
 
 
 def test_a_transition_missing_from_the_sequencers_table_fails_its_invariants(tmp_path,
                                                                             monkeypatch):
     """The same for the pipelined unit: its sequencer goes from the PID reads to the writes
-    in every posting."""
+    in every posting (step 7 from reset)."""
     from hdl.pipelined_sequencer import PipelinedSequencer
     S = PipelinedSequencer.State
     monkeypatch.setenv("IPIV_PROOF_CACHE", "0")
     monkeypatch.setattr(PipelinedSequencer, "TRANSITIONS",
                         PipelinedSequencer.TRANSITIONS - {(S.READS, S.WRITES)})
-    r = run_check("invariants", bus="pipelined", out_dir=tmp_path, **MUTANT_RUN)
+    r = run_check("invariants", bus="pipelined", out_dir=tmp_path, **counterexample_at(7))
     assert r.status == "FAIL" and "inv_transition_tables" in r.failed, format_table([r])
 
 
@@ -451,6 +458,10 @@ def test_prove_list_both_buses():
     for line, (name, check) in zip(pipelined, PIPELINED_CHECKS.items()):
         assert f"depth {depths_for('pipelined')[name]:3d}" in line
         assert ("unbounded" in line) == (check.mode == "prove")
+    for line in out.getvalue().splitlines():        # the deep covers: only from their step
+        name, bus = line.split()[:2]
+        skip = settings_for(bus)[name].skip
+        assert (f"from step {skip}" in line) == (skip is not None) == (name == "deep_covers")
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -527,7 +538,8 @@ def test_prove_runs_a_check_and_prints_the_table(tmp_path, capsys):
     assert header == ["property", "bus", "mode", "engine", "depth", "requests", "latency",
                       "result", "time"]
     row = next(line for line in table.splitlines() if line.startswith("handshake_notify"))
-    assert "prove" in row and "unbounded" in row and "PASS" in row and "smtbmc z3" in row
+    assert "prove" in row and "unbounded" in row and "PASS" in row
+    assert ENGINES["prove"].split(" z3")[0] + " z3" in row        # without z3's parameters
     depth = DEPTHS["handshake_notify"]
     assert f"handshake_notify: PASS (prove, depth {depth}, unbounded," in \
         capsys.readouterr().err
@@ -549,7 +561,7 @@ def test_prove_runs_a_check_and_prints_the_table(tmp_path, capsys):
 def test_prove_runs_the_pipelined_checks(tmp_path, capsys):
     out = io.StringIO()
     args = _parser().parse_args(["prove", "--bus", "both", "--check", "handshake_gp",
-                                 "issue_order", "-o", str(tmp_path), "--json"])
+                                 "issue_order", "-o", str(tmp_path), "--json", "-j", "1"])
     assert args.func(args, stream=out) == 0
     report = json.loads(out.getvalue())
     assert [(c["bus"], c["name"], c["result"], c["requests"]) for c in report["checks"]] == [
@@ -564,7 +576,7 @@ def test_prove_with_a_pipelined_fault_runs_on_the_pipelined_unit(tmp_path):
     out = io.StringIO()
     args = _parser().parse_args(["prove", "--bus", "both", "--check", "issue_order",
                                  "no_issue_after_err", "covers", "--fault", "next_request_early",
-                                 "-o", str(tmp_path), "--json"])
+                                 "-o", str(tmp_path), "--json", "-j", "1"])
     assert args.func(args, stream=out) == 1
     report = json.loads(out.getvalue())
     assert [(c["bus"], c["name"], c["mode"], c["result"], c["step"])
@@ -574,18 +586,29 @@ def test_prove_with_a_pipelined_fault_runs_on_the_pipelined_unit(tmp_path):
     assert "after_previous_request_answered" in report["checks"][0]["failed"]
 
 
+def _property_code(bus, name):
+    """What check ``name`` of the ``bus`` unit elaborates beyond the unit, its environment and
+    monitor: its property function's code (the four handshakes share one, so do the two
+    cover checks)."""
+    return (PIPELINED_PROPERTIES if bus == "pipelined" else CLASSIC_PROPERTIES)[name].__code__
+
+
 def test_harness_elaborates_every_check():
-    for name in CHECKS:
-        for witness in (False, True):
-            h = FormalHarness(name, latency=0 if name == "completion" else None,
-                              witness=witness)
-            text = rtlil.convert(h, name="top", ports=[h.clk])
-            assert "spec_n_transfers" in text
-    for i, name in enumerate(PIPELINED_CHECKS):     # witness or not, in turn (time)
-        h = FormalHarness(name, bus="pipelined", witness=bool(i % 2),
-                          latency=PIPELINED_LATENCY if name == "completion" else None)
+    """Every check elaborates in both environments (free and witness): the proof runs of
+    `JOBS` elaborate most (their tests fail if one does not), this test one check of each
+    property function they leave out."""
+    elaborated = {(bus, _property_code(bus, name), options.get("witness", False))
+                  for bus, name, _, options in JOBS.values()}
+    rest = {(bus, _property_code(bus, name), witness): name for bus in BUSES
+            for name in checks_for(bus) for witness in (False, True)}
+    rest = {key: name for key, name in rest.items() if key not in elaborated}
+    assert 0 < len(rest) < len(elaborated)
+    for (bus, _, witness), name in rest.items():
+        h = FormalHarness(name, bus=bus, witness=witness,
+                          latency=settings_for(bus)[name].latency)
         text = rtlil.convert(h, name="top", ports=[h.clk])
-        assert "spec_n_transfers" in text and "spec_slot_answered" in text
+        assert "spec_n_transfers" in text
+        assert bus == "classic" or "spec_slot_answered" in text
 
 
 @pytest.mark.parametrize("bus", BUSES)
@@ -599,9 +622,9 @@ def test_every_check_is_unbounded_or_a_cover(bus):
 
 @pytest.mark.parametrize("bus", BUSES)
 def test_invariants_are_asserted_only_by_their_own_check(bus):
+    """Read in the RTLIL of the proof runs (`JOBS`)."""
     for name, flavor in (("invariants", "assert"), ("outcome", "assume"), ("covers", "assume")):
-        h = FormalHarness(name, bus=bus)
-        text = rtlil.convert(h, name="top", ports=[h.clk])
+        text = Path(verdict(f"{bus}/checks/{name}")["rtlil"]).read_text()
         cells = re.findall(r'parameter \\FORMAT "inv_[a-z_0-9]+"\n(?:\s+parameter .*\n)*?'
                            r'\s+parameter \\FLAVOR "(\w+)"', text)
         assert cells and set(cells) == {flavor}, name
@@ -623,15 +646,20 @@ def test_prove_with_a_fault_finds_a_counterexample_from_reset(tmp_path, capsys):
 @pytest.mark.slow
 def test_a_broken_unit_is_never_reported_proven(tmp_path):
     """The property checks assume the invariants: when the invariants check fails, a check
-    that passed is UNPROVEN, and the search from reset turns both into real counterexamples."""
-    fault = frozenset({Fault.ELIGIBLE_BIT12})
-    unproven = run_checks(["invariants", "outcome"], faults=fault, out_dir=tmp_path / "a")
-    assert [r.status for r in unproven][0] == "UNKNOWN"
-    assert unproven[1].status in ("UNPROVEN", "UNKNOWN")
-    found = run_checks(["invariants", "outcome"], faults=fault, out_dir=tmp_path / "b",
-                       search=True)
+    that passed is UNPROVEN, and the search from reset turns both into real counterexamples.
+    One run: the verdicts before the search are those the progress reports as done first."""
+    first = {}
+
+    def progress(event, name, result):
+        if event == "done":
+            first.setdefault(name, result)
+    found = run_checks(["invariants", "outcome"], faults={Fault.ELIGIBLE_BIT12},
+                       out_dir=tmp_path, jobs=1, progress=progress, search=True)
+    assert first["invariants"].status == "UNKNOWN"
+    assert first["outcome"].status in ("UNPROVEN", "UNKNOWN")
     for r in found:
         assert r.status == "FAIL" and r.mode == "bmc" and r.step is not None, format_table([r])
         assert r.trace is not None and r.trace.is_file()
+        assert r is not first[r.name]
     assert "inv_done_interceptor_exit" in found[0].failed
     assert "exit_is_spec" in found[1].failed

@@ -82,7 +82,10 @@ def test_merge_sums_hits(bad, tmp_path):
 
 # -- the pipelined unit ------------------------------------------------------------------------
 
-PIPELINED_SEEDS = 32     # seeds 3, 13, 15 and 26 between them hit every bin today
+# The first 16 seeds hit every bin but an xAPIC ICR-low notification ready while the previous
+# one is still offered (a consumer stall longer than the xAPIC request's five round trips),
+# which about one seed in twenty has: seed 84 is the first.
+PIPELINED_SEEDS = (*range(16), 84)
 
 
 def test_pipelined_bins_are_its_sequencers_table():
@@ -99,7 +102,7 @@ def test_pipelined_bins_are_its_sequencers_table():
 
 def test_pipelined_stimulus_reaches_every_state_transition_and_cross():
     sampler = fp.Sampler()
-    for seed in range(PIPELINED_SEEDS):
+    for seed in PIPELINED_SEEDS:
         stress_run(seed, count=COUNT, coverage=sampler, bus="pipelined")
     rep = fc.report(sampler.hits, fp.model())
     print("\n".join(fc.format_report(rep)))

@@ -49,6 +49,14 @@ def test_a_repeated_run_comes_from_the_cache_with_its_trace(solver, tmp_path):
     assert again.as_dict()["cached"] is True
 
 
+def test_a_skip_is_shown_and_kept(solver, tmp_path):
+    first = _run(tmp_path, "a", skip=2)
+    again = _run(tmp_path, "b", skip=2)
+    assert (first.skip, again.skip, again.cached) == (2, 2, True)
+    assert "3 (skip 2)" in runner.format_table([again]) and again.as_dict()["skip"] == 2
+    assert _run(tmp_path, "c").skip is None and len(solver) == 2
+
+
 def test_another_option_is_another_entry(solver, tmp_path):
     _run(tmp_path, "a")
     _run(tmp_path, "b", witness=True)

@@ -20,8 +20,10 @@ What is checked:
   gateware made (direction, word address, byte enables, ``lock``, written data), and the model
   is given the data the gateware read. So the check holds with several cores and another master
   on the same memory, where no copy of the memory could predict read data. A single core
-  without other masters is also run against a shadow copy of the memory (``shadow``): the same
-  results, the same transfers, and at the end the same memory.
+  without other masters is also checked against a shadow copy of the memory (``shadow``): each
+  transfer of the replay is made on it too and must give what the gateware got (read data,
+  ``err``), and at the end the memories must be equal (one run of the golden model per
+  request checks both).
 - **Every output**, in order: the golden `Result` fixes the events a request must produce
   (`expected_events`); they must appear (``valid`` rise) in the order of the requests, in any
   order within one cycle; a core that goes idle owes nothing.
@@ -48,7 +50,8 @@ The modules, one job each:
 `streams`          the valid/ready monitor of each output stream (`StreamMonitor`)
 `locks`            numbering of the locked bus cycles (`LockTracker`)
 `delivery`         conservation and timely delivery of notifications (`DeliveryMonitor`)
-`replay`           the golden model replayed on the gateware's transfers (`ReplayMemory`)
+`replay`           the golden model replayed on the gateware's transfers and the shadow
+                   memory (`ReplayMemory`)
 `core_checker`     the checks of one core (`CoreChecker`) and what a request did (`Resolved`)
 `scoreboard`       all cores of a run and its tallies (`Checker`)
 `stats`            `percentiles` of a run's latencies

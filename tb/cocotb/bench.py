@@ -1,10 +1,11 @@
 """Simulator speed on one workload (``ipiv bench --simulators``): Amaranth's simulator
-(`tb.amaranth_harness`), Icarus and Verilator (cocotb), per bus variant of the unit that the
-engine's testbench speaks (`ENGINE_BUSES`), each checking every request against the golden
-model (`tb.checker`) the same way.
+(`tb.amaranth_harness`), Icarus and Verilator (cocotb), per bus variant of the unit (every
+engine speaks both: `ENGINE_BUSES`), each checking every request against the golden model
+(`tb.checker`) the same way.
 
 The workload: one random VM image and ``count`` random ICR writes (`sim.stimulus.random_case`,
-seed ``seed``), a memory that acks 1 cycle after ``stb``, no back-pressure, the checker with
+seed ``seed``), a memory that answers 1 cycle after the request (classic: ``ack`` 1 cycle
+after ``stb``; pipelined: 1 cycle after the request is taken), no back-pressure, the checker with
 its shadow run of the golden model and the allowed-words check. A row: the engine, the bus
 variant, simulated cycles, wall seconds of the simulation (start-up and build excluded),
 cycles/s and ICR writes/s.
@@ -31,9 +32,9 @@ __all__ = ["ENGINES", "BUSES", "ENGINE_BUSES", "COUNT", "amaranth", "cocotb_sim"
 ENGINES = ("amaranth", "icarus", "verilator")
 #: The unit's memory-port variants (``IPIVirtualizer(bus=...)``); one row per engine each.
 BUSES = ("classic", "pipelined")
-#: The variants each engine's testbench speaks (the cocotb top, `tb.testbench_top`, has the
-#: classic memory only so far).
-ENGINE_BUSES = {"amaranth": BUSES, "icarus": ("classic",), "verilator": ("classic",)}
+#: The variants each engine's testbench speaks (all of them: the one testbench top,
+#: `tb.testbench_top`, has a memory helper for each port).
+ENGINE_BUSES = {engine: BUSES for engine in ENGINES}
 COUNT = 5000
 LATENCY = 1
 
@@ -42,10 +43,11 @@ def _unit_args(bus):
     return {} if bus == "classic" else {"bus": bus}
 
 
-def amaranth(count, seed, bus="classic", latency=LATENCY):
+def amaranth(count, seed, bus="classic", latency=LATENCY, wait_states=0.0, bursts=0.0):
     case = random_case(random.Random(seed), maxphyaddr=52, count=count)
     harness = Harness(IPIVirtualizer(**_unit_args(bus)), case.memory, latency=latency,
-                      seed=seed, allowed_words=case.allowed_words())
+                      wait_states=wait_states, bursts=bursts, seed=seed,
+                      allowed_words=case.allowed_words())
     start = time.perf_counter()
     run = harness.run(case.requests)
     wall = time.perf_counter() - start
@@ -53,20 +55,22 @@ def amaranth(count, seed, bus="classic", latency=LATENCY):
     return {"cycles": run.cycles, "wall_s": wall}
 
 
-def cocotb_sim(sim, count, seed, bus="classic", latency=LATENCY):
+def cocotb_sim(sim, count, seed, bus="classic", latency=LATENCY, wait_states=0.0, bursts=0.0):
     result = runner.run(Design(**_unit_args(bus)), "tb.cocotb.unit_tests", "bench_run",
-                        {"seed": seed, "count": count, "latency": latency},
+                        {"seed": seed, "count": count, "latency": latency,
+                         "wait_states": wait_states, "bursts": bursts},
                         test_name=f"bench_{bus}_{count}_{seed}", sim=sim)
     assert result.ok, result.explain()
     return {"cycles": result.stats["cycles"], "wall_s": result.stats["wall_s"]}
 
 
-def measure(engine, bus, count=COUNT, seed=1):
-    """One row: {"engine", "bus", "cycles", "wall_s", "cycles_per_s", "writes_per_s"}."""
+def measure(engine, bus, count=COUNT, seed=1, **timing):
+    """One row: {"engine", "bus", "cycles", "wall_s", "cycles_per_s", "writes_per_s"};
+    ``timing``: ``wait_states``, ``bursts`` of the memory (default none, `tb.timing`)."""
     if engine == "amaranth":
-        r = amaranth(count, seed, bus)
+        r = amaranth(count, seed, bus, **timing)
     else:
-        r = cocotb_sim(engine, count, seed, bus)
+        r = cocotb_sim(engine, count, seed, bus, **timing)
     wall = max(r["wall_s"], 1e-9)
     return {"engine": engine, "bus": bus, "cycles": r["cycles"], "wall_s": round(wall, 3),
             "cycles_per_s": round(r["cycles"] / wall), "writes_per_s": round(count / wall)}
@@ -77,11 +81,11 @@ def pairs(engines=ENGINES, buses=BUSES):
     return [(e, b) for b in buses for e in engines if b in ENGINE_BUSES[e]]
 
 
-def run_matrix(count=COUNT, seed=1, engines=ENGINES, buses=BUSES, progress=None):
+def run_matrix(count=COUNT, seed=1, engines=ENGINES, buses=BUSES, progress=None, **timing):
     """A row per (engine, bus variant) the engine speaks; ``progress(row)`` after each."""
     rows = []
     for engine, bus in pairs(engines, buses):
-        rows.append(measure(engine, bus, count, seed))
+        rows.append(measure(engine, bus, count, seed, **timing))
         if progress is not None:
             progress(rows[-1])
     return rows

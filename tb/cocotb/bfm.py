@@ -2,9 +2,14 @@
 
 The bus-functional models themselves are the HDL helpers of `tb.testbench_top` and the shared
 Python testbench `tb.testbench`; this module hands `tb.testbench.Testbench` its ``read`` and
-``write``: each handle is fetched once, and a read converts the simulator's bit string
-straight to an integer (no `cocotb.types.LogicArray` in between).
+``write``: each handle is fetched once, a read converts the simulator's bit string straight
+to an integer (no `cocotb.types.LogicArray` in between), and a write hands cocotb the
+simulator's setter and the value already converted, queued for the read-write phase as
+``handle.value = v`` queues it (cocotb 2.1's ``_schedule_write``; the generic ``value``
+setter re-checks the type and width of every write, a third of a wake's writing cost).
 """
+
+from cocotb.handle import LogicArrayObject, _GPISetAction, _schedule_write
 
 from tb.checker import ProtocolError
 
@@ -42,7 +47,20 @@ class TopAccess:
 
     def write(self, name):
         handle = self._handle(name)
+        sim_handle = getattr(handle, "_handle", None)
+        if sim_handle is None:
+            def put_generic(value):
+                handle.value = int(value)
+            return put_generic
+        bits = len(handle)
+        as_int = isinstance(handle, LogicArrayObject) and bits <= 32     # cocotb's own rule
+        setter = sim_handle.set_signal_val_int if as_int else sim_handle.set_signal_val_binstr
+        text = f"0{bits}b"
 
         def put(value):
-            handle.value = int(value)
+            value = int(value)
+            if value < 0 or value >> bits:
+                raise ValueError(f"{value:#x} does not fit the {bits}-bit input {name}")
+            _schedule_write(handle, setter, _GPISetAction.DEPOSIT,
+                            value if as_int else format(value, text))
         return put

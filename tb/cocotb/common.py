@@ -6,13 +6,14 @@ import os
 import traceback
 from pathlib import Path
 
-from tb import fsm_coverage
+from tb import fsm_coverage, fsm_coverage_pipelined
 from tb.checker import DELIVERY_BOUND, percentiles
 from tb.verilog import Design
 from . import fcoverage
 
 
-__all__ = ["PARAMS_ENV", "params", "Report", "TIMINGS", "BURSTS", "timing_for_seed", "timing"]
+__all__ = ["PARAMS_ENV", "params", "design_bus", "Report", "TIMINGS", "BURSTS",
+           "timing_for_seed", "timing"]
 
 PARAMS_ENV = "IPIV_TB_PARAMS"
 STATS_FILE = "stats.json"
@@ -49,6 +50,11 @@ def params():
     return json.loads(os.environ.get(PARAMS_ENV, "{}"))
 
 
+def design_bus():
+    """The memory port of the design the runner built (``params()["design"]["bus"]``)."""
+    return params()["design"]["bus"]
+
+
 class Report:
     """Collects a test's figures and writes them, with the coverage, into the test's directory
     (the simulator's working directory) for the pytest side and ``ipiv regress``.
@@ -60,7 +66,8 @@ class Report:
     """
 
     def __init__(self, name):
-        self.data = {"test": name, "cycles": 0, "wall_s": 0.0, "python_s": 0.0, "icr_writes": 0,
+        self.data = {"test": name, "cycles": 0, "wall_s": 0.0, "cpu_s": 0.0, "python_s": 0.0,
+                     "icr_writes": 0,
                      "checked": 0, "transfers": 0, "ipis": 0, "outcomes": {}}
         self.coverage = False
         self.fsm = None
@@ -72,6 +79,9 @@ class Report:
         from the design the runner built, ``params()["design"]``); exported by `write`."""
         if self.fsm is None:
             design = Design(**params()["design"])
+            if design.bus == "pipelined":
+                self.fsm = fsm_coverage_pipelined.Sampler(design.n_cores or 1)
+                return self.fsm
             top = design.elaboratable()
             unit = top.units[0] if hasattr(top, "units") else top
             self.fsm = fsm_coverage.Sampler(fsm_coverage.fsm_tables(unit),
@@ -79,7 +89,8 @@ class Report:
         return self.fsm
 
     def add_tb(self, stats):
-        for key in ("cycles", "wall_s", "python_s", "icr_writes", "checked", "transfers"):
+        for key in ("cycles", "wall_s", "cpu_s", "python_s", "icr_writes", "checked",
+                    "transfers"):
             self.data[key] += stats[key]
         # notifications: ON transitions and their delivery latency (`tb.checker.DeliveryMonitor`)
         self.latencies.extend(stats.get("delivery_latencies", ()))
@@ -94,9 +105,12 @@ class Report:
             self.data["outcomes"][name] = self.data["outcomes"].get(name, 0) + n
 
     def sampler(self, tb_args):
-        """An ``on_resolved`` callback sampling coverage with this TB's timing."""
+        """An ``on_resolved`` callback sampling coverage with this TB's timing (a pipelined
+        memory answers 1 cycle after the request at least: its latency 0 is 1)."""
         self.coverage = True
         lat, ws, bp = tb_args["latency"], tb_args["wait_states"], tb_args["backpressure"]
+        if design_bus() == "pipelined":
+            lat = max(1, lat)
         bp = bp or tb_args.get("bursts", 0.0)
         return lambda r: fcoverage.sample(r, latency=lat, wait_states=ws, backpressure=bp)
 
@@ -114,7 +128,7 @@ class Report:
     async def run(self, body):
         """Run ``body()`` and write the report whatever happens; re-raise its error. With the
         parameter ``profile``, a cProfile of the whole test goes to ``profile.txt`` (sorted by
-        the parameter ``profile_sort``, default ``tottime``)."""
+        the parameter ``profile_sort``, default ``tottime``) and ``profile.prof`` (`pstats`)."""
         profiler = None
         if params().get("profile"):
             import cProfile
@@ -134,4 +148,5 @@ class Report:
                 order = params().get("profile_sort", "tottime")
                 pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(60)
                 Path("profile.txt").write_text(out.getvalue())
+                profiler.dump_stats("profile.prof")     # for pstats' callers and callees
         self.write()

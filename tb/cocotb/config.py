@@ -5,6 +5,7 @@ The defaults make the short suite of ``make test``; ``ipiv regress`` sets larger
 
 | variable | default | meaning |
 |---|---|---|
+| ``IPIV_BUSES`` | classic,pipelined | the memory ports the tests run, each with the sizes below |
 | ``IPIV_SEEDS`` | 4 | constrained-random seeds on one `IPIVirtualizer` |
 | ``IPIV_RANDOM_COUNT`` | 150 | ICR writes per random VM image |
 | ``IPIV_RANDOM_CHUNKS`` | 2 | random VM images per seed |
@@ -19,12 +20,14 @@ The defaults make the short suite of ``make test``; ``ipiv regress`` sets larger
 
 import os
 
+from hdl.formats import BUS_KINDS
 from sim.kvm_kernel import DEFAULT_KERNEL, check_kernel
 
 
-__all__ = ["SIMULATORS", "Sizes", "sizes"]
+__all__ = ["SIMULATORS", "BUSES", "Sizes", "sizes"]
 
 SIMULATORS = ("icarus", "verilator")     # what SIM / --sim may name; icarus is the default
+BUSES = BUS_KINDS                        # what IPIV_BUSES may name
 
 
 def _int(name, default, minimum=0):
@@ -44,6 +47,7 @@ class Sizes:
     """The suite's sizes as read from the environment when constructed."""
 
     def __init__(self):
+        self.buses = _buses("IPIV_BUSES")
         self.seeds = _int("IPIV_SEEDS", 4)
         self.random_count = _int("IPIV_RANDOM_COUNT", 150, 1)
         self.random_chunks = _int("IPIV_RANDOM_CHUNKS", 2, 1)
@@ -55,6 +59,17 @@ class Sizes:
         self.cosim_seeds = _int("IPIV_COSIM_SEEDS", 1, 1)
         # The Linux release whose KVM the long co-simulation models (`ipiv regress --kernel`).
         self.kernel = check_kernel(os.environ.get("IPIV_KERNEL", "").strip() or DEFAULT_KERNEL)
+
+
+def _buses(name):
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return BUSES
+    buses = tuple(b.strip() for b in text.split(",") if b.strip())
+    bad = [b for b in buses if b not in BUSES]
+    if bad or not buses:
+        raise ValueError(f"{name} must name some of {', '.join(BUSES)}, not {text!r}")
+    return tuple(b for b in BUSES if b in buses)
 
 
 def sizes():

@@ -1,7 +1,7 @@
 """`TB`: the testbench of one DUT (`IPIVirtualizer` or `IPIVSystem`) in cocotb.
 
 It owns the clock and the reset, and runs the shared testbench `tb.testbench.Testbench` on the
-testbench top (`tb.testbench_top`, generated around the DUT by `tb.verilog`): one coroutine
+testbench top (`tb.testbench_top`, generated around the DUT by `tb.verilog`): a simulator callback
 sleeps until the top's ``wake_toggle`` changes (the falling edge of a cycle in which something
 happens: a bus request, an ICR write taken, an output offered, ``busy`` falling, the agent
 starting, a protocol error, a time-out) and hands that cycle to the testbench. Every random
@@ -12,15 +12,16 @@ feeds too.
 
 import time
 
-import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import Event, FallingEdge, ValueChange
+from cocotb.triggers import Event, FallingEdge
 
 from sim.memory import Memory
 from tb.checker import MismatchError, result_from_events
 from tb.testbench import Testbench
 from tb.testbench_top import layouts_for
 from .bfm import TopAccess
+from .common import design_bus
+from .wake_callback import WakeCallback
 
 
 __all__ = ["TB", "CLOCK_NS"]
@@ -62,20 +63,25 @@ class TB:
         The checker's lock checks (see `tb.checker.Checker`; ``locked_rmw`` None: as
         ``compare_lock``). False only in the tests showing that another check catches a
         missing lock on its own.
+    bus : str or None
+        The DUT's memory port; None: the one of the design the runner built
+        (`tb.cocotb.common.design_bus`). A pipelined memory answers ``latency`` cycles after
+        it takes a request, at least 1, and stalls requests in bursts too.
     """
 
     def __init__(self, dut, *, n_cores=None, memory=None, maxphyaddr=52, seed=0, latency=0,
                  wait_states=0.0, backpressure=0.0, gap=0.0, shadow=False, allowed_words=None,
                  agent=None, on_resolved=None, on_barrier=None, compare_lock=True,
-                 locked_rmw=None, bursts=0.0, fsm_coverage=None):
+                 locked_rmw=None, bursts=0.0, fsm_coverage=None, bus=None):
         self.dut = dut
         self.n = 1 if n_cores is None else n_cores
         self.memory = Memory() if memory is None else memory
         self.seed = seed
         self.access = TopAccess(dut)
         self.on_barrier = on_barrier
+        self.bus = design_bus() if bus is None else bus
         self.bench = Testbench(
-            layouts_for(n_cores, maxphyaddr), self.access.read, self.access.write,
+            layouts_for(n_cores, maxphyaddr, self.bus), self.access.read, self.access.write,
             memory=self.memory, maxphyaddr=maxphyaddr, seed=seed, latency=latency,
             wait_states=wait_states, backpressure=backpressure, bursts=bursts, gap=gap,
             shadow=shadow, allowed_words=allowed_words, agent=agent, on_resolved=on_resolved,
@@ -87,13 +93,15 @@ class TB:
         self.listeners = []                           # callables(core, stream, payload)
         self.error = None
         self.wall = 0.0
+        self.cpu = 0.0              # CPU seconds of the run (the machine may be shared)
         self.python_s = 0.0         # wall time spent in `Testbench.wake` (the rest: simulator)
-        self._t0 = time.perf_counter()
+        self._t0, self._cpu0 = time.perf_counter(), time.process_time()
         self._changed = Event()
         self._waiting = False
         self._deadline = 0
         self._stop = False
-        self._task = None
+        self._wake = WakeCallback(dut.wake_toggle, self._on_wake)
+        self._ended = Event()
         self._until = None
         self._last_cycle = None
         self.resolved = [[] for _ in range(self.n)]     # `tb.checker.Resolved` per core
@@ -123,28 +131,36 @@ class TB:
             await FallingEdge(self.dut.clk)
         self.dut.rst.value = 0
         self.bench.start_agent()
-        self._t0 = time.perf_counter()
-        self._task = cocotb.start_soon(self._loop())
+        self._t0, self._cpu0 = time.perf_counter(), time.process_time()
+        self._wake.start()
 
     # -- the loop -----------------------------------------------------------------------------
-    async def _loop(self):
-        trigger = ValueChange(self.dut.wake_toggle)
-        bench, clock = self.bench, time.perf_counter
+    def _on_wake(self):
+        """One wake-up (called by the simulator, `WakeCallback`): hand the cycle to the
+        testbench and tell a waiting test when its condition holds."""
+        if self._stop:
+            self._end()
+            return
+        start = time.perf_counter()
         try:
-            while not self._stop:
-                await trigger
-                start = clock()
-                bench.wake()
-                self.python_s += clock() - start
-                if self._waiting and (bench.settled() or bench.cycle + 1 >= self._deadline):
-                    self._changed.set()
-                elif self._until is not None and self._until():
-                    self._changed.set()
+            self.bench.wake()
         except Exception as e:      # checker errors and testbench bugs alike end the run
             self.error = e
+            self._end()
+            return
         finally:
-            self.wall = time.perf_counter() - self._t0
+            self.python_s += time.perf_counter() - start
+        if self._waiting and (self.bench.settled() or self.bench.cycle + 1 >= self._deadline):
             self._changed.set()
+        elif self._until is not None and self._until():
+            self._changed.set()
+
+    def _end(self):
+        self._wake.cancel()
+        self.wall = time.perf_counter() - self._t0
+        self.cpu = time.process_time() - self._cpu0
+        self._changed.set()
+        self._ended.set()
 
     # -- callbacks from the testbench ------------------------------------------------------------
     def _taken(self, event):
@@ -179,7 +195,7 @@ class TB:
             self._raise()
             if self._condition():
                 return
-            if self.bench.cycle + 1 >= deadline or self._task.done():
+            if self.bench.cycle + 1 >= deadline or self._ended.is_set():
                 raise TimeoutError(what(max_cycles))
             self._changed.clear()
             await self._changed.wait()
@@ -244,7 +260,8 @@ class TB:
         self._last_cycle = self.cycle       # the run's cycles (not the wake that ends it)
         self._stop = True
         self.bench.wake_at(self.bench.now() + 1)     # one more wake ends the loop
-        await self._task
+        if not self._ended.is_set():
+            await self._ended.wait()
         self._raise()
         self.bench.flush()
         self.bench.finish_coverage(self._last_cycle)
@@ -258,8 +275,7 @@ class TB:
             self.submit(requests)
             await self.finish(max_cycles)
         finally:
-            if not self._task.done():
-                self._task.cancel()
+            self._wake.cancel()
         return self.stats()
 
     def _raise(self):
@@ -273,7 +289,8 @@ class TB:
         return {
             "cycles": self._last_cycle if self._last_cycle is not None else self.cycle,
             "wall_s": round(self.wall or time.perf_counter() - self._t0, 3),
-            "python_s": round(self.python_s, 3), "icr_writes": bench.accepted,
+            "cpu_s": round(self.cpu, 3), "python_s": round(self.python_s, 3),
+            "icr_writes": bench.accepted,
             "checked": sum(c.resolved for c in sb.cores),
             "transfers": sb.transfers, "outcomes": dict(sb.outcomes),
             "events": sum(len(t) for t in self.taken),

@@ -22,13 +22,15 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from hdl.faults import Fault
+from hdl.mutants import FAULT_BUS
 from tb.verilog import BUILD, generate
 from .common import COVERAGE_FILE, FSM_COVERAGE_FILE, PARAMS_ENV, STATS_FILE
 from .config import SIMULATORS
 
 
 __all__ = ["SIMULATORS", "SimulatorMissing", "SimResult", "simulator", "waves_enabled",
-           "build", "run", "run_checked", "record", "test_dir_for", "fault_from_env"]
+           "build", "run", "run_checked", "record", "test_dir_for", "fault_from_env",
+           "faults_for_bus"]
 
 TIMESCALE = ("1ns", "1ps")
 
@@ -145,6 +147,7 @@ class SimResult:
     failures: list = field(default_factory=list)      # (cocotb test, message)
     waves: Path | None = None
     log: Path | None = None
+    bus: str = "classic"            # the design's memory port
 
     @property
     def error(self):
@@ -184,7 +187,7 @@ def run(design, module, testcase, params, *, test_name, sim=None):
     build_dir = build(design, sim, waves=waves)
     # the design's parameters, for what the test reads from the design (FSM encodings)
     params = {**params, "design": {"n_cores": design.n_cores, "maxphyaddr": design.maxphyaddr,
-                                   "faults": list(design.faults)}}
+                                   "faults": list(design.faults), "bus": design.bus}}
     test_dir = test_dir_for(test_name, sim)
     if test_dir.exists():
         shutil.rmtree(test_dir)
@@ -215,7 +218,7 @@ def run(design, module, testcase, params, *, test_name, sim=None):
     stats_path = test_dir / STATS_FILE
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
     ok = results.exists() and ran > 0 and not failures and not stats.get("error")
-    return SimResult(ok, test_dir, stats, failures, wave_file, log)
+    return SimResult(ok, test_dir, stats, failures, wave_file, log, design.bus)
 
 
 def fault_from_env():
@@ -223,6 +226,13 @@ def fault_from_env():
     that the regression fails on a broken unit); empty: the real design."""
     names = [f for f in os.environ.get("IPIV_FAULT", "").replace(",", " ").split() if f]
     return tuple(Fault(name).value for name in names)
+
+
+def faults_for_bus(bus):
+    """The faults of `fault_from_env` that the unit with memory port ``bus`` has (a fault
+    belongs to one port's unit, `hdl.mutants.FAULT_BUS`; ``ipiv regress --fault`` runs only
+    that port)."""
+    return tuple(f for f in fault_from_env() if FAULT_BUS[Fault(f)] == bus)
 
 
 PROPERTIES = ("cycles", "wall_s", "icr_writes", "checked", "transfers", "ipis", "seed")
@@ -241,6 +251,7 @@ def record(result, record_property):
     """Record ``result``'s figures as JUnit properties (``ipiv regress`` reads them)."""
     if record_property is not None:
         record_property("simulator", simulator())
+        record_property("bus", result.bus)
         for key in PROPERTIES:
             if key in result.stats:
                 record_property(key, result.stats[key])

@@ -113,15 +113,19 @@ async def directed_families(dut):
 @cocotb.test()
 async def bench_run(dut):
     """The benchmark workload (`tb.cocotb.bench`): one random VM image, ``count`` ICR writes,
-    memory ack 1 cycle after stb, no back-pressure, through the checker (no coverage)."""
+    memory answer 1 cycle after the request (``latency``; ``wait_states`` and ``bursts`` if
+    given), no back-pressure, through the checker (no coverage)."""
     p = params()
     report = Report(f"bench seed {p['seed']}")
 
     async def body():
         case = random_case(random.Random(p["seed"]), maxphyaddr=52, count=p["count"])
         tb = TB(dut, memory=case.memory, seed=p["seed"], latency=p.get("latency", 1),
+                wait_states=p.get("wait_states", 0.0), bursts=p.get("bursts", 0.0),
                 shadow=p.get("shadow", True), allowed_words=case.allowed_words())
-        stats = await tb.run(case.requests, _max_cycles(len(case.requests), 1, 0.0))
+        stats = await tb.run(case.requests, _max_cycles(
+            len(case.requests), p.get("latency", 1), p.get("wait_states", 0.0),
+            p.get("bursts", 0.0)))
         assert stats["checked"] == len(case.requests), stats
         report.add_tb(stats)
     await report.run(body)

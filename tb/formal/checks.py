@@ -9,8 +9,8 @@ from .pipelined_spec import MAX_ROUND_TRIPS
 from .spec import MAX_TRANSFERS
 
 
-__all__ = ["Check", "CHECKS", "COVERS", "PIPELINED_CHECKS", "PIPELINED_COVERS", "BUSES",
-           "checks_for", "covers_for", "completion_bounds"]
+__all__ = ["Check", "CHECKS", "COVERS", "DEEP_COVERS", "PIPELINED_CHECKS", "PIPELINED_COVERS",
+           "BUSES", "checks_for", "covers_for", "covers_of", "completion_bounds"]
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,10 @@ CHECKS = {c.name: c for c in [
           "an accepted request is done (unit ready again) within the bound; the unit idles "
           "after it"),
     Check("covers", "cover",
-          "reachability: notification, a notification while the previous one is offered, "
-          "each exit cause, #GP, suppressed post, self-IPI"),
+          "reachability: notification, each exit cause, #GP, suppressed post, self-IPI"),
+    Check("deep_covers", "cover",
+          "reachability of what takes two postings: a notification while the previous one "
+          "is offered"),
 ]}
 
 COVERS = (["notify", "second_notification_while_offered", "suppressed_post", "self_ipi",
@@ -95,10 +97,16 @@ PIPELINED_CHECKS = {c.name: c for c in [
     Check("covers", "cover",
           "reachability: as classic, and two answers outstanding, a request taken in the "
           "cycle an answer arrives, an err with a request of its round trip standing"),
+    CHECKS["deep_covers"],
 ]}
 
 PIPELINED_COVERS = COVERS + ["two_answers_outstanding", "taken_while_answered",
                              "err_with_a_request_standing"]
+
+#: The covers of the ``deep_covers`` check: they take two postings, so the solver searches for
+#: them only near their depth (the runner's ``skip``); ``covers`` has the others, which need
+#: one request at most.
+DEEP_COVERS = ["second_notification_while_offered"]
 
 #: The bus variants the checks know (`hdl.IPIVirtualizer`'s ``bus``).
 BUSES = ("classic", "pipelined")
@@ -110,7 +118,15 @@ def checks_for(bus):
 
 
 def covers_for(bus):
+    """Every cover of the unit with memory port ``bus`` (its cover checks together)."""
     return {"classic": COVERS, "pipelined": PIPELINED_COVERS}[bus]
+
+
+def covers_of(bus, check):
+    """The covers that the cover check ``check`` of the ``bus`` unit reaches."""
+    if check == "deep_covers":
+        return list(DEEP_COVERS)
+    return [name for name in covers_for(bus) if name not in DEEP_COVERS]
 
 
 def completion_bounds(latency, patience, bus="classic"):

@@ -119,15 +119,17 @@ def cmd_prove(args, stream=None):
     """Run the checks named in ``args``; return 0 if all passed, 1 otherwise."""
     from sim.commands.args import check_out_dir
     from .harness import checks_for
-    from .runner import ToolError, depths_for, format_table, run_checks
+    from .runner import ToolError, format_table, run_checks, settings_for
     stream = sys.stdout if stream is None else stream
     if args.list:
         for bus in _buses(args):
-            depths = depths_for(bus)
+            settings = settings_for(bus)
             for name, check in checks_for(bus).items():
-                covered = "unbounded" if check.mode == "prove" else ""
-                print(f"{name:20s} {bus:9s} {check.mode:5s} depth {depths[name]:3d}  "
-                      f"{covered:11s} {check.text}", file=stream)
+                depth, _, skip = settings[name]
+                covered = "unbounded" if check.mode == "prove" else \
+                    f"from step {skip}" if skip else ""
+                print(f"{name:20s} {bus:9s} {check.mode:5s} depth {depth:3d}  "
+                      f"{covered:12s} {check.text}", file=stream)
         return 0
     buses, names = _selected(args)
     check_out_dir("ipiv prove", args.out)     # before the long work: a bad -o is status 2

@@ -4,14 +4,11 @@
 memory port"). The handshakes, the outcome and the notifications are the classic ones
 (`tb.formal.properties`): they read only the monitor's dues and the unit's outputs."""
 
-from amaranth.hdl import Cover
-
-from hdl.formats import EXIT_REASON_WRMSR, ExitCause
-
 from .checks import completion_bounds
 from .environment import past
 from .properties import (
-    assert_named as _assert, byte_mask, handshake, notifications, outcome, response_bound,
+    add_covers, assert_named as _assert, byte_mask, common_covers, handshake, notifications,
+    outcome, response_bound,
 )
 
 
@@ -90,23 +87,14 @@ def _pace(m, mon, since):
 
 
 def covers(m, dut, mon, options):
-    spec, bus = mon.spec, dut.bus
-    m.d.comb += [
-        Cover(dut.notify.valid, "notify"),
-        Cover(mon.on_set & dut.notify.valid & ~dut.notify.ready,
-              "second_notification_while_offered"),
-        Cover(mon.live & spec.post & ~spec.notify & (mon.answered == mon.n) & dut.icr.ready,
-              "suppressed_post"),
-        Cover(dut.self_ipi.valid, "self_ipi"),
-        Cover(dut.gp.valid, "gp"),
-        Cover(dut.exit.valid & (dut.exit.p.reason == EXIT_REASON_WRMSR), "wrmsr_exit"),
-        Cover(mon.outstanding == 2, "two_answers_outstanding"),
-        Cover(mon.take & mon.answer, "taken_while_answered"),
-        Cover(mon.answer & bus.err & (mon.outstanding == 2), "err_with_a_request_standing"),
-    ]
-    for cause in ExitCause:
-        m.d.comb += Cover(dut.exit.valid & (dut.exit.p.cause == cause),
-                          f"exit_{cause.name.lower()}")
+    bus = dut.bus
+    found = common_covers(dut, mon, mon.answered == mon.n)
+    found.update({
+        "two_answers_outstanding": mon.outstanding == 2,
+        "taken_while_answered": mon.take & mon.answer,
+        "err_with_a_request_standing": mon.answer & bus.err & (mon.outstanding == 2),
+    })
+    add_covers(m, options, found)
 
 
 def invariants(m, dut, mon, options):
@@ -126,4 +114,5 @@ PIPELINED_PROPERTIES = {
     "notifications": notifications,
     "completion": completion,
     "covers": covers,
+    "deep_covers": covers,
 }

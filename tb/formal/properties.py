@@ -10,12 +10,12 @@ from hdl.formats import (
     APIC_WRITE_QUALIFICATION_ICR, EXIT_REASON_APIC_WRITE, EXIT_REASON_WRMSR, ExitCause,
 )
 
-from .checks import completion_bounds
+from .checks import completion_bounds, covers_of
 from .environment import assume_patience, past
 
 
 __all__ = ["PROPERTIES", "byte_mask", "handshake", "outcome", "notifications",
-           "response_bound", "assert_named"]
+           "response_bound", "assert_named", "common_covers", "add_covers"]
 
 
 def _assert(m, name, test):
@@ -120,8 +120,14 @@ def notifications(m, dut, mon, options):
 
 
 def completion(m, dut, mon, options):
-    response_bound(m, dut, mon, options, ready=dut.icr.ready,
-                   bounds=completion_bounds(options.latency, options.patience))
+    since = response_bound(m, dut, mon, options, ready=dut.icr.ready,
+                           bounds=completion_bounds(options.latency, options.patience))
+    if options.latency == 0:
+        # A lemma (proven with the check), so that it closes by induction over a few cycles:
+        # with no wait states the transfers go out back to back from the cycle after the
+        # acceptance, so while transfers are due the cycles since it are those answered.
+        with m.If(mon.in_flight):
+            _assert(m, "pace_on_bus", since == mon.pos)
 
 
 def response_bound(m, dut, mon, options, *, ready, bounds):
@@ -142,21 +148,33 @@ def response_bound(m, dut, mon, options, *, ready, bounds):
     return since
 
 
-def covers(m, dut, mon, options):
+def common_covers(dut, mon, request_over):
+    """The covers both units share, by name (``request_over``: the request's transfers are
+    all answered)."""
     spec = mon.spec
-    m.d.comb += [
-        Cover(dut.notify.valid, "notify"),
-        Cover(mon.on_set & dut.notify.valid & ~dut.notify.ready,
-              "second_notification_while_offered"),
-        Cover(mon.live & spec.post & ~spec.notify & (mon.pos == mon.n) & dut.icr.ready,
-              "suppressed_post"),
-        Cover(dut.self_ipi.valid, "self_ipi"),
-        Cover(dut.gp.valid, "gp"),
-        Cover(dut.exit.valid & (dut.exit.p.reason == EXIT_REASON_WRMSR), "wrmsr_exit"),
-    ]
+    found = {
+        "notify": dut.notify.valid,
+        "second_notification_while_offered":
+            mon.on_set & dut.notify.valid & ~dut.notify.ready,
+        "suppressed_post": mon.live & spec.post & ~spec.notify & request_over & dut.icr.ready,
+        "self_ipi": dut.self_ipi.valid,
+        "gp": dut.gp.valid,
+        "wrmsr_exit": dut.exit.valid & (dut.exit.p.reason == EXIT_REASON_WRMSR),
+    }
     for cause in ExitCause:
-        m.d.comb += Cover(dut.exit.valid & (dut.exit.p.cause == cause),
-                          f"exit_{cause.name.lower()}")
+        found[f"exit_{cause.name.lower()}"] = dut.exit.valid & (dut.exit.p.cause == cause)
+    return found
+
+
+def add_covers(m, options, found):
+    """Cover the statements of ``found`` (name -> condition) that the cover check of
+    ``options`` (``covers`` or ``deep_covers``) reaches."""
+    for name in covers_of(options.bus, options.check):
+        m.d.comb += Cover(found[name], name)
+
+
+def covers(m, dut, mon, options):
+    add_covers(m, options, common_covers(dut, mon, mon.pos == mon.n))
 
 
 def invariants(m, dut, mon, options):
@@ -174,4 +192,5 @@ PROPERTIES = {
     "notifications": notifications,
     "completion": completion,
     "covers": covers,
+    "deep_covers": covers,
 }

@@ -24,6 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from amaranth.back import rtlil
 
@@ -31,57 +32,79 @@ from hdl.faults import Fault
 from .harness import BUSES, FormalHarness, checks_for
 
 
-__all__ = ["SETTINGS", "DEPTHS", "LATENCY", "PATIENCE", "ENGINE", "PIPELINED_SETTINGS",
-           "PIPELINED_LATENCY", "settings_for", "depths_for", "CheckResult", "ToolError",
-           "check_tools", "run_check", "run_checks", "search_counterexample", "format_table",
-           "CACHE", "cache_enabled", "cache_key"]
+__all__ = ["SETTINGS", "DEPTHS", "LATENCY", "PATIENCE", "ENGINES", "Setting",
+           "PIPELINED_SETTINGS", "PIPELINED_LATENCY", "settings_for", "depths_for",
+           "CheckResult", "ToolError", "check_tools", "run_check", "run_checks",
+           "search_counterexample", "format_table", "CACHE", "cache_enabled", "cache_key"]
 
 # The completion check's memory answers at most LATENCY cycles after a transfer starts, and
 # its consumers take an output within PATIENCE cycles (a response bound needs both); every
 # other check lets the memory insert any number of wait states (latency None: "any").
 LATENCY = 0
 PATIENCE = 1
-# z3 falls back from its incremental core to its bit-blasting solver after this many ms: for
-# these queries that is several times faster.
-ENGINE = "smtbmc z3 combined_solver.solver2_timeout=100"
+# The sby engine per mode, the fastest measured on these checks (tb/formal/README.md, "Cost"):
+# z3 falls back from its incremental core to its bit-blasting solver after 100 ms (several
+# times faster here); the proofs and BMC runs encode the state as bit-vectors (--stbv: 2-5
+# times faster than the default datatypes on the invariants and the deep BMC runs), the BMC
+# runs also unrolled (--unroll); the covers do best with the defaults.
+_Z3 = "z3 combined_solver.solver2_timeout=100"
+ENGINES = {
+    "prove": f"smtbmc --stbv {_Z3}",
+    "bmc": f"smtbmc --stbv --unroll {_Z3}",
+    "cover": f"smtbmc {_Z3}",
+}
+
+
+class Setting(NamedTuple):
+    """A check's defaults: its depth, the memory latency bound (None: any number of wait
+    states) and, for a cover check, ``skip``: the solver looks for its covers only from that
+    step on (each takes that many steps at least)."""
+    depth: int
+    latency: int | None = None
+    skip: int | None = None
+
+
 # Default depth and memory latency bound per check (tb/formal/README.md says why): every
 # safety check closes by 1-induction over the auxiliary invariants, which are 1-inductive
-# themselves; completion needs 9 steps, its ready bound (8 fails: the counter's window must
-# reach back to the acceptance it counts from).
+# themselves; completion closes at 3 with its lemma that the transfers go out back to back (2
+# fails; without the lemma it needs 9, its ready bound). A cover run ends as soon as every
+# cover is reached, so the cover depths have a step to spare.
 SETTINGS = {
-    "invariants": (1, None),
-    "handshake_exit": (1, None),
-    "handshake_notify": (1, None),
-    "handshake_self_ipi": (1, None),
-    "handshake_gp": (1, None),
-    "bus_protocol": (1, None),
-    "transfers": (1, None),
-    "locked_rmw": (1, None),
-    "outcome": (1, None),
-    "notifications": (1, None),
-    "completion": (9, LATENCY),
-    "covers": (14, None),
+    "invariants": Setting(1),
+    "handshake_exit": Setting(1),
+    "handshake_notify": Setting(1),
+    "handshake_self_ipi": Setting(1),
+    "handshake_gp": Setting(1),
+    "bus_protocol": Setting(1),
+    "transfers": Setting(1),
+    "locked_rmw": Setting(1),
+    "outcome": Setting(1),
+    "notifications": Setting(1),
+    "completion": Setting(3, LATENCY),
+    "covers": Setting(9),
+    "deep_covers": Setting(14, skip=12),
 }
-DEPTHS = {name: depth for name, (depth, _) in SETTINGS.items()}
+DEPTHS = {name: setting.depth for name, setting in SETTINGS.items()}
 # The pipelined unit (tb/formal/README.md, "The pipelined unit"): its completion check's memory
 # answers each request at most PIPELINED_LATENCY cycles after taking it (R = 2) and never
 # stalls; every other check lets it stall and wait any number of cycles.
 PIPELINED_LATENCY = 1
 PIPELINED_SETTINGS = {
-    "invariants": (1, None),
-    "handshake_exit": (1, None),
-    "handshake_notify": (1, None),
-    "handshake_self_ipi": (1, None),
-    "handshake_gp": (1, None),
-    "bus_protocol": (1, None),
-    "transfers": (1, None),
-    "issue_order": (1, None),
-    "no_issue_after_err": (1, None),
-    "lock_window": (1, None),
-    "outcome": (1, None),
-    "notifications": (1, None),
-    "completion": (4, PIPELINED_LATENCY),
-    "covers": (19, None),
+    "invariants": Setting(1),
+    "handshake_exit": Setting(1),
+    "handshake_notify": Setting(1),
+    "handshake_self_ipi": Setting(1),
+    "handshake_gp": Setting(1),
+    "bus_protocol": Setting(1),
+    "transfers": Setting(1),
+    "issue_order": Setting(1),
+    "no_issue_after_err": Setting(1),
+    "lock_window": Setting(1),
+    "outcome": Setting(1),
+    "notifications": Setting(1),
+    "completion": Setting(4, PIPELINED_LATENCY),
+    "covers": Setting(12),
+    "deep_covers": Setting(20, skip=18),
 }
 
 
@@ -91,7 +114,7 @@ def settings_for(bus):
 
 
 def depths_for(bus):
-    return {name: depth for name, (depth, _) in settings_for(bus).items()}
+    return {name: setting.depth for name, setting in settings_for(bus).items()}
 
 
 TIMEOUT = 1800      # seconds per check; a stuck solver ends as TIMEOUT
@@ -119,6 +142,7 @@ class CheckResult:
     step: int | None = None         # a failing bmc run: the step of the counterexample
     cached: bool = False            # the verdict came from the proof cache (`cache_key`)
     bus: str = "classic"            # the unit's memory port
+    skip: int | None = None         # steps before this one were not checked (sby's skip)
 
     @property
     def requests(self):
@@ -135,7 +159,7 @@ class CheckResult:
         return {"name": self.name, "bus": self.bus, "mode": self.mode, "depth": self.depth,
                 "requests": self.requests, "latency": self.latency, "result": self.status,
                 "seconds": round(self.seconds, 1), "failed": list(self.failed),
-                "step": self.step,
+                "step": self.step, "skip": self.skip,
                 "reached": dict(self.reached), "cached": self.cached,
                 "trace": None if self.trace is None else str(self.trace)}
 
@@ -177,8 +201,13 @@ def _sby_text(mode, depth, engine, skip=None):
         "",
         "[script]",
         "read_rtlil top.il",
-        # Flattened, so Yosys drops the logic no property of this check looks at.
-        "prep -flatten -top top",
+        # Flattened, so Yosys drops the logic no property of this check looks at. Not `prep`:
+        # sby's own preparation optimises and checks the design again, and prep's passes
+        # cost more (in WebAssembly) than they save the solver.
+        "hierarchy -check -top top",
+        "proc",
+        "flatten",
+        "opt_clean",
         "",
         "[files]",
         "top.il",
@@ -261,7 +290,7 @@ def _to_cache(key, result):
                     ignore=shutil.ignore_patterns("model", "src", "*.sqlite"))
     saved = {k: getattr(result, k) for k in ("name", "mode", "engine", "depth", "status",
                                              "seconds", "failed", "reached", "latency", "step",
-                                             "bus")}
+                                             "bus", "skip")}
     saved["faults"] = sorted(f.value if hasattr(f, "value") else str(f) for f in result.faults)
     saved["trace"] = None if result.trace is None else \
         str(result.trace.relative_to(result.workdir))
@@ -274,16 +303,18 @@ def _to_cache(key, result):
 
 
 def run_check(name, *, bus="classic", depth=None, faults=frozenset(), out_dir="build/formal",
-              latency=_DEFAULT, patience=PATIENCE, engine=ENGINE, timeout=TIMEOUT, mode=None,
-              skip=None, witness=False, bounds=None):
+              latency=_DEFAULT, patience=PATIENCE, engine=None, timeout=TIMEOUT, mode=None,
+              skip=_DEFAULT, witness=False, bounds=None):
     """Generate and run one check; return its `CheckResult` (from the proof cache when an
     identical run is there, see `cache_key`).
 
     ``faults`` builds the unit with injected faults (mutation tests); the check's folder is
     then ``<out_dir>/<name>+<fault>...``. ``mode`` overrides the check's sby mode (a mutation
     test runs a k-induction check as BMC, to get a counterexample from the initial state);
-    ``skip`` makes BMC check the assertions only from that step on (a mutation test that
-    needs a deep counterexample skips the costly proofs that no shorter one exists).
+    ``skip`` makes BMC check the assertions (a cover run look for its covers) only from that
+    step on: a mutation test that needs a deep counterexample skips the costly proofs that
+    no shorter one exists; by default a check's own (`Setting`), with its own depth and mode.
+    ``engine`` defaults to the mode's (`ENGINES`).
     A run whose mode is overridden to ``bmc`` leaves the auxiliary invariants out (nothing
     assumed can hide a fault), but for the ``invariants`` check, which asserts them;
     ``bounds`` overrides the completion check's bounds (`FormalHarness`); ``witness`` runs it
@@ -296,10 +327,13 @@ def run_check(name, *, bus="classic", depth=None, faults=frozenset(), out_dir="b
     if name not in checks:
         raise ValueError(f"check must be one of {', '.join(checks)}, not {name!r}")
     check_tools()
-    depth = settings[name][0] if depth is None else depth
-    latency = settings[name][1] if latency is _DEFAULT else latency
+    if skip is _DEFAULT:    # a check's own skip goes with its own depth and mode only
+        skip = settings[name].skip if depth is None and mode is None else None
+    depth = settings[name].depth if depth is None else depth
+    latency = settings[name].latency if latency is _DEFAULT else latency
     faults = frozenset(faults)
     mode = checks[name].mode if mode is None else mode
+    engine = ENGINES[mode] if engine is None else engine
     fault_names = sorted(f.value if hasattr(f, "value") else str(f) for f in faults)
     folder = Path(out_dir) / ("pipelined" if bus == "pipelined" else "") / \
         "+".join([name] + fault_names)
@@ -318,12 +352,18 @@ def run_check(name, *, bus="classic", depth=None, faults=frozenset(), out_dir="b
                             invariants=(mode != "bmc" or name == "invariants"),
                             witness=witness, bounds=bounds)
     result = _run_sby(harness, folder, CheckResult(
-        name, mode, " ".join(engine.split()[:2]), depth, "ERROR", 0.0, folder,
-        latency=latency, faults=faults, bus=bus), _sby_text(mode, depth, engine, skip),
-        timeout)
+        name, mode, _engine_label(engine), depth, "ERROR", 0.0, folder, latency=latency,
+        faults=faults, bus=bus, skip=skip), _sby_text(mode, depth, engine, skip), timeout)
     if key is not None:
         _to_cache(key, result)
     return result
+
+
+def _engine_label(engine):
+    """The engine as the table shows it: its options up to the solver, without the solver's
+    parameters (``smtbmc --stbv z3``)."""
+    words = engine.split()
+    return " ".join(words[:words.index("z3") + 1] if "z3" in words else words[:2])
 
 
 def _run_sby(harness, folder, result, sby_text, timeout):
@@ -480,7 +520,8 @@ def format_table(results):
             verdict += f" ({len(r.reached) - len(missing)}/{len(r.reached)} reached)"
         requests = r.requests or "-"
         latency = "any" if r.latency is None else f"<= {r.latency}"
-        rows.append((r.name, r.bus, r.mode, r.engine, str(r.depth), requests, latency,
+        depth = str(r.depth) + ("" if r.skip is None else f" (skip {r.skip})")
+        rows.append((r.name, r.bus, r.mode, r.engine, depth, requests, latency,
                      verdict, f"{r.seconds:.1f} s" + (" (cached)" if r.cached else "")))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]

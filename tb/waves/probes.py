@@ -190,5 +190,6 @@ class RecordingHarness(Harness):
         super().__init__(dut, memory, **kwargs)
         self.recording = Recording(probes(dut))
 
-    async def _bench(self, ctx, run, limit, progress):
-        await super()._bench(_SamplingContext(ctx, self.recording.sample), run, limit, progress)
+    async def _bench(self, ctx, top, run, limit, progress):
+        await super()._bench(_SamplingContext(ctx, self.recording.sample), top, run, limit,
+                             progress)
