@@ -1,10 +1,11 @@
 """FPGA builds with the YoWASP tools from PyPI, and the parsing of their reports.
 
 `build_board` builds the board experiment (`hdl.board.top`) for a board of `BOARDS` through
-amaranth-boards; `synth_unit` synthesizes the bare `IPIVirtualizer` for both families. The
-figures come from the tools' own reports: Yosys' cell statistics (``top.rpt``) for LUTs, FFs
-and RAM blocks, nextpnr's log (``top.tim``) for the packed logic cells and the post-route
-Fmax (the last "Max frequency" line of a clock is the one after routing).
+amaranth-boards; `synth_unit` synthesizes the bare `IPIVirtualizer` for both families and,
+placed between registers (`tb.registered_ports`), gives its Fmax. The figures come from the
+tools' own reports: Yosys' cell statistics (``top.rpt``) for LUTs, FFs and RAM blocks,
+nextpnr's log (``top.tim``) for the packed logic cells, and nextpnr's JSON timing report for
+the post-route Fmax and the worst path of each placement seed (`tb.placement`).
 """
 
 import os
@@ -23,11 +24,14 @@ from hdl import IPIVirtualizer
 from hdl.board.top import BOARDS, BoardTop
 from sim.board.vm import board_vm
 
+from .placement import keep, place_seeds
+from .registered_ports import RegisteredPorts
+
 
 __all__ = [
     "BuildError", "ProgrammerMissing", "TOOLS", "tool_environment", "parse_yosys_stat",
-    "parse_nextpnr_log", "resources", "BoardBuild", "build_board", "program_board",
-    "synth_unit",
+    "parse_nextpnr_log", "resources", "BoardBuild", "script_commands", "build_board",
+    "program_board", "UNIT_PNR", "synth_unit",
 ]
 
 # Amaranth's variable for each tool, and the YoWASP command that provides it.
@@ -159,7 +163,9 @@ def resources(cells, family):
 
 def _run(command, *, cwd, env, log, stages, progress):
     """Run ``command``, its output to ``log``; report the stage whose file appeared
-    (``stages``: [(file name, text)], first match wins) while it runs."""
+    (``stages``: [(file name, text)], first match wins; or one text) while it runs."""
+    if isinstance(stages, str):
+        stages = [(".", stages)]
     start = time.monotonic()
     with open(log, "w") as out:
         proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out,
@@ -181,6 +187,18 @@ def _run(command, *, cwd, env, log, stages, progress):
     return time.monotonic() - start
 
 
+
+def _runner(*, cwd, env, progress):
+    """``run(command, log, text)`` for `tb.placement.place_seeds`: a command whose first
+    word may name a tool by its variable (``$NEXTPNR_ICE40``), run in ``cwd``."""
+    def run(command, log, text):
+        command = [env[c[1:]] if c.startswith("$") else c for c in command]
+        _run(command, cwd=cwd, env=env, log=log, stages=text, progress=progress)
+    return run
+
+
+# -- the board -----------------------------------------------------------------------------
+
 @dataclass
 class BoardBuild:
     """The figures of one board build.
@@ -194,9 +212,18 @@ class BoardBuild:
         Block RAMs used and available (nextpnr).
     lc, lc_total : int
         Packed logic cells used and available (iCE40 ICESTORM_LC, ECP5 TRELLIS_COMB).
-    fmax_mhz, clock_mhz : float
-        Post-route Fmax of the one clock domain, and the board's clock.
+    fmax_mhz, fmax_min_mhz, fmax_max_mhz : float
+        Post-route Fmax of the one clock domain: the median, minimum and maximum over the
+        seeds (one seed: all three the same).
+    clock_mhz : float
+        The board's clock.
     timing_met : bool
+        The bitstream kept (the seed with the highest Fmax) meets the board clock.
+    worst_path : dict
+        The worst path of the seed nearest the median (`tb.nextpnr_report.worst_path`).
+    seeds : list
+        Per seed: ``seed``, ``fmax_mhz``, ``worst_path``.
+    bitstream_seed : int
     core : dict
         The `BoardCore` arguments built.
     build_dir, bitstream : str
@@ -214,8 +241,13 @@ class BoardBuild:
     lc: int
     lc_total: int
     fmax_mhz: float
+    fmax_min_mhz: float
+    fmax_max_mhz: float
     clock_mhz: float
     timing_met: bool
+    worst_path: dict
+    seeds: list
+    bitstream_seed: int
     core: dict
     build_dir: str
     bitstream: str
@@ -230,9 +262,25 @@ def _bitstream_name(family):
     return "top.bin" if family == "ice40" else "top.bit"
 
 
-def build_board(board, *, build_dir, progress=None, **overrides):
+#: The file nextpnr writes for the packer, per family: its option and the name the
+#: generated build script gives it.
+_PNR_OUTPUT = {"ice40": ("--asc", "top.asc"), "ecp5": ("--textcfg", "top.config")}
+
+
+def script_commands(text):
+    """The commands of Amaranth's generated ``build_top.sh``: {"synth", "pnr", "pack"}, each
+    an argument list whose first word is the tool's variable (``$YOSYS``, ...)."""
+    import shlex
+    commands = [shlex.split(line) for line in text.splitlines() if line.startswith('"$')]
+    if len(commands) != 3:
+        raise BuildError(f"unexpected build script: {len(commands)} tool commands, not 3")
+    return dict(zip(("synth", "pnr", "pack"), commands))
+
+
+def build_board(board, *, build_dir, progress=None, seeds=1, **overrides):
     """Build the experiment for ``board`` (a key of `hdl.board.top.BOARDS`) in
-    ``build_dir``; returns a `BoardBuild`. ``overrides`` replace `BoardCore` arguments."""
+    ``build_dir``, placed and routed with ``seeds`` seeds; returns a `BoardBuild`.
+    ``overrides`` replace `BoardCore` arguments."""
     if board not in BOARDS:
         raise BuildError(f"unknown board {board!r} (known: {', '.join(BOARDS)})")
     spec = BOARDS[board]
@@ -246,35 +294,35 @@ def build_board(board, *, build_dir, progress=None, **overrides):
     plan = platform.build(top, name="top", build_dir=build_dir, do_build=False,
                           nextpnr_opts="--timing-allow-fail")
     root = plan.extract(build_dir)
-    for stale in ("top.rpt", "top.tim", _bitstream_name(spec.family)):
+    flag, output = _PNR_OUTPUT[spec.family]
+    for stale in ("top.rpt", "top.tim", output, _bitstream_name(spec.family),
+                  *(p.name for p in root.glob("top.seed*"))):
         (root / stale).unlink(missing_ok=True)
-    nextpnr = FAMILY_TOOLS[spec.family][1]
-    seconds = _run(["sh", "build_top.sh"], cwd=root, env=env, log=root / "build.log",
-                   stages=[(_bitstream_name(spec.family), "packing the bitstream"),
-                           ("top.tim", f"placing and routing ({nextpnr})"),
-                           ("top.ys", "synthesizing (yosys)")],
-                   progress=progress)
+    commands = script_commands((root / "build_top.sh").read_text())
+    start = time.monotonic()
+    run = _runner(cwd=root, env=env, progress=progress)
+    run(commands["synth"], root / "synth.log", "synthesizing (yosys)")
+    placed = place_seeds(commands["pnr"], seeds=seeds, cwd=root, stem="top", output_flag=flag,
+                         run=run, what=f"placing and routing ({FAMILY_TOOLS[spec.family][1]})")
+    best = placed.best
+    keep(best, root, log="top.tim", output=output)
+    run(commands["pack"], root / "pack.log", "packing the bitstream")
     cells = parse_yosys_stat((root / "top.rpt").read_text())
-    pnr = parse_nextpnr_log((root / "top.tim").read_text())
+    utilisation = parse_nextpnr_log(Path(best.log).read_text())["utilisation"]
     res = resources(cells, spec.family)
-    fmax, target, passed = _sync_clock(pnr["clocks"])
-    lc = pnr["utilisation"].get(_LOGIC_BEL[spec.family], (0, 0))
-    ram = pnr["utilisation"].get(_RAM_BEL[spec.family], (res["ram"], 0))
+    lc = utilisation.get(_LOGIC_BEL[spec.family], (0, 0))
+    ram = utilisation.get(_RAM_BEL[spec.family], (res["ram"], 0))
     clock_mhz = platform.default_clk_frequency / 1e6
+    figures = placed.as_json()
     return BoardBuild(
         board=board, device=platform.device, lut=res["lut"], ff=res["ff"], ram=ram[0],
-        ram_total=ram[1], lc=lc[0], lc_total=lc[1], fmax_mhz=fmax, clock_mhz=clock_mhz,
-        timing_met=passed and fmax >= clock_mhz, core=dict(top.core_args),
-        build_dir=str(root), bitstream=str(root / _bitstream_name(spec.family)),
-        seconds=round(seconds, 1), cells=cells)
-
-
-def _sync_clock(clocks):
-    """(fmax, target, passed) of the design's one clock domain."""
-    sync = [c for c in clocks if "sync" in c or c == "clk"] or list(clocks)
-    if not sync:
-        raise BuildError("nextpnr reported no clock frequency")
-    return clocks[sync[0]]
+        ram_total=ram[1], lc=lc[0], lc_total=lc[1], fmax_mhz=figures["fmax_mhz"],
+        fmax_min_mhz=figures["fmax_min_mhz"], fmax_max_mhz=figures["fmax_max_mhz"],
+        clock_mhz=clock_mhz, timing_met=best.fmax_mhz >= clock_mhz,
+        worst_path=figures["worst_path"], seeds=figures["seeds"], bitstream_seed=best.seed,
+        core=dict(top.core_args), build_dir=str(root),
+        bitstream=str(root / _bitstream_name(spec.family)),
+        seconds=round(time.monotonic() - start, 1), cells=cells)
 
 
 def program_board(board, build_dir):
@@ -294,18 +342,37 @@ def program_board(board, build_dir):
         raise BuildError(f"{tool} failed with exit code {e.returncode}") from None
 
 
-# nextpnr-ecp5's out-of-context mode places a block without I/O buffers; the LFE5U-85F of
-# the ULX3S, speed grade 6. nextpnr-ice40 has no such mode.
-_ECP5_OOC = ["--85k", "--package", "CABGA381", "--speed", "6", "--out-of-context",
-             "--freq", "25", "--timing-allow-fail"]
+# -- the unit alone ------------------------------------------------------------------------
+
+#: nextpnr for the unit between registers (`tb.registered_ports`), per family: the device of
+#: each board (LFE5U-85F speed grade 6 out of context: no I/O buffers or global clock
+#: placement to plan, the wrapper's three pins untimed; iCE40UP5K in its SG48 package), and
+#: the target frequency the placer and router work towards (MHz): the issue's goal on ECP5,
+#: half of it on iCE40. The Fmax reported is what they reach, whatever the target.
+UNIT_PNR = {
+    "ecp5": ["--85k", "--package", "CABGA381", "--speed", "6", "--out-of-context",
+             "--freq", "150"],
+    "ice40": ["--up5k", "--package", "sg48", "--freq", "75"],
+}
+
+
+def _synthesize(family, *, design, out, stem, env, progress, text):
+    """Yosys ``synth_FAMILY`` of ``design`` (an RTLIL file in ``out``): writes STEM.rpt (its
+    statistics) and STEM.json; returns the cell counts."""
+    _run([env["YOSYS"], "-q", "-l", f"{stem}.rpt", "-p",
+          f"read_rtlil {design}; synth_{family} -top top; stat; write_json {stem}.json"],
+         cwd=out, env=env, log=out / f"{stem}.out", stages=text, progress=progress)
+    return parse_yosys_stat((out / f"{stem}.rpt").read_text())
 
 
 def synth_unit(*, out_dir, maxphyaddr=52, bus="classic", families=("ice40", "ecp5"),
-               place=False, progress=None):
-    """Synthesize the bare `IPIVirtualizer` with memory port ``bus`` for each family (Yosys:
-    the unit's ports outnumber any package's pins), in ``out_dir``. With ``place``, ECP5 is
-    also placed and routed out of context for an Fmax (``fmax_mhz``; None elsewhere).
-    Returns {family: resources}."""
+               place=False, seeds=1, progress=None):
+    """Synthesize the bare `IPIVirtualizer` with memory port ``bus`` for each family, in
+    ``out_dir``: its LUTs and FFs (Yosys). With ``place``, also its Fmax: the unit between
+    registers (`tb.registered_ports.RegisteredPorts`), synthesized again with them and
+    placed and routed with ``seeds`` seeds. Returns {family: resources, with ``fmax_mhz``
+    (the median; None without ``place``) and, placed, ``fmax_min_mhz``, ``fmax_max_mhz``,
+    ``worst_path``, ``seeds``}."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     unit = f"IPIVirtualizer(maxphyaddr={maxphyaddr}, bus={bus!r})"
@@ -313,25 +380,25 @@ def synth_unit(*, out_dir, maxphyaddr=52, bus="classic", families=("ice40", "ecp
         progress(f"converting {unit} to RTLIL")
     (out / "unit.il").write_text(rtlil.convert(IPIVirtualizer(maxphyaddr=maxphyaddr, bus=bus),
                                                name="top"))
+    if place:
+        wrapped = RegisteredPorts(IPIVirtualizer(maxphyaddr=maxphyaddr, bus=bus))
+        (out / "placed.il").write_text(rtlil.convert(wrapped, name="top", ports=wrapped.ports))
     figures = {}
     for family in families:
         env = tool_environment(family)
-        log = out / f"unit_{family}.rpt"
-        _run([env["YOSYS"], "-q", "-l", log.name, "-p",
-              f"read_rtlil unit.il; synth_{family} -top top; stat; "
-              f"write_json unit_{family}.json"],
-             cwd=out, env=env, log=out / f"unit_{family}.out",
-             stages=[("unit.il", f"synthesizing the {bus} unit for {family} (yosys)")],
-             progress=progress)
-        cells = parse_yosys_stat(log.read_text())
+        cells = _synthesize(family, design="unit.il", out=out, stem=f"unit_{family}", env=env,
+                            progress=progress,
+                            text=f"synthesizing the {bus} unit for {family} (yosys)")
         figures[family] = {**resources(cells, family), "fmax_mhz": None, "cells": cells}
-        if place and family == "ecp5":
-            tim = out / "unit_ecp5.tim"
-            _run([env["NEXTPNR_ECP5"], "--quiet", *_ECP5_OOC, "--json", "unit_ecp5.json",
-                  "--log", tim.name], cwd=out, env=env, log=out / "unit_ecp5_pnr.out",
-                 stages=[("unit_ecp5.json", f"placing and routing the {bus} unit for ecp5, "
-                                            f"out of context")],
-                 progress=progress)
-            fmax, _, _ = _sync_clock(parse_nextpnr_log(tim.read_text())["clocks"])
-            figures[family]["fmax_mhz"] = fmax
+        if place:
+            stem = f"placed_{family}"
+            _synthesize(family, design="placed.il", out=out, stem=stem, env=env,
+                        progress=progress, text=f"synthesizing the {bus} unit between "
+                                                f"registers for {family} (yosys)")
+            argv = [f"${TOOLS[FAMILY_TOOLS[family][1]][0]}", "--quiet", *UNIT_PNR[family],
+                    "--timing-allow-fail", "--json", f"{stem}.json"]
+            placed = place_seeds(argv, seeds=seeds, cwd=out, stem=stem, output_flag=None,
+                                 run=_runner(cwd=out, env=env, progress=progress),
+                                 what=f"placing and routing the {bus} unit for {family}")
+            figures[family].update(placed.as_json())
     return figures

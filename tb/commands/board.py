@@ -1,9 +1,6 @@
-"""The ``build`` and ``board`` subcommands of ``ipiv`` (entry points `register_build`,
-`register_board`).
+"""The ``board`` subcommand of ``ipiv`` (entry point `register_board`), and the entry point
+of ``build`` (`register_build`, from `tb.commands.build`).
 
-``ipiv build --board NAME [--bus PORT] [--json] [--program] [-o DIR]`` builds the board
-experiment; ``ipiv build --synth-only [--bus PORT|both] [--json] [--place]`` synthesizes the
-bare unit for iCE40 and ECP5 (both memory ports by default, with their latency in ns).
 ``ipiv board run (--port DEV | --sim) ...`` runs the experiment and prints every counter next
 to the golden model's prediction; ``ipiv board pid`` dumps a PID; ``ipiv board info`` shows
 what the board was built with.
@@ -11,21 +8,14 @@ what the board was built with.
 
 import argparse
 import json
-import os
-import re
-import sys
 
-from sim.commands.args import fail, integer, number, progress_bar
+from sim.commands.args import fail, integer, number
+
+from .build import BUSES, Progress, fail_run, register_build
 
 
 __all__ = ["register_build", "register_board"]
 
-
-#: The memory ports of the unit (`hdl.formats.BUS_KINDS`, not imported: the parser is built
-#: without loading the gateware); ``--synth-only`` builds both by default.
-BUSES = ("classic", "pipelined")
-#: The memory round trip at which ``--synth-only`` states the unit's latency in ns.
-LATENCY_R = 5
 
 _int = integer
 _seconds = number(0, 3600, strict=True)
@@ -57,156 +47,6 @@ def _modes(text):
     return modes
 
 
-class _Progress:
-    """The progress of a build or a run as a tqdm bar on stderr (`progress_bar`: shown on a
-    terminal only): a build's stage is the bar's description (tqdm adds the elapsed time), a
-    run's operations per core its count. Off a terminal a build still logs one line per stage,
-    so a log shows where a build of minutes spent them."""
-
-    def __init__(self, desc):
-        self.bar = progress_bar(None, desc, " op",
-                                bar_format="  {desc} [{elapsed}]" if desc == "building"
-                                else None)
-        self.last = None
-
-    def stage(self, text):
-        name = re.sub(r" \(\d+ s\)$", "", text)   # board_build appends "(N s)": tqdm shows it
-        if self.bar.disable:
-            if name != self.last:
-                sys.stderr.write(f"  {text}\n")
-                sys.stderr.flush()
-        else:
-            self.bar.set_description_str(name)
-        self.last = name
-
-    def count(self, done, total):
-        self.bar.total = total
-        self.bar.update(done - self.bar.n)
-
-    def end(self):
-        self.bar.close()
-
-
-def _fail(prog, error):
-    fail(prog, error, status=1)
-
-
-# -- ipiv build ----------------------------------------------------------------------------
-
-def _build_buses(args, prog):
-    """The memory ports to build: ``--bus``, else classic for a board and both for
-    ``--synth-only``."""
-    if args.bus is None:
-        return ("classic",) if args.board else BUSES
-    if args.bus == "both":
-        if args.board:
-            _fail(prog, "--bus both needs --synth-only (a board is built with one port)")
-        return BUSES
-    return (args.bus,)
-
-
-def cmd_build(args):
-    from tb.board_build import BuildError, build_board, program_board, synth_unit
-    prog = "ipiv build"
-    if bool(args.board) == bool(args.synth_only):
-        _fail(prog, "give either --board NAME or --synth-only")
-    if args.synth_only and (args.program or args.cores or args.digest is not None):
-        _fail(prog, "--program, --cores and --digest need --board")
-    if args.board and args.place:
-        _fail(prog, "--place needs --synth-only")
-    buses = _build_buses(args, prog)
-    overrides = {k: v for k, v in (("n_cores", args.cores), ("digest", args.digest),
-                                   ("maxphyaddr", args.maxphyaddr), ("bus", args.bus))
-                 if v is not None}
-    progress = _Progress("building")
-    try:
-        if args.synth_only:
-            out = args.out or "build/unit"
-            args.maxphyaddr = args.maxphyaddr or 52
-            figures = {bus: synth_unit(out_dir=os.path.join(out, bus),
-                                       maxphyaddr=args.maxphyaddr, bus=bus, place=args.place,
-                                       progress=progress.stage) for bus in buses}
-            progress.end()
-            _print_unit(figures, args)
-            return 0
-        out = args.out or f"build/{args.board}"
-        result = build_board(args.board, build_dir=out, progress=progress.stage, **overrides)
-        progress.end()
-        _print_board(result, args)
-        if args.program:
-            if not result.timing_met:
-                _fail(prog, f"timing not met: not programming the {args.board} "
-                            f"(the bitstream is {result.bitstream})")
-            program_board(args.board, result.build_dir)
-            print(f"  programmed the {args.board} with {result.bitstream}")
-    except (BuildError, OSError) as e:      # ProgrammerMissing included
-        progress.end()
-        _fail(prog, e)
-    return 0 if result.timing_met else 1
-
-
-def _memory_text(core):
-    if core.get("bus", "classic") == "classic":
-        return f"memory {'ack+2 (request registered)' if core['pipeline'] else 'ack+1'}"
-    return (f"pipelined memory port, R = {3 if core['pipeline'] else 2}"
-            f"{' (request registered)' if core['pipeline'] else ''}")
-
-
-def _print_board(r, args):
-    if args.json:
-        data = r.as_json()
-        data.pop("cells")
-        print(json.dumps(data, indent=2))
-        return
-    core = r.core
-    print(f"{r.board} ({r.device}): IPIVSystem({core['n_cores']}) at MAXPHYADDR "
-          f"{core['maxphyaddr']}, digest {'on' if core['digest'] else 'off'}, "
-          f"{_memory_text(core)}")
-    print(f"  LUT {r.lut}, FF {r.ff}, RAM {r.ram}/{r.ram_total} blocks, logic cells "
-          f"{r.lc}/{r.lc_total} ({100 * r.lc / max(r.lc_total, 1):.0f}%)")
-    verdict = "met" if r.timing_met else "NOT MET"
-    print(f"  Fmax {r.fmax_mhz:.2f} MHz post-route, board clock {r.clock_mhz:g} MHz: timing "
-          f"{verdict}")
-    print(f"  bitstream {r.bitstream} ({r.seconds:.0f} s; reports top.rpt, top.tim)")
-
-
-def _unit_latency(bus, families):
-    """The x2APIC IPI's latency at R = 5 on port ``bus``: cycles (the recorded RTL bench),
-    and nanoseconds at the ECP5 out-of-context Fmax (None without ``--place``)."""
-    from sim.round_trip import RTL_BENCHES
-    cycles = RTL_BENCHES[bus]["notify x2APIC"]["cycles"][LATENCY_R - 1]
-    fmax = families.get("ecp5", {}).get("fmax_mhz")
-    return {"round_trip": LATENCY_R, "cycles": cycles,
-            "ns": None if fmax is None else round(1000 * cycles / fmax, 1)}
-
-
-def _print_unit(figures, args):
-    latency = {bus: _unit_latency(bus, families) for bus, families in figures.items()}
-    if args.json:
-        print(json.dumps({"unit": "IPIVirtualizer", "maxphyaddr": args.maxphyaddr, "buses": {
-            bus: {"families": {f: {k: v for k, v in r.items() if k != "cells"}
-                               for f, r in families.items()},
-                  "x2apic_ipi_latency": latency[bus]}
-            for bus, families in figures.items()}}, indent=2))
-        return
-    print(f"IPIVirtualizer(maxphyaddr={args.maxphyaddr}), synthesized alone (Yosys):")
-    for bus, families in figures.items():
-        for family, r in families.items():
-            line = f"  {bus:9s} {family:6s} LUT {r['lut']:5d}  FF {r['ff']:4d}  RAM {r['ram']}"
-            if r.get("fmax_mhz") is not None:
-                line += f"  Fmax {r['fmax_mhz']:.2f} MHz (out of context)"
-            print(line)
-    print(f"x2APIC IPI to notify.valid at memory round trip R = {LATENCY_R}:")
-    for bus, lat in latency.items():
-        fmax = figures[bus].get("ecp5", {}).get("fmax_mhz")
-        ns = (f" = {lat['ns']:.1f} ns at the ECP5 Fmax {fmax:.2f} MHz" if lat["ns"] is not None
-              else " (ns: needs --place for an Fmax)")
-        print(f"  {bus:9s} {lat['cycles']:3d} cycles{ns}")
-    timed = [lat["ns"] for lat in latency.values() if lat["ns"] is not None]
-    if len(timed) == 2:
-        print(f"  pipelined / classic: {timed[1] / timed[0]:.2f} of the time")
-
-
 # -- ipiv board ----------------------------------------------------------------------------
 
 def _transport(args):
@@ -233,7 +73,7 @@ def _with_board(args, body):
         with _transport(args) as transport:
             return body(transport)
     except (TransportError, ProtocolError, ValueError) as e:
-        _fail(prog, e)
+        fail_run(prog, e)
 
 
 def _port_text(info):
@@ -251,12 +91,12 @@ def cmd_board_run(args):
                            x2apic="x2apic" in args.modes, xapic="xapic" in args.modes,
                            mix=args.mix or mix_from_weights(DEFAULT_WEIGHTS))
     except ValueError as e:
-        _fail("ipiv board run", e)
+        fail_run("ipiv board run", e)
 
     def body(transport):
         client = BoardClient(transport, timeout=args.timeout)
         info = client.ident()
-        progress = _Progress("running, operations per core")
+        progress = Progress("running, operations per core")
         if not args.json:
             print(f"board: IPIVSystem({info.n_cores}), MAXPHYADDR {info.maxphyaddr}, RAM "
                   f"{info.depth} words, digest {'on' if info.digest else 'off'}"
@@ -358,36 +198,6 @@ def cmd_board_info(args):
     print(f"  running {status.running}, last run done {status.done}, fault {status.fault}, "
           f"core 0 issued {status.progress}")
     return 0
-
-
-def register_build(subparsers):
-    """Add ``build`` to ``subparsers`` (from ``add_subparsers``)."""
-    from hdl.board.formats import MAX_CORES
-    from hdl.board.top import BOARDS
-
-    p = subparsers.add_parser("build", help="build the FPGA board experiment (YoWASP tools)")
-    p.add_argument("--board", choices=sorted(BOARDS), help="board to build for")
-    p.add_argument("--synth-only", action="store_true",
-                   help="synthesize the bare IPIVirtualizer for iCE40 and ECP5 instead")
-    p.add_argument("--maxphyaddr", type=_int(36, 52), default=None,
-                   help="the units' MAXPHYADDR (default: the board's; 52 with --synth-only)")
-    p.add_argument("--cores", type=_int(1, MAX_CORES), default=None,
-                   help=f"units on the board, 1..{MAX_CORES} (default: the board's, 2)")
-    p.add_argument("--digest", action=argparse.BooleanOptionalAction, default=None,
-                   help="keep the output digest (default: on for ulx3s-85f; off for "
-                        "icebreaker, where it does not fit with 2 cores)")
-    p.add_argument("--bus", choices=(*BUSES, "both"), default=None,
-                   help="the units' memory port, Wishbone B4 classic or pipelined (default: "
-                        "classic for --board; both, side by side with their latency in ns, "
-                        "for --synth-only)")
-    p.add_argument("--place", action="store_true",
-                   help="with --synth-only: also place and route the unit out of context on "
-                        "ECP5 for an Fmax (iCE40 nextpnr has no out-of-context mode)")
-    p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    p.add_argument("--program", action="store_true",
-                   help="load the bitstream with the board's programmer")
-    p.add_argument("-o", "--out", help="build folder (default build/BOARD or build/unit)")
-    p.set_defaults(func=cmd_build)
 
 
 def register_board(subparsers):
