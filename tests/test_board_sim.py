@@ -517,7 +517,7 @@ def test_board_progress_is_a_tqdm_bar_on_a_terminal_and_stage_lines_in_a_log(mon
     """README: progress bars are tqdm, on stderr, on a terminal; a build logs its stages
     one line each when stderr is not a terminal (board_build appends the seconds)."""
     import tqdm
-    from tb.commands.board import _Progress
+    from tb.commands.build import Progress as _Progress
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     run = _Progress("running, operations per core")
