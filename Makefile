@@ -8,10 +8,15 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: sim test bench fpga fpga-bench regress formal simulator clean
 
+# uv fetches and installs the wheels in parallel: about 20 s where pip takes 30-120 s here
+# (the wheels are large: nextpnr, Yosys, z3). Plain pip if uv cannot be had or fails.
+UV := uv==0.13.9
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,fpga]'
+	( $(BIN)/pip install --quiet '$(UV)' && \
+	  $(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test,fpga]' ) || \
+	  $(BIN)/pip install --quiet -e '.[test,fpga]'
 	touch $@
 
 sim: $(STAMP)

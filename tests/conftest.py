@@ -6,7 +6,8 @@ short ones fill the gaps at the end, keeping both cores busy to the last test. A
 does not know counts as short, or as very long if it is marked ``slow``. ``pytest
 --record-durations`` updates the file from the run (setup, call and teardown of each test; a
 session fixture's work counts for the test that first needs it; tests the run did not collect
-keep their entries).
+keep their entries). Before the workers start, the controller runs each WebAssembly tool once
+(`tb.wasm_tools`), so that a fresh machine compiles each once, not once per worker.
 """
 
 import json
@@ -58,6 +59,10 @@ class _Recorder:
 
 
 def pytest_configure(config):
-    # only the controller records (xdist workers send it their reports)
-    if config.getoption("--record-durations") and not hasattr(config, "workerinput"):
+    if hasattr(config, "workerinput"):
+        return      # an xdist worker: the controller records and warms up
+    if config.getoption("--record-durations"):
         config.pluginmanager.register(_Recorder(), "ipiv-durations")
+    # Compile the WebAssembly tools once, before the workers would each compile them.
+    from tb.wasm_tools import warm_up
+    warm_up()

