@@ -154,6 +154,17 @@ def _zero_line(ax, values):
                     "data"), va="bottom", fontsize=12)
 
 
+def _finish_saving_plot(fig, ax, stem, savings, *, xlabel, ylabel, title):
+    """Label a plot of savings (a zero line if one goes negative), add its legend, and write
+    it (`write_plot`)."""
+    _zero_line(ax, savings)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    return write_plot(fig, stem)
+
+
 def _port(model):
     """The title's note of the unit whose posting cost the model uses."""
     return f" ({model.bus} memory port)"
@@ -232,13 +243,13 @@ def sweep_pid_latency(model, out_dir, progress=None):
     ax.set_xticks(ladder, [f"{lat}\n{LEVEL_NAMES[lat]}" if lat in (65, 75) else
                            f"{LEVEL_NAMES.get(lat, '')}\n{lat}" for lat in ladder])
     ax.minorticks_off()
-    _zero_line(ax, savings)
-    ax.set_xlabel("where the data is: latency L in cycles, log scale (Levinthal's ladder; "
-                  "LLC 65/75: the line shared/modified in another core)")
-    ax.set_ylabel("round-trip saving with IPIv (%)")
-    ax.set_title("IPIv saving vs where the PID (or every line the unit touches) is cached" + _port(model))
-    ax.legend()
-    return paths + write_plot(fig, stem)
+    return paths + _finish_saving_plot(
+        fig, ax, stem, savings,
+        xlabel="where the data is: latency L in cycles, log scale (Levinthal's ladder; "
+               "LLC 65/75: the line shared/modified in another core)",
+        ylabel="round-trip saving with IPIv (%)",
+        title="IPIv saving vs where the PID (or every line the unit touches) is cached"
+              + _port(model))
 
 
 # -- sweep: non-virtualizable fraction ------------------------------------------------------
@@ -340,13 +351,12 @@ def sweep_non_virtualizable(model, out_dir, progress=None):
         pts = [(float(r[1]), float(r[4])) for r in rows if r[0] == mode]
         savings += [y for _, y in pts]
         ax.plot(*zip(*pts), "-o", lw=2, ms=8, label=f"{mode} guest")
-    _zero_line(ax, savings)
-    ax.set_xlabel("fraction of IPIs IPIv cannot virtualize (logical, shorthand, NMI; split "
-                  "equally)")
-    ax.set_ylabel("mean round-trip saving with IPIv (%)")
-    ax.set_title("IPIv saving vs non-virtualizable IPIs" + _port(model))
-    ax.legend()
-    return paths + write_plot(fig, stem)
+    return paths + _finish_saving_plot(
+        fig, ax, stem, savings,
+        xlabel="fraction of IPIs IPIv cannot virtualize (logical, shorthand, NMI; split "
+               "equally)",
+        ylabel="mean round-trip saving with IPIv (%)",
+        title="IPIv saving vs non-virtualizable IPIs" + _port(model))
 
 
 # -- sweep: target running vs blocked --------------------------------------------------------
@@ -391,12 +401,11 @@ def sweep_target_state(model, out_dir, progress=None):
         savings += [y for _, y in pts]
         ax.plot(*zip(*pts), "-o", lw=2, ms=8,
                 label=f"{mode} guest (at 0: target running, else blocked)")
-    _zero_line(ax, savings)
-    ax.set_xlabel("target wakeup latency (cycles; 0: target running, notification 0xF2)")
-    ax.set_ylabel("round-trip saving with IPIv (%)")
-    ax.set_title("IPIv saving: running vs blocked target (wakeup vector 0xF1)" + _port(model))
-    ax.legend()
-    return paths + write_plot(fig, stem)
+    return paths + _finish_saving_plot(
+        fig, ax, stem, savings,
+        xlabel="target wakeup latency (cycles; 0: target running, notification 0xF2)",
+        ylabel="round-trip saving with IPIv (%)",
+        title="IPIv saving: running vs blocked target (wakeup vector 0xF1)" + _port(model))
 
 
 # -- sweep: vCPUs sharing one PID-pointer table ---------------------------------------------
@@ -669,13 +678,12 @@ def sweep_bus(model, out_dir, progress=None):
             saved += [y for _, y in pts]
             ax.plot(*zip(*pts), style, lw=2, ms=7, color=color,
                     label=f"{mode} guest, {bus} memory port")
-    _zero_line(ax, saved)
-    ax.set_xlabel("memory round trip R of the unit's transfers (cycles; the pipelined port "
-                  "from R = 2)")
-    ax.set_ylabel("cycles saved per IPI round trip with IPIv")
-    ax.set_title("IPIv saving per IPI: classic vs pipelined memory port")
-    ax.legend()
-    return paths + write_plot(fig, stem)
+    return paths + _finish_saving_plot(
+        fig, ax, stem, saved,
+        xlabel="memory round trip R of the unit's transfers (cycles; the pipelined port "
+               "from R = 2)",
+        ylabel="cycles saved per IPI round trip with IPIv",
+        title="IPIv saving per IPI: classic vs pipelined memory port")
 
 
 SWEEPS = {s.name: s for s in [

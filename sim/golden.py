@@ -227,15 +227,22 @@ class GoldenIPIVirtualizer:
             image |= (memory.transfer(adr=hi_word, write=False, sel=SEL_DWORD) & _U32) << 32
         return image
 
-    def _virtualize(self, cfg, memory, kind, image, xapic):
-        """Steps 2-6 for a stored ICR: a self-IPI, an exit, or a posting."""
-        # 2. Classification.
+    def _classify(self, cfg, kind, image, xapic):
+        """Step 2, classification of a stored ICR: its vector, whether it is a self-IPI (an
+        xAPIC ICR low write only), and otherwise its destination and the exit cause decided
+        from the ICR and VMCS alone (None: IPIv may post)."""
         icr_lo = image & _U32
         vector = icr_vector(icr_lo)
         if kind == ICRWriteKind.XAPIC_ICR_LO and self.is_self_ipi(cfg, icr_lo):
-            return self._self_ipi(cfg, memory, vector, image)
+            return vector, True, None, None
         dest = icr_destination(image, xapic)
-        cause = self.precheck(cfg, icr_lo, dest, xapic)
+        return vector, False, dest, self.precheck(cfg, icr_lo, dest, xapic)
+
+    def _virtualize(self, cfg, memory, kind, image, xapic):
+        """Steps 2-6 for a stored ICR: a self-IPI, an exit, or a posting."""
+        vector, self_ipi, dest, cause = self._classify(cfg, kind, image, xapic)
+        if self_ipi:
+            return self._self_ipi(cfg, memory, vector, image)
         if cause is not None:
             return Result(Outcome.EXIT, icr=image, cause=cause)
         # 3. The PID-pointer entry.
@@ -317,12 +324,9 @@ class GoldenIPIVirtualizer:
             hi = Access(False, self.word(cfg.vapic_page + APIC_OFFSET_ICR_HI), SEL_DWORD, 0,
                         False)
             image |= (self._trip(memory, stores + [hi])[-1] & _U32) << 32
-        icr_lo = image & _U32
-        vector = icr_vector(icr_lo)
-        if kind == ICRWriteKind.XAPIC_ICR_LO and self.is_self_ipi(cfg, icr_lo):
+        vector, self_ipi, dest, cause = self._classify(cfg, kind, image, xapic)
+        if self_ipi:
             return self._pipelined_self_ipi(cfg, memory, vector, image)
-        dest = icr_destination(image, xapic)
-        cause = self.precheck(cfg, icr_lo, dest, xapic)
         entry_read = Access(False, self.word(cfg.pid_table + PID_POINTER_ENTRY_BYTES * dest),
                             SEL_QWORD, 0, False)
         if kind == ICRWriteKind.XAPIC_ICR_LO:

@@ -371,18 +371,10 @@ class Testbench:
             err = 0
         except BusError:
             data, err = 0, 1
-        access = self.memory.log[-1]
         wait = wait_cycles(self.rng, self.latency, self.wait_states, self.bursts)
-        self.longest_wait = max(self.longest_wait, wait)
-        self.mem_toggle ^= 1
-        self._write_answer(self.answer.pack(toggle=self.mem_toggle, wait=wait, err=err,
-                                            data=data))
-        self.transfers += 1
-        transfer = (master, access, field["lock_id"](r) if lock else None)
-        if self.on_transfer is not None:
-            self.on_transfer(transfer[2])
+        transfer = self._performed(master, field["lock_id"](r) if lock else None, wait,
+                                   err=err, data=data)
         if self.agent is not None:
-            self.agent.observe(master, access)
             self.outstanding = transfer         # acked after holds nobody knows yet
         else:
             self._record(t + wait, _TRANSFER, "transfer", transfer)
@@ -396,19 +388,24 @@ class Testbench:
         data, err, due = self.pipelined.take(t, adr=field["adr"](r), we=we,
                                              sel=field["sel"](r), dat_w=field["dat_w"](r),
                                              lock=lock)
+        transfer = self._performed(master, field["lock_id"](r) if lock else None, due - t,
+                                   err=err, data=data, stall=self.pipelined.stall())
+        self._record(due, _TRANSFER, "transfer", transfer)
+
+    def _performed(self, master, lock_id, wait, **answer):
+        """The memory performed ``master``'s transfer (the last of its log): load its answer,
+        due ``wait`` cycles on (``answer``: the answer's other fields), and tell those who
+        follow the transfers. Returns the transfer: (master, access, lock id)."""
         access = self.memory.log[-1]
-        wait = due - t
         self.longest_wait = max(self.longest_wait, wait)
         self.mem_toggle ^= 1
-        self._write_answer(self.answer.pack(toggle=self.mem_toggle, wait=wait, err=err,
-                                            data=data, stall=self.pipelined.stall()))
+        self._write_answer(self.answer.pack(toggle=self.mem_toggle, wait=wait, **answer))
         self.transfers += 1
-        transfer = (master, access, field["lock_id"](r) if lock else None)
         if self.on_transfer is not None:
-            self.on_transfer(transfer[2])
+            self.on_transfer(lock_id)
         if self.agent is not None:
             self.agent.observe(master, access)
-        self._record(due, _TRANSFER, "transfer", transfer)
+        return master, access, lock_id
 
     def _agent_starts(self, t):
         hold = self.agent.start()

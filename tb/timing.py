@@ -27,7 +27,7 @@ without waking Python every cycle.
 """
 
 
-__all__ = ["MAX_STALL", "validate_timing", "wait_cycles", "ready", "coin_run",
+__all__ = ["MAX_STALL", "validate_cycles", "validate_timing", "wait_cycles", "ready", "coin_run",
            "TransferTimer", "OutputStall"]
 
 #: The longest stall of the model, in cycles: a burst is 0..MAX_STALL cycles, and no output
@@ -35,12 +35,18 @@ __all__ = ["MAX_STALL", "validate_timing", "wait_cycles", "ready", "coin_run",
 MAX_STALL = 50
 
 
+def validate_cycles(name, value):
+    """Raise `ValueError` unless ``value`` (the parameter ``name``) is a number of cycles: a
+    non-negative integer."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
+
+
 def validate_timing(latency=0, wait_states=0.0, backpressure=0.0, bursts=0.0):
     """Raise `ValueError` unless ``latency`` is a non-negative integer (cycles from ``stb`` to
     ``ack``/``err``) and ``wait_states``, ``backpressure`` and ``bursts`` are probabilities in
     [0, 1)."""
-    if isinstance(latency, bool) or not isinstance(latency, int) or latency < 0:
-        raise ValueError(f"latency must be a non-negative integer, not {latency!r}")
+    validate_cycles("latency", latency)
     for name, p in (("wait_states", wait_states), ("backpressure", backpressure),
                     ("bursts", bursts)):
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:

@@ -243,13 +243,19 @@ def test_counters_rotate_back_after_a_full_read():
     sim.run()
 
 
+def _window_memory(pipeline, bus="classic"):
+    """The board memory over a two-core VM's window, and the word addresses of the first PID
+    table entry and of the second vCPU's vICR."""
+    window = Window(board_vm(), 2)
+    dut = VMMemory(window, addr_width=33, pipeline=pipeline, bus=bus)
+    vm = window.vm
+    return window, dut, vm.pid_table >> 3, (vm.vapic_pages[1] + APIC_OFFSET_ICR_LO) >> 3
+
+
 @pytest.mark.parametrize("pipeline", [False, True])
 def test_memory_window_answers_inside_and_errs_outside(pipeline):
-    window = Window(board_vm(), 2)
-    dut = VMMemory(window, addr_width=33, pipeline=pipeline)
+    window, dut, entry, icr = _window_memory(pipeline)
     vm = window.vm
-    entry = vm.pid_table >> 3
-    icr = (vm.vapic_pages[1] + APIC_OFFSET_ICR_LO) >> 3
 
     async def transfer(ctx, adr, *, we=0, sel=0xFF, dat_w=0):
         ctx.set(dut.bus.adr, adr)
@@ -297,11 +303,8 @@ def test_pipelined_memory_takes_a_request_every_cycle_and_answers_in_order(pipel
     ``cyc & stb``, performed when taken (a read in the next cycle sees the write), answered
     R - 1 cycles later in order (R = 2, or 3 with the request registered), outside the
     window with ``err`` and a ``fault``."""
-    window = Window(board_vm(), 2)
-    dut = VMMemory(window, addr_width=33, pipeline=pipeline, bus="pipelined")
+    window, dut, entry, icr = _window_memory(pipeline, bus="pipelined")
     vm = window.vm
-    entry = vm.pid_table >> 3
-    icr = (vm.vapic_pages[1] + APIC_OFFSET_ICR_LO) >> 3
     requests = [(icr, 1, 0x0F, 0x1111_2222_3333_4444), (icr, 1, 0xF0, 0x5555_6666_7777_8888),
                 (icr, 0, 0xFF, 0), (entry, 0, 0xFF, 0), (icr + 4, 0, 0xFF, 0)]
     want = [(1, None), (1, None), (1, 0x5555_6666_3333_4444),

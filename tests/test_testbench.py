@@ -6,6 +6,7 @@ drawn stall, every protocol rule the helpers check fails when broken, and FSM co
 on changes only hits the same bins as sampling every cycle."""
 
 import random
+from operator import attrgetter
 
 import pytest
 from amaranth import Module
@@ -98,18 +99,35 @@ def test_ready_rises_after_the_drawn_stall():
     assert readies[:5] == [0, 0, 0, 0, 1]
 
 
-async def _withdraw(ctx, unit, tb):
+def _then_set(setup, signal, value):
+    """A misbehaviour: ``setup``, then the unit's ``signal`` (a dotted path) set to ``value``."""
+    async def misbehave(ctx, unit, tb):
+        await setup(ctx, unit, tb)
+        ctx.set(attrgetter(signal)(unit), value)
+    return misbehave
+
+
+def _protocol_errors(misbehave, *args, **kwargs):
+    """The messages of the `ProtocolError` the testbench raises in the two cycles after
+    ``misbehave`` (`simulate` with ``args``, ``kwargs``)."""
+    raised = []
+
+    async def script(ctx, unit, tb):
+        await misbehave(ctx, unit, tb)
+        try:
+            tb.wake()
+            await ctx.tick()
+            tb.wake()
+        except ProtocolError as e:
+            raised.append(str(e))
+    simulate(script, *args, **kwargs)
+    return raised
+
+
+async def _transfer_started(ctx, unit, tb):
     await _read_request(ctx, unit)
     tb.wake()
     await ctx.tick()
-    ctx.set(unit.bus.stb, 0)
-
-
-async def _change(ctx, unit, tb):
-    await _read_request(ctx, unit)
-    tb.wake()
-    await ctx.tick()
-    ctx.set(unit.bus.adr, 0x11)
 
 
 async def _stb_alone(ctx, unit, tb):
@@ -124,41 +142,21 @@ async def _offer(ctx, unit, tb):
     await ctx.tick()
 
 
-async def _drop(ctx, unit, tb):
-    await _offer(ctx, unit, tb)
-    ctx.set(unit.notify.valid, 0)
-
-
-async def _overwrite(ctx, unit, tb):
-    await _offer(ctx, unit, tb)
-    ctx.set(unit.notify.payload.vector, 0x42)
-
-
 async def _idle_offer(ctx, unit, tb):
     ctx.set(unit.gp.valid, 1)
 
 
 @pytest.mark.parametrize("misbehave, message", [
-    (_withdraw, "withdrew a transfer"),
-    (_change, "changed its transfer"),
+    (_then_set(_transfer_started, "bus.stb", 0), "withdrew a transfer"),
+    (_then_set(_transfer_started, "bus.adr", 0x11), "changed its transfer"),
     (_stb_alone, "stb or lock high without cyc"),
-    (_drop, "notify: valid dropped"),
-    (_overwrite, "notify: payload changed"),
+    (_then_set(_offer, "notify.valid", 0), "notify: valid dropped"),
+    (_then_set(_offer, "notify.payload.vector", 0x42), "notify: payload changed"),
     (_idle_offer, "gp: valid high while busy is low"),
 ], ids=["withdraw", "change", "stb_without_cyc", "valid_dropped", "payload_changed",
         "valid_while_idle"])
 def test_each_protocol_rule_fails_when_broken(misbehave, message):
-    raised = []
-
-    async def script(ctx, unit, tb):
-        await misbehave(ctx, unit, tb)
-        try:
-            tb.wake()
-            await ctx.tick()
-            tb.wake()
-        except ProtocolError as e:
-            raised.append(str(e))
-    simulate(script, latency=2)
+    raised = _protocol_errors(misbehave, latency=2)
     assert raised and message in raised[0], raised
 
 
@@ -248,16 +246,6 @@ async def _stalled(ctx, unit, tb):
     await ctx.tick()
 
 
-async def _withdraw_stalled(ctx, unit, tb):
-    await _stalled(ctx, unit, tb)
-    ctx.set(unit.bus.stb, 0)
-
-
-async def _change_stalled(ctx, unit, tb):
-    await _stalled(ctx, unit, tb)
-    ctx.set(unit.bus.adr, 0x12)
-
-
 async def _cyc_dropped(ctx, unit, tb):
     await _present(ctx, unit, 0x10)
     tb.wake()
@@ -288,8 +276,8 @@ async def _too_many(ctx, unit, tb):
 
 @pytest.mark.parametrize("misbehave, stalls, message", [
     (_stb_alone, [], "stb or lock high without cyc"),
-    (_withdraw_stalled, [0, 3], "withdrew a stalled request"),
-    (_change_stalled, [0, 3], "changed a stalled request"),
+    (_then_set(_stalled, "bus.stb", 0), [0, 3], "withdrew a stalled request"),
+    (_then_set(_stalled, "bus.adr", 0x12), [0, 3], "changed a stalled request"),
     (_cyc_dropped, [], "cyc fell with answers outstanding"),
     (_lock_dropped, [], "lock fell with a locked request's answer outstanding"),
     (_lock_without_take, [], "lock rose without a request taken"),
@@ -300,17 +288,7 @@ def test_each_pipelined_protocol_rule_fails_when_broken(misbehave, stalls, messa
                                                         monkeypatch):
     stalls = iter(stalls)
     monkeypatch.setattr(PipelinedMemory, "stall", lambda self: next(stalls, 0))
-    raised = []
-
-    async def script(ctx, unit, tb):
-        await misbehave(ctx, unit, tb)
-        try:
-            tb.wake()
-            await ctx.tick()
-            tb.wake()
-        except ProtocolError as e:
-            raised.append(str(e))
-    simulate(script, "pipelined", latency=10)
+    raised = _protocol_errors(misbehave, "pipelined", latency=10)
     assert raised and message in raised[0], raised
 
 

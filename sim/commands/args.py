@@ -2,17 +2,19 @@
 
 The one error path of the command line: a usage mistake is ``ipiv CMD: error: ...`` on one
 line and status 2 (`Parser.error`, `fail`); a run that fails ends with status 1. Output folders
-and input files are checked here, before any long work (`check_out_dir`, `read_input`).
+and input files are checked here, before any long work (`check_out_dir`, `read_input`). The
+``--list`` options print alike (`print_listing`).
 """
 
 import argparse
 import difflib
+import json
 import os
 import sys
 
 
 __all__ = ["integer", "number", "Parser", "fail", "Deprecated", "check_out_dir", "read_input",
-           "progress_bar"]
+           "progress_bar", "print_listing"]
 
 
 def integer(low, high=None):
@@ -89,6 +91,17 @@ def fail(prog, message, status=2):
     """End a command with a one-line error on stderr (status 2: bad usage, 1: a failed run)."""
     sys.stderr.write(f"{prog}: error: {message}\n")
     raise SystemExit(status)
+
+
+def print_listing(texts, as_json, line=lambda name, text: f"{name:18s} {text}"):
+    """Print what a ``--list`` option lists, ``texts`` (name -> description): as JSON, or a
+    line each (``line(name, text)``). Returns the status, 0."""
+    if as_json:
+        print(json.dumps(texts, indent=2))
+    else:
+        for name, text in texts.items():
+            print(line(name, text))
+    return 0
 
 
 class Deprecated(argparse.Action):

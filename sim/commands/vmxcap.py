@@ -7,7 +7,7 @@ import json
 import sys
 
 from sim.kvm_kernel import DEFAULT_KERNEL, KERNELS
-from .args import fail, read_input
+from .args import fail, print_listing, read_input
 
 
 __all__ = ["register", "kstrtobool", "module_param"]
@@ -71,12 +71,7 @@ def register(subparsers):
 
 def _list_cpus(as_json):
     from sim.vmx_caps import PRESETS
-    if as_json:
-        print(json.dumps({name: text for name, (text, _) in PRESETS.items()}, indent=2))
-    else:
-        for name, (text, _) in PRESETS.items():
-            print(f"{name:18s} {text}")
-    return 0
+    return print_listing({name: text for name, (text, _) in PRESETS.items()}, as_json)
 
 
 def _msrs(prog, args):

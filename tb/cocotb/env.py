@@ -97,12 +97,11 @@ class TB:
         self.python_s = 0.0         # wall time spent in `Testbench.wake` (the rest: simulator)
         self._t0, self._cpu0 = time.perf_counter(), time.process_time()
         self._changed = Event()
-        self._waiting = False
         self._deadline = 0
         self._stop = False
         self._wake = WakeCallback(dut.wake_toggle, self._on_wake)
         self._ended = Event()
-        self._until = None
+        self._until = None          # the condition a test waits for (`_wait`)
         self._last_cycle = None
         self.resolved = [[] for _ in range(self.n)]     # `tb.checker.Resolved` per core
         self.checker.listeners.append(lambda r: self.resolved[r.core].append(r))
@@ -150,9 +149,8 @@ class TB:
             return
         finally:
             self.python_s += time.perf_counter() - start
-        if self._waiting and (self.bench.settled() or self.bench.cycle + 1 >= self._deadline):
-            self._changed.set()
-        elif self._until is not None and self._until():
+        if self._until is not None and (self._until() or
+                                        self.bench.cycle + 1 >= self._deadline):
             self._changed.set()
 
     def _end(self):
@@ -185,36 +183,31 @@ class TB:
         else:
             self.bench.wake_at(self.bench.now() + 1)     # load them from the next cycle on
 
-    async def _wait(self, max_cycles, what):
-        """Sleep until the loop signals; raise the first error, or `TimeoutError` (``what``)
-        after ``max_cycles`` more cycles."""
+    async def _wait(self, until, max_cycles, what):
+        """Sleep until ``until()`` holds (the loop checks it after each wake); raise the first
+        error, or `TimeoutError` (``what``) after ``max_cycles`` more cycles."""
         deadline = self.bench.now() + max_cycles
         self.bench.wake_at(deadline)
         self._deadline = deadline
-        while True:
-            self._raise()
-            if self._condition():
-                return
-            if self.bench.cycle + 1 >= deadline or self._ended.is_set():
-                raise TimeoutError(what(max_cycles))
-            self._changed.clear()
-            await self._changed.wait()
-
-    def _condition(self):
-        if self._waiting:
-            return self.bench.settled()
-        return self._until()
+        self._until = until
+        try:
+            while True:
+                self._raise()
+                if until():
+                    return
+                if self.bench.cycle + 1 >= deadline or self._ended.is_set():
+                    raise TimeoutError(what(max_cycles))
+                self._changed.clear()
+                await self._changed.wait()
+        finally:
+            self._until = None
 
     async def wait_settled(self, max_cycles):
         """Wait until every write was accepted and every core is idle with nothing offered;
         raise the first checker error, or `TimeoutError` after ``max_cycles`` more cycles."""
-        self._waiting = True
-        try:
-            await self._wait(max_cycles, lambda n: (
-                f"not settled after {n} cycles (cycle {self.cycle}); per core (queued, "
-                f"presenting, busy): {self.bench.pending()}"))
-        finally:
-            self._waiting = False
+        await self._wait(self.bench.settled, max_cycles, lambda n: (
+            f"not settled after {n} cycles (cycle {self.cycle}); per core (queued, "
+            f"presenting, busy): {self.bench.pending()}"))
 
     async def execute(self, core, request, max_cycles=2000):
         """Co-simulation: run one ICR write on ``core`` to completion and return the `Result`
@@ -243,13 +236,9 @@ class TB:
         def done():
             return len(self.resolved[core]) > first and not core_checker.offered_exit_or_gp \
                 and not any(s in ("exit", "gp") for s, _, _ in core_checker.expected)
-        self._until = done
-        try:
-            await self._wait(max_cycles, lambda n: (
-                f"core {core}: request {request} not resolved after {n} cycles (cycle "
-                f"{self.cycle})"))
-        finally:
-            self._until = None
+        await self._wait(done, max_cycles, lambda n: (
+            f"core {core}: request {request} not resolved after {n} cycles (cycle "
+            f"{self.cycle})"))
         self._raise()
         (resolved,) = self.resolved[core][first:]
         return resolved.result

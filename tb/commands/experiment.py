@@ -10,7 +10,9 @@ so that ``ipiv --help`` starts fast.
 import json
 import sys
 
-from sim.commands.args import check_out_dir, fail, integer, number, progress_bar
+from sim.commands.args import (
+    check_out_dir, fail, integer, number, print_listing, progress_bar,
+)
 
 
 __all__ = ["register_experiment", "register_replay"]
@@ -56,12 +58,7 @@ def cmd_seed_table(args):
 
 def _list_sweeps(as_json=False):
     from sim.experiments import SWEEPS
-    if as_json:
-        print(json.dumps({name: sweep.text for name, sweep in SWEEPS.items()}, indent=2))
-        return 0
-    for name, sweep in SWEEPS.items():
-        print(f"{name:18s} {sweep.text}")
-    return 0
+    return print_listing({name: sweep.text for name, sweep in SWEEPS.items()}, as_json)
 
 
 def cmd_sweep(args):

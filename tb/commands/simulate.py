@@ -4,7 +4,9 @@ diagrams) and ``ipiv bench`` (latency and throughput in cycles)."""
 import json
 import textwrap
 
-from sim.commands.args import check_out_dir, fail, integer, progress_bar
+from sim.commands.args import (
+    check_out_dir, fail, integer, print_listing, progress_bar,
+)
 
 
 __all__ = ["register_sim", "register_bench", "MAX_COUNT", "MAX_LATENCY", "MAX_TARGETS"]
@@ -63,13 +65,10 @@ def run_sim(args):
     from sim.scenarios import SCENARIOS
     prog = "ipiv sim"
     if args.list:
-        if args.json:
-            print(json.dumps({name: text for name, (text, _) in SCENARIOS.items()}, indent=2))
-        else:
-            for name, (text, _) in SCENARIOS.items():
-                print(textwrap.fill(text, width=100, initial_indent=f"{name:17s}",
-                                    subsequent_indent=" " * 17))
-        return 0
+        return print_listing(
+            {name: text for name, (text, _) in SCENARIOS.items()}, args.json,
+            lambda name, text: textwrap.fill(text, width=100, initial_indent=f"{name:17s}",
+                                             subsequent_indent=" " * 17))
     if args.scenario not in SCENARIOS:
         fail(prog, f"unknown scenario {args.scenario!r} (known: {', '.join(SCENARIOS)})")
     if args.bus == "pipelined" and args.latency < 1:

@@ -37,6 +37,7 @@ from amaranth.asserts import AnySeq
 
 from hdl import IPIVirtualizer
 
+from ..timing import validate_cycles
 from .checks import (
     BUSES, CHECKS, COVERS, Check, PIPELINED_CHECKS, PIPELINED_COVERS, checks_for, covers_for,
     completion_bounds,
@@ -111,11 +112,9 @@ class FormalHarness(Elaboratable):
         checks = checks_for(bus)
         if check not in checks:
             raise ValueError(f"check must be one of {', '.join(checks)}, not {check!r}")
-        for name, value in (("latency", latency), ("patience", patience)):
-            if value is None and name == "latency":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
+        if latency is not None:
+            validate_cycles("latency", latency)
+        validate_cycles("patience", patience)
         if check == "completion" and latency is None:
             raise ValueError("the completion check needs a latency bound")
         if bus == "pipelined" and latency == 0:

@@ -16,10 +16,39 @@ from hdl.ipi_virtualizer import STAGES
 from .spec import MAX_TRANSFERS, RequestSpec
 
 
-__all__ = ["Monitor", "Scoreboard", "STAGE_INDEX", "keep_read_data", "follow_exit"]
+__all__ = ["Monitor", "Scoreboard", "STAGE_INDEX", "track_request", "accept_request",
+           "keep_read_data", "follow_exit", "outputs_due"]
 
 #: Stage name -> its index in `hdl.ipi_virtualizer.STAGES` (which stage made a transfer).
 STAGE_INDEX = {stage.name: i for i, stage in enumerate(STAGES)}
+
+
+def track_request(m, mon, dut):
+    """What both monitors keep of the request ``dut`` accepted last: ``accepted`` (one is
+    accepted now), the registers of what was accepted, whether it erred, what the spec's reads
+    returned and its exit; the environment holds ``cfg`` while the unit works on it."""
+    mon.accepted = dut.icr.valid & dut.icr.ready
+    mon.live = Signal(name="r_live")        # a request was accepted
+    mon.kind = Signal(ICRWriteKind, name="r_kind")
+    mon.data = Signal(64, name="r_data")
+    mon.cfg = Signal(VMCSConfig, name="r_cfg")      # cfg at acceptance
+    mon.err = Signal(name="r_err")          # one was answered with err: the request is over
+    mon.hi = Signal(32, name="r_hi")        # data the spec's reads returned
+    mon.entry = Signal(64, name="r_entry")
+    mon.rmw = Signal(64, name="r_rmw")      # the PIR word or the IRR register
+    mon.ni = Signal(64, name="r_ni")
+    mon.exit_seen = Signal(name="r_exit_seen")      # its exit or #GP has been offered
+    mon.exit_taken = Signal(name="r_exit_taken")    # its exit or #GP has been taken
+    # The environment holds cfg from acceptance while the unit is busy (interface.md).
+    m.d.comb += Assume(~(mon.live & dut.busy) | (dut.cfg.as_value() == mon.cfg.as_value()))
+
+
+def accept_request(mon, dut):
+    """The statements that take the request ``dut`` accepts now into the registers of
+    `track_request`, clearing what the previous one left."""
+    return [mon.live.eq(1), mon.kind.eq(dut.icr.p.kind), mon.data.eq(dut.icr.p.data),
+            mon.cfg.eq(dut.cfg), mon.err.eq(0), mon.hi.eq(0), mon.entry.eq(0), mon.rmw.eq(0),
+            mon.ni.eq(0), mon.exit_seen.eq(0), mon.exit_taken.eq(0)]
 
 
 def keep_read_data(m, mon, what, dat_r):
@@ -41,6 +70,20 @@ def follow_exit(m, mon, dut):
         m.d.sync += mon.exit_seen.eq(1)
     with m.If((dut.exit.valid & dut.exit.ready) | (dut.gp.valid & dut.gp.ready)):
         m.d.sync += mon.exit_taken.eq(1)
+
+
+def outputs_due(m, mon, dut, *, answered, what):
+    """The outputs the request owes: its exit or #GP (once ``mon.exit_due``), and the
+    scoreboards of notifications and self-IPIs, pushed when the NotifyInfo (VIRR) write of
+    kind ``what`` is ``answered`` (one offered, one waiting)."""
+    mon.exit_owed = mon.exit_due & ~mon.exit_seen & ~dut.exit.valid
+    mon.gp_owed = mon.live & mon.spec.gp & ~mon.exit_seen & ~dut.gp.valid
+    mon.on_set = answered & what["ni_write"]
+    mon.irr_set = answered & what["irr_write"]
+    mon.nb = Scoreboard(m, "notify", 40, push=mon.on_set, value=mon.notification,
+                        pop=dut.notify.valid & dut.notify.ready)
+    mon.sb = Scoreboard(m, "self_ipi", 8, push=mon.irr_set, value=mon.spec.vector,
+                        pop=dut.self_ipi.valid & dut.self_ipi.ready)
 
 
 class Scoreboard:
@@ -84,11 +127,8 @@ class Monitor:
 
     def __init__(self, m, dut, *, maxphyaddr, active, answer, done):
         self.dut, self.active, self.answer, self.done = dut, active, answer, done
-        self.accepted = dut.icr.valid & dut.icr.ready
+        track_request(m, self, dut)
         self._registers()
-        # The environment holds cfg from acceptance while the unit is busy (interface.md).
-        m.d.comb += Assume(~(self.live & dut.busy) |
-                           (dut.cfg.as_value() == self.cfg.as_value()))
         self._spec(m, maxphyaddr)
         self._follow(m)
         self._dues(m)
@@ -97,19 +137,8 @@ class Monitor:
         self.self_ipi_waiting = dut.virr_update.state == dut.virr_update.State.OFFER
 
     def _registers(self):
-        self.live = Signal(name="r_live")       # a request was accepted (the latest is tracked)
-        self.kind = Signal(ICRWriteKind, name="r_kind")
-        self.data = Signal(64, name="r_data")
-        self.cfg = Signal(VMCSConfig, name="r_cfg")     # cfg at acceptance
         self.pos = Signal(range(MAX_TRANSFERS + 1), name="pos")     # transfers answered
-        self.err = Signal(name="r_err")         # one ended in err: the request is over
-        self.hi = Signal(32, name="r_hi")       # data the spec's reads returned
-        self.entry = Signal(64, name="r_entry")
-        self.rmw = Signal(64, name="r_rmw")
-        self.ni = Signal(64, name="r_ni")
-        self.exit_seen = Signal(name="r_exit_seen")     # its exit or #GP has been offered
         self.locked = Signal(name="r_locked")   # the transfer answered last was locked
-        self.exit_taken = Signal(name="r_exit_taken")   # its exit or #GP has been taken
         self.err_by = Signal(range(len(STAGES)), name="r_err_by")   # whose transfer erred
 
     def _spec(self, m, maxphyaddr):
@@ -137,12 +166,8 @@ class Monitor:
     def _follow(self, m):
         dut, bus, what = self.dut, self.dut.bus, self.exp.what
         with m.If(self.accepted):
-            m.d.sync += [
-                self.live.eq(1), self.kind.eq(dut.icr.p.kind), self.data.eq(dut.icr.p.data),
-                self.cfg.eq(dut.cfg), self.pos.eq(0), self.err.eq(0), self.hi.eq(0),
-                self.entry.eq(0), self.rmw.eq(0), self.ni.eq(0), self.exit_seen.eq(0),
-                self.locked.eq(0), self.exit_taken.eq(0), self.err_by.eq(0),
-            ]
+            m.d.sync += accept_request(self, dut)
+            m.d.sync += [self.pos.eq(0), self.locked.eq(0), self.err_by.eq(0)]
         with m.Else():
             with m.If(self.done):
                 with m.If(self.pos != MAX_TRANSFERS):
@@ -158,16 +183,8 @@ class Monitor:
         dut, bus, spec = self.dut, self.dut.bus, self.spec
         live, pos, n = self.live, self.pos, self.n
         self.exit_due = live & (self.err | (spec.exit & (pos == n)))
-        self.exit_owed = self.exit_due & ~self.exit_seen & ~dut.exit.valid
-        self.gp_owed = live & spec.gp & ~self.exit_seen & ~dut.gp.valid
         # Complete at the end of this cycle (the next request may be accepted in the cycle the
         # last transfer of this one is answered).
         self.complete = ~live | self.err | (self.done & bus.err) | (pos + self.done == n)
-        # Notification and self-IPI scoreboards (one offered, one waiting).
         answered = live & ~self.err & self.done & ~bus.err & (pos < n)
-        self.on_set = answered & self.exp.what["ni_write"]
-        self.irr_set = answered & self.exp.what["irr_write"]
-        self.nb = Scoreboard(m, "notify", 40, push=self.on_set, value=self.notification,
-                             pop=dut.notify.valid & dut.notify.ready)
-        self.sb = Scoreboard(m, "self_ipi", 8, push=self.irr_set, value=spec.vector,
-                             pop=dut.self_ipi.valid & dut.self_ipi.ready)
+        outputs_due(m, self, dut, answered=answered, what=self.exp.what)

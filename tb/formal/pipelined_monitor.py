@@ -12,11 +12,10 @@ answer).
 """
 
 from amaranth import Mux, Signal
-from amaranth.hdl import Assume
 
-from hdl.formats import ICRWriteKind, VMCSConfig
-
-from .monitor import Scoreboard, follow_exit, keep_read_data
+from .monitor import (
+    accept_request, follow_exit, keep_read_data, outputs_due, track_request,
+)
 from .pipelined_spec import PipelinedRequestSpec
 from .spec import MAX_TRANSFERS
 
@@ -42,11 +41,8 @@ class PipelinedMonitor:
         self.dut, self.memory = dut, memory
         self.take, self.answer, self.outstanding = memory.take, memory.answer, \
             memory.outstanding
-        self.accepted = dut.icr.valid & dut.icr.ready
+        track_request(m, self, dut)
         self._registers()
-        # The environment holds cfg from acceptance while the unit is busy (interface.md).
-        m.d.comb += Assume(~(self.live & dut.busy) |
-                           (dut.cfg.as_value() == self.cfg.as_value()))
         self._spec(m, maxphyaddr)
         self._follow(m)
         self._dues(m)
@@ -55,19 +51,8 @@ class PipelinedMonitor:
         self.self_ipi_waiting = seq.state == seq.State.OFFER
 
     def _registers(self):
-        self.live = Signal(name="r_live")       # a request was accepted (the latest is tracked)
-        self.kind = Signal(ICRWriteKind, name="r_kind")
-        self.data = Signal(64, name="r_data")
-        self.cfg = Signal(VMCSConfig, name="r_cfg")     # cfg at acceptance
         self.taken = Signal(range(MAX_TRANSFERS + 1), name="r_taken")       # transfers taken
         self.answered = Signal(range(MAX_TRANSFERS + 1), name="r_answered")  # and answered
-        self.err = Signal(name="r_err")         # one was answered with err: the request is over
-        self.hi = Signal(32, name="r_hi")       # data the spec's reads returned
-        self.entry = Signal(64, name="r_entry")
-        self.rmw = Signal(64, name="r_rmw")     # the PIR word or the IRR register
-        self.ni = Signal(64, name="r_ni")
-        self.exit_seen = Signal(name="r_exit_seen")     # its exit or #GP has been offered
-        self.exit_taken = Signal(name="r_exit_taken")   # its exit or #GP has been taken
         self.lock_open = Signal(name="r_lock_open")     # the lock window is open
 
     def _spec(self, m, maxphyaddr):
@@ -97,12 +82,8 @@ class PipelinedMonitor:
         closes = self.answer & (((self.answered + 1 == self.n) & self.ans.lock) |
                                 (err_now & (self.answered + 1 == self.taken + self.take)))
         with m.If(self.accepted):
-            m.d.sync += [
-                self.live.eq(1), self.kind.eq(dut.icr.p.kind), self.data.eq(dut.icr.p.data),
-                self.cfg.eq(dut.cfg), self.taken.eq(0), self.answered.eq(0), self.err.eq(0),
-                self.hi.eq(0), self.entry.eq(0), self.rmw.eq(0), self.ni.eq(0),
-                self.exit_seen.eq(0), self.exit_taken.eq(0), self.lock_open.eq(0),
-            ]
+            m.d.sync += accept_request(self, dut)
+            m.d.sync += [self.taken.eq(0), self.answered.eq(0), self.lock_open.eq(0)]
         with m.Else():
             with m.If(self.take & (self.taken != MAX_TRANSFERS)):
                 m.d.sync += self.taken.eq(self.taken + 1)
@@ -122,8 +103,6 @@ class PipelinedMonitor:
         # Outputs come after the answers: an exit once every transfer taken is answered.
         self.exit_due = live & ((self.err & (self.answered == self.taken)) |
                                 (spec.exit & (self.answered == n)))
-        self.exit_owed = self.exit_due & ~self.exit_seen & ~dut.exit.valid
-        self.gp_owed = live & spec.gp & ~self.exit_seen & ~dut.gp.valid
         # Complete at the end of this cycle: every transfer taken is answered, and the path
         # is done or an err ended it (the next request may be accepted in the cycle the last
         # answer arrives).
@@ -134,9 +113,4 @@ class PipelinedMonitor:
         # Notification and self-IPI scoreboards (one offered, one waiting): pushed by the
         # answer of the NotifyInfo (VIRR) write, unless the request already failed.
         answered = live & ~self.err & self.answer & ~bus.err & (self.answered < n)
-        self.on_set = answered & self.ans.what["ni_write"]
-        self.irr_set = answered & self.ans.what["irr_write"]
-        self.nb = Scoreboard(m, "notify", 40, push=self.on_set, value=self.notification,
-                             pop=dut.notify.valid & dut.notify.ready)
-        self.sb = Scoreboard(m, "self_ipi", 8, push=self.irr_set, value=spec.vector,
-                             pop=dut.self_ipi.valid & dut.self_ipi.ready)
+        outputs_due(m, self, dut, answered=answered, what=self.ans.what)

@@ -7,8 +7,8 @@ memory port"). The handshakes, the outcome and the notifications are the classic
 from .checks import completion_bounds
 from .environment import past
 from .properties import (
-    add_covers, assert_named as _assert, byte_mask, common_covers, handshake, notifications,
-    outcome, response_bound,
+    add_covers, assert_named as _assert, common_covers, handshake, notifications, outcome,
+    request_rules, response_bound, transfer_is_spec,
 )
 
 
@@ -18,28 +18,14 @@ __all__ = ["PIPELINED_PROPERTIES"]
 def bus_protocol(m, dut, mon, options):
     bus = dut.bus
     p_stalled = past(m, bus.cyc & bus.stb & bus.stall, "stalled")
-    p_adr, p_we = past(m, bus.adr, "adr"), past(m, bus.we, "we")
-    p_sel, p_dat_w = past(m, bus.sel, "sel"), past(m, bus.dat_w, "dat_w")
-    _assert(m, "stb_in_cyc", ~bus.stb | bus.cyc)
-    _assert(m, "lock_in_cyc", ~bus.lock | bus.cyc)
     # B4 pipelined: a stalled request stays on the bus until taken; only an err withdraws it.
-    with m.If(p_stalled & ~(mon.answer & bus.err)):
-        _assert(m, "stb_held", bus.cyc & bus.stb)
-        _assert(m, "request_stable", (bus.adr == p_adr) & (bus.we == p_we) &
-                (bus.sel == p_sel) & (~bus.we | (bus.dat_w == p_dat_w)))
+    request_rules(m, bus, held=p_stalled & ~(mon.answer & bus.err), on_bus=bus.cyc & bus.stb)
     with m.If(mon.outstanding != 0):
         _assert(m, "cyc_held_while_answers_outstanding", bus.cyc)
 
 
 def transfers(m, dut, mon, options):
-    bus, exp = dut.bus, mon.exp
-    with m.If(mon.take):
-        _assert(m, "no_transfer_beyond_spec", mon.in_path)
-        mask = byte_mask(exp.sel)
-        _assert(m, "transfer_is_spec",
-                (bus.adr == exp.adr) & (bus.we == exp.we) & (bus.sel == exp.sel) &
-                (bus.lock == exp.lock) &
-                (~exp.we | ((bus.dat_w & mask) == (exp.data & mask))))
+    transfer_is_spec(m, dut.bus, mon.exp, when=mon.take, due=mon.in_path)
 
 
 def issue_order(m, dut, mon, options):

@@ -15,7 +15,8 @@ from .environment import assume_patience, past
 
 
 __all__ = ["PROPERTIES", "byte_mask", "handshake", "outcome", "notifications",
-           "response_bound", "assert_named", "common_covers", "add_covers"]
+           "response_bound", "assert_named", "common_covers", "add_covers", "request_rules",
+           "transfer_is_spec"]
 
 
 def _assert(m, name, test):
@@ -42,28 +43,37 @@ def handshake(stream_name):
     return check
 
 
-def bus_protocol(m, dut, mon, options):
-    bus = dut.bus
-    p_open = past(m, mon.active & ~mon.answer, "xfer_open")
+def request_rules(m, bus, *, held, on_bus):
+    """The Wishbone rules of every request: stb and lock only inside cyc; while ``held`` (the
+    previous cycle's request is not over) it stays on the bus (``on_bus``), unchanged."""
     p_adr, p_we = past(m, bus.adr, "adr"), past(m, bus.we, "we")
     p_sel, p_dat_w = past(m, bus.sel, "sel"), past(m, bus.dat_w, "dat_w")
     _assert(m, "stb_in_cyc", ~bus.stb | bus.cyc)
     _assert(m, "lock_in_cyc", ~bus.lock | bus.cyc)
-    with m.If(p_open):
-        _assert(m, "stb_held", mon.active)
+    with m.If(held):
+        _assert(m, "stb_held", on_bus)
         _assert(m, "request_stable", (bus.adr == p_adr) & (bus.we == p_we) &
                 (bus.sel == p_sel) & (~bus.we | (bus.dat_w == p_dat_w)))
 
 
-def transfers(m, dut, mon, options):
-    bus, exp = dut.bus, mon.exp
-    with m.If(mon.active):
-        _assert(m, "no_transfer_beyond_spec", mon.in_flight)
+def transfer_is_spec(m, bus, exp, *, when, due):
+    """When ``when`` (a transfer starts), one is ``due`` and it is the spec's ``exp``."""
+    with m.If(when):
+        _assert(m, "no_transfer_beyond_spec", due)
         mask = byte_mask(exp.sel)
         _assert(m, "transfer_is_spec",
                 (bus.adr == exp.adr) & (bus.we == exp.we) & (bus.sel == exp.sel) &
                 (bus.lock == exp.lock) &
                 (~exp.we | ((bus.dat_w & mask) == (exp.data & mask))))
+
+
+def bus_protocol(m, dut, mon, options):
+    p_open = past(m, mon.active & ~mon.answer, "xfer_open")
+    request_rules(m, dut.bus, held=p_open, on_bus=mon.active)
+
+
+def transfers(m, dut, mon, options):
+    transfer_is_spec(m, dut.bus, mon.exp, when=mon.active, due=mon.in_flight)
 
 
 def locked_rmw(m, dut, mon, options):

@@ -65,48 +65,29 @@ class Setting(NamedTuple):
     skip: int | None = None
 
 
+def _settings(checks, **others):
+    """Check name -> `Setting`, in the order of ``checks``: every safety check closes by
+    1-induction (depth 1, any latency); ``others`` holds the rest (completion, the covers)."""
+    unknown = set(others) - set(checks)
+    assert not unknown, f"settings for checks that do not exist: {sorted(unknown)}"
+    return {name: others.get(name, Setting(1)) for name in checks}
+
+
 # Default depth and memory latency bound per check (tb/formal/README.md says why): every
 # safety check closes by 1-induction over the auxiliary invariants, which are 1-inductive
 # themselves; completion closes at 3 with its lemma that the transfers go out back to back (2
 # fails; without the lemma it needs 9, its ready bound). A cover run ends as soon as every
 # cover is reached, so the cover depths have a step to spare.
-SETTINGS = {
-    "invariants": Setting(1),
-    "handshake_exit": Setting(1),
-    "handshake_notify": Setting(1),
-    "handshake_self_ipi": Setting(1),
-    "handshake_gp": Setting(1),
-    "bus_protocol": Setting(1),
-    "transfers": Setting(1),
-    "locked_rmw": Setting(1),
-    "outcome": Setting(1),
-    "notifications": Setting(1),
-    "completion": Setting(3, LATENCY),
-    "covers": Setting(9),
-    "deep_covers": Setting(14, skip=12),
-}
+SETTINGS = _settings(checks_for("classic"), completion=Setting(3, LATENCY),
+                     covers=Setting(9), deep_covers=Setting(14, skip=12))
 DEPTHS = {name: setting.depth for name, setting in SETTINGS.items()}
 # The pipelined unit (tb/formal/README.md, "The pipelined unit"): its completion check's memory
 # answers each request at most PIPELINED_LATENCY cycles after taking it (R = 2) and never
 # stalls; every other check lets it stall and wait any number of cycles.
 PIPELINED_LATENCY = 1
-PIPELINED_SETTINGS = {
-    "invariants": Setting(1),
-    "handshake_exit": Setting(1),
-    "handshake_notify": Setting(1),
-    "handshake_self_ipi": Setting(1),
-    "handshake_gp": Setting(1),
-    "bus_protocol": Setting(1),
-    "transfers": Setting(1),
-    "issue_order": Setting(1),
-    "no_issue_after_err": Setting(1),
-    "lock_window": Setting(1),
-    "outcome": Setting(1),
-    "notifications": Setting(1),
-    "completion": Setting(4, PIPELINED_LATENCY),
-    "covers": Setting(12),
-    "deep_covers": Setting(20, skip=18),
-}
+PIPELINED_SETTINGS = _settings(checks_for("pipelined"),
+                               completion=Setting(4, PIPELINED_LATENCY), covers=Setting(12),
+                               deep_covers=Setting(20, skip=18))
 
 
 def settings_for(bus):
