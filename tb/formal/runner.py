@@ -224,7 +224,7 @@ def cache_enabled():
     return os.environ.get("CI", "").strip().lower() in ("",) + _OFF
 
 
-def _sources_hash():
+def _hash_sources():
     """The gateware (``hdl/``, FPGA tops excepted) and the formal harness (``tb/formal/``)."""
     root = Path(__file__).resolve().parents[2]
     h = hashlib.sha256()
@@ -233,6 +233,16 @@ def _sources_hash():
     for path in sorted(files):
         h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
+
+
+# Hashed when this module is imported, with the gateware and the harness it imports: the
+# sources as this process proves them, even if a file is edited while a long run goes on.
+_SOURCES = _hash_sources()
+
+
+def _sources_hash():
+    """The hash of the sources this process loaded (`_hash_sources` at import)."""
+    return _SOURCES
 
 
 def cache_key(options):
