@@ -1,10 +1,15 @@
 """What an ICR write becomes, decided from the vICR image and the VMCS alone
 (docs/architecture.md §4): a virtualized self-IPI, an APIC-write exit with its cause, or an
-IPIv posting to virtual destination T. Shared by both bus variants of the unit."""
+IPIv posting to virtual destination T. Shared by both bus variants of the unit.
+
+The verdict is registered as the write is taken (`EarlyVerdict`), off the bus's path: every
+cause but BROADCAST reads bits 31:0 only, and of an xAPIC ICR-low write only VICR_HI, read
+later, is unknown then; `late_verdict` adds its broadcast check when it arrives."""
 
 from typing import NamedTuple
 
-from amaranth import Mux, Signal
+from amaranth import Cat, Mux, Signal
+from amaranth.lib import data
 
 from .formats import (
     DeliveryMode, ExitCause, FIRST_LEGAL_VECTOR, ICR_IPIV_INELIGIBLE_MASK, ICR_RESERVED_MASK,
@@ -12,7 +17,7 @@ from .formats import (
 )
 
 
-__all__ = ["Verdict", "classify"]
+__all__ = ["EarlyVerdict", "Verdict", "classify", "early_image", "late_verdict"]
 
 
 class Verdict(NamedTuple):
@@ -50,3 +55,34 @@ def classify(m, full, *, kind, xapic, cfg, ineligible_mask=ICR_IPIV_INELIGIBLE_M
     with m.Else():
         m.d.comb += must_exit.eq(0)
     return Verdict(self_ipi, must_exit, cause, low.vector, dest)
+
+
+class EarlyVerdict(data.Struct):
+    """`classify`'s decision on a write as it is taken (register it, `early_image`)."""
+    self_ipi: 1
+    must_exit: 1
+    cause: ExitCause
+
+    @staticmethod
+    def of(verdict):
+        """The fields of ``verdict`` (a `Verdict`) as a value to assign to an `EarlyVerdict`."""
+        return Cat(verdict.self_ipi, verdict.must_exit, verdict.cause)
+
+
+def early_image(kind, image):
+    """What a write's image is known to be when taken: an xAPIC ICR-low write's VICR_HI half
+    is read later, so it counts as 0 (no broadcast) until then."""
+    return Mux(kind == ICRWriteKind.XAPIC_ICR_LO, image[:32], image)
+
+
+def late_verdict(m, early, full, *, kind, xapic):
+    """The `Verdict` of the image ``full`` from ``early`` (the `EarlyVerdict` of the same
+    write): only an xAPIC ICR-low write's broadcast check reads VICR_HI (``full[32:]``), and
+    BROADCAST comes last in the contract's order of causes."""
+    dest = Mux(xapic, XAPICICR(full).high.dest, X2APICICR(full).dest)
+    late_broadcast = (kind == ICRWriteKind.XAPIC_ICR_LO) & \
+        (XAPICICR(full).high.dest == XAPIC_BROADCAST_ID)
+    must_exit, cause = Signal(), Signal(ExitCause)
+    m.d.comb += [must_exit.eq(early.must_exit | late_broadcast),
+                 cause.eq(Mux(early.must_exit, early.cause, ExitCause.BROADCAST))]
+    return Verdict(early.self_ipi, must_exit, cause, ICRLow(full[:32]).vector, dest)

@@ -20,7 +20,7 @@ from .formats import (
     APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APICWriteExit, ExitCause, ICR_IPIV_INELIGIBLE_MASK,
     ICRWrite, ICRWriteKind, SEL_DWORD, SEL_QWORD, VMCSConfig,
 )
-from .icr_classifier import classify
+from .icr_classifier import EarlyVerdict, classify, early_image, late_verdict
 from .icr_write import accepted_write, refuse
 from .fsm import transition_table
 from .params import bus_addr_width
@@ -63,6 +63,9 @@ class ICRInterceptor(wiring.Component):
         The write uses the xAPIC formats (an xAPIC kind, or SENDUIPI in xAPIC mode).
     image : Signal(64)
         The vICR image: the x2APIC value, or ``VICR_HI << 32 | VICR_LO``.
+    verdict : Signal(EarlyVerdict)
+        The write's classification as taken (`hdl.icr_classifier.early_image`), registered so
+        that the decision at the last store's answer reads no adder or comparator.
     """
 
     class State(enum.Enum, shape=3):
@@ -99,6 +102,7 @@ class ICRInterceptor(wiring.Component):
         self.kind = Signal(ICRWriteKind, name="kind")
         self.xapic = Signal(name="xapic")
         self.image = Signal(64, name="image")
+        self.verdict = Signal(EarlyVerdict, name="verdict")
 
     @property
     def outputs(self):
@@ -122,8 +126,8 @@ class ICRInterceptor(wiring.Component):
     def go(self, m, state):
         m.d.sync += self.state.eq(state)
 
-    def classify(self, m, full):
-        return classify(m, full, kind=self.kind, xapic=self.xapic, cfg=self.cfg,
+    def classify(self, m, image, *, kind, xapic):
+        return classify(m, image, kind=kind, xapic=xapic, cfg=self.cfg,
                         ineligible_mask=self.ineligible_mask())
 
     def decide(self, m, full, verdict):
@@ -148,8 +152,10 @@ class ICRInterceptor(wiring.Component):
         """Take a write: register its kind and image, and go to its first store (or end it
         at once: the x2APIC intercept, #GP)."""
         S, w = self.State, accepted_write(m, self.icr.p, self.cfg)
-        m.d.sync += [self.kind.eq(self.icr.p.kind), self.xapic.eq(w.xapic),
-                     self.image.eq(w.image)]
+        kind = self.icr.p.kind
+        early = self.classify(m, early_image(kind, w.image), kind=kind, xapic=w.xapic)
+        m.d.sync += [self.kind.eq(kind), self.xapic.eq(w.xapic), self.image.eq(w.image),
+                     self.verdict.eq(EarlyVerdict.of(early))]
         with m.If(refuse(m, self.icr.p, w, exit_=self.exit, gp=self.gp)):
             self.go(m, S.OUTPUT)
         with m.Elif(w.starts_high):
@@ -197,7 +203,7 @@ class ICRInterceptor(wiring.Component):
         full = Signal(64)
         m.d.comb += full.eq(Cat(self.image[:32], Mux(self.state == S.READ_HI,
                                                       self.bus.dat_r[:32], self.image[32:])))
-        verdict = self.classify(m, full)
+        verdict = late_verdict(m, self.verdict, full, kind=self.kind, xapic=self.xapic)
         self.withdraw_outputs(m)
 
         with m.Switch(self.state):

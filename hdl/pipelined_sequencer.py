@@ -27,10 +27,10 @@ from .exits import load_exit
 from .formats import (
     APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, ExitCause, ICRLow, ICRWriteKind,
     NOTIFY_INFO_ON, NotifyInfo, PID_NOTIFY_INFO_OFFSET, PID_POINTER_ENTRY_LOW_MASK,
-    PID_POINTER_ENTRY_VALID, PIDPointerEntry, SEL_DWORD, SEL_QWORD, XAPICNDST,
+    PID_POINTER_ENTRY_VALID, PIDPointerEntry, SEL_DWORD, SEL_QWORD, XAPICICR, XAPICNDST,
 )
 from .fsm import transition_table
-from .icr_classifier import classify
+from .icr_classifier import EarlyVerdict, classify, early_image, late_verdict
 from .icr_write import accepted_write, refuse
 from .params import bus_addr_width, check_maxphyaddr
 from .pipelined_issuer import RoundTripSignature
@@ -69,6 +69,11 @@ class PipelinedSequencer(wiring.Component):
         The posting found ON = SN = 0: NotifyInfo is written and a notification sent.
     irr_word : Signal(32)
         The IRR word read (``IRR_WRITE``).
+    verdict : Signal(EarlyVerdict)
+    in_range : Signal(1)
+        The write's classification as taken (`hdl.icr_classifier.early_image`), and its
+        destination within the last PID index: registered so that the decision at the stores'
+        last answer reads no comparator but VICR_HI's.
     """
 
     class State(enum.Enum, shape=4):
@@ -114,6 +119,8 @@ class PipelinedSequencer(wiring.Component):
         self.ni_word = Signal(64, name="ni_word")
         self.notifying = Signal(name="notifying")
         self.irr_word = Signal(32, name="irr_word")
+        self.verdict = Signal(EarlyVerdict, name="verdict")
+        self.in_range = Signal(name="in_range")
 
     @property
     def outputs(self):
@@ -208,8 +215,11 @@ class PipelinedSequencer(wiring.Component):
         the x2APIC intercept and #GP, its outcome at once)."""
         S, w = self.State, accepted_write(m, self.icr.p, self.cfg)
         m.d.comb += self.icr.ready.eq(1)
-        m.d.sync += [self.kind.eq(self.icr.p.kind), self.xapic.eq(w.xapic),
-                     self.image.eq(w.image)]
+        kind = self.icr.p.kind
+        early = classify(m, early_image(kind, w.image), kind=kind, xapic=w.xapic, cfg=self.cfg)
+        m.d.sync += [self.kind.eq(kind), self.xapic.eq(w.xapic), self.image.eq(w.image),
+                     self.verdict.eq(EarlyVerdict.of(early)),
+                     self.in_range.eq(early.dest <= self.cfg.last_pid_index)]
         with m.If(refuse(m, self.icr.p, w, exit_=self.exit, gp=self.gp)):
             self.go(m, S.OUTPUT)
         with m.Else():
@@ -225,7 +235,7 @@ class PipelinedSequencer(wiring.Component):
     def stores_done(self, m, full, verdict, in_range):
         """The vICR is stored (and VICR_HI or the entry read): decide the request."""
         S, kind = self.State, self.kind
-        entry = Mux(self.two_stores(), self.trip.answers[2], self.trip.answers[1])
+        entry = self.trip.last         # the entry read, when made, is the last request
         with m.If(kind == ICRWriteKind.XAPIC_ICR_HI):
             self.complete(m)
         with m.Elif(verdict.self_ipi):
@@ -252,7 +262,7 @@ class PipelinedSequencer(wiring.Component):
             self.exit_with(m, ExitCause.ENTRY_INVALID, self.image)
 
     def reads_done(self, m):
-        pir, ni = self.trip.answers[0], self.trip.answers[1]
+        pir, ni = self.trip.answers[0], self.trip.last
         info = NotifyInfo(ni)
         m.d.sync += [self.pir_word.eq(pir), self.ni_word.eq(ni),
                      self.notifying.eq(~(info.on | info.sn))]
@@ -294,13 +304,13 @@ class PipelinedSequencer(wiring.Component):
                 with m.Case(S.STORES):
                     self.stores_done(m, full, verdict, in_range)
                 with m.Case(S.ENTRY):
-                    self.entry_read(m, trip.answers[0])
+                    self.entry_read(m, trip.last)
                 with m.Case(S.READS):
                     self.reads_done(m)
                 with m.Case(S.WRITES):
                     self.writes_done(m)
                 with m.Case(S.IRR_READ):
-                    m.d.sync += self.irr_word.eq(trip.answers[0][:32])
+                    m.d.sync += self.irr_word.eq(trip.last[:32])
                     self.go(m, S.IRR_WRITE)
                 with m.Case(S.IRR_WRITE):
                     self.irr_write_done(m)
@@ -316,10 +326,12 @@ class PipelinedSequencer(wiring.Component):
         reading_hi = (self.state == S.STORES) & (self.kind == ICRWriteKind.XAPIC_ICR_LO)
         full = Signal(64)
         m.d.comb += full.eq(Cat(self.image[:32],
-                                Mux(reading_hi, self.trip.answers[1][:32], self.image[32:])))
-        verdict = classify(m, full, kind=self.kind, xapic=self.xapic, cfg=self.cfg)
-        in_range = verdict.dest <= self.cfg.last_pid_index
-        post_in_range = ~verdict.self_ipi & ~verdict.must_exit & in_range
+                                Mux(reading_hi, self.trip.last[:32], self.image[32:])))
+        verdict = late_verdict(m, self.verdict, full, kind=self.kind, xapic=self.xapic)
+        in_range = Mux(self.kind == ICRWriteKind.XAPIC_ICR_LO,
+                       XAPICICR(full).high.dest <= self.cfg.last_pid_index, self.in_range)
+        # Read where a write that is not an xAPIC ICR-low one decides its stores' count.
+        post_in_range = ~self.verdict.self_ipi & ~self.verdict.must_exit & self.in_range
         self.round_trips(m, self.addresses(verdict.dest), post_in_range)
 
         with m.Switch(self.state):

@@ -14,7 +14,7 @@ from amaranth import Mux, Value
 
 from hdl.formats import ICRWriteKind
 
-from .invariants import Published, _Invariants, transition_tables
+from .invariants import Published, _Invariants, early_verdict, transition_tables
 
 
 __all__ = ["add_pipelined_invariants", "ISSUER_REGISTERS"]
@@ -37,6 +37,8 @@ class _PipelinedInvariants:
         spec = mon.spec
         self.common = (self.seq("kind") == mon.kind.as_value()) & \
             (self.seq("xapic") == spec.xapic) & (self.seq("image") == spec.image)
+        verdict, in_range = early_verdict(m, mon)
+        self.classified = (self.seq("verdict") == verdict) & (self.seq("in_range") == in_range)
         self.ok = mon.live & ~mon.err
         self.fin = self.ok & (mon.answered == mon.n)
         self.on_bus = mon.on_bus
@@ -79,7 +81,7 @@ class _PipelinedInvariants:
             (Value.cast(self.dut.issuer.trip.answers[0]) == mon.rmw)
         phases = [
             ("STORES", what["store_hi"] | what["store_lo"] | what["read_hi"] |
-             (what["entry"] & ~lo), self.common),
+             (what["entry"] & ~lo), self.common & self.classified),
             ("ENTRY", what["entry"] & lo, self.common),
             ("READS", what["pir_read"] | what["ni_read"], self.common & pid & pir_kept),
             ("WRITES", what["pir_write"] | what["ni_write"],
