@@ -13,11 +13,13 @@ from amaranth.lib import data
 
 from .formats import (
     DeliveryMode, ExitCause, FIRST_LEGAL_VECTOR, ICR_IPIV_INELIGIBLE_MASK, ICR_RESERVED_MASK,
-    ICRLow, ICRWriteKind, Shorthand, TriggerMode, XAPIC_BROADCAST_ID, XAPICICR, X2APICICR,
+    ICRLow, ICRWriteKind, Shorthand, TriggerMode, XAPIC_BROADCAST_ID, XAPICICR, XAPICICRHigh,
+    X2APICICR,
 )
 
 
-__all__ = ["EarlyVerdict", "Verdict", "classify", "early_image", "late_verdict"]
+__all__ = ["EarlyVerdict", "Verdict", "classify", "early_image", "late_in_range",
+           "late_verdict"]
 
 
 class Verdict(NamedTuple):
@@ -58,15 +60,18 @@ def classify(m, full, *, kind, xapic, cfg, ineligible_mask=ICR_IPIV_INELIGIBLE_M
 
 
 class EarlyVerdict(data.Struct):
-    """`classify`'s decision on a write as it is taken (register it, `early_image`)."""
+    """`classify`'s decision on a write as it is taken (register it, `early_image`), and
+    whether T as then known is at most the last PID-pointer index."""
     self_ipi: 1
     must_exit: 1
     cause: ExitCause
+    in_range: 1
 
     @staticmethod
-    def of(verdict):
-        """The fields of ``verdict`` (a `Verdict`) as a value to assign to an `EarlyVerdict`."""
-        return Cat(verdict.self_ipi, verdict.must_exit, verdict.cause)
+    def of(verdict, cfg):
+        """``verdict`` (a `Verdict`) under ``cfg`` as a value to assign to an `EarlyVerdict`."""
+        return Cat(verdict.self_ipi, verdict.must_exit, verdict.cause,
+                   verdict.dest <= cfg.last_pid_index)
 
 
 def early_image(kind, image):
@@ -75,14 +80,22 @@ def early_image(kind, image):
     return Mux(kind == ICRWriteKind.XAPIC_ICR_LO, image[:32], image)
 
 
-def late_verdict(m, early, full, *, kind, xapic):
+def late_verdict(m, early, full, *, kind, xapic, vicr_hi):
     """The `Verdict` of the image ``full`` from ``early`` (the `EarlyVerdict` of the same
-    write): only an xAPIC ICR-low write's broadcast check reads VICR_HI (``full[32:]``), and
-    BROADCAST comes last in the contract's order of causes."""
+    write): only an xAPIC ICR-low write's broadcast check reads VICR_HI (``vicr_hi``, as it
+    arrives from the bus; ignored for other kinds), and BROADCAST comes last in the
+    contract's order of causes."""
     dest = Mux(xapic, XAPICICR(full).high.dest, X2APICICR(full).dest)
     late_broadcast = (kind == ICRWriteKind.XAPIC_ICR_LO) & \
-        (XAPICICR(full).high.dest == XAPIC_BROADCAST_ID)
+        (XAPICICRHigh(vicr_hi).dest == XAPIC_BROADCAST_ID)
     must_exit, cause = Signal(), Signal(ExitCause)
     m.d.comb += [must_exit.eq(early.must_exit | late_broadcast),
                  cause.eq(Mux(early.must_exit, early.cause, ExitCause.BROADCAST))]
     return Verdict(early.self_ipi, must_exit, cause, ICRLow(full[:32]).vector, dest)
+
+
+def late_in_range(early, vicr_hi, *, kind, cfg):
+    """T is at most the last PID-pointer index: ``early``'s answer, but for an xAPIC ICR-low
+    write, whose T is the 8 bits of VICR_HI (``vicr_hi``), compared as they arrive."""
+    return Mux(kind == ICRWriteKind.XAPIC_ICR_LO,
+               XAPICICRHigh(vicr_hi).dest <= cfg.last_pid_index, early.in_range)

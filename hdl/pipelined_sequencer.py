@@ -23,14 +23,16 @@ from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import Out
 
 from .core_signature import CoreSignature
-from .exits import load_exit
+from .exits import load_exit, preload_exit
 from .formats import (
     APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, ExitCause, ICRLow, ICRWriteKind,
     NOTIFY_INFO_ON, NotifyInfo, PID_NOTIFY_INFO_OFFSET, PID_POINTER_ENTRY_LOW_MASK,
-    PID_POINTER_ENTRY_VALID, PIDPointerEntry, SEL_DWORD, SEL_QWORD, XAPICICR, XAPICNDST,
+    PID_POINTER_ENTRY_VALID, PIDPointerEntry, SEL_DWORD, SEL_QWORD, XAPICNDST,
 )
 from .fsm import transition_table
-from .icr_classifier import EarlyVerdict, classify, early_image, late_verdict
+from .icr_classifier import (
+    EarlyVerdict, classify, early_image, late_in_range, late_verdict,
+)
 from .icr_write import accepted_write, refuse
 from .params import bus_addr_width, check_maxphyaddr
 from .pipelined_issuer import RoundTripSignature
@@ -70,10 +72,12 @@ class PipelinedSequencer(wiring.Component):
     irr_word : Signal(32)
         The IRR word read (``IRR_WRITE``).
     verdict : Signal(EarlyVerdict)
-    in_range : Signal(1)
-        The write's classification as taken (`hdl.icr_classifier.early_image`), and its
-        destination within the last PID index: registered so that the decision at the stores'
+        The write's classification and range check as taken
+        (`hdl.icr_classifier.early_image`): registered so that the decision at the stores'
         last answer reads no comparator but VICR_HI's.
+    lo_adr, hi_adr, irr_adr : Signal(maxphyaddr - 3)
+        Word addresses of VICR_LO, VICR_HI and the IRR word of V, registered every cycle
+        (`addresses`).
     """
 
     class State(enum.Enum, shape=4):
@@ -120,7 +124,9 @@ class PipelinedSequencer(wiring.Component):
         self.notifying = Signal(name="notifying")
         self.irr_word = Signal(32, name="irr_word")
         self.verdict = Signal(EarlyVerdict, name="verdict")
-        self.in_range = Signal(name="in_range")
+        self.lo_adr = Signal(self._addr_width, name="lo_adr")
+        self.hi_adr = Signal(self._addr_width, name="hi_adr")
+        self.irr_adr = Signal(self._addr_width, name="irr_adr")
 
     @property
     def outputs(self):
@@ -135,18 +141,26 @@ class PipelinedSequencer(wiring.Component):
         return [slot.adr.eq(adr), slot.we.eq(we), slot.sel.eq(sel), slot.dat_w.eq(dat_w),
                 slot.lock.eq(lock)]
 
-    def addresses(self, dest):
-        """Word addresses of this request's transfers (``dest``: virtual destination T)."""
+    def addresses(self, m, dest):
+        """Word addresses of this request's transfers (``dest``: virtual destination T).
+
+        The vICR and IRR addresses are registered every cycle, off the requests' path: ``cfg``
+        is held from acceptance and V does not change after it, and neither address is read
+        before the cycle after acceptance."""
         cfg, aw = self.cfg, self._addr_width
         vector = ICRLow(self.image[:32]).vector
+        m.d.sync += [
+            self.lo_adr.eq(self.word(cfg.vapic_page + APIC_OFFSET_ICR_LO)),
+            self.hi_adr.eq(self.word(cfg.vapic_page + APIC_OFFSET_ICR_HI)),
+            self.irr_adr.eq(self.word(cfg.vapic_page + APIC_OFFSET_IRR +
+                                      Cat(C(0, 4), vector[5:8]))),
+        ]
         return {
-            "lo": self.word(cfg.vapic_page + APIC_OFFSET_ICR_LO),
-            "hi": self.word(cfg.vapic_page + APIC_OFFSET_ICR_HI),
+            "lo": self.lo_adr, "hi": self.hi_adr, "irr": self.irr_adr,
             # T <= last index < 2**16 here, so 16 bits of T address the entry.
             "entry": self.word(cfg.pid_table + Cat(C(0, 3), dest[:16])),
             "pir": Cat(vector[6:8], C(0, 1), self.pid_line)[:aw],
             "ni": Cat(C(PID_NOTIFY_INFO_OFFSET // 8, 3), self.pid_line)[:aw],
-            "irr": self.word(cfg.vapic_page + APIC_OFFSET_IRR + Cat(C(0, 4), vector[5:8])),
         }
 
     def round_trips(self, m, adr, post_in_range):
@@ -215,11 +229,8 @@ class PipelinedSequencer(wiring.Component):
         the x2APIC intercept and #GP, its outcome at once)."""
         S, w = self.State, accepted_write(m, self.icr.p, self.cfg)
         m.d.comb += self.icr.ready.eq(1)
-        kind = self.icr.p.kind
-        early = classify(m, early_image(kind, w.image), kind=kind, xapic=w.xapic, cfg=self.cfg)
-        m.d.sync += [self.kind.eq(kind), self.xapic.eq(w.xapic), self.image.eq(w.image),
-                     self.verdict.eq(EarlyVerdict.of(early)),
-                     self.in_range.eq(early.dest <= self.cfg.last_pid_index)]
+        m.d.sync += [self.kind.eq(self.icr.p.kind), self.xapic.eq(w.xapic),
+                     self.image.eq(w.image)]
         with m.If(refuse(m, self.icr.p, w, exit_=self.exit, gp=self.gp)):
             self.go(m, S.OUTPUT)
         with m.Else():
@@ -242,9 +253,9 @@ class PipelinedSequencer(wiring.Component):
             m.d.sync += self.image.eq(full)
             self.go(m, S.IRR_READ)
         with m.Elif(verdict.must_exit):
-            self.exit_with(m, verdict.cause, full)
+            self.exit_with(m, verdict.cause, self._exit_icr)
         with m.Elif(~in_range):
-            self.exit_with(m, ExitCause.INDEX_RANGE, full)
+            self.exit_with(m, ExitCause.INDEX_RANGE, self._exit_icr)
         with m.Elif(kind == ICRWriteKind.XAPIC_ICR_LO):
             m.d.sync += self.image.eq(full)
             self.go(m, S.ENTRY)
@@ -259,7 +270,7 @@ class PipelinedSequencer(wiring.Component):
             m.d.sync += self.pid_line.eq(PIDPointerEntry(entry).pid_line)
             self.go(m, self.State.READS)
         with m.Else():
-            self.exit_with(m, ExitCause.ENTRY_INVALID, self.image)
+            self.exit_with(m, ExitCause.ENTRY_INVALID, self._exit_icr)
 
     def reads_done(self, m):
         pir, ni = self.trip.answers[0], self.trip.last
@@ -298,7 +309,7 @@ class PipelinedSequencer(wiring.Component):
         S, trip = self.State, self.trip
         with m.If(trip.error):
             # The image as known: a VICR_HI whose read failed (or came after an err) stays 0.
-            self.exit_with(m, ExitCause.BUS_ERROR, self.image)
+            self.exit_with(m, ExitCause.BUS_ERROR, self._exit_icr)
         with m.Else():
             with m.Switch(self.state):
                 with m.Case(S.STORES):
@@ -327,12 +338,25 @@ class PipelinedSequencer(wiring.Component):
         full = Signal(64)
         m.d.comb += full.eq(Cat(self.image[:32],
                                 Mux(reading_hi, self.trip.last[:32], self.image[32:])))
-        verdict = late_verdict(m, self.verdict, full, kind=self.kind, xapic=self.xapic)
-        in_range = Mux(self.kind == ICRWriteKind.XAPIC_ICR_LO,
-                       XAPICICR(full).high.dest <= self.cfg.last_pid_index, self.in_range)
+        vicr_hi = self.trip.last[:32]       # as it arrives (the stores' last answer)
+        verdict = late_verdict(m, self.verdict, full, kind=self.kind, xapic=self.xapic,
+                               vicr_hi=vicr_hi)
+        # An exit's image: a VICR_HI whose read failed (or came after an err) stays 0; in
+        # ENTRY, and for other kinds, full is the image.
+        self._exit_icr = Signal(64)
+        m.d.comb += self._exit_icr.eq(Mux(self.trip.error, self.image, full))
+        in_range = late_in_range(self.verdict, vicr_hi, kind=self.kind, cfg=self.cfg)
         # Read where a write that is not an xAPIC ICR-low one decides its stores' count.
-        post_in_range = ~self.verdict.self_ipi & ~self.verdict.must_exit & self.in_range
-        self.round_trips(m, self.addresses(verdict.dest), post_in_range)
+        post_in_range = ~self.verdict.self_ipi & ~self.verdict.must_exit & self.verdict.in_range
+        self.round_trips(m, self.addresses(m, verdict.dest), post_in_range)
+
+        # The classification of whatever is offered, taken or not, whenever a write may be
+        # taken: the one registered as the write is taken is its own, and no handshake
+        # waits on the comparators. Only STORES reads it.
+        w, kind = accepted_write(m, self.icr.p, self.cfg), self.icr.p.kind
+        early = classify(m, early_image(kind, w.image), kind=kind, xapic=w.xapic, cfg=self.cfg)
+        with m.If((self.state != S.STORES) | self.trip.done):
+            m.d.sync += self.verdict.eq(EarlyVerdict.of(early, self.cfg))
 
         with m.Switch(self.state):
             with m.Case(S.IDLE):
@@ -351,6 +375,9 @@ class PipelinedSequencer(wiring.Component):
                                  self.self_ipi.p.eq(ICRLow(self.image[:32]).vector)]
                     self.go(m, S.IDLE)
             with m.Default():
+                # No exit is offered on the bus: load its payload ahead, so that only valid
+                # and the cause wait on the answer.
+                preload_exit(m, self.exit, icr=self._exit_icr)
                 with m.If(self.trip.done):
                     self.after_round_trip(m, full, verdict, in_range)
 

@@ -63,13 +63,13 @@ def transition_tables(m, dut):
 
 
 def early_verdict(m, mon, ineligible_mask=ICR_IPIV_INELIGIBLE_MASK):
-    """The classification (`hdl.icr_classifier.EarlyVerdict`) a stage registers as it takes
-    the monitor's request, and whether its destination as then known is in range. Pass a
-    stage's own eligibility mask, so that a mutant of it fails where its outcome shows."""
+    """The classification and range check (`hdl.icr_classifier.EarlyVerdict`) a stage
+    registers as it takes the monitor's request. Pass a stage's own eligibility mask, so that
+    a mutant of it fails where its outcome shows."""
     kind = mon.kind.as_value()
     verdict = classify(m, early_image(kind, mon.spec.image), kind=kind, xapic=mon.spec.xapic,
                        cfg=mon.cfg, ineligible_mask=ineligible_mask)
-    return EarlyVerdict.of(verdict), verdict.dest <= mon.cfg.last_pid_index
+    return EarlyVerdict.of(verdict, mon.cfg)
 
 
 class _Invariants:
@@ -88,9 +88,10 @@ class _Invariants:
             (self.reg("interceptor", "image") == spec.image) & \
             (self.reg("interceptor", "xapic") == spec.xapic) & \
             (self.reg("interceptor", "verdict") ==
-             early_verdict(m, mon, dut.interceptor.ineligible_mask())[0])
+             early_verdict(m, mon, dut.interceptor.ineligible_mask()))
         self.i_post = (I.post.p.vector == spec.vector) & (I.post.p.dest == spec.dest) & \
-            (I.post.p.icr == spec.image)
+            (I.post.p.icr == spec.image) & \
+            (I.post.p.in_range == (spec.dest <= mon.cfg.last_pid_index))
         self.i_self = (I.self_ipi.p.vector == spec.vector) & (I.self_ipi.p.icr == spec.image)
         self.l_post = (L.post.p.vector == spec.vector) & \
             (L.post.p.pid_line == mon.entry[6:]) & (L.post.p.icr == spec.image)
