@@ -1,18 +1,25 @@
 """What an ICR write becomes, decided from the vICR image and the VMCS alone
 (docs/architecture.md §4): a virtualized self-IPI, an APIC-write exit with its cause, or an
-IPIv posting to virtual destination T. Shared by both bus variants of the unit."""
+IPIv posting to virtual destination T. Shared by both bus variants of the unit.
+
+The verdict is registered as the write is taken (`EarlyVerdict`), off the bus's path: every
+cause but BROADCAST reads bits 31:0 only, and of an xAPIC ICR-low write only VICR_HI, read
+later, is unknown then; `late_verdict` adds its broadcast check when it arrives."""
 
 from typing import NamedTuple
 
-from amaranth import Mux, Signal
+from amaranth import Cat, Mux, Signal
+from amaranth.lib import data
 
 from .formats import (
     DeliveryMode, ExitCause, FIRST_LEGAL_VECTOR, ICR_IPIV_INELIGIBLE_MASK, ICR_RESERVED_MASK,
-    ICRLow, ICRWriteKind, Shorthand, TriggerMode, XAPIC_BROADCAST_ID, XAPICICR, X2APICICR,
+    ICRLow, ICRWriteKind, Shorthand, TriggerMode, XAPIC_BROADCAST_ID, XAPICICR, XAPICICRHigh,
+    X2APICICR,
 )
 
 
-__all__ = ["Verdict", "classify"]
+__all__ = ["EarlyVerdict", "Verdict", "classify", "early_image", "late_in_range",
+           "late_verdict"]
 
 
 class Verdict(NamedTuple):
@@ -50,3 +57,45 @@ def classify(m, full, *, kind, xapic, cfg, ineligible_mask=ICR_IPIV_INELIGIBLE_M
     with m.Else():
         m.d.comb += must_exit.eq(0)
     return Verdict(self_ipi, must_exit, cause, low.vector, dest)
+
+
+class EarlyVerdict(data.Struct):
+    """`classify`'s decision on a write as it is taken (register it, `early_image`), and
+    whether T as then known is at most the last PID-pointer index."""
+    self_ipi: 1
+    must_exit: 1
+    cause: ExitCause
+    in_range: 1
+
+    @staticmethod
+    def of(verdict, cfg):
+        """``verdict`` (a `Verdict`) under ``cfg`` as a value to assign to an `EarlyVerdict`."""
+        return Cat(verdict.self_ipi, verdict.must_exit, verdict.cause,
+                   verdict.dest <= cfg.last_pid_index)
+
+
+def early_image(kind, image):
+    """What a write's image is known to be when taken: an xAPIC ICR-low write's VICR_HI half
+    is read later, so it counts as 0 (no broadcast) until then."""
+    return Mux(kind == ICRWriteKind.XAPIC_ICR_LO, image[:32], image)
+
+
+def late_verdict(m, early, full, *, kind, xapic, vicr_hi):
+    """The `Verdict` of the image ``full`` from ``early`` (the `EarlyVerdict` of the same
+    write): only an xAPIC ICR-low write's broadcast check reads VICR_HI (``vicr_hi``, as it
+    arrives from the bus; ignored for other kinds), and BROADCAST comes last in the
+    contract's order of causes."""
+    dest = Mux(xapic, XAPICICR(full).high.dest, X2APICICR(full).dest)
+    late_broadcast = (kind == ICRWriteKind.XAPIC_ICR_LO) & \
+        (XAPICICRHigh(vicr_hi).dest == XAPIC_BROADCAST_ID)
+    must_exit, cause = Signal(), Signal(ExitCause)
+    m.d.comb += [must_exit.eq(early.must_exit | late_broadcast),
+                 cause.eq(Mux(early.must_exit, early.cause, ExitCause.BROADCAST))]
+    return Verdict(early.self_ipi, must_exit, cause, ICRLow(full[:32]).vector, dest)
+
+
+def late_in_range(early, vicr_hi, *, kind, cfg):
+    """T is at most the last PID-pointer index: ``early``'s answer, but for an xAPIC ICR-low
+    write, whose T is the 8 bits of VICR_HI (``vicr_hi``), compared as they arrive."""
+    return Mux(kind == ICRWriteKind.XAPIC_ICR_LO,
+               XAPICICRHigh(vicr_hi).dest <= cfg.last_pid_index, early.in_range)

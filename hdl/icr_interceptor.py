@@ -7,7 +7,8 @@ it raises #GP for an x2APIC write with reserved bits set, or stores the vICR ima
 virtual-APIC page (xAPIC ICR-low writes then read VICR_HI back, since the destination lives
 there), and classifies the write (docs/architecture.md §4): a virtualized self-IPI, an IPIv
 posting (handed to the PID-table lookup), or an APIC-write exit whose cause is decided from
-the ICR and the VMCS alone. The range and entry checks happen in the lookup.
+the ICR and the VMCS alone. It compares T with the last PID index for the lookup
+(`PostRequest.in_range`), which acts on it and checks the entry.
 """
 
 from amaranth import Cat, Module, Mux, Signal
@@ -15,13 +16,15 @@ from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import wishbone
-from .exits import load_exit
+from .exits import load_exit, preload_exit
 from .formats import (
     APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APICWriteExit, ExitCause, ICR_IPIV_INELIGIBLE_MASK,
     ICRWrite, ICRWriteKind, SEL_DWORD, SEL_QWORD, VMCSConfig,
 )
-from .icr_classifier import classify
-from .icr_write import accepted_write, refuse
+from .icr_classifier import (
+    EarlyVerdict, classify, early_image, late_in_range, late_verdict,
+)
+from .icr_write import accepted_write, preload_refusals, refuse
 from .fsm import transition_table
 from .params import bus_addr_width
 from .requests import PostRequest, SelfIPIRequest
@@ -63,6 +66,10 @@ class ICRInterceptor(wiring.Component):
         The write uses the xAPIC formats (an xAPIC kind, or SENDUIPI in xAPIC mode).
     image : Signal(64)
         The vICR image: the x2APIC value, or ``VICR_HI << 32 | VICR_LO``.
+    verdict : Signal(EarlyVerdict)
+        The write's classification and range check as taken
+        (`hdl.icr_classifier.early_image`), registered so that the decision at the last
+        store's answer reads no comparator but VICR_HI's.
     """
 
     class State(enum.Enum, shape=3):
@@ -99,6 +106,7 @@ class ICRInterceptor(wiring.Component):
         self.kind = Signal(ICRWriteKind, name="kind")
         self.xapic = Signal(name="xapic")
         self.image = Signal(64, name="image")
+        self.verdict = Signal(EarlyVerdict, name="verdict")
 
     @property
     def outputs(self):
@@ -122,8 +130,8 @@ class ICRInterceptor(wiring.Component):
     def go(self, m, state):
         m.d.sync += self.state.eq(state)
 
-    def classify(self, m, full):
-        return classify(m, full, kind=self.kind, xapic=self.xapic, cfg=self.cfg,
+    def classify(self, m, image, *, kind, xapic):
+        return classify(m, image, kind=kind, xapic=xapic, cfg=self.cfg,
                         ineligible_mask=self.ineligible_mask())
 
     def decide(self, m, full, verdict):
@@ -133,16 +141,33 @@ class ICRInterceptor(wiring.Component):
             m.d.sync += [self.self_ipi.valid.eq(1), self.self_ipi.p.vector.eq(vector),
                          self.self_ipi.p.icr.eq(full)]
         with m.Elif(verdict.must_exit):
-            load_exit(m, self.exit, cause=verdict.cause, icr=full)
+            load_exit(m, self.exit, cause=verdict.cause, icr=self._exit_icr)
         with m.Else():
             m.d.sync += [self.post.valid.eq(1), self.post.p.vector.eq(vector),
-                         self.post.p.dest.eq(dest), self.post.p.icr.eq(full)]
+                         self.post.p.dest.eq(dest), self.post.p.icr.eq(full),
+                         self.post.p.in_range.eq(self._in_range)]
         self.go(m, self.State.OUTPUT)
 
     def bus_error(self, m):
-        # The image as known so far: a VICR_HI whose read failed stays 0.
-        load_exit(m, self.exit, cause=ExitCause.BUS_ERROR, icr=self.image)
+        load_exit(m, self.exit, cause=ExitCause.BUS_ERROR, icr=self._exit_icr)
         self.go(m, self.State.OUTPUT)
+
+    def preload(self, m, full, verdict):
+        """No output is offered while storing: load every payload ahead, so that only the
+        valids (and the exit's cause) wait on the answer and the verdict."""
+        preload_exit(m, self.exit, icr=self._exit_icr)
+        m.d.sync += [self.self_ipi.p.vector.eq(verdict.vector), self.self_ipi.p.icr.eq(full),
+                     self.post.p.vector.eq(verdict.vector), self.post.p.dest.eq(verdict.dest),
+                     self.post.p.icr.eq(full), self.post.p.in_range.eq(self._in_range)]
+
+    def classify_offered(self, m):
+        """Register the classification of whatever is offered, taken or not, and load the
+        payloads of its refusals (no output is offered in IDLE): the last ones loaded in IDLE
+        are the write's, and no handshake waits on the comparators or the payloads' enables."""
+        preload_refusals(m, self.icr.p, exit_=self.exit, gp=self.gp)
+        w, kind = accepted_write(m, self.icr.p, self.cfg), self.icr.p.kind
+        early = self.classify(m, early_image(kind, w.image), kind=kind, xapic=w.xapic)
+        m.d.sync += self.verdict.eq(EarlyVerdict.of(early, self.cfg))
 
     def take(self, m):
         """Take a write: register its kind and image, and go to its first store (or end it
@@ -177,7 +202,7 @@ class ICRInterceptor(wiring.Component):
             with m.If(self.kind == ICRWriteKind.XAPIC_ICR_LO):
                 self.go(m, self.State.READ_HI)
             with m.Else():
-                self.decide(m, image, verdict)
+                self.decide(m, self._full, verdict)
 
     def read_hi(self, m, hi_adr, full, verdict):
         wishbone.drive(m, self.bus, adr=hi_adr, sel=SEL_DWORD)
@@ -197,20 +222,31 @@ class ICRInterceptor(wiring.Component):
         full = Signal(64)
         m.d.comb += full.eq(Cat(self.image[:32], Mux(self.state == S.READ_HI,
                                                       self.bus.dat_r[:32], self.image[32:])))
-        verdict = self.classify(m, full)
+        vicr_hi = self.bus.dat_r[:32]       # as it arrives (read in READ_HI)
+        verdict = late_verdict(m, self.verdict, full, kind=self.kind, xapic=self.xapic,
+                               vicr_hi=vicr_hi)
+        # An exit's image: a VICR_HI whose read failed stays 0 (in the stores, full is the
+        # image).
+        self._full, self._exit_icr = full, Signal(64)
+        self._in_range = late_in_range(self.verdict, vicr_hi, kind=self.kind, cfg=self.cfg)
+        m.d.comb += self._exit_icr.eq(Mux(self.bus.err, self.image, full))
         self.withdraw_outputs(m)
 
         with m.Switch(self.state):
             with m.Case(S.IDLE):
+                self.classify_offered(m)
                 m.d.comb += self.icr.ready.eq(self.accept)
                 with m.If(self.icr.valid & self.accept):
                     self.take(m)
-            with m.Case(S.STORE_HI):
-                self.store_hi(m, hi_adr)
-            with m.Case(S.STORE_LO):
-                self.store_lo(m, lo_adr, verdict)
-            with m.Case(S.READ_HI):
-                self.read_hi(m, hi_adr, full, verdict)
+            with m.Case(S.STORE_HI, S.STORE_LO, S.READ_HI):
+                self.preload(m, full, verdict)
+                with m.Switch(self.state):
+                    with m.Case(S.STORE_HI):
+                        self.store_hi(m, hi_adr)
+                    with m.Case(S.STORE_LO):
+                        self.store_lo(m, lo_adr, verdict)
+                    with m.Case(S.READ_HI):
+                        self.read_hi(m, hi_adr, full, verdict)
             with m.Case(S.OUTPUT):
                 # Leave as the output is taken, so the next write can be accepted at once.
                 with m.If(self.output_taken()):

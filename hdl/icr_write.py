@@ -6,14 +6,14 @@ from typing import NamedTuple
 
 from amaranth import C, Cat, Mux, Signal
 
-from .exits import load_exit
+from .exits import load_exit, preload_exit
 from .formats import (
     EXIT_REASON_WRMSR, ExitCause, ICR_RESERVED_MASK, ICRWriteKind, SendUIPIData,
     WRMSR_QUALIFICATION, XAPIC_ICR_HI_MASK, XAPICNDST,
 )
 
 
-__all__ = ["AcceptedWrite", "accepted_write", "refuse"]
+__all__ = ["AcceptedWrite", "accepted_write", "preload_refusals", "refuse"]
 
 
 class AcceptedWrite(NamedTuple):
@@ -48,6 +48,15 @@ def accepted_write(m, write, cfg):
         starts_high=(kind == ICRWriteKind.XAPIC_ICR_HI) | (uipi & ~cfg.x2apic),
         intercepted=x2 & ~cfg.ipiv,
         gp=x2 & cfg.ipiv & ((data[:32] & ICR_RESERVED_MASK) != 0))
+
+
+def preload_refusals(m, write, *, exit_, gp):
+    """Load the payloads `refuse` gives, offering nothing: a stage that offers no output while
+    idle loads them with whatever is offered, so that only the valids wait on the
+    handshake."""
+    preload_exit(m, exit_, icr=write.data, reason=EXIT_REASON_WRMSR,
+                 qualification=WRMSR_QUALIFICATION)
+    m.d.sync += [exit_.p.cause.eq(ExitCause.DISABLED), gp.p.eq(write.data)]
 
 
 def refuse(m, write, accepted, *, exit_, gp):

@@ -1,8 +1,8 @@
 """`IPIVirtualizer`: the IPI-virtualization logic of one logical processor running one vCPU.
 
 The external contract is ``docs/interface.md``. Inside, four stages share the memory
-port through a round-robin `wishbone.Arbiter` (only one stage drives the bus at a time, so the
-combinational grant costs no cycle)::
+port through an exclusive `wishbone.Arbiter` (only one stage drives the bus at a time, so
+the bus is the OR of their requests and each stage's answers are gated by its own ``cyc``)::
 
     icr -> ICRInterceptor --post--> PIDLookup --post--> PIDUpdate -> notify
                |   \\--self_ipi--> VIRRUpdate -> self_ipi
@@ -54,7 +54,7 @@ class Stage(NamedTuple):
 #: The stages of the classic unit, in the order of its arbiter's masters. This is the one
 #: list of them.
 STAGES = (
-    Stage("interceptor", ICRInterceptor, ("kind", "xapic", "image")),
+    Stage("interceptor", ICRInterceptor, ("kind", "xapic", "image", "verdict")),
     Stage("lookup", PIDLookup, ()),
     Stage("pid_update", PIDUpdate, ("word",)),
     Stage("virr_update", VIRRUpdate, ("word",)),
@@ -64,7 +64,8 @@ STAGES = (
 #: is the unit's ``issuer`` (public registers ``issued``, ``answered``, ``erred``, ``locked``).
 PIPELINED_STAGES = (
     Stage("sequencer", PipelinedSequencer, ("kind", "xapic", "image", "pid_line", "pir_word",
-                                            "ni_word", "notifying", "irr_word")),
+                                            "ni_word", "notifying", "irr_word", "verdict",
+                                            "lo_adr", "hi_adr", "irr_adr")),
 )
 
 
@@ -112,7 +113,8 @@ class IPIVirtualizer(wiring.Component):
         `STAGES` or `PIPELINED_STAGES`; each stage is an attribute (``interceptor``, ...,
         or ``sequencer``), with its public ``state`` and registers.
     arbiter : wishbone.Arbiter
-        Classic: its public ``owner`` register is the master that had the bus last.
+        Classic (exclusive): its public ``owner`` register is the master that had the bus
+        last.
     issuer : PipelinedIssuer
         Pipelined: the memory port.
     """
@@ -140,7 +142,7 @@ class IPIVirtualizer(wiring.Component):
             setattr(self, stage.name, mutant(stage.component, self.faults)(
                 maxphyaddr=maxphyaddr))
         if bus == "classic":
-            self.arbiter = wishbone.Arbiter(len(STAGES), addr_width=addr_width)
+            self.arbiter = wishbone.Arbiter(len(STAGES), addr_width=addr_width, exclusive=True)
         else:
             self.issuer = mutant(PipelinedIssuer, self.faults)(addr_width=addr_width)
 

@@ -1,7 +1,8 @@
 """The PID-pointer-table lookup: second stage of an IPIv posting.
 
-Checks the virtual destination T against the last PID-pointer index, reads the 8-byte entry at
-``pid_table + 8*T`` and checks it (bits 5:0 == 000001b, nothing at or above MAXPHYADDR);
+Ends a posting whose virtual destination T is above the last PID-pointer index (compared by
+the interceptor, `PostRequest.in_range`), reads the 8-byte entry at ``pid_table + 8*T`` and
+checks it (bits 5:0 == 000001b, nothing at or above MAXPHYADDR);
 hands the PID address on to the PID update unit or ends the request as an APIC-write exit
 (``INDEX_RANGE``, ``ENTRY_INVALID``, ``BUS_ERROR``). No entry is read when T is out of range.
 """
@@ -11,7 +12,7 @@ from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import wishbone
-from .exits import load_exit
+from .exits import load_exit, preload_exit
 from .formats import (
     APICWriteExit, ExitCause, PID_POINTER_ENTRY_LOW_MASK, PID_POINTER_ENTRY_VALID,
     PIDPointerEntry, VMCSConfig,
@@ -74,8 +75,9 @@ class PIDLookup(wiring.Component):
     # -- the steps (hdl.mutants overrides some of them) -------------------------------------
 
     def in_range(self, req):
-        """T is at most the last PID-pointer index."""
-        return req.dest <= self.cfg.last_pid_index
+        """T is at most the last PID-pointer index (the interceptor compares them as it
+        decides the posting, so that the entry read waits on no comparator)."""
+        return req.in_range
 
     def entry_ok(self, entry):
         """Bits 5:0 are 000001b and nothing is set at or above MAXPHYADDR."""
@@ -109,6 +111,15 @@ class PIDLookup(wiring.Component):
     def entry_invalid(self, m, entry):
         load_exit(m, self.exit, cause=ExitCause.ENTRY_INVALID, icr=self.request.p.icr)
 
+    def preload(self, m):
+        """No output is offered in IDLE: load both payloads with the request, so that only
+        ``valid`` and the exit's cause wait on the range check and the answer."""
+        req = self.request.p
+        preload_exit(m, self.exit, icr=req.icr)
+        m.d.sync += [self.post.p.vector.eq(req.vector),
+                     self.post.p.pid_line.eq(PIDPointerEntry(self.bus.dat_r).pid_line),
+                     self.post.p.icr.eq(req.icr)]
+
     def look_up(self, m, entry_adr):
         """The bound check, then the entry read, presented with the request."""
         with m.If(~self.in_range(self.request.p)):
@@ -137,6 +148,7 @@ class PIDLookup(wiring.Component):
         with m.Switch(self.state):
             with m.Case(S.IDLE):
                 with m.If(self.request.valid):
+                    self.preload(m)
                     self.look_up(m, entry_adr)
             with m.Case(S.OUTPUT):
                 with m.If(self.output_taken()):

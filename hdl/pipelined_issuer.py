@@ -48,6 +48,9 @@ class RoundTripSignature(wiring.Signature):
     answers : In(64).array(MAX_REQUESTS)
         Read data of each request: registered, or straight from the bus in the cycle its
         answer arrives.
+    last : In(64)
+        The read data of the answer arriving in this cycle (the bus's ``dat_r``): with
+        ``done``, the last request's, which needs no steering by ``ack``.
     done : In(1)
         The round trip's last answer arrives in this cycle; the next round trip's requests
         may be presented in the next cycle.
@@ -61,6 +64,7 @@ class RoundTripSignature(wiring.Signature):
             "count": Out(range(MAX_REQUESTS + 1)),
             "keep_lock": Out(1),
             "answers": In(8 * BUS_BYTES).array(MAX_REQUESTS),
+            "last": In(8 * BUS_BYTES),
             "done": In(1),
             "error": In(1),
         })
@@ -133,6 +137,7 @@ class PipelinedIssuer(wiring.Component):
             bus.dat_w.eq(current.dat_w),
             bus.lock.eq(self.lock(taken, current)),
             trip.error.eq(self.erred | (answer & bus.err)),
+            trip.last.eq(bus.dat_r),
             trip.done.eq(self.last_answer(answer, stop)),
         ]
 

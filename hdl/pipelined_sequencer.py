@@ -23,14 +23,16 @@ from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import Out
 
 from .core_signature import CoreSignature
-from .exits import load_exit
+from .exits import load_exit, preload_exit
 from .formats import (
     APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, ExitCause, ICRLow, ICRWriteKind,
     NOTIFY_INFO_ON, NotifyInfo, PID_NOTIFY_INFO_OFFSET, PID_POINTER_ENTRY_LOW_MASK,
     PID_POINTER_ENTRY_VALID, PIDPointerEntry, SEL_DWORD, SEL_QWORD, XAPICNDST,
 )
 from .fsm import transition_table
-from .icr_classifier import classify
+from .icr_classifier import (
+    EarlyVerdict, classify, early_image, late_in_range, late_verdict,
+)
 from .icr_write import accepted_write, refuse
 from .params import bus_addr_width, check_maxphyaddr
 from .pipelined_issuer import RoundTripSignature
@@ -69,6 +71,13 @@ class PipelinedSequencer(wiring.Component):
         The posting found ON = SN = 0: NotifyInfo is written and a notification sent.
     irr_word : Signal(32)
         The IRR word read (``IRR_WRITE``).
+    verdict : Signal(EarlyVerdict)
+        The write's classification and range check as taken
+        (`hdl.icr_classifier.early_image`): registered so that the decision at the stores'
+        last answer reads no comparator but VICR_HI's.
+    lo_adr, hi_adr, irr_adr : Signal(maxphyaddr - 3)
+        Word addresses of VICR_LO, VICR_HI and the IRR word of V, registered every cycle
+        (`addresses`).
     """
 
     class State(enum.Enum, shape=4):
@@ -114,6 +123,10 @@ class PipelinedSequencer(wiring.Component):
         self.ni_word = Signal(64, name="ni_word")
         self.notifying = Signal(name="notifying")
         self.irr_word = Signal(32, name="irr_word")
+        self.verdict = Signal(EarlyVerdict, name="verdict")
+        self.lo_adr = Signal(self._addr_width, name="lo_adr")
+        self.hi_adr = Signal(self._addr_width, name="hi_adr")
+        self.irr_adr = Signal(self._addr_width, name="irr_adr")
 
     @property
     def outputs(self):
@@ -128,18 +141,26 @@ class PipelinedSequencer(wiring.Component):
         return [slot.adr.eq(adr), slot.we.eq(we), slot.sel.eq(sel), slot.dat_w.eq(dat_w),
                 slot.lock.eq(lock)]
 
-    def addresses(self, dest):
-        """Word addresses of this request's transfers (``dest``: virtual destination T)."""
+    def addresses(self, m, dest):
+        """Word addresses of this request's transfers (``dest``: virtual destination T).
+
+        The vICR and IRR addresses are registered every cycle, off the requests' path: ``cfg``
+        is held from acceptance and V does not change after it, and neither address is read
+        before the cycle after acceptance."""
         cfg, aw = self.cfg, self._addr_width
         vector = ICRLow(self.image[:32]).vector
+        m.d.sync += [
+            self.lo_adr.eq(self.word(cfg.vapic_page + APIC_OFFSET_ICR_LO)),
+            self.hi_adr.eq(self.word(cfg.vapic_page + APIC_OFFSET_ICR_HI)),
+            self.irr_adr.eq(self.word(cfg.vapic_page + APIC_OFFSET_IRR +
+                                      Cat(C(0, 4), vector[5:8]))),
+        ]
         return {
-            "lo": self.word(cfg.vapic_page + APIC_OFFSET_ICR_LO),
-            "hi": self.word(cfg.vapic_page + APIC_OFFSET_ICR_HI),
+            "lo": self.lo_adr, "hi": self.hi_adr, "irr": self.irr_adr,
             # T <= last index < 2**16 here, so 16 bits of T address the entry.
             "entry": self.word(cfg.pid_table + Cat(C(0, 3), dest[:16])),
             "pir": Cat(vector[6:8], C(0, 1), self.pid_line)[:aw],
             "ni": Cat(C(PID_NOTIFY_INFO_OFFSET // 8, 3), self.pid_line)[:aw],
-            "irr": self.word(cfg.vapic_page + APIC_OFFSET_IRR + Cat(C(0, 4), vector[5:8])),
         }
 
     def round_trips(self, m, adr, post_in_range):
@@ -225,16 +246,16 @@ class PipelinedSequencer(wiring.Component):
     def stores_done(self, m, full, verdict, in_range):
         """The vICR is stored (and VICR_HI or the entry read): decide the request."""
         S, kind = self.State, self.kind
-        entry = Mux(self.two_stores(), self.trip.answers[2], self.trip.answers[1])
+        entry = self.trip.last         # the entry read, when made, is the last request
         with m.If(kind == ICRWriteKind.XAPIC_ICR_HI):
             self.complete(m)
         with m.Elif(verdict.self_ipi):
             m.d.sync += self.image.eq(full)
             self.go(m, S.IRR_READ)
         with m.Elif(verdict.must_exit):
-            self.exit_with(m, verdict.cause, full)
+            self.exit_with(m, verdict.cause, self._exit_icr)
         with m.Elif(~in_range):
-            self.exit_with(m, ExitCause.INDEX_RANGE, full)
+            self.exit_with(m, ExitCause.INDEX_RANGE, self._exit_icr)
         with m.Elif(kind == ICRWriteKind.XAPIC_ICR_LO):
             m.d.sync += self.image.eq(full)
             self.go(m, S.ENTRY)
@@ -249,10 +270,10 @@ class PipelinedSequencer(wiring.Component):
             m.d.sync += self.pid_line.eq(PIDPointerEntry(entry).pid_line)
             self.go(m, self.State.READS)
         with m.Else():
-            self.exit_with(m, ExitCause.ENTRY_INVALID, self.image)
+            self.exit_with(m, ExitCause.ENTRY_INVALID, self._exit_icr)
 
     def reads_done(self, m):
-        pir, ni = self.trip.answers[0], self.trip.answers[1]
+        pir, ni = self.trip.answers[0], self.trip.last
         info = NotifyInfo(ni)
         m.d.sync += [self.pir_word.eq(pir), self.ni_word.eq(ni),
                      self.notifying.eq(~(info.on | info.sn))]
@@ -288,19 +309,19 @@ class PipelinedSequencer(wiring.Component):
         S, trip = self.State, self.trip
         with m.If(trip.error):
             # The image as known: a VICR_HI whose read failed (or came after an err) stays 0.
-            self.exit_with(m, ExitCause.BUS_ERROR, self.image)
+            self.exit_with(m, ExitCause.BUS_ERROR, self._exit_icr)
         with m.Else():
             with m.Switch(self.state):
                 with m.Case(S.STORES):
                     self.stores_done(m, full, verdict, in_range)
                 with m.Case(S.ENTRY):
-                    self.entry_read(m, trip.answers[0])
+                    self.entry_read(m, trip.last)
                 with m.Case(S.READS):
                     self.reads_done(m)
                 with m.Case(S.WRITES):
                     self.writes_done(m)
                 with m.Case(S.IRR_READ):
-                    m.d.sync += self.irr_word.eq(trip.answers[0][:32])
+                    m.d.sync += self.irr_word.eq(trip.last[:32])
                     self.go(m, S.IRR_WRITE)
                 with m.Case(S.IRR_WRITE):
                     self.irr_write_done(m)
@@ -316,11 +337,26 @@ class PipelinedSequencer(wiring.Component):
         reading_hi = (self.state == S.STORES) & (self.kind == ICRWriteKind.XAPIC_ICR_LO)
         full = Signal(64)
         m.d.comb += full.eq(Cat(self.image[:32],
-                                Mux(reading_hi, self.trip.answers[1][:32], self.image[32:])))
-        verdict = classify(m, full, kind=self.kind, xapic=self.xapic, cfg=self.cfg)
-        in_range = verdict.dest <= self.cfg.last_pid_index
-        post_in_range = ~verdict.self_ipi & ~verdict.must_exit & in_range
-        self.round_trips(m, self.addresses(verdict.dest), post_in_range)
+                                Mux(reading_hi, self.trip.last[:32], self.image[32:])))
+        vicr_hi = self.trip.last[:32]       # as it arrives (the stores' last answer)
+        verdict = late_verdict(m, self.verdict, full, kind=self.kind, xapic=self.xapic,
+                               vicr_hi=vicr_hi)
+        # An exit's image: a VICR_HI whose read failed (or came after an err) stays 0; in
+        # ENTRY, and for other kinds, full is the image.
+        self._exit_icr = Signal(64)
+        m.d.comb += self._exit_icr.eq(Mux(self.trip.error, self.image, full))
+        in_range = late_in_range(self.verdict, vicr_hi, kind=self.kind, cfg=self.cfg)
+        # Read where a write that is not an xAPIC ICR-low one decides its stores' count.
+        post_in_range = ~self.verdict.self_ipi & ~self.verdict.must_exit & self.verdict.in_range
+        self.round_trips(m, self.addresses(m, verdict.dest), post_in_range)
+
+        # The classification of whatever is offered, taken or not, whenever a write may be
+        # taken: the one registered as the write is taken is its own, and no handshake
+        # waits on the comparators. Only STORES reads it.
+        w, kind = accepted_write(m, self.icr.p, self.cfg), self.icr.p.kind
+        early = classify(m, early_image(kind, w.image), kind=kind, xapic=w.xapic, cfg=self.cfg)
+        with m.If((self.state != S.STORES) | self.trip.done):
+            m.d.sync += self.verdict.eq(EarlyVerdict.of(early, self.cfg))
 
         with m.Switch(self.state):
             with m.Case(S.IDLE):
@@ -339,6 +375,9 @@ class PipelinedSequencer(wiring.Component):
                                  self.self_ipi.p.eq(ICRLow(self.image[:32]).vector)]
                     self.go(m, S.IDLE)
             with m.Default():
+                # No exit is offered on the bus: load its payload ahead, so that only valid
+                # and the cause wait on the answer.
+                preload_exit(m, self.exit, icr=self._exit_icr)
                 with m.If(self.trip.done):
                     self.after_round_trip(m, full, verdict, in_range)
 

@@ -11,6 +11,7 @@ class PostRequest(data.Struct):
     vector: 8
     dest: 32        # virtual destination T
     icr: 64         # vICR image (for an exit further on)
+    in_range: 1     # T <= the last PID-pointer index (compared as the write is decided)
 
 
 class SelfIPIRequest(data.Struct):

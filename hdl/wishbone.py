@@ -5,6 +5,9 @@ Member names follow amaranth-soc's ``wishbone.Signature`` (``cyc stb we adr sel 
 ack err lock``); amaranth-soc itself is not on PyPI, so the few pieces needed live here.
 """
 
+import functools
+import operator
+
 from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -77,6 +80,12 @@ class Arbiter(wiring.Component):
     cycle, is never split. Pipelined masters keep ``cyc`` high while answers are outstanding,
     so the owner never changes then either; a master not granted sees ``stall``.
 
+    With ``exclusive`` (classic only) the masters promise never to hold ``cyc`` in the same
+    cycle (the stages of one unit: one request in flight). Then the bus is the OR of the
+    masters' outputs, each gated by its ``cyc``, and each master's ``ack``/``err`` by its own
+    ``cyc``: no round-robin decision lies between a request and its answer. ``lock`` is not
+    gated, so a ``lock`` without ``cyc`` still shows on the bus.
+
     Members
     -------
     masters : In(Signature).array(n)
@@ -91,11 +100,14 @@ class Arbiter(wiring.Component):
         waves read it).
     """
 
-    def __init__(self, n, *, addr_width, pipelined=False):
+    def __init__(self, n, *, addr_width, pipelined=False, exclusive=False):
         if not isinstance(n, int) or n < 1:
             raise TypeError(f"Number of masters must be a positive integer, not {n!r}")
+        if pipelined and exclusive:
+            raise ValueError("An exclusive arbiter is classic only")
         self._n = n
         self._pipelined = pipelined
+        self._exclusive = exclusive
         signature = Signature(addr_width=addr_width, pipelined=pipelined)
         super().__init__({
             "masters": In(signature).array(n),
@@ -105,6 +117,8 @@ class Arbiter(wiring.Component):
         self.owner = Signal(range(n), name="owner")
 
     def elaborate(self, platform):
+        if self._exclusive:
+            return self._elaborate_exclusive()
         m = Module()
         n = self._n
         owner = self.owner
@@ -144,3 +158,25 @@ class Arbiter(wiring.Component):
             if self._pipelined:
                 m.d.comb += master.stall.eq(Mux(self.grant == i, self.bus.stall, 1))
         return m
+
+    def _elaborate_exclusive(self):
+        m = Module()
+        m.d.comb += self.grant.eq(self.owner)
+        for i, master in enumerate(self.masters):
+            with m.If(master.cyc):
+                m.d.comb += self.grant.eq(i)
+        m.d.sync += self.owner.eq(self.grant)
+        bus = self.bus
+        for name in ("cyc", "stb", "we", "adr", "sel", "dat_w"):
+            field = getattr(bus, name)
+            m.d.comb += field.eq(_or(Mux(master.cyc, getattr(master, name), 0)
+                                     for master in self.masters))
+        m.d.comb += bus.lock.eq(_or(master.lock for master in self.masters))
+        for master in self.masters:
+            m.d.comb += [master.ack.eq(bus.ack & master.cyc), master.err.eq(bus.err & master.cyc),
+                         master.dat_r.eq(bus.dat_r)]
+        return m
+
+
+def _or(values):
+    return functools.reduce(operator.or_, values)

@@ -96,3 +96,20 @@ def test_nothing_accepted_while_accept_is_low():
         assert not ctx.get(dut.busy)
 
     simulate(dut, bench)
+
+
+@pytest.mark.parametrize("xapic", [False, True])
+def test_post_carries_the_range_check(xapic):
+    """T is compared with the last PID index (3) here, for the lookup: x2APIC T from the
+    write (all 32 bits), xAPIC T from VICR_HI as it is read back."""
+    cfg = replace(CFG, x2apic=not xapic)
+    if xapic:
+        writes = [(K.XAPIC_ICR_HI, 0x0300_0000), (K.XAPIC_ICR_LO, 0x4071),
+                  (K.XAPIC_ICR_HI, 0x0400_0000), (K.XAPIC_ICR_LO, 0x4071)]
+        expected = [(3, 1), (4, 0)]
+    else:
+        writes = [(K.X2APIC_ICR, 0x3_0000_0071), (K.X2APIC_ICR, 0x4_0000_0071),
+                  (K.X2APIC_ICR, 0x1_0003_0000_0071)]
+        expected = [(3, 1), (4, 0), (0x1_0003, 0)]
+    out, _ = intercept(cfg, writes)
+    assert [(p.dest, p.in_range) for p in out["post"]] == expected

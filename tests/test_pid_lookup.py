@@ -18,7 +18,9 @@ def lookup(requests, memory, maxphyaddr=52):
     async def bench(ctx):
         ctx.set(dut.cfg.as_value(), CFG.as_bits())
         for dest in requests:
-            await stream_put(ctx, dut.request, {"vector": 0x40, "dest": dest, "icr": dest})
+            # The interceptor compares T with the last index as it decides the posting.
+            await stream_put(ctx, dut.request, {"vector": 0x40, "dest": dest, "icr": dest,
+                                                "in_range": dest <= CFG.last_pid_index})
         for _ in range(6):
             await ctx.tick()
         assert not ctx.get(dut.busy)

@@ -91,3 +91,55 @@ def test_arbiter_grants_a_free_bus_without_delay():
 
     sim.add_testbench(bench)
     sim.run()
+
+
+def test_exclusive_arbiter_is_classic_only():
+    with pytest.raises(ValueError, match="exclusive arbiter is classic only"):
+        wishbone.Arbiter(2, addr_width=8, pipelined=True, exclusive=True)
+
+
+def test_exclusive_arbiter_passes_the_one_requester_and_gates_answers_by_cyc():
+    """One master at a time holds cyc: its request is the bus, only it sees ack and err, the
+    grant and owner follow it; a lock without cyc still reaches the bus."""
+    n = 3
+    dut = wishbone.Arbiter(n, addr_width=8, exclusive=True)
+    rng = random.Random(5)
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+
+    async def bench(ctx):
+        last = 0
+        for cycle in range(300):
+            holder = rng.choice([None, *range(n)])
+            stray_lock = rng.randrange(n)
+            for i, master in enumerate(dut.masters):
+                ctx.set(master.cyc, i == holder)
+                ctx.set(master.stb, i == holder)
+                ctx.set(master.we, i == holder)
+                ctx.set(master.adr, 0x10 + i)
+                ctx.set(master.sel, 0x0F)
+                ctx.set(master.dat_w, 0x100 + i)
+                ctx.set(master.lock, i == holder or (holder is None and i == stray_lock))
+            ack, err = rng.choice([(0, 0), (1, 0), (0, 1)])
+            ctx.set(dut.bus.ack, ack)
+            ctx.set(dut.bus.err, err)
+            ctx.set(dut.bus.dat_r, cycle)
+            assert ctx.get(dut.bus.lock) == 1, f"cycle {cycle}"
+            if holder is None:
+                assert ctx.get(dut.bus.cyc) == 0 and ctx.get(dut.grant) == last
+            else:
+                assert ctx.get(dut.bus.cyc) == ctx.get(dut.bus.stb) == ctx.get(dut.bus.we) == 1
+                assert ctx.get(dut.bus.adr) == 0x10 + holder
+                assert ctx.get(dut.bus.dat_w) == 0x100 + holder
+                assert ctx.get(dut.bus.sel) == 0x0F
+                assert ctx.get(dut.grant) == holder
+                last = holder
+            for i, master in enumerate(dut.masters):
+                assert ctx.get(master.ack) == (ack and i == holder)
+                assert ctx.get(master.err) == (err and i == holder)
+                assert ctx.get(master.dat_r) == cycle
+            await ctx.tick()
+            assert ctx.get(dut.owner) == last
+
+    sim.add_testbench(bench)
+    sim.run()

@@ -12,8 +12,11 @@ from amaranth import Cat, Mux, Value
 from amaranth.hdl import Assert, Assume
 
 from hdl.formats import (
-    APIC_WRITE_QUALIFICATION_ICR, EXIT_REASON_APIC_WRITE, ExitCause, ICRWriteKind,
+    APIC_WRITE_QUALIFICATION_ICR, EXIT_REASON_APIC_WRITE, ExitCause, ICR_IPIV_INELIGIBLE_MASK,
+    ICRWriteKind,
 )
+
+from hdl.icr_classifier import EarlyVerdict, classify, early_image
 
 from .environment import past
 from .monitor import STAGE_INDEX
@@ -59,6 +62,16 @@ def transition_tables(m, dut):
     return Cat(ok).all()
 
 
+def early_verdict(m, mon, ineligible_mask=ICR_IPIV_INELIGIBLE_MASK):
+    """The classification and range check (`hdl.icr_classifier.EarlyVerdict`) a stage
+    registers as it takes the monitor's request. Pass a stage's own eligibility mask, so that
+    a mutant of it fails where its outcome shows."""
+    kind = mon.kind.as_value()
+    verdict = classify(m, early_image(kind, mon.spec.image), kind=kind, xapic=mon.spec.xapic,
+                       cfg=mon.cfg, ineligible_mask=ineligible_mask)
+    return EarlyVerdict.of(verdict, mon.cfg)
+
+
 class _Invariants:
     def __init__(self, m, dut, mon, *, prove):
         self.m, self.dut, self.mon, self.prove = m, dut, mon, prove
@@ -73,9 +86,12 @@ class _Invariants:
         # The interceptor's registers while it stores and reads the vICR.
         self.i_regs = (self.reg("interceptor", "kind") == mon.kind.as_value()) & \
             (self.reg("interceptor", "image") == spec.image) & \
-            (self.reg("interceptor", "xapic") == spec.xapic)
+            (self.reg("interceptor", "xapic") == spec.xapic) & \
+            (self.reg("interceptor", "verdict") ==
+             early_verdict(m, mon, dut.interceptor.ineligible_mask()))
         self.i_post = (I.post.p.vector == spec.vector) & (I.post.p.dest == spec.dest) & \
-            (I.post.p.icr == spec.image)
+            (I.post.p.icr == spec.image) & \
+            (I.post.p.in_range == (spec.dest <= mon.cfg.last_pid_index))
         self.i_self = (I.self_ipi.p.vector == spec.vector) & (I.self_ipi.p.icr == spec.image)
         self.l_post = (L.post.p.vector == spec.vector) & \
             (L.post.p.pid_line == mon.entry[6:]) & (L.post.p.icr == spec.image)
@@ -111,6 +127,9 @@ class _Invariants:
         self.inv("nothing_before_acceptance",
                  mon.live | (self.i_idle & self.l_idle & self.u_idle & self.v_idle &
                              ~dut.notify.valid & ~dut.self_ipi.valid))
+        # The unit's arbiter is exclusive (hdl.wishbone.Arbiter): one stage holds cyc at most.
+        cycs = [stage.bus.cyc for stage in dut.stages]
+        self.inv("one_bus_master", sum(cycs) <= 1)
         # The stages' published transition tables are complete (tb/fsm_coverage relies on it).
         self.inv("transition_tables", transition_tables(self.m, dut))
 

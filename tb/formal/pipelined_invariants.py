@@ -12,9 +12,11 @@ port). Asserted by the ``invariants`` check, assumed by the other checks.
 
 from amaranth import Mux, Value
 
-from hdl.formats import ICRWriteKind
+from hdl.formats import (
+    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, APIC_REGISTER_STRIDE, ICRWriteKind,
+)
 
-from .invariants import Published, _Invariants, transition_tables
+from .invariants import Published, _Invariants, early_verdict, transition_tables
 
 
 __all__ = ["add_pipelined_invariants", "ISSUER_REGISTERS"]
@@ -37,6 +39,13 @@ class _PipelinedInvariants:
         spec = mon.spec
         self.common = (self.seq("kind") == mon.kind.as_value()) & \
             (self.seq("xapic") == spec.xapic) & (self.seq("image") == spec.image)
+        self.classified = self.seq("verdict") == early_verdict(m, mon)
+        # The addresses the sequencer registers every cycle, from cfg (and V).
+        vapic, word = mon.cfg.vapic_page, spec.word
+        self.vicr_adr = (self.seq("lo_adr") == word(vapic + APIC_OFFSET_ICR_LO)) & \
+            (self.seq("hi_adr") == word(vapic + APIC_OFFSET_ICR_HI))
+        self.irr_adr = self.seq("irr_adr") == \
+            word(vapic + APIC_OFFSET_IRR + APIC_REGISTER_STRIDE * spec.vector[5:8])
         self.ok = mon.live & ~mon.err
         self.fin = self.ok & (mon.answered == mon.n)
         self.on_bus = mon.on_bus
@@ -79,14 +88,15 @@ class _PipelinedInvariants:
             (Value.cast(self.dut.issuer.trip.answers[0]) == mon.rmw)
         phases = [
             ("STORES", what["store_hi"] | what["store_lo"] | what["read_hi"] |
-             (what["entry"] & ~lo), self.common),
+             (what["entry"] & ~lo), self.common & self.classified & self.vicr_adr),
             ("ENTRY", what["entry"] & lo, self.common),
             ("READS", what["pir_read"] | what["ni_read"], self.common & pid & pir_kept),
             ("WRITES", what["pir_write"] | what["ni_write"],
              self.common & pid & (self.seq("pir_word") == mon.rmw) &
              (self.seq("ni_word") == mon.ni) & (self.seq("notifying") == spec.notify)),
-            ("IRR_READ", what["irr_read"], self.common),
-            ("IRR_WRITE", what["irr_write"], self.common & (self.seq("irr_word") == mon.rmw[:32])),
+            ("IRR_READ", what["irr_read"], self.common & self.irr_adr),
+            ("IRR_WRITE", what["irr_write"],
+             self.common & self.irr_adr & (self.seq("irr_word") == mon.rmw[:32])),
         ]
         for state, when, config in phases:
             self.inv(f"at_{state.lower()}", ~(self.on_bus & when) |
