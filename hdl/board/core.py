@@ -210,7 +210,7 @@ class BoardCore(wiring.Component):
         inc[Counter.CYCLES].append(ctl.counting)
         inc[Counter.WINDOW_FAULTS].append(self.memory.fault)
         for c in Counter:
-            combine = _or if _ONE_AT_A_TIME.get(c) else _sum
+            combine = _or if c in _ONE_AT_A_TIME else _sum
             m.d.comb += self.counters.inc[c].eq(combine(inc[c]))
 
     def _image_rom(self, m, ctl_addr):
@@ -427,9 +427,9 @@ def _sum(values):
 
 
 #: The counters of outputs: one output is taken per cycle, so their events never coincide.
-_ONE_AT_A_TIME = {c: True for c in Counter
-                  if c in (Counter.NOTIFICATIONS, Counter.SELF_IPIS, Counter.GP)
-                  or Counter.EXIT_DISABLED <= c <= Counter.EXIT_BUS_ERROR}
+_ONE_AT_A_TIME = frozenset(c for c in Counter
+                           if c in (Counter.NOTIFICATIONS, Counter.SELF_IPIS, Counter.GP)
+                           or Counter.EXIT_DISABLED <= c <= Counter.EXIT_BUS_ERROR)
 
 
 def _postings(unit):
