@@ -34,8 +34,8 @@ class EventCounters(wiring.Component):
     clear : In(1)
         Zero every counter (the increments of this cycle are dropped).
     settled : Out(1)
-        No increment this cycle and every earlier one is in the RAM: with no new increments,
-        ``read_data`` gives the totals.
+        As of the previous cycle: no increment came and every earlier one is in the RAM; with
+        no new increments since, ``read_data`` gives the totals.
     read_en : In(1)
         Read counter ``read_addr`` (the folding waits this cycle: read only while no
         events come, as after a run).
@@ -100,8 +100,11 @@ class EventCounters(wiring.Component):
             wr.data.eq(Mux(taken_zeroed, 0, rdata) + taken),
             wr.en.eq(taken_valid),
             self.read_data.eq(Mux(read_zeroed, 0, rdata)),
-            self.settled.eq(~Cat(*self.inc, *pending).any() & ~(taken_valid & taken.any())),
         ]
+        # Registered: the increments come from deep in the units, the reader's decision must
+        # not wait for them.
+        m.d.sync += self.settled.eq(~Cat(*self.inc, *pending).any() &
+                                    ~(taken_valid & taken.any()))
         m.d.sync += [
             taken_valid.eq(fold),
             taken_index.eq(turn),
