@@ -31,7 +31,7 @@ class SimulatedBoard(Transport):
 
     Parameters
     ----------
-    n_cores, maxphyaddr, digest, pipeline, bus :
+    n_cores, maxphyaddr, digest, pipeline, register_answer, bus :
         `BoardCore` parameters.
     divisor : int
         Cycles per UART bit (small, to keep the simulation short).
@@ -42,9 +42,11 @@ class SimulatedBoard(Transport):
     """
 
     def __init__(self, *, n_cores=2, maxphyaddr=52, digest=True, pipeline=False,
-                 bus="classic", divisor=4, read_cycles=200_000, pause_cycles=300):
+                 register_answer=False, bus="classic", divisor=4, read_cycles=200_000,
+                 pause_cycles=300):
         self.core = BoardCore(board_vm(), n_cores=n_cores, maxphyaddr=maxphyaddr,
-                              digest=digest, pipeline=pipeline, bus=bus, divisor=divisor,
+                              digest=digest, pipeline=pipeline,
+                              register_answer=register_answer, bus=bus, divisor=divisor,
                               rx_timeout=40 * divisor, led_stretch=8)
         self.divisor = divisor
         self.read_cycles = read_cycles

@@ -578,3 +578,18 @@ def test_bench_at_five():
         bench = bench_at(bus, 5)
         assert bench["latency_cycles"] == RTL_BENCHES[bus]["notify x2APIC"]["cycles"][4]
         assert bench["back_to_back_cycles"] == per_ipi
+
+
+@pytest.mark.parametrize("core, text", [
+    ({"pipeline": False}, "memory ack+1"),
+    ({"pipeline": True}, "memory ack+2 (request registered)"),
+    ({"pipeline": True, "register_answer": True},
+     "memory ack+3 (request and answer registered)"),
+    ({"pipeline": False, "register_answer": True, "bus": "pipelined"},
+     "pipelined memory port, R = 3 (answer registered)"),
+    ({"pipeline": False, "bus": "pipelined"}, "pipelined memory port, R = 2"),
+])
+def test_board_memory_round_trip_text(core, text):
+    """The board's memory as `ipiv build --board` prints it: one cycle per register."""
+    from tb.commands.build import _memory_text
+    assert _memory_text(core) == text

@@ -19,6 +19,7 @@ from hdl.board.formats import (
 )
 from hdl.board.memory import VMMemory
 from hdl.board.stimulus import StimulusEngine
+from hdl.board.top import BOARDS
 from hdl.board.uart import UARTReceiver, UARTTransmitter
 from hdl.board.vm import Window
 from sim.board.vm import board_vm
@@ -214,28 +215,47 @@ def test_uart_loopback(divisor):
     assert got == sent
 
 
-def test_counters_rotate_back_after_a_full_read():
-    dut = EventCounters(3, width=16, inc_width=8)
+async def _read_counters(ctx, dut):
+    """Every counter of ``dut`` through its read port, once it has settled."""
+    while not ctx.get(dut.settled):
+        await ctx.tick()
+    values = []
+    for i in range(dut.n):
+        ctx.set(dut.read_en, 1)
+        ctx.set(dut.read_addr, i)
+        await ctx.tick()
+        ctx.set(dut.read_en, 0)
+        values.append(ctx.get(dut.read_data))
+    return values
+
+
+def test_counters_sum_every_cycle_at_full_rate_and_clear():
+    # The largest increment every cycle for longer than the counters' RAM takes to go round
+    # (each pending sum at its bound), a wrap of the narrow counter, reads between folds.
+    dut = EventCounters(3, width=16, inc_widths=[8, 2, 1])
+    assert dut.pending_widths == [10, 4, 2]
+    cycles = 700
 
     async def bench(ctx):
-        for i, step in enumerate((3, 200, 1)):
+        for i, step in enumerate((255, 3, 1)):
             ctx.set(dut.inc[i], step)
-        for _ in range(5):
+        for _ in range(cycles):
             await ctx.tick()
         for i in range(3):
             ctx.set(dut.inc[i], 0)
-        values = [15, 1000, 5]
-        out = []
-        ctx.set(dut.shift, 1)
-        for _ in range(6):
-            out.append(ctx.get(dut.byte))
-            await ctx.tick()
-        ctx.set(dut.shift, 0)
-        assert out == [b for v in values for b in v.to_bytes(2, "little")]
-        assert [ctx.get(c) for c in dut.counts] == values
+        await ctx.tick()
+        assert not ctx.get(dut.settled)
+        expect = [(255 * cycles) % 65536, 3 * cycles, cycles]
+        assert await _read_counters(ctx, dut) == expect
+        assert await _read_counters(ctx, dut) == expect     # reading changes nothing
         ctx.set(dut.clear, 1)
         await ctx.tick()
-        assert [ctx.get(c) for c in dut.counts] == [0, 0, 0]
+        ctx.set(dut.clear, 0)
+        assert await _read_counters(ctx, dut) == [0, 0, 0]
+        ctx.set(dut.inc[1], 2)
+        await ctx.tick()
+        ctx.set(dut.inc[1], 0)
+        assert await _read_counters(ctx, dut) == [0, 2, 0]
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -243,18 +263,27 @@ def test_counters_rotate_back_after_a_full_read():
     sim.run()
 
 
-def _window_memory(pipeline, bus="classic"):
+def _window_memory(pipeline, bus="classic", register_answer=False):
     """The board memory over a two-core VM's window, and the word addresses of the first PID
     table entry and of the second vCPU's vICR."""
     window = Window(board_vm(), 2)
-    dut = VMMemory(window, addr_width=33, pipeline=pipeline, bus=bus)
+    dut = VMMemory(window, addr_width=33, pipeline=pipeline, register_answer=register_answer,
+                   bus=bus)
     vm = window.vm
     return window, dut, vm.pid_table >> 3, (vm.vapic_pages[1] + APIC_OFFSET_ICR_LO) >> 3
 
 
+def test_counters_reject_bad_widths():
+    with pytest.raises(ValueError, match="inc_widths"):
+        EventCounters(3, width=16, inc_widths=[8, 2])
+    with pytest.raises(ValueError, match="n must be"):
+        EventCounters(1, width=16, inc_widths=8)
+
+
+@pytest.mark.parametrize("register_answer", [False, True])
 @pytest.mark.parametrize("pipeline", [False, True])
-def test_memory_window_answers_inside_and_errs_outside(pipeline):
-    window, dut, entry, icr = _window_memory(pipeline)
+def test_memory_window_answers_inside_and_errs_outside(pipeline, register_answer):
+    window, dut, entry, icr = _window_memory(pipeline, register_answer=register_answer)
     vm = window.vm
 
     async def transfer(ctx, adr, *, we=0, sel=0xFF, dat_w=0):
@@ -278,7 +307,7 @@ def test_memory_window_answers_inside_and_errs_outside(pipeline):
     async def bench(ctx):
         ack, value, cycles, _ = await transfer(ctx, entry)
         assert ack and value == vm.memory.read_word(entry) == vm.pids[0] | 1
-        assert cycles == (2 if pipeline else 1)
+        assert cycles == 1 + pipeline + register_answer
         await transfer(ctx, icr, we=1, sel=0x0F, dat_w=0x1111_2222_3333_4444)
         await transfer(ctx, icr, we=1, sel=0xF0, dat_w=0x5555_6666_7777_8888)
         ack, value, _, _ = await transfer(ctx, icr)
@@ -297,19 +326,22 @@ def test_memory_window_answers_inside_and_errs_outside(pipeline):
     sim.run()
 
 
+@pytest.mark.parametrize("register_answer", [False, True])
 @pytest.mark.parametrize("pipeline", [False, True])
-def test_pipelined_memory_takes_a_request_every_cycle_and_answers_in_order(pipeline):
+def test_pipelined_memory_takes_a_request_every_cycle_and_answers_in_order(pipeline,
+                                                                           register_answer):
     """The slave of a B4 pipelined port: ``stall`` low, a request taken in every cycle with
     ``cyc & stb``, performed when taken (a read in the next cycle sees the write), answered
-    R - 1 cycles later in order (R = 2, or 3 with the request registered), outside the
-    window with ``err`` and a ``fault``."""
-    window, dut, entry, icr = _window_memory(pipeline, bus="pipelined")
+    R - 1 cycles later in order (R = 2, one more with the request registered and one more
+    with the answer registered), outside the window with ``err`` and a ``fault``."""
+    window, dut, entry, icr = _window_memory(pipeline, bus="pipelined",
+                                             register_answer=register_answer)
     vm = window.vm
     requests = [(icr, 1, 0x0F, 0x1111_2222_3333_4444), (icr, 1, 0xF0, 0x5555_6666_7777_8888),
                 (icr, 0, 0xFF, 0), (entry, 0, 0xFF, 0), (icr + 4, 0, 0xFF, 0)]
     want = [(1, None), (1, None), (1, 0x5555_6666_3333_4444),
             (1, vm.memory.read_word(entry)), (0, None)]
-    latency = 2 if pipeline else 1
+    latency = 1 + pipeline + register_answer
 
     async def bench(ctx):
         answers, faults = [], 0
@@ -340,12 +372,17 @@ def test_pipelined_memory_takes_a_request_every_cycle_and_answers_in_order(pipel
 
 # -- the board top, end to end through the UART ----------------------------------------------
 
-# The two builds' parameters: ULX3S (digest, ack+1 memory), iCEBreaker (no digest, MAXPHYADDR
-# 36, registered memory requests).
+# The two builds' parameters: ULX3S (digest, memory requests and answers registered: ack+3),
+# iCEBreaker (no digest, MAXPHYADDR 36, registered memory requests).
 BUILDS = {
-    "ulx3s-85f": {"n_cores": 2, "maxphyaddr": 52, "digest": True, "pipeline": False},
+    "ulx3s-85f": {"n_cores": 2, "maxphyaddr": 52, "digest": True, "pipeline": True,
+                  "register_answer": True},
     "icebreaker": {"n_cores": 2, "maxphyaddr": 36, "digest": False, "pipeline": True},
 }
+
+
+def test_builds_here_are_the_boards():
+    assert BUILDS == {name: spec.core for name, spec in BOARDS.items()}
 
 
 def check_run(client, info, params, *, memory=True):
@@ -380,7 +417,7 @@ def test_board_agrees_with_the_golden_model(build, bus):
             assert counters[c] > 0, c.name
     for vcpu in (1, VM_VCPUS - 1):
         assert client.pid(vcpu) == gold.pid(vcpu)
-    # Reading the counters again gives the same values (the chain rotates back).
+    # Reading the counters again gives the same values (a read changes no counter).
     assert client.counters() == counters
     # The same seed again: the VM and the units are reset, so everything repeats, cycles
     # included.

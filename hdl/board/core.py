@@ -12,8 +12,11 @@ all engines wait until every unit is idle; the controller then does what
 the models' ``deliver_pending`` does (each PID with ON set gets ON and its PIR cleared, as if
 its vCPU had taken the notification) and lets them go on. Within an epoch no PID loses ON,
 so which core posts first to a shared PID changes no count: the counters are totals over the
-cores and equal the golden model's whatever the interleaving. The outputs are always taken.
-Each START also resets the units, so a seed repeats its run to the cycle.
+cores and equal the golden model's whatever the interleaving. One output is taken per cycle
+(core 0's first, in `OUTPUT_STREAMS` order; another one offered in that cycle waits in its
+unit), so the output counters and the digest add one term per cycle. The event counters live
+in a block RAM (`EventCounters`). Each START also resets the units, so a seed repeats its run
+to the cycle.
 """
 
 from contextlib import contextmanager
@@ -69,10 +72,13 @@ class BoardCore(wiring.Component):
     digest : bool
         Keep the DIGEST counter (a sum over every output payload). Without it the units'
         exit images, #GP values and notification payloads go unused and synthesis drops
-        them: about 1900 fewer logic cells on an iCE40UP5K.
+        them: about 1850 fewer logic cells on an iCE40UP5K with two cores.
     pipeline : bool
         Register each memory request (`VMMemory`): one more cycle per bus transfer, a
         shorter path from the units' arbiters into the RAM.
+    register_answer : bool
+        Register each memory answer (`VMMemory`): one more cycle per bus transfer, no path
+        from the RAM's output into the units.
     bus : str
         The units' memory port, ``"classic"`` (default) or ``"pipelined"``: the kind of
         `IPIVSystem` and of the RAM's port (`VMMemory`), reported by IDENT.
@@ -92,7 +98,8 @@ class BoardCore(wiring.Component):
     """
 
     def __init__(self, vm, *, n_cores=2, maxphyaddr=52, divisor=104, rx_timeout=1 << 16,
-                 led_stretch=1 << 20, digest=True, pipeline=False, bus="classic"):
+                 led_stretch=1 << 20, digest=True, pipeline=False, register_answer=False,
+                 bus="classic"):
         self.window = Window(vm, n_cores)
         self.n_cores = n_cores
         self.maxphyaddr = check_maxphyaddr(maxphyaddr)
@@ -113,10 +120,15 @@ class BoardCore(wiring.Component):
         self.bus_kind = check_bus(bus)
         self.system = IPIVSystem(n_cores, maxphyaddr=maxphyaddr, bus=bus)
         self.memory = VMMemory(self.window, addr_width=bus_addr_width(maxphyaddr),
-                               pipeline=pipeline, bus=bus)
+                               pipeline=pipeline, register_answer=register_answer,
+                               bus=bus)
         self.engines = [StimulusEngine(core) for core in range(n_cores)]
-        self.counters = EventCounters(len(Counter), width=COUNTER_WIDTH,
-                                      inc_width=COUNTER_WIDTH)
+        # Events of a kind: at most one per core and cycle, one output per cycle; a digest
+        # term is 32 bits.
+        self.counters = EventCounters(len(Counter), width=COUNTER_WIDTH, inc_widths=[
+            COUNTER_WIDTH if c == Counter.DIGEST else
+            1 if c in _ONE_AT_A_TIME or c in (Counter.CYCLES, Counter.WINDOW_FAULTS) else
+            n_cores.bit_length() for c in Counter])
         self.receiver = UARTReceiver(divisor)
         self.transmitter = UARTTransmitter(divisor)
 
@@ -150,7 +162,8 @@ class BoardCore(wiring.Component):
 
     def _connect_cores(self, m, ctl):
         """Each engine drives its unit's ICR writes and VMCS mode bits (the other VMCS fields
-        are constants from the VM); every output is always taken."""
+        are constants from the VM); one output is taken per cycle (`_outputs` order), any
+        other waits (the units hold it: timing only, every count is the same)."""
         for core, engine in enumerate(self.engines):
             port = self.system.cores[core]
             base = self.vmcs(core, x2apic=0, ipiv=0).as_bits()
@@ -161,36 +174,44 @@ class BoardCore(wiring.Component):
                 engine.busy.eq(port.busy),
             ]
             connect(m, engine.icr, port.icr)
-            for name in OUTPUT_STREAMS:
-                m.d.comb += getattr(port, name).ready.eq(1)
+        offered = []
+        for _, stream in self._outputs():
+            m.d.comb += stream.ready.eq(~Cat(*offered).any() if offered else 1)
+            offered.append(stream.valid)
+
+    def _outputs(self):
+        """(stream name, stream) of every core's outputs, core 0's first."""
+        return [(name, getattr(port, name)) for port in self.system.cores
+                for name in OUTPUT_STREAMS]
 
     def _count_events(self, m, ctl):
-        """Each counter's increment this cycle: its events summed over the cores (and the
-        DIGEST term of every output offered, when kept)."""
+        """Each counter's increment this cycle: its events summed over the cores (an output
+        counter's: the output taken, at most one). With the digest kept, the DIGEST term of the
+        output taken goes through a register first: one cycle later, off the path from the
+        units' outputs, and no adder: one term per cycle."""
         inc = {c: [] for c in Counter}
-        digest = []
         for port, unit in zip(self.system.cores, self.system.units):
             posted, suppressed = _postings(unit)
             inc[Counter.ICR_WRITES].append(port.icr.valid & port.icr.ready)
             inc[Counter.POSTED].append(posted)
             inc[Counter.SUPPRESSED].append(suppressed)
-            inc[Counter.NOTIFICATIONS].append(port.notify.valid)
-            inc[Counter.SELF_IPIS].append(port.self_ipi.valid)
-            inc[Counter.GP].append(port.gp.valid)
+            inc[Counter.NOTIFICATIONS].append(_taken(port.notify))
+            inc[Counter.SELF_IPIS].append(_taken(port.self_ipi))
+            inc[Counter.GP].append(_taken(port.gp))
             for cause in ExitCause:
-                inc[Counter.exit(cause)].append(port.exit.valid & (port.exit.p.cause == cause))
-            if self.digest:
-                for name in OUTPUT_STREAMS:
-                    stream = getattr(port, name)
-                    digest.append(Mux(stream.valid, term(name, stream.p), 0))
+                inc[Counter.exit(cause)].append(_taken(port.exit) & (port.exit.p.cause == cause))
+        if self.digest:
+            digest = Signal(COUNTER_WIDTH)
+            m.d.sync += digest.eq(_or([Mux(_taken(stream), term(name, stream.p), 0)
+                                       for name, stream in self._outputs()]))
+            inc[Counter.DIGEST].append(digest)
+        else:
+            inc[Counter.DIGEST].append(0)
         inc[Counter.CYCLES].append(ctl.counting)
         inc[Counter.WINDOW_FAULTS].append(self.memory.fault)
         for c in Counter:
-            if c == Counter.DIGEST:
-                total = sum(digest[1:], digest[0]) if digest else 0
-            else:
-                total = sum(inc[c][1:], inc[c][0])
-            m.d.comb += self.counters.inc[c].eq(total)
+            combine = _or if c in _ONE_AT_A_TIME else _sum
+            m.d.comb += self.counters.inc[c].eq(combine(inc[c]))
 
     def _image_rom(self, m, ctl_addr):
         """Word ``ctl_addr`` of the VM image (a ROM of its nonzero words)."""
@@ -286,6 +307,7 @@ class BoardCore(wiring.Component):
         m.d.comb += [status.running.eq(ctl.running), status.done.eq(ctl.done),
                      status.fault.eq(ctl.fault), status.progress.eq(self.engines[0].issued)]
         rx, tx, mem = self.receiver.data, self.transmitter.data, self.memory
+        counters = self.counters
         with m.FSM():
             with m.State("COMMAND"):
                 self._dispatch(m, ctl, cmd, status)
@@ -304,16 +326,23 @@ class BoardCore(wiring.Component):
                 with m.Else():
                     cmd.send(m, Reply.BUSY, 1)
             with m.State("COUNTERS_WAIT"):
-                with m.If(~ctl.running):
-                    m.d.sync += cmd.left.eq(len(Counter) * COUNTER_BYTES)
-                    m.next = "COUNTERS_SEND"
+                # After the run, once every event is in the counters' RAM.
+                with m.If(~ctl.running & counters.settled):
+                    m.d.sync += cmd.counter.eq(0)
+                    m.next = "COUNTERS_READ"
+            with m.State("COUNTERS_READ"):
+                m.d.comb += [counters.read_en.eq(1), counters.read_addr.eq(cmd.counter)]
+                m.next = "COUNTERS_LOAD"
+            with m.State("COUNTERS_LOAD"):
+                m.d.sync += [cmd.shreg.eq(counters.read_data), cmd.left.eq(COUNTER_BYTES),
+                             cmd.counter.eq(cmd.counter + 1)]
+                m.next = "COUNTERS_SEND"
             with m.State("COUNTERS_SEND"):
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(self.counters.byte)]
-                with m.If(tx.ready):
-                    m.d.comb += self.counters.shift.eq(1)
-                    m.d.sync += cmd.left.eq(cmd.left - 1)
-                    with m.If(cmd.left == 1):
+                with _reply_byte(m, tx, cmd):
+                    with m.If(cmd.counter == len(Counter)):
                         m.next = "COMMAND"
+                    with m.Else():
+                        m.next = "COUNTERS_READ"
             with m.State("PID_PAYLOAD"):
                 with _payload_byte(m, rx, cmd.timer):
                     pids = self.window.by_name["pids"].offset
@@ -382,6 +411,27 @@ class BoardCore(wiring.Component):
                      self.led_done.eq(ctl.done)]
 
 
+def _taken(stream):
+    return stream.valid & stream.ready
+
+
+def _or(values):
+    out = values[0]
+    for value in values[1:]:
+        out = out | value
+    return out
+
+
+def _sum(values):
+    return sum(values[1:], values[0])
+
+
+#: The counters of outputs: one output is taken per cycle, so their events never coincide.
+_ONE_AT_A_TIME = frozenset(c for c in Counter
+                           if c in (Counter.NOTIFICATIONS, Counter.SELF_IPIS, Counter.GP)
+                           or Counter.EXIT_DISABLED <= c <= Counter.EXIT_BUS_ERROR)
+
+
 def _postings(unit):
     """(posted, suppressed): pulses of a posting completed, and of one that sent no
     notification. The classic unit's PID update has them; the pipelined unit's sequencer
@@ -413,7 +463,8 @@ class _CommandRegisters:
 
     def __init__(self, depth, rx_timeout):
         self.shreg = Signal(64)         # reply bytes, sent from the low end
-        self.left = Signal(range(len(Counter) * COUNTER_BYTES + 1))
+        self.left = Signal(range(8 + 1))    # bytes of the shift register left to send
+        self.counter = Signal(range(len(Counter) + 1))  # the next counter to send
         self.payload_left = Signal(range(_START_BYTES + 1))
         self.start_ok = Signal()        # START came while no run was going on
         self.timer = Signal(range(rx_timeout + 1))

@@ -1,12 +1,15 @@
-"""Event counters that are read out one byte at a time by rotating them as one chain.
+"""Event counters kept in a block RAM, with a small pending sum per counter in flip-flops.
 
-Rotating all counters by a byte per read step needs one multiplexer input per bit, where a
-byte-wide read multiplexer over every counter would cost far more LUTs on an iCE40; after
-``n * width / 8`` steps the counters hold their values again.
+Thirty-two flip-flops, an adder and a readout multiplexer per counter cost about 100 logic
+cells each on an iCE40; here every counter only has a pending sum as wide as the events of
+``n`` cycles can make it (a few bits), and one shared adder folds the pending sums into the
+RAM, one counter per cycle in turn. Each pending sum is therefore emptied every ``n`` cycles
+and cannot overflow. All sums are modulo ``2**width``, so a counter whose events are wide
+(the digest) simply keeps a full-width pending sum.
 """
 
-from amaranth import Cat, Module, Signal
-from amaranth.lib import wiring
+from amaranth import Array, Cat, Module, Mux, Signal
+from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 
@@ -19,51 +22,107 @@ class EventCounters(wiring.Component):
     Parameters
     ----------
     n : int
+        At least 2.
     width : int
-        A multiple of 8.
-    inc_width : int
-        Width of each increment.
+    inc_widths : int or sequence of int
+        Width of each counter's increment (one for all, or one per counter).
 
     Members
     -------
-    inc : In(inc_width).array(n)
-        Added every cycle (wrapping) unless ``clear`` or ``shift``.
+    inc : In(...) per counter
+        Added every cycle (wrapping) unless ``clear``. ``inc[i]`` has ``inc_widths[i]`` bits.
     clear : In(1)
-        Zero every counter.
-    shift : In(1)
-        Rotate the chain by one byte: counter 0's low byte leaves, counter ``k + 1``'s low
-        byte moves to the top of counter ``k``, counter 0's low byte to the top of the last.
-    byte : Out(8)
-        Counter 0's low byte: with ``shift``, the counters leave byte by byte, counter 0
-        first, each little-endian.
+        Zero every counter (the increments of this cycle are dropped).
+    settled : Out(1)
+        As of the previous cycle: no increment came and every earlier one is in the RAM; with
+        no new increments since, ``read_data`` gives the totals.
+    read_en : In(1)
+        Read counter ``read_addr`` (the folding waits this cycle: read only while no
+        events come, as after a run).
+    read_addr : In(range(n))
+    read_data : Out(width)
+        The counter read in the previous cycle (valid when ``settled`` held then).
     """
 
-    def __init__(self, n, *, width, inc_width):
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive integer, not {n!r}")
-        if not isinstance(width, int) or width < 8 or width % 8:
-            raise ValueError(f"width must be a positive multiple of 8, not {width!r}")
+    def __init__(self, n, *, width, inc_widths):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+            raise ValueError(f"n must be an integer of at least 2, not {n!r}")
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be a positive integer, not {width!r}")
+        if isinstance(inc_widths, int):
+            inc_widths = [inc_widths] * n
+        inc_widths = list(inc_widths)
+        if len(inc_widths) != n or any(not isinstance(w, int) or w < 1 for w in inc_widths):
+            raise ValueError(f"inc_widths must be {n} positive integers, not {inc_widths!r}")
         self.n = n
         self.width = width
+        self.inc_widths = inc_widths
+        # Between two folds of a counter its pending sum takes the increments of n cycles.
+        self.pending_widths = [min(width, ((2 ** w - 1) * n).bit_length()) for w in inc_widths]
         super().__init__({
-            "inc": In(inc_width).array(n),
+            **{f"inc{i}": In(w) for i, w in enumerate(inc_widths)},
             "clear": In(1),
-            "shift": In(1),
-            "byte": Out(8),
+            "settled": Out(1),
+            "read_en": In(1),
+            "read_addr": In(range(n)),
+            "read_data": Out(width),
         })
-        self.counts = [Signal(width, name=f"count{i}") for i in range(n)]
+        self.inc = [getattr(self, f"inc{i}") for i in range(n)]
 
     def elaborate(self, platform):
         m = Module()
-        w = self.width
-        chain = Cat(*self.counts)
-        rotated = Cat(chain[8:], chain[:8])
-        m.d.comb += self.byte.eq(chain[:8])
-        for i, count in enumerate(self.counts):
+        n, w = self.n, self.width
+        # As in `VMMemory`: an asynchronous read port and a register, which Yosys merges into
+        # a block RAM port; the fold never reads the word it writes in the same cycle.
+        m.submodules.ram = ram = memory.Memory(shape=w, depth=n, init=[],
+                                               attrs={"no_rw_check": 1})
+        rd = ram.read_port(domain="comb")
+        wr = ram.write_port()
+        rdata = Signal(w)
+        m.d.sync += rdata.eq(rd.data)
+
+        pending = [Signal(pw, name=f"pending{i}") for i, pw in enumerate(self.pending_widths)]
+        # A counter cleared since its last fold: its RAM word is stale and counts as 0.
+        zeroed = Signal(n)
+        turn = Signal(range(n))         # the counter folded this cycle
+        fold = Signal()                 # a fold step this cycle (not a read)
+        # The fold's second cycle: the counter's RAM word arrives, its pending sum was taken.
+        taken = Signal(w)
+        taken_index = Signal(range(n))
+        taken_zeroed = Signal()
+        taken_valid = Signal()
+        read_zeroed = Signal()
+
+        m.d.comb += [
+            fold.eq(~self.read_en & ~self.clear),
+            rd.addr.eq(Mux(self.read_en, self.read_addr, turn)),
+            wr.addr.eq(taken_index),
+            wr.data.eq(Mux(taken_zeroed, 0, rdata) + taken),
+            wr.en.eq(taken_valid),
+            self.read_data.eq(Mux(read_zeroed, 0, rdata)),
+        ]
+        # Registered: the increments come from deep in the units, the reader's decision must
+        # not wait for them.
+        m.d.sync += self.settled.eq(~Cat(*self.inc, *pending).any() &
+                                    ~(taken_valid & taken.any()))
+        m.d.sync += [
+            taken_valid.eq(fold),
+            taken_index.eq(turn),
+            taken.eq(Array(pending)[turn]),
+            taken_zeroed.eq(zeroed.bit_select(turn, 1)),
+            read_zeroed.eq(zeroed.bit_select(self.read_addr, 1)),
+        ]
+        with m.If(fold):
+            m.d.sync += turn.eq(Mux(turn == n - 1, 0, turn + 1))
+        for i, (inc, acc) in enumerate(zip(self.inc, pending)):
             with m.If(self.clear):
-                m.d.sync += count.eq(0)
-            with m.Elif(self.shift):
-                m.d.sync += count.eq(rotated[w * i:w * (i + 1)])
+                m.d.sync += acc.eq(0)
+            with m.Elif(fold & (turn == i)):
+                m.d.sync += acc.eq(inc)
             with m.Else():
-                m.d.sync += count.eq(count + self.inc[i])
+                m.d.sync += acc.eq(acc + inc)
+        with m.If(self.clear):
+            m.d.sync += [zeroed.eq(~0), taken_valid.eq(0)]
+        with m.Elif(taken_valid):
+            m.d.sync += zeroed.bit_select(taken_index, 1).eq(0)
         return m

@@ -10,7 +10,9 @@ cycle after ``stb``), the ``ack+1`` memory of the project's benchmarks. On a pip
 cycle with ``cyc & stb``, performed then (a write lands at the edge that ends that cycle) and
 answered in the next cycle, in order (R = 2). With ``pipeline`` the request is registered
 first, on either port: one more cycle per transfer (``ack+2``, R = 3), which cuts the path
-from the units' arbiters into the RAM.
+from the units' arbiters into the RAM. With ``register_answer`` the answer (``ack``, ``err``,
+``dat_r``) leaves from flip-flops one cycle later: one more cycle per transfer again, and the
+units see no block RAM output (slow on ECP5: about 5.8 ns from clock to data).
 
 A second, direct port (RAM indices, one-cycle read latency) serves the board's controller
 while the units are idle; it wins when ``ctl_en``.
@@ -38,6 +40,8 @@ class VMMemory(wiring.Component):
         Width of the bus word address (``maxphyaddr - 3``).
     pipeline : bool
         Register each request before decoding it (one more cycle per transfer).
+    register_answer : bool
+        Register each answer after the RAM (one more cycle per transfer).
     bus : str
         The units' memory port: ``"classic"`` or ``"pipelined"`` (`hdl.formats.BUS_KINDS`).
 
@@ -57,10 +61,12 @@ class VMMemory(wiring.Component):
         The word at the ``ctl_addr`` of the previous cycle.
     """
 
-    def __init__(self, window, *, addr_width, pipeline=False, bus="classic"):
+    def __init__(self, window, *, addr_width, pipeline=False, register_answer=False,
+                 bus="classic"):
         self.window = window
         self._addr_width = addr_width
         self.pipeline = bool(pipeline)
+        self.register_answer = bool(register_answer)
         self.bus_kind = check_bus(bus)
         super().__init__({
             "bus": In(wishbone.Signature(addr_width=addr_width,
@@ -91,19 +97,30 @@ class VMMemory(wiring.Component):
 
         valid, adr, we, sel, dat_w = self._request(m)
         hit, index = self._decode(m, adr)
+        # The answer as the RAM gives it, one cycle after the request; ``register_answer``
+        # delays it by one more.
+        ack, err, answering = Signal(), Signal(), Signal()
         if self.bus_kind == "pipelined":
-            # Every request reaching the RAM is answered in the next cycle; writes land now.
-            m.d.sync += [bus.ack.eq(valid & hit), bus.err.eq(valid & ~hit)]
+            # Every request reaching the RAM is answered, in order; writes land now.
+            m.d.sync += [ack.eq(valid & hit), err.eq(valid & ~hit)]
             m.d.comb += bus.stall.eq(0)
             write = valid & we & hit
         else:
-            request = valid & ~bus.ack & ~bus.err
-            m.d.sync += [bus.ack.eq(request & hit), bus.err.eq(request & ~hit)]
+            # One request at a time: none taken again while its answer is on its way.
+            request = valid & ~answering & ~bus.ack & ~bus.err
+            m.d.sync += [ack.eq(request & hit), err.eq(request & ~hit)]
             # A write lands at the edge that ends its transfer (``ack`` high).
             write = valid & we & bus.ack
+        if self.register_answer:
+            dat_r = Signal.like(rdata)
+            m.d.sync += [bus.ack.eq(ack), bus.err.eq(err), dat_r.eq(rdata)]
+            m.d.comb += answering.eq(ack | err)
+        else:
+            dat_r = rdata
+            m.d.comb += [bus.ack.eq(ack), bus.err.eq(err)]
         m.d.comb += [
             self.fault.eq(bus.err),
-            bus.dat_r.eq(rdata),
+            bus.dat_r.eq(dat_r),
             self.ctl_rdata.eq(rdata),
         ]
         with m.If(self.ctl_en):

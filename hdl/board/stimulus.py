@@ -94,11 +94,14 @@ class StimulusEngine(wiring.Component):
         next_ipiv = next_category != Category.DISABLED
         # The current operation's writes, decoded from its draw (not stored twice).
         d = Draw(state)
-        category, x2 = self._mode_and_category(m, state)
+        # Its category and mode: those of the next draw, kept when the generator steps (one
+        # mix lookup per engine, not two).
+        category = Signal(Category)
+        x2 = Signal()
         low, dest = self._icr_fields(m, d, category, x2, state)
         first, second, two = self._writes(m, d, category, x2, low, dest)
         op = _Operation(category, x2, first, second, two)
-        self._sequencer(m, salt, state, nxt, (next_x2, next_ipiv), op)
+        self._sequencer(m, salt, state, nxt, (next_category, next_x2, next_ipiv), op)
         return m
 
     def _mode_and_category(self, m, draw):
@@ -172,10 +175,10 @@ class StimulusEngine(wiring.Component):
 
     def _sequencer(self, m, salt, state, nxt, next_mode, op):
         """The operation sequencer: ``count`` operations, a barrier every ``epoch``, the VMCS
-        bits changed while the unit is idle (``next_mode``: the next operation's x2APIC and
-        IPIv bits), then the operation's (`_Operation`) writes."""
+        bits changed while the unit is idle (``next_mode``: the next operation's category,
+        x2APIC and IPIv bits), then the operation's (`_Operation`) writes."""
         p = self.params
-        next_x2, next_ipiv = next_mode
+        next_category, next_x2, next_ipiv = next_mode
         remaining = Signal(32)
         until_barrier = Signal(16)
 
@@ -200,7 +203,8 @@ class StimulusEngine(wiring.Component):
                     m.next = "BARRIER"
                 with m.Else():
                     m.d.sync += [state.eq(nxt), remaining.eq(remaining - 1),
-                                 until_barrier.eq(until_barrier - 1)]
+                                 until_barrier.eq(until_barrier - 1),
+                                 op.category.eq(next_category), op.x2.eq(next_x2)]
                     with m.If((next_x2 != self.x2apic) | (next_ipiv != self.ipiv)):
                         m.next = "CONFIGURE"
                     with m.Else():

@@ -153,10 +153,14 @@ def _build_unit(args, buses, seeds, progress):
 
 
 def _memory_text(core):
+    """The board RAM's round trip: R = 2, one more for each register (request, answer)."""
+    registered = [what for what, key in (("request", "pipeline"), ("answer", "register_answer"))
+                  if core.get(key)]
+    round_trip = 2 + len(registered)
+    note = f" ({' and '.join(registered)} registered)" if registered else ""
     if core.get("bus", "classic") == "classic":
-        return f"memory {'ack+2 (request registered)' if core['pipeline'] else 'ack+1'}"
-    return (f"pipelined memory port, R = {3 if core['pipeline'] else 2}"
-            f"{' (request registered)' if core['pipeline'] else ''}")
+        return f"memory ack+{round_trip - 1}{note}"
+    return f"pipelined memory port, R = {round_trip}{note}"
 
 
 def _print_board(r, args):
