@@ -63,11 +63,11 @@ BOARDS = {
     "ulx3s-85f": BoardSpec(
         "ulx3s-85f", "ULX3S_85F_Platform", "ulx3s", "ecp5",
         leds=(("led", 0), ("led", 1), ("led", 2)),
-        # Measured: both memory registers (request and answer) keep the block RAM's slow
-        # output and the arbiters' request path apart: Fmax 55 -> 68.7 MHz (median of 5
-        # seeds), at two more cycles per transfer.
-        core={"n_cores": 2, "maxphyaddr": 52, "digest": True, "pipeline": True,
-              "register_answer": True},
+        # Measured with the registered unit (one seed): no memory register 64.3 MHz at 6.67
+        # cycles per ICR write (104 ns); the answer registered 75.5 MHz at 9.22 (122 ns); both
+        # 87.7 MHz at 11.89 (136 ns). Each register costs more time per write than its Fmax
+        # gains (and the board runs at 25 MHz), so neither is on by default.
+        core={"n_cores": 2, "maxphyaddr": 52, "digest": True, "pipeline": False},
         programmer="OPENFPGALOADER=openFPGALoader"),
 }
 
