@@ -29,7 +29,8 @@ class IPIVSystem(wiring.Component):
         Classic: the memory never answers in the cycle a request first appears (R >= 2, as
         the board's RAM). The arbiter then sends each answer to its registered owner
         (`wishbone.Arbiter`): the same cycles, and no path from one unit's bus request into
-        another unit's answer. With a memory that may answer at once it is wrong.
+        another unit's answer. With a memory that may answer at once it is wrong. Pipelined:
+        no effect (pipelined answers always go to the owner).
 
     Members
     -------
@@ -54,7 +55,7 @@ class IPIVSystem(wiring.Component):
         self.units = [IPIVirtualizer(maxphyaddr=maxphyaddr, bus=bus, faults=faults)
                       for _ in range(n_cores)]
         self.arbiter = wishbone.Arbiter(n_cores, addr_width=addr_width, pipelined=pipelined,
-                                        answers_later=answers_later)
+                                        answers_later=answers_later and not pipelined)
 
     def elaborate(self, platform):
         m = Module()

@@ -81,10 +81,12 @@ class Arbiter(wiring.Component):
     so the owner never changes then either; a master not granted sees ``stall``.
 
     With ``answers_later`` (classic) the slave promises never to answer in the cycle a request
-    first appears (round trip R >= 2): the owner then keeps the bus until the answer, so the
-    answers follow the registered owner, as pipelined ones do, and no path runs from one
-    master's ``cyc`` through the grant into another master's ``ack``. Cycle for cycle the
-    same as without it, with such a slave.
+    first appears (round trip R >= 2), and to take a write's ``dat_w`` only in a later cycle
+    of the transfer (when it answers): the owner keeps the bus until the answer, so the
+    answers and ``dat_w`` follow the registered owner, as pipelined answers do, and neither
+    waits on the grant (no path from one master's ``cyc`` into another's ``ack``, nor from
+    the grant into the write data). Cycle for cycle the same as without it, with such a
+    slave.
 
     With ``exclusive`` (classic only) the masters promise never to hold ``cyc`` in the same
     cycle (the stages of one unit: one request in flight). Then the bus is the OR of the
@@ -111,8 +113,8 @@ class Arbiter(wiring.Component):
             raise TypeError(f"Number of masters must be a positive integer, not {n!r}")
         if pipelined and exclusive:
             raise ValueError("An exclusive arbiter is classic only")
-        if answers_later and exclusive:
-            raise ValueError("An exclusive arbiter has no owner to answer")
+        if answers_later and (exclusive or pipelined):
+            raise ValueError("answers_later is for a classic arbiter that is not exclusive")
         self._n = n
         self._pipelined = pipelined
         self._exclusive = exclusive
@@ -149,15 +151,19 @@ class Arbiter(wiring.Component):
         # master holds cyc, so the owner is the grant then, and the answer does not feed back
         # into the grant through the master (a combinational loop otherwise).
         answered = owner if self._pipelined or self._answers_later else self.grant
+        written = owner if self._answers_later else self.grant
         with m.Switch(self.grant):
             for i, master in enumerate(self.masters):
                 with m.Case(i):
                     m.d.comb += [
                         self.bus.cyc.eq(master.cyc), self.bus.stb.eq(master.stb),
                         self.bus.we.eq(master.we), self.bus.adr.eq(master.adr),
-                        self.bus.sel.eq(master.sel), self.bus.dat_w.eq(master.dat_w),
-                        self.bus.lock.eq(master.lock),
+                        self.bus.sel.eq(master.sel), self.bus.lock.eq(master.lock),
                     ]
+        with m.Switch(written):
+            for i, master in enumerate(self.masters):
+                with m.Case(i):
+                    m.d.comb += self.bus.dat_w.eq(master.dat_w)
         with m.Switch(answered):
             for i, master in enumerate(self.masters):
                 with m.Case(i):

@@ -84,8 +84,10 @@ def test_answers_to_the_owner_change_no_cycle(latency):
     assert len(later.accepted) == len(requests) and later.grant_switches_in_cycle == 0
 
 
-def test_answers_later_is_classic_only_in_meaning():
-    """An exclusive arbiter has no owner to answer: asking for both is a one-line error."""
+@pytest.mark.parametrize("kind", ["exclusive", "pipelined"])
+def test_answers_later_is_for_the_classic_shared_arbiter(kind):
+    """An exclusive arbiter has no owner to answer, a pipelined one answers its owner
+    anyway: asking for either is a one-line error."""
     from hdl import wishbone
-    with pytest.raises(ValueError, match="exclusive"):
-        wishbone.Arbiter(2, addr_width=8, exclusive=True, answers_later=True)
+    with pytest.raises(ValueError, match="classic arbiter that is not exclusive"):
+        wishbone.Arbiter(2, addr_width=8, answers_later=True, **{kind: True})
