@@ -25,6 +25,12 @@ class IPIVSystem(wiring.Component):
         shared one (docs/interface.md).
     faults : collection of hdl.faults.Fault
         Test-only: built into every unit (see `IPIVirtualizer`).
+    answers_later : bool
+        Classic: the memory never answers in the cycle a request first appears (R >= 2, as
+        the board's RAM). The arbiter then sends each answer to its registered owner
+        (`wishbone.Arbiter`): the same cycles, and no path from one unit's bus request into
+        another unit's answer. With a memory that may answer at once it is wrong. Pipelined:
+        no effect (pipelined answers always go to the owner).
 
     Members
     -------
@@ -33,7 +39,8 @@ class IPIVSystem(wiring.Component):
     bus : Out(wishbone.Signature)
     """
 
-    def __init__(self, n_cores, *, maxphyaddr=52, bus="classic", faults=frozenset()):
+    def __init__(self, n_cores, *, maxphyaddr=52, bus="classic", faults=frozenset(),
+                 answers_later=False):
         if isinstance(n_cores, bool) or not isinstance(n_cores, int) or n_cores < 1:
             raise ValueError(f"n_cores must be a positive integer, not {n_cores!r}")
         self.n_cores = n_cores
@@ -47,7 +54,8 @@ class IPIVSystem(wiring.Component):
         })
         self.units = [IPIVirtualizer(maxphyaddr=maxphyaddr, bus=bus, faults=faults)
                       for _ in range(n_cores)]
-        self.arbiter = wishbone.Arbiter(n_cores, addr_width=addr_width, pipelined=pipelined)
+        self.arbiter = wishbone.Arbiter(n_cores, addr_width=addr_width, pipelined=pipelined,
+                                        answers_later=answers_later and not pipelined)
 
     def elaborate(self, platform):
         m = Module()

@@ -80,6 +80,14 @@ class Arbiter(wiring.Component):
     cycle, is never split. Pipelined masters keep ``cyc`` high while answers are outstanding,
     so the owner never changes then either; a master not granted sees ``stall``.
 
+    With ``answers_later`` (classic) the slave promises never to answer in the cycle a request
+    first appears (round trip R >= 2), and to take a write's ``dat_w`` only in a later cycle
+    of the transfer (when it answers): the owner keeps the bus until the answer, so the
+    answers and ``dat_w`` follow the registered owner, as pipelined answers do, and neither
+    waits on the grant (no path from one master's ``cyc`` into another's ``ack``, nor from
+    the grant into the write data). Cycle for cycle the same as without it, with such a
+    slave.
+
     With ``exclusive`` (classic only) the masters promise never to hold ``cyc`` in the same
     cycle (the stages of one unit: one request in flight). Then the bus is the OR of the
     masters' outputs, each gated by its ``cyc``, and each master's ``ack``/``err`` by its own
@@ -100,14 +108,17 @@ class Arbiter(wiring.Component):
         waves read it).
     """
 
-    def __init__(self, n, *, addr_width, pipelined=False, exclusive=False):
+    def __init__(self, n, *, addr_width, pipelined=False, exclusive=False, answers_later=False):
         if not isinstance(n, int) or n < 1:
             raise TypeError(f"Number of masters must be a positive integer, not {n!r}")
         if pipelined and exclusive:
             raise ValueError("An exclusive arbiter is classic only")
+        if answers_later and (exclusive or pipelined):
+            raise ValueError("answers_later is for a classic arbiter that is not exclusive")
         self._n = n
         self._pipelined = pipelined
         self._exclusive = exclusive
+        self._answers_later = bool(answers_later)
         signature = Signature(addr_width=addr_width, pipelined=pipelined)
         super().__init__({
             "masters": In(signature).array(n),
@@ -139,16 +150,20 @@ class Arbiter(wiring.Component):
         # Pipelined answers follow the registered owner: an answer only comes while its
         # master holds cyc, so the owner is the grant then, and the answer does not feed back
         # into the grant through the master (a combinational loop otherwise).
-        answered = owner if self._pipelined else self.grant
+        answered = owner if self._pipelined or self._answers_later else self.grant
+        written = owner if self._answers_later else self.grant
         with m.Switch(self.grant):
             for i, master in enumerate(self.masters):
                 with m.Case(i):
                     m.d.comb += [
                         self.bus.cyc.eq(master.cyc), self.bus.stb.eq(master.stb),
                         self.bus.we.eq(master.we), self.bus.adr.eq(master.adr),
-                        self.bus.sel.eq(master.sel), self.bus.dat_w.eq(master.dat_w),
-                        self.bus.lock.eq(master.lock),
+                        self.bus.sel.eq(master.sel), self.bus.lock.eq(master.lock),
                     ]
+        with m.Switch(written):
+            for i, master in enumerate(self.masters):
+                with m.Case(i):
+                    m.d.comb += self.bus.dat_w.eq(master.dat_w)
         with m.Switch(answered):
             for i, master in enumerate(self.masters):
                 with m.Case(i):

@@ -60,3 +60,34 @@ def test_shared_pids_lose_no_bit_and_notify_once(bus):
     assert run.grant_switches_in_cycle == 0
     assert run.posted == 60 and run.suppressed == 58
     assert len(run.results) == 60
+
+
+@pytest.mark.parametrize("latency", [1, 2])
+def test_answers_to_the_owner_change_no_cycle(latency):
+    """With a memory that never answers at once, ``answers_later`` (answers routed by the
+    registered owner) gives the same run cycle for cycle: the same acceptances, outputs and
+    bus transfers."""
+    n = 2
+    vm = build_vm({v: "running" for v in range(4)})
+    rng = random.Random(latency)
+    requests = [x2(vm.config(i % n, x2apic=True), rng.choice([1, 2, 3]),
+                   rng.randrange(0x20, 0x100), i % n) for i in range(40)]
+
+    def run(**options):
+        memory = build_vm({v: "running" for v in range(4)}).memory
+        return Harness(IPIVSystem(n, **options), memory, latency=latency, wait_states=0.3,
+                       backpressure=0.2, seed=latency).run(requests)
+
+    plain, later = run(), run(answers_later=True)
+    assert later.accepted == plain.accepted and later.cycles == plain.cycles
+    assert later.events == plain.events and later.memory_log == plain.memory_log
+    assert len(later.accepted) == len(requests) and later.grant_switches_in_cycle == 0
+
+
+@pytest.mark.parametrize("kind", ["exclusive", "pipelined"])
+def test_answers_later_is_for_the_classic_shared_arbiter(kind):
+    """An exclusive arbiter has no owner to answer, a pipelined one answers its owner
+    anyway: asking for either is a one-line error."""
+    from hdl import wishbone
+    with pytest.raises(ValueError, match="classic arbiter that is not exclusive"):
+        wishbone.Arbiter(2, addr_width=8, answers_later=True, **{kind: True})

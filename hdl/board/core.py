@@ -118,7 +118,8 @@ class BoardCore(wiring.Component):
             "led_done": Out(1),
         })
         self.bus_kind = check_bus(bus)
-        self.system = IPIVSystem(n_cores, maxphyaddr=maxphyaddr, bus=bus)
+        # The RAM answers a cycle after a request at the earliest (`VMMemory`).
+        self.system = IPIVSystem(n_cores, maxphyaddr=maxphyaddr, bus=bus, answers_later=True)
         self.memory = VMMemory(self.window, addr_width=bus_addr_width(maxphyaddr),
                                pipeline=pipeline, register_answer=register_answer,
                                bus=bus)
@@ -186,9 +187,8 @@ class BoardCore(wiring.Component):
 
     def _count_events(self, m, ctl):
         """Each counter's increment this cycle: its events summed over the cores (an output
-        counter's: the output taken, at most one). With the digest kept, the DIGEST term of the
-        output taken goes through a register first: one cycle later, off the path from the
-        units' outputs, and no adder: one term per cycle."""
+        counter's: the output taken, at most one). With the digest kept, the DIGEST term is the
+        output taken's (no adder: one output per cycle)."""
         inc = {c: [] for c in Counter}
         for port, unit in zip(self.system.cores, self.system.units):
             posted, suppressed = _postings(unit)
@@ -201,17 +201,19 @@ class BoardCore(wiring.Component):
             for cause in ExitCause:
                 inc[Counter.exit(cause)].append(_taken(port.exit) & (port.exit.p.cause == cause))
         if self.digest:
-            digest = Signal(COUNTER_WIDTH)
-            m.d.sync += digest.eq(_or([Mux(_taken(stream), term(name, stream.p), 0)
-                                       for name, stream in self._outputs()]))
-            inc[Counter.DIGEST].append(digest)
+            inc[Counter.DIGEST].append(_or([Mux(_taken(stream), term(name, stream.p), 0)
+                                            for name, stream in self._outputs()]))
         else:
             inc[Counter.DIGEST].append(0)
         inc[Counter.CYCLES].append(ctl.counting)
         inc[Counter.WINDOW_FAULTS].append(self.memory.fault)
         for c in Counter:
             combine = _or if c in _ONE_AT_A_TIME else _sum
-            m.d.comb += self.counters.inc[c].eq(combine(inc[c]))
+            # The events a unit decides from a bus answer (its ``icr.ready`` waits on the
+            # other unit's bus grant) go through a register, so that the counters' adders do
+            # not follow them in the same cycle: the same counts, one cycle later.
+            domain = m.d.sync if c in _FROM_ANSWERS else m.d.comb
+            domain += self.counters.inc[c].eq(combine(inc[c]))
 
     def _image_rom(self, m, ctl_addr):
         """Word ``ctl_addr`` of the VM image (a ROM of its nonzero words)."""
@@ -330,19 +332,11 @@ class BoardCore(wiring.Component):
                 with m.If(~ctl.running & counters.settled):
                     m.d.sync += cmd.counter.eq(0)
                     m.next = "COUNTERS_READ"
-            with m.State("COUNTERS_READ"):
-                m.d.comb += [counters.read_en.eq(1), counters.read_addr.eq(cmd.counter)]
-                m.next = "COUNTERS_LOAD"
-            with m.State("COUNTERS_LOAD"):
-                m.d.sync += [cmd.shreg.eq(counters.read_data), cmd.left.eq(COUNTER_BYTES),
-                             cmd.counter.eq(cmd.counter + 1)]
-                m.next = "COUNTERS_SEND"
-            with m.State("COUNTERS_SEND"):
-                with _reply_byte(m, tx, cmd):
-                    with m.If(cmd.counter == len(Counter)):
-                        m.next = "COMMAND"
-                    with m.Else():
-                        m.next = "COUNTERS_READ"
+            _word_by_word(m, tx, cmd, "COUNTERS",
+                          read=[counters.read_en.eq(1), counters.read_addr.eq(cmd.counter)],
+                          word=counters.read_data, n_bytes=COUNTER_BYTES,
+                          advance=[cmd.counter.eq(cmd.counter + 1)],
+                          last=cmd.counter == len(Counter))
             with m.State("PID_PAYLOAD"):
                 with _payload_byte(m, rx, cmd.timer):
                     pids = self.window.by_name["pids"].offset
@@ -353,20 +347,12 @@ class BoardCore(wiring.Component):
                 # The RAM is the controller's whenever no run is going on.
                 with m.If(~ctl.running):
                     m.next = "DUMP_READ"
-            with m.State("DUMP_READ"):
-                m.d.comb += [mem.ctl_en.eq(1), mem.ctl_addr.eq(cmd.dump_addr)]
-                m.next = "DUMP_LOAD"
-            with m.State("DUMP_LOAD"):
-                m.d.sync += [cmd.shreg.eq(mem.ctl_rdata), cmd.left.eq(BUS_BYTES),
-                             cmd.dump_addr.eq(cmd.dump_addr + 1),
-                             cmd.dump_left.eq(cmd.dump_left - 1)]
-                m.next = "DUMP_SEND"
-            with m.State("DUMP_SEND"):
-                with _reply_byte(m, tx, cmd):
-                    with m.If(cmd.dump_left == 0):
-                        m.next = "COMMAND"
-                    with m.Else():
-                        m.next = "DUMP_READ"
+            _word_by_word(m, tx, cmd, "DUMP",
+                          read=[mem.ctl_en.eq(1), mem.ctl_addr.eq(cmd.dump_addr)],
+                          word=mem.ctl_rdata, n_bytes=BUS_BYTES,
+                          advance=[cmd.dump_addr.eq(cmd.dump_addr + 1),
+                                   cmd.dump_left.eq(cmd.dump_left - 1)],
+                          last=cmd.dump_left == 0)
             with m.State("SEND"):
                 with _reply_byte(m, tx, cmd):
                     m.next = "COMMAND"
@@ -432,6 +418,10 @@ _ONE_AT_A_TIME = frozenset(c for c in Counter
                            or Counter.EXIT_DISABLED <= c <= Counter.EXIT_BUS_ERROR)
 
 
+#: The counters of events that follow a bus answer in the same cycle.
+_FROM_ANSWERS = frozenset((Counter.ICR_WRITES, Counter.POSTED, Counter.SUPPRESSED))
+
+
 def _postings(unit):
     """(posted, suppressed): pulses of a posting completed, and of one that sent no
     notification. The classic unit's PID update has them; the pipelined unit's sequencer
@@ -488,6 +478,25 @@ def _payload_byte(m, rx, timer):
         m.next = "COMMAND"
     with m.Else():
         m.d.sync += timer.eq(timer - 1)
+
+
+def _word_by_word(m, tx, cmd, prefix, *, read, word, n_bytes, advance, last):
+    """States ``{prefix}_READ``, ``_LOAD``, ``_SEND`` of the command FSM: ``read`` a word
+    (statements, one cycle ahead of its data), load ``word``'s ``n_bytes`` into the shift
+    register with the ``advance`` statements, send them, and go on with the next word until
+    ``last`` holds."""
+    with m.State(f"{prefix}_READ"):
+        m.d.comb += read
+        m.next = f"{prefix}_LOAD"
+    with m.State(f"{prefix}_LOAD"):
+        m.d.sync += [cmd.shreg.eq(word), cmd.left.eq(n_bytes), *advance]
+        m.next = f"{prefix}_SEND"
+    with m.State(f"{prefix}_SEND"):
+        with _reply_byte(m, tx, cmd):
+            with m.If(last):
+                m.next = "COMMAND"
+            with m.Else():
+                m.next = f"{prefix}_READ"
 
 
 @contextmanager

@@ -134,8 +134,9 @@ class VMMemory(wiring.Component):
 
     def _request(self, m):
         """(valid, adr, we, sel, dat_w) of the request as the RAM sees it: the bus itself, or
-        (``pipeline``) a registered copy: on a classic port taken when it appears and dropped
-        when answered (the master holds it until then); on a pipelined port, every cycle's."""
+        (``pipeline``) a registered copy: on a classic port taken when it appears (``dat_w`` a
+        cycle later) and dropped when answered (the master holds it until then); on a
+        pipelined port, every cycle's."""
         bus = self.bus
         if not self.pipeline:
             return bus.cyc & bus.stb, bus.adr, bus.we, bus.sel, bus.dat_w
@@ -144,12 +145,17 @@ class VMMemory(wiring.Component):
         we = Signal()
         sel = Signal.like(bus.sel)
         dat_w = Signal.like(bus.dat_w)
-        copy = [adr.eq(bus.adr), we.eq(bus.we), sel.eq(bus.sel), dat_w.eq(bus.dat_w)]
+        copy = [adr.eq(bus.adr), we.eq(bus.we), sel.eq(bus.sel)]
         if self.bus_kind == "pipelined":
-            m.d.sync += [valid.eq(bus.cyc & bus.stb), *copy]
+            m.d.sync += [valid.eq(bus.cyc & bus.stb), *copy, dat_w.eq(bus.dat_w)]
         else:
             with m.If(~valid & bus.cyc & bus.stb):
                 m.d.sync += [valid.eq(1), *copy]
+            # The write data is taken in the request's second cycle (the master holds it
+            # until the answer, a cycle later at least): it lands with ``ack``, and an
+            # arbiter may pass it on by its registered owner (``answers_later``).
+            with m.If(valid):
+                m.d.sync += dat_w.eq(bus.dat_w)
             with m.If(bus.ack | bus.err):
                 m.d.sync += valid.eq(0)
         return valid, adr, we, sel, dat_w

@@ -179,12 +179,11 @@ class StimulusEngine(wiring.Component):
         x2APIC and IPIv bits), then the operation's (`_Operation`) writes."""
         p = self.params
         next_category, next_x2, next_ipiv = next_mode
-        remaining = Signal(32)
         until_barrier = Signal(16)
 
         def begin():
             seed = p.seed ^ salt
-            m.d.sync += [state.eq(Mux(seed == 0, salt, seed)), remaining.eq(p.count),
+            m.d.sync += [state.eq(Mux(seed == 0, salt, seed)),
                          until_barrier.eq(p.epoch), self.issued.eq(0), self.done.eq(0),
                          # The VMCS bits start as after reset (the unit is idle now), so
                          # a run's timing repeats with its seed.
@@ -196,14 +195,15 @@ class StimulusEngine(wiring.Component):
                 with m.If(self.start):
                     begin()
             with m.State("NEXT"):
-                with m.If(remaining == 0):
+                # Every operation started has been issued here: no separate count of those
+                # left (32 flip-flops and a decrementer per engine).
+                with m.If(self.issued == p.count):
                     m.d.sync += self.done.eq(1)
                     m.next = "DONE"
                 with m.Elif((p.epoch != 0) & (until_barrier == 0)):
                     m.next = "BARRIER"
                 with m.Else():
-                    m.d.sync += [state.eq(nxt), remaining.eq(remaining - 1),
-                                 until_barrier.eq(until_barrier - 1),
+                    m.d.sync += [state.eq(nxt), until_barrier.eq(until_barrier - 1),
                                  op.category.eq(next_category), op.x2.eq(next_x2)]
                     with m.If((next_x2 != self.x2apic) | (next_ipiv != self.ipiv)):
                         m.next = "CONFIGURE"

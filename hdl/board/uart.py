@@ -82,12 +82,8 @@ class UARTReceiver(wiring.Component):
 
 
 class UARTTransmitter(wiring.Component):
-    """Sends each byte taken from ``data`` as an 8N1 frame on ``tx``.
-
-    Parameters
-    ----------
-    divisor : int
-        Clock cycles per bit, at least 4.
+    """Sends each byte taken from ``data`` as an 8N1 frame on ``tx``; ``divisor`` as for
+    `UARTReceiver`.
 
     Members
     -------
