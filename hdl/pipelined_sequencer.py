@@ -23,7 +23,7 @@ from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import Out
 
 from .core_signature import CoreSignature
-from .exits import load_exit, preload_exit
+from .exits import preload_exit
 from .formats import (
     APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, ExitCause, ICRLow, ICRWriteKind,
     NOTIFY_INFO_ON, NotifyInfo, PID_NOTIFY_INFO_OFFSET, PID_POINTER_ENTRY_LOW_MASK,
@@ -33,7 +33,7 @@ from .fsm import transition_table
 from .icr_classifier import (
     EarlyVerdict, classify, early_image, late_in_range, late_verdict,
 )
-from .icr_write import accepted_write, refuse
+from .icr_write import accepted_write, offered_in_range, preload_refusals, refuse
 from .params import bus_addr_width, check_maxphyaddr
 from .pipelined_issuer import RoundTripSignature
 
@@ -78,6 +78,9 @@ class PipelinedSequencer(wiring.Component):
     lo_adr, hi_adr, irr_adr : Signal(maxphyaddr - 3)
         Word addresses of VICR_LO, VICR_HI and the IRR word of V, registered every cycle
         (`addresses`).
+    entry_adr : Signal(maxphyaddr - 3)
+        Word address of T's PID-pointer entry, registered every cycle from the image being
+        classified (`addresses`).
     """
 
     class State(enum.Enum, shape=4):
@@ -127,6 +130,7 @@ class PipelinedSequencer(wiring.Component):
         self.lo_adr = Signal(self._addr_width, name="lo_adr")
         self.hi_adr = Signal(self._addr_width, name="hi_adr")
         self.irr_adr = Signal(self._addr_width, name="irr_adr")
+        self.entry_adr = Signal(self._addr_width, name="entry_adr")
 
     @property
     def outputs(self):
@@ -142,11 +146,13 @@ class PipelinedSequencer(wiring.Component):
                 slot.lock.eq(lock)]
 
     def addresses(self, m, dest):
-        """Word addresses of this request's transfers (``dest``: virtual destination T).
+        """Word addresses of this request's transfers (``dest``: virtual destination T of the
+        image being classified).
 
         The vICR and IRR addresses are registered every cycle, off the requests' path: ``cfg``
         is held from acceptance and V does not change after it, and neither address is read
-        before the cycle after acceptance."""
+        before the cycle after acceptance. So is the entry's: its read is never the first
+        request of the stores, and the ``ENTRY`` round trip follows the answer that gave T."""
         cfg, aw = self.cfg, self._addr_width
         vector = ICRLow(self.image[:32]).vector
         m.d.sync += [
@@ -154,11 +160,12 @@ class PipelinedSequencer(wiring.Component):
             self.hi_adr.eq(self.word(cfg.vapic_page + APIC_OFFSET_ICR_HI)),
             self.irr_adr.eq(self.word(cfg.vapic_page + APIC_OFFSET_IRR +
                                       Cat(C(0, 4), vector[5:8]))),
+            # T <= last index < 2**16 where the entry is read, so 16 bits of T address it.
+            self.entry_adr.eq(self.word(cfg.pid_table + Cat(C(0, 3), dest[:16]))),
         ]
         return {
             "lo": self.lo_adr, "hi": self.hi_adr, "irr": self.irr_adr,
-            # T <= last index < 2**16 here, so 16 bits of T address the entry.
-            "entry": self.word(cfg.pid_table + Cat(C(0, 3), dest[:16])),
+            "entry": self.entry_adr,
             "pir": Cat(vector[6:8], C(0, 1), self.pid_line)[:aw],
             "ni": Cat(C(PID_NOTIFY_INFO_OFFSET // 8, 3), self.pid_line)[:aw],
         }
@@ -215,9 +222,43 @@ class PipelinedSequencer(wiring.Component):
     def go(self, m, state):
         m.d.sync += self.state.eq(state)
 
-    def exit_with(self, m, cause, icr):
-        load_exit(m, self.exit, cause=cause, icr=icr)
+    def exit_with(self, m):
+        """Offer the exit whose payload `preload` loaded in this cycle."""
+        m.d.sync += self.exit.valid.eq(1)
         self.go(m, self.State.OUTPUT)
+
+    def ends_request(self):
+        """The current round trip, if no request of it errs, is the request's last: at its
+        last answer the next write may be taken (and refused), and no other exit follows."""
+        S = self.State
+        return ((self.state == S.STORES) & (self.kind == ICRWriteKind.XAPIC_ICR_HI)) | \
+            (self.state == S.WRITES) | (self.state == S.IRR_WRITE)
+
+    def preload(self, m, verdict, in_range):
+        """Load the exit and #GP payloads that this cycle's decision may offer, whatever it
+        is: so they wait on no answer or handshake, only their valids do.
+
+        Outside ``OUTPUT`` nothing is offered. Where the next write may be taken, only its
+        refusal can follow (the intercept or #GP, `preload_refusals`); at a round trip's last
+        answer otherwise, an exit of this request: a bus error, or the cause the stores or the
+        entry decide (`stores_done`, `entry_read`)."""
+        S = self.State
+        idle = (self.state == S.IDLE) | (self.state == S.NOTIFY) | (self.state == S.OFFER)
+        cause = Signal(ExitCause)
+        with m.If(self.trip.error):
+            m.d.comb += cause.eq(ExitCause.BUS_ERROR)
+        with m.Elif((self.state == S.STORES) & verdict.must_exit):
+            m.d.comb += cause.eq(verdict.cause)
+        with m.Elif((self.state == S.STORES) & ~in_range):
+            m.d.comb += cause.eq(ExitCause.INDEX_RANGE)
+        with m.Else():
+            m.d.comb += cause.eq(ExitCause.ENTRY_INVALID)
+        with m.If(self.state != S.OUTPUT):
+            with m.If(idle | (self.ends_request() & ~self.trip.error)):
+                preload_refusals(m, self.icr.p, exit_=self.exit, gp=self.gp)
+            with m.Else():
+                preload_exit(m, self.exit, icr=self._exit_icr)
+                m.d.sync += self.exit.p.cause.eq(cause)
 
     def entry_ok(self, entry):
         """Bits 5:0 are 000001b and nothing is set at or above MAXPHYADDR."""
@@ -253,9 +294,9 @@ class PipelinedSequencer(wiring.Component):
             m.d.sync += self.image.eq(full)
             self.go(m, S.IRR_READ)
         with m.Elif(verdict.must_exit):
-            self.exit_with(m, verdict.cause, self._exit_icr)
+            self.exit_with(m)
         with m.Elif(~in_range):
-            self.exit_with(m, ExitCause.INDEX_RANGE, self._exit_icr)
+            self.exit_with(m)
         with m.Elif(kind == ICRWriteKind.XAPIC_ICR_LO):
             m.d.sync += self.image.eq(full)
             self.go(m, S.ENTRY)
@@ -270,7 +311,7 @@ class PipelinedSequencer(wiring.Component):
             m.d.sync += self.pid_line.eq(PIDPointerEntry(entry).pid_line)
             self.go(m, self.State.READS)
         with m.Else():
-            self.exit_with(m, ExitCause.ENTRY_INVALID, self._exit_icr)
+            self.exit_with(m)
 
     def reads_done(self, m):
         pir, ni = self.trip.answers[0], self.trip.last
@@ -309,7 +350,7 @@ class PipelinedSequencer(wiring.Component):
         S, trip = self.State, self.trip
         with m.If(trip.error):
             # The image as known: a VICR_HI whose read failed (or came after an err) stays 0.
-            self.exit_with(m, ExitCause.BUS_ERROR, self._exit_icr)
+            self.exit_with(m)
         with m.Else():
             with m.Switch(self.state):
                 with m.Case(S.STORES):
@@ -356,7 +397,8 @@ class PipelinedSequencer(wiring.Component):
         w, kind = accepted_write(m, self.icr.p, self.cfg), self.icr.p.kind
         early = classify(m, early_image(kind, w.image), kind=kind, xapic=w.xapic, cfg=self.cfg)
         with m.If((self.state != S.STORES) | self.trip.done):
-            m.d.sync += self.verdict.eq(EarlyVerdict.of(early, self.cfg))
+            m.d.sync += self.verdict.eq(EarlyVerdict.of(
+                early, self.cfg, in_range=offered_in_range(self.icr.p, self.cfg)))
 
         with m.Switch(self.state):
             with m.Case(S.IDLE):
@@ -375,11 +417,10 @@ class PipelinedSequencer(wiring.Component):
                                  self.self_ipi.p.eq(ICRLow(self.image[:32]).vector)]
                     self.go(m, S.IDLE)
             with m.Default():
-                # No exit is offered on the bus: load its payload ahead, so that only valid
-                # and the cause wait on the answer.
-                preload_exit(m, self.exit, icr=self._exit_icr)
                 with m.If(self.trip.done):
                     self.after_round_trip(m, full, verdict, in_range)
+        # Last: the payloads follow this, not the decision (refuse loads them too).
+        self.preload(m, verdict, in_range)
 
         m.d.comb += self.busy.eq((self.state != S.IDLE) |
                                  Cat(out.valid for out in self.outputs).any())
