@@ -27,7 +27,8 @@ from .exits import preload_exit
 from .formats import (
     APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, ExitCause, ICRLow, ICRWriteKind,
     NOTIFY_INFO_ON, NotifyInfo, PID_NOTIFY_INFO_OFFSET, PID_POINTER_ENTRY_LOW_MASK,
-    PID_POINTER_ENTRY_VALID, PIDPointerEntry, SEL_DWORD, SEL_QWORD, XAPICNDST,
+    PID_POINTER_ENTRY_VALID, PIDPointerEntry, SEL_DWORD, SEL_QWORD, X2APICICR, XAPICICR,
+    XAPICICRHigh, XAPICNDST,
 )
 from .fsm import transition_table
 from .icr_classifier import (
@@ -65,12 +66,14 @@ class PipelinedSequencer(wiring.Component):
         As on `hdl.icr_interceptor.ICRInterceptor`.
     pid_line : Signal(58)
         The PID address >> 6, from the entry.
-    pir_word, ni_word : Signal(64)
-        The PIR word and NotifyInfo as read (``WRITES``, ``NOTIFY``).
+    pir_word : Signal(64)
+        The PIR word to write: as read, with V's bit set (``WRITES``).
+    ni_word : Signal(64)
+        NotifyInfo as read (``WRITES``, ``NOTIFY``).
     notifying : Signal(1)
         The posting found ON = SN = 0: NotifyInfo is written and a notification sent.
     irr_word : Signal(32)
-        The IRR word read (``IRR_WRITE``).
+        The IRR word to write: as read, with V's bit set (``IRR_WRITE``).
     verdict : Signal(EarlyVerdict)
         The write's classification and range check as taken
         (`hdl.icr_classifier.early_image`): registered so that the decision at the stores'
@@ -145,9 +148,9 @@ class PipelinedSequencer(wiring.Component):
         return [slot.adr.eq(adr), slot.we.eq(we), slot.sel.eq(sel), slot.dat_w.eq(dat_w),
                 slot.lock.eq(lock)]
 
-    def addresses(self, m, dest):
-        """Word addresses of this request's transfers (``dest``: virtual destination T of the
-        image being classified).
+    def addresses(self, m, reading_hi):
+        """Word addresses of this request's transfers (``reading_hi``: T comes from the bus,
+        VICR_HI as it arrives).
 
         The vICR and IRR addresses are registered every cycle, off the requests' path: ``cfg``
         is held from acceptance and V does not change after it, and neither address is read
@@ -160,9 +163,13 @@ class PipelinedSequencer(wiring.Component):
             self.hi_adr.eq(self.word(cfg.vapic_page + APIC_OFFSET_ICR_HI)),
             self.irr_adr.eq(self.word(cfg.vapic_page + APIC_OFFSET_IRR +
                                       Cat(C(0, 4), vector[5:8]))),
-            # T <= last index < 2**16 where the entry is read, so 16 bits of T address it.
-            self.entry_adr.eq(self.word(cfg.pid_table + Cat(C(0, 3), dest[:16]))),
         ]
+        # T <= last index < 2**16 where the entry is read, so 16 bits of T address it. Both
+        # sums are formed, so that the adders wait on no state.
+        entry = [self.word(cfg.pid_table + Cat(C(0, 3), dest[:16])) for dest in (
+            Mux(self.xapic, XAPICICR(self.image).high.dest, X2APICICR(self.image).dest),
+            XAPICICRHigh(self.trip.last[:32]).dest)]
+        m.d.sync += self.entry_adr.eq(Mux(reading_hi, entry[1], entry[0]))
         return {
             "lo": self.lo_adr, "hi": self.hi_adr, "irr": self.irr_adr,
             "entry": self.entry_adr,
@@ -201,10 +208,8 @@ class PipelinedSequencer(wiring.Component):
                              *self.request(slots[1], adr["ni"], lock=1),
                              trip.count.eq(2), trip.keep_lock.eq(1)]
             with m.Case(S.WRITES):
-                pir_bit = C(1, 64) << vector[:6]
                 m.d.comb += [
-                    *self.request(slots[0], adr["pir"], we=1, dat_w=self.pir_word | pir_bit,
-                                  lock=1),
+                    *self.request(slots[0], adr["pir"], we=1, dat_w=self.pir_word, lock=1),
                     *self.request(slots[1], adr["ni"], we=1, dat_w=self.ni_word | NOTIFY_INFO_ON,
                                   lock=1),
                     trip.count.eq(1 + self.notifying)]
@@ -212,9 +217,8 @@ class PipelinedSequencer(wiring.Component):
                 m.d.comb += [*self.request(slots[0], adr["irr"], sel=SEL_DWORD, lock=1),
                              trip.count.eq(1), trip.keep_lock.eq(1)]
             with m.Case(S.IRR_WRITE):
-                irr_bit = C(1, 32) << vector[:5]
                 m.d.comb += [*self.request(slots[0], adr["irr"], we=1, sel=SEL_DWORD,
-                                           dat_w=self.irr_word | irr_bit, lock=1),
+                                           dat_w=self.irr_word, lock=1),
                              trip.count.eq(1)]
 
     # -- the steps ------------------------------------------------------------------------------
@@ -258,7 +262,8 @@ class PipelinedSequencer(wiring.Component):
                 preload_refusals(m, self.icr.p, exit_=self.exit, gp=self.gp)
             with m.Else():
                 preload_exit(m, self.exit, icr=self._exit_icr)
-                m.d.sync += self.exit.p.cause.eq(cause)
+                m.d.sync += [self.exit.p.cause.eq(cause),
+                             self.gp.p.eq(self.icr.p.data)]     # a #GP is only a refusal
 
     def entry_ok(self, entry):
         """Bits 5:0 are 000001b and nothing is set at or above MAXPHYADDR."""
@@ -316,7 +321,9 @@ class PipelinedSequencer(wiring.Component):
     def reads_done(self, m):
         pir, ni = self.trip.answers[0], self.trip.last
         info = NotifyInfo(ni)
-        m.d.sync += [self.pir_word.eq(pir), self.ni_word.eq(ni),
+        # V's bit is set here, so the write's data waits on no decoder.
+        vector = ICRLow(self.image[:32]).vector
+        m.d.sync += [self.pir_word.eq(pir | (C(1, 64) << vector[:6])), self.ni_word.eq(ni),
                      self.notifying.eq(~(info.on | info.sn))]
         self.go(m, self.State.WRITES)
 
@@ -362,7 +369,8 @@ class PipelinedSequencer(wiring.Component):
                 with m.Case(S.WRITES):
                     self.writes_done(m)
                 with m.Case(S.IRR_READ):
-                    m.d.sync += self.irr_word.eq(trip.last[:32])
+                    vector = ICRLow(self.image[:32]).vector
+                    m.d.sync += self.irr_word.eq(trip.last[:32] | (C(1, 32) << vector[:5]))
                     self.go(m, S.IRR_WRITE)
                 with m.Case(S.IRR_WRITE):
                     self.irr_write_done(m)
@@ -389,7 +397,7 @@ class PipelinedSequencer(wiring.Component):
         in_range = late_in_range(self.verdict, vicr_hi, kind=self.kind, cfg=self.cfg)
         # Read where a write that is not an xAPIC ICR-low one decides its stores' count.
         post_in_range = ~self.verdict.self_ipi & ~self.verdict.must_exit & self.verdict.in_range
-        self.round_trips(m, self.addresses(m, verdict.dest), post_in_range)
+        self.round_trips(m, self.addresses(m, reading_hi), post_in_range)
 
         # The classification of whatever is offered, taken or not, whenever a write may be
         # taken: the one registered as the write is taken is its own, and no handshake

@@ -10,7 +10,7 @@ and the round trip's answers as the issuer hands them to the sequencer (``trip.a
 port). Asserted by the ``invariants`` check, assumed by the other checks.
 """
 
-from amaranth import Mux, Value
+from amaranth import C, Mux, Value
 
 from hdl.formats import (
     APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, APIC_REGISTER_STRIDE, ICRWriteKind,
@@ -102,11 +102,13 @@ class _PipelinedInvariants:
             ("ENTRY", what["entry"] & lo, self.common & self.entry_adr),
             ("READS", what["pir_read"] | what["ni_read"], self.common & pid & pir_kept),
             ("WRITES", what["pir_write"] | what["ni_write"],
-             self.common & pid & (self.seq("pir_word") == mon.rmw) &
+             self.common & pid &
+             (self.seq("pir_word") == (mon.rmw | (C(1, 64) << spec.vector[:6]))) &
              (self.seq("ni_word") == mon.ni) & (self.seq("notifying") == spec.notify)),
             ("IRR_READ", what["irr_read"], self.common & self.irr_adr),
             ("IRR_WRITE", what["irr_write"],
-             self.common & self.irr_adr & (self.seq("irr_word") == mon.rmw[:32])),
+             self.common & self.irr_adr &
+             (self.seq("irr_word") == (mon.rmw[:32] | (C(1, 32) << spec.vector[:5])))),
         ]
         for state, when, config in phases:
             self.inv(f"at_{state.lower()}", ~(self.on_bus & when) |
