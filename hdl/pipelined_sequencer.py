@@ -165,7 +165,8 @@ class PipelinedSequencer(wiring.Component):
                                       Cat(C(0, 4), vector[5:8]))),
         ]
         # T <= last index < 2**16 where the entry is read, so 16 bits of T address it. Both
-        # sums are formed, so that the adders wait on no state.
+        # sums (T from the image, or from VICR_HI as it arrives) are formed, so that the
+        # adders wait on no state.
         entry = [self.word(cfg.pid_table + Cat(C(0, 3), dest[:16])) for dest in (
             Mux(self.xapic, XAPICICR(self.image).high.dest, X2APICICR(self.image).dest),
             XAPICICRHigh(self.trip.last[:32]).dest)]
@@ -179,7 +180,7 @@ class PipelinedSequencer(wiring.Component):
 
     def round_trips(self, m, adr, post_in_range):
         """Drive ``trip`` with the current state's requests."""
-        S, trip, image, vector = self.State, self.trip, self.image, ICRLow(self.image[:32]).vector
+        S, trip, image = self.State, self.trip, self.image
         slots = trip.requests
         store_hi = dict(adr=adr["hi"], we=1, sel=SEL_DWORD, dat_w=image[32:])
         store_lo = dict(adr=adr["lo"], we=1, sel=Mux(self.xapic, SEL_DWORD, SEL_QWORD),
@@ -298,10 +299,8 @@ class PipelinedSequencer(wiring.Component):
         with m.Elif(verdict.self_ipi):
             m.d.sync += self.image.eq(full)
             self.go(m, S.IRR_READ)
-        with m.Elif(verdict.must_exit):
-            self.exit_with(m)
-        with m.Elif(~in_range):
-            self.exit_with(m)
+        with m.Elif(verdict.must_exit | ~in_range):
+            self.exit_with(m)           # its cause, or INDEX_RANGE (`preload`)
         with m.Elif(kind == ICRWriteKind.XAPIC_ICR_LO):
             m.d.sync += self.image.eq(full)
             self.go(m, S.ENTRY)
