@@ -11,39 +11,36 @@ the ICR and the VMCS alone. It compares T with the last PID index for the lookup
 (`PostRequest.in_range`), which acts on it and checks the entry.
 """
 
-from amaranth import Cat, Module, Mux, Signal
-from amaranth.lib import enum, stream, wiring
+from amaranth import Cat, Mux, Signal
+from amaranth.lib import enum, stream
 from amaranth.lib.wiring import In, Out
 
 from . import wishbone
 from .exits import load_exit, preload_exit
 from .formats import (
     APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APICWriteExit, ExitCause, ICR_IPIV_INELIGIBLE_MASK,
-    ICRWrite, ICRWriteKind, SEL_DWORD, SEL_QWORD, VMCSConfig,
+    ICRWrite, ICRWriteKind, SEL_DWORD, SEL_QWORD,
 )
 from .icr_classifier import (
     EarlyVerdict, classify, early_image, late_in_range, late_verdict,
 )
 from .icr_write import accepted_write, offered_in_range, preload_refusals, refuse
 from .fsm import transition_table
-from .params import bus_addr_width
 from .requests import PostRequest, SelfIPIRequest
+from .stage import Stage
 
 
 __all__ = ["ICRInterceptor"]
 
 
-class ICRInterceptor(wiring.Component):
+class ICRInterceptor(Stage):
     """Accepts ICR writes, stores the vICR, and classifies them.
 
-    Parameters
-    ----------
-    maxphyaddr : int
-        MAXPHYADDR (36..52); the bus word address has ``maxphyaddr - 3`` bits.
+    A `hdl.stage.Stage`: see there for ``maxphyaddr``, ``cfg``, ``bus``, ``busy`` and
+    ``state``.
 
     Members
     -------
-    cfg : In(VMCSConfig)
     icr : In(stream.Signature(ICRWrite))
     accept : In(1)
         The later stages are free; a new write is taken only while this is high.
@@ -53,13 +50,9 @@ class ICRInterceptor(wiring.Component):
         the WRMSR exit of an x2APIC write with IPIv off) and bus errors of the vICR store.
     post : Out(stream.Signature(PostRequest))
     self_ipi : Out(stream.Signature(SelfIPIRequest))
-    bus : Out(wishbone.Signature)
-    busy : Out(1)
 
     Attributes
     ----------
-    state : Signal(ICRInterceptor.State)
-        The stage's state register (public: the proofs, coverage and waves read it).
     kind : Signal(ICRWriteKind)
         The kind of the write being handled.
     xapic : Signal(1)
@@ -90,19 +83,14 @@ class ICRInterceptor(wiring.Component):
     """)
 
     def __init__(self, *, maxphyaddr=52):
-        self._addr_width = bus_addr_width(maxphyaddr)
         super().__init__({
-            "cfg": In(VMCSConfig),
             "icr": In(stream.Signature(ICRWrite)),
             "accept": In(1),
             "gp": Out(stream.Signature(64)),
             "exit": Out(stream.Signature(APICWriteExit)),
             "post": Out(stream.Signature(PostRequest)),
             "self_ipi": Out(stream.Signature(SelfIPIRequest)),
-            "bus": Out(wishbone.Signature(addr_width=self._addr_width)),
-            "busy": Out(1),
-        })
-        self.state = Signal(self.State, name="state")
+        }, maxphyaddr=maxphyaddr)
         self.kind = Signal(ICRWriteKind, name="kind")
         self.xapic = Signal(name="xapic")
         self.image = Signal(64, name="image")
@@ -117,18 +105,6 @@ class ICRInterceptor(wiring.Component):
     def ineligible_mask(self):
         """ICR bits 31:0 that keep a write from being virtualized."""
         return ICR_IPIV_INELIGIBLE_MASK
-
-    def withdraw_outputs(self, m):
-        """An output stays offered until it is taken."""
-        for out in self.outputs:
-            with m.If(out.ready):
-                m.d.sync += out.valid.eq(0)
-
-    def output_taken(self):
-        return sum(out.valid & out.ready for out in self.outputs) != 0
-
-    def go(self, m, state):
-        m.d.sync += self.state.eq(state)
 
     def classify(self, m, image, *, kind, xapic):
         return classify(m, image, kind=kind, xapic=xapic, cfg=self.cfg,
@@ -213,8 +189,7 @@ class ICRInterceptor(wiring.Component):
             m.d.sync += self.image.eq(full)
             self.decide(m, full, verdict)
 
-    def elaborate(self, platform):
-        m = Module()
+    def machine(self, m):
         aw = self._addr_width
         lo_adr = (self.cfg.vapic_page + APIC_OFFSET_ICR_LO)[3:3 + aw]
         hi_adr = (self.cfg.vapic_page + APIC_OFFSET_ICR_HI)[3:3 + aw]
@@ -231,7 +206,6 @@ class ICRInterceptor(wiring.Component):
         self._full, self._exit_icr = full, Signal(64)
         self._in_range = late_in_range(self.verdict, vicr_hi, kind=self.kind, cfg=self.cfg)
         m.d.comb += self._exit_icr.eq(Mux(self.bus.err, self.image, full))
-        self.withdraw_outputs(m)
 
         with m.Switch(self.state):
             with m.Case(S.IDLE):
@@ -252,6 +226,3 @@ class ICRInterceptor(wiring.Component):
                 # Leave as the output is taken, so the next write can be accepted at once.
                 with m.If(self.output_taken()):
                     self.go(m, S.IDLE)
-
-        m.d.comb += self.busy.eq(self.state != S.IDLE)
-        return m

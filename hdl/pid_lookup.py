@@ -7,26 +7,29 @@ hands the PID address on to the PID update unit or ends the request as an APIC-w
 (``INDEX_RANGE``, ``ENTRY_INVALID``, ``BUS_ERROR``). No entry is read when T is out of range.
 """
 
-from amaranth import C, Cat, Module, Signal
-from amaranth.lib import enum, stream, wiring
+from amaranth import C, Cat
+from amaranth.lib import enum, stream
 from amaranth.lib.wiring import In, Out
 
 from . import wishbone
 from .exits import load_exit, preload_exit
 from .formats import (
     APICWriteExit, ExitCause, PID_POINTER_ENTRY_LOW_MASK, PID_POINTER_ENTRY_VALID,
-    PIDPointerEntry, VMCSConfig,
+    PIDPointerEntry,
 )
 from .fsm import transition_table
-from .params import bus_addr_width, check_maxphyaddr
+from .params import check_maxphyaddr
 from .requests import PIDPostRequest, PostRequest
+from .stage import Stage
 
 
 __all__ = ["PIDLookup"]
 
 
-class PIDLookup(wiring.Component):
+class PIDLookup(Stage):
     """Looks the destination up in the PID-pointer table.
+
+    A `hdl.stage.Stage`: see there for ``cfg``, ``bus``, ``busy`` and ``state``.
 
     Parameters
     ----------
@@ -35,17 +38,9 @@ class PIDLookup(wiring.Component):
 
     Members
     -------
-    cfg : In(VMCSConfig)
     request : In(stream.Signature(PostRequest))
     post : Out(stream.Signature(PIDPostRequest))
     exit : Out(stream.Signature(APICWriteExit))
-    bus : Out(wishbone.Signature)
-    busy : Out(1)
-
-    Attributes
-    ----------
-    state : Signal(PIDLookup.State)
-        The stage's state register (public: the proofs, coverage and waves read it).
     """
 
     class State(enum.Enum, shape=1):
@@ -61,16 +56,15 @@ class PIDLookup(wiring.Component):
 
     def __init__(self, *, maxphyaddr=52):
         self._maxphyaddr = check_maxphyaddr(maxphyaddr)
-        self._addr_width = bus_addr_width(maxphyaddr)
         super().__init__({
-            "cfg": In(VMCSConfig),
             "request": In(stream.Signature(PostRequest)),
             "post": Out(stream.Signature(PIDPostRequest)),
             "exit": Out(stream.Signature(APICWriteExit)),
-            "bus": Out(wishbone.Signature(addr_width=self._addr_width)),
-            "busy": Out(1),
-        })
-        self.state = Signal(self.State, name="state")
+        }, maxphyaddr=maxphyaddr)
+
+    @property
+    def outputs(self):
+        return (self.post, self.exit)
 
     # -- the steps (hdl.mutants overrides some of them) -------------------------------------
 
@@ -83,23 +77,6 @@ class PIDLookup(wiring.Component):
         """Bits 5:0 are 000001b and nothing is set at or above MAXPHYADDR."""
         return ((entry & PID_POINTER_ENTRY_LOW_MASK) == PID_POINTER_ENTRY_VALID) & \
             (entry[self._maxphyaddr:] == 0)
-
-    def withdraw_outputs(self, m):
-        """An output stays offered until it is taken."""
-        for out in (self.post, self.exit):
-            with m.If(out.ready):
-                m.d.sync += out.valid.eq(0)
-
-    def output_taken(self):
-        return (self.post.valid & self.post.ready) | (self.exit.valid & self.exit.ready)
-
-    def go(self, m, state):
-        m.d.sync += self.state.eq(state)
-
-    def end_with_exit(self, m, cause):
-        m.d.comb += self.request.ready.eq(1)
-        load_exit(m, self.exit, cause=cause, icr=self.request.p.icr)
-        self.go(m, self.State.OUTPUT)
 
     def hand_on(self, m, entry):
         """Hand the PID address of ``entry`` on to the PID update."""
@@ -128,7 +105,7 @@ class PIDLookup(wiring.Component):
             wishbone.drive(m, self.bus, adr=entry_adr)
             entry = self.bus.dat_r
             with m.If(self.bus.err):
-                self.end_with_exit(m, ExitCause.BUS_ERROR)
+                self.bus_error(m)
             with m.Elif(self.bus.ack):
                 m.d.comb += self.request.ready.eq(1)
                 with m.If(self.entry_ok(entry)):
@@ -137,13 +114,10 @@ class PIDLookup(wiring.Component):
                     self.entry_invalid(m, entry)
                 self.go(m, self.State.OUTPUT)
 
-    def elaborate(self, platform):
-        m = Module()
+    def machine(self, m):
         aw = self._addr_width
         # T <= last index < 2**16 here, so 16 bits of T address the entry.
         entry_adr = (self.cfg.pid_table + Cat(C(0, 3), self.request.p.dest[:16]))[3:3 + aw]
-        self.withdraw_outputs(m)
-
         S = self.State
         with m.Switch(self.state):
             with m.Case(S.IDLE):
@@ -153,6 +127,3 @@ class PIDLookup(wiring.Component):
             with m.Case(S.OUTPUT):
                 with m.If(self.output_taken()):
                     self.go(m, S.IDLE)
-
-        m.d.comb += self.busy.eq(self.state != S.IDLE)
-        return m

@@ -7,26 +7,24 @@ is at least as atomic as two separate ones (docs/decisions.md). The notification
 NDST, decoded by the host's APIC mode.
 """
 
-from amaranth import C, Cat, Module, Mux, Signal
-from amaranth.lib import enum, stream, wiring
+from amaranth import C, Cat, Mux, Signal
+from amaranth.lib import enum, stream
 from amaranth.lib.wiring import In, Out
 
 from . import wishbone
-from .exits import load_exit
 from .formats import (
-    APICWriteExit, ExitCause, NOTIFY_INFO_ON, Notification, NotifyInfo, PID_NOTIFY_INFO_OFFSET,
-    VMCSConfig,
+    APICWriteExit, NOTIFY_INFO_ON, Notification, NotifyInfo, PID_NOTIFY_INFO_OFFSET,
     XAPICNDST,
 )
 from .fsm import transition_table
-from .params import bus_addr_width
 from .requests import PIDPostRequest
+from .stage import Stage
 
 
 __all__ = ["PIDUpdate"]
 
 
-class PIDUpdate(wiring.Component):
+class PIDUpdate(Stage):
     """Posts a vector into a PID and decides the notification.
 
     The two read-modify-writes follow each other with ``cyc`` and ``lock`` held from the PIR
@@ -34,21 +32,16 @@ class PIDUpdate(wiring.Component):
     write's ``ack``), so no other master gets between them. When the post needs no
     notification, the NotifyInfo read is the last transfer.
 
-    Parameters
-    ----------
-    maxphyaddr : int
-        MAXPHYADDR (36..52); the bus word address has ``maxphyaddr - 3`` bits.
+    A `hdl.stage.Stage`: see there for ``maxphyaddr``, ``cfg``, ``bus``, ``busy`` and
+    ``state``.
 
     Members
     -------
-    cfg : In(VMCSConfig)
     request : In(stream.Signature(PIDPostRequest))
         Taken when the posting is complete.
     notify : Out(stream.Signature(Notification))
     exit : Out(stream.Signature(APICWriteExit))
         Bus errors only.
-    bus : Out(wishbone.Signature)
-    busy : Out(1)
     posted : Out(1)
         One-cycle pulse: a posting completed (with or without a notification).
     suppressed : Out(1)
@@ -59,8 +52,6 @@ class PIDUpdate(wiring.Component):
 
     Attributes
     ----------
-    state : Signal(PIDUpdate.State)
-        The stage's state register (public: the proofs, coverage and waves read it).
     word : Signal(64)
         The word read by the current read-modify-write: the PIR word in ``PIR_WRITE``,
         NotifyInfo in ``NOTIFY_INFO_WRITE`` and ``NOTIFY``.
@@ -89,20 +80,19 @@ class PIDUpdate(wiring.Component):
     LOCK = 1
 
     def __init__(self, *, maxphyaddr=52):
-        self._addr_width = bus_addr_width(maxphyaddr)
         super().__init__({
-            "cfg": In(VMCSConfig),
             "request": In(stream.Signature(PIDPostRequest)),
             "notify": Out(stream.Signature(Notification)),
             "exit": Out(stream.Signature(APICWriteExit)),
-            "bus": Out(wishbone.Signature(addr_width=self._addr_width)),
-            "busy": Out(1),
             "posted": Out(1),
             "suppressed": Out(1),
             "completing": Out(1),
-        })
-        self.state = Signal(self.State, name="state")
+        }, maxphyaddr=maxphyaddr)
         self.word = Signal(64, name="word")
+
+    @property
+    def outputs(self):
+        return (self.notify, self.exit)
 
     # -- the steps (hdl.mutants overrides some of them) -------------------------------------
 
@@ -129,14 +119,6 @@ class PIDUpdate(wiring.Component):
         dest = Mux(self.cfg.host_x2apic, info.ndst, self.xapic_destination(info))
         return [self.notify.valid.eq(1), self.notify.p.vector.eq(self.notification_vector(info)),
                 self.notify.p.dest.eq(dest)]
-
-    def go(self, m, state):
-        m.d.sync += self.state.eq(state)
-
-    def bus_error(self, m):
-        m.d.comb += self.request.ready.eq(1)
-        load_exit(m, self.exit, cause=ExitCause.BUS_ERROR, icr=self.request.p.icr)
-        self.go(m, self.State.OUTPUT)
 
     def idle(self, m, pir_adr):
         """Present the PIR read with the request."""
@@ -199,16 +181,10 @@ class PIDUpdate(wiring.Component):
             m.d.sync += self.notification(NotifyInfo(self.word))
             self.go(m, self.State.IDLE)
 
-    def elaborate(self, platform):
-        m = Module()
+    def machine(self, m):
         req = self.request.p
         pir_adr = self.pir_address(req)
         ni_adr = Cat(C(PID_NOTIFY_INFO_OFFSET // 8, 3), req.pid_line)[:self._addr_width]
-
-        for out in (self.notify, self.exit):
-            with m.If(out.ready):
-                m.d.sync += out.valid.eq(0)
-
         S = self.State
         with m.Switch(self.state):
             with m.Case(S.IDLE):
@@ -224,6 +200,3 @@ class PIDUpdate(wiring.Component):
             with m.Case(S.OUTPUT):
                 with m.If(self.exit.ready):
                     self.go(m, S.IDLE)
-
-        m.d.comb += self.busy.eq(self.state != S.IDLE)
-        return m

@@ -5,45 +5,37 @@ virtual-APIC page) with a locked read-modify-write, then offers V on ``self_ipi`
 consumer can raise RVI.
 """
 
-from amaranth import C, Cat, Module, Signal
-from amaranth.lib import enum, stream, wiring
+from amaranth import C, Cat, Signal
+from amaranth.lib import enum, stream
 from amaranth.lib.wiring import In, Out
 
 from . import wishbone
-from .exits import load_exit
-from .formats import APIC_OFFSET_IRR, APICWriteExit, ExitCause, SEL_DWORD, VMCSConfig
+from .formats import APIC_OFFSET_IRR, APICWriteExit, SEL_DWORD
 from .fsm import transition_table
-from .params import bus_addr_width
 from .requests import SelfIPIRequest
+from .stage import Stage
 
 
 __all__ = ["VIRRUpdate"]
 
 
-class VIRRUpdate(wiring.Component):
+class VIRRUpdate(Stage):
     """Sets bit V of the virtual IRR and offers V on ``self_ipi``.
 
-    Parameters
-    ----------
-    maxphyaddr : int
-        MAXPHYADDR (36..52); the bus word address has ``maxphyaddr - 3`` bits.
+    A `hdl.stage.Stage`: see there for ``maxphyaddr``, ``cfg``, ``bus``, ``busy`` and
+    ``state``.
 
     Members
     -------
-    cfg : In(VMCSConfig)
     request : In(stream.Signature(SelfIPIRequest))
     self_ipi : Out(stream.Signature(8))
     exit : Out(stream.Signature(APICWriteExit))
         Bus errors only.
-    bus : Out(wishbone.Signature)
-    busy : Out(1)
     completing : Out(1)
         The update ends at this clock edge and its ``self_ipi`` is registered at the same edge.
 
     Attributes
     ----------
-    state : Signal(VIRRUpdate.State)
-        The stage's state register (public: the proofs, coverage and waves read it).
     word : Signal(32)
         The IRR word read (in ``WRITE``), then V (bits 7:0, in ``OFFER``).
     """
@@ -64,18 +56,17 @@ class VIRRUpdate(wiring.Component):
     """)
 
     def __init__(self, *, maxphyaddr=52):
-        self._addr_width = bus_addr_width(maxphyaddr)
         super().__init__({
-            "cfg": In(VMCSConfig),
             "request": In(stream.Signature(SelfIPIRequest)),
             "self_ipi": Out(stream.Signature(8)),
             "exit": Out(stream.Signature(APICWriteExit)),
-            "bus": Out(wishbone.Signature(addr_width=self._addr_width)),
-            "busy": Out(1),
             "completing": Out(1),
-        })
-        self.state = Signal(self.State, name="state")
+        }, maxphyaddr=maxphyaddr)
         self.word = Signal(32, name="word")
+
+    @property
+    def outputs(self):
+        return (self.self_ipi, self.exit)
 
     # -- the steps (hdl.mutants overrides some of them) -------------------------------------
 
@@ -83,14 +74,6 @@ class VIRRUpdate(wiring.Component):
         """IRR registers are 10H apart, so each sits in bits 31:0 of its 64-bit word."""
         return (self.cfg.vapic_page + APIC_OFFSET_IRR +
                 Cat(C(0, 4), req.vector[5:8]))[3:3 + self._addr_width]
-
-    def go(self, m, state):
-        m.d.sync += self.state.eq(state)
-
-    def bus_error(self, m):
-        m.d.comb += self.request.ready.eq(1)
-        load_exit(m, self.exit, cause=ExitCause.BUS_ERROR, icr=self.request.p.icr)
-        self.go(m, self.State.OUTPUT)
 
     def offer(self, m):
         """The self-IPI register is free as the update ends: fill it, done."""
@@ -126,13 +109,8 @@ class VIRRUpdate(wiring.Component):
             with m.Else():
                 self.wait_to_offer(m)
 
-    def elaborate(self, platform):
-        m = Module()
+    def machine(self, m):
         irr_adr = self.irr_address(self.request.p)
-        for out in (self.self_ipi, self.exit):
-            with m.If(out.ready):
-                m.d.sync += out.valid.eq(0)
-
         S = self.State
         with m.Switch(self.state):
             with m.Case(S.IDLE):
@@ -146,6 +124,3 @@ class VIRRUpdate(wiring.Component):
             with m.Case(S.OUTPUT):
                 with m.If(self.exit.ready):
                     self.go(m, S.IDLE)
-
-        m.d.comb += self.busy.eq(self.state != S.IDLE)
-        return m

@@ -1,8 +1,9 @@
 """Test-session plumbing: the import path, and the order of the tests.
 
-The tests run longest first (measured durations in ``tests/durations.json``), so that with
-pytest-xdist (``make test``: ``-n auto --dist worksteal``) the long ones start at once and the
-short ones fill the gaps at the end, keeping both cores busy to the last test. A test the file
+The tests run longest first (measured durations in ``tests/durations.json``), dealt out in
+turn to the pytest-xdist workers (``make test``: ``-n auto --dist worksteal``), so that the
+long ones start at once on every worker and the short ones fill the gaps at the end, keeping
+both cores busy to the last test. A test the file
 does not know counts as short, or as very long if it is marked ``slow``. ``pytest
 --record-durations`` updates the file from the run (setup, call and teardown of each test; a
 session fixture's work counts for the test that first needs it; tests the run did not collect
@@ -43,6 +44,13 @@ def pytest_collection_modifyitems(config, items):
             return known[item.nodeid]
         return UNKNOWN_SLOW if item.get_closest_marker("slow") else UNKNOWN
     items.sort(key=lambda item: -seconds(item))
+    # xdist's work stealing first hands each worker a contiguous share of this list (the
+    # first half to one worker, the second to the other), and a worker that runs dry steals
+    # from the end of another's queue: in plain longest-first order one worker would get
+    # all the longest tests, one after the other. Dealt out in turn instead, each share
+    # holds every n-th test, longest first.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    items[:] = [items[i] for w in range(workers) for i in range(w, len(items), workers)]
 
 
 class _Recorder:

@@ -37,12 +37,13 @@ from tb.formal import cli
 from tb.formal.checks import covers_of
 from tb.formal.harness import (
     CHECKS, FormalHarness, PIPELINED_CHECKS, checks_for, completion_bounds, covers_for,
+    proven_together,
 )
 from tb.formal.pipelined_properties import PIPELINED_PROPERTIES
 from tb.formal.properties import PROPERTIES as CLASSIC_PROPERTIES
 from tb.formal.runner import (
     DEPTHS, ENGINES, LATENCY, PATIENCE, PIPELINED_LATENCY, check_tools, depths_for,
-    format_table, run_check, run_checks, settings_for,
+    format_table, run_check, run_checks, run_together, settings_for,
 )
 
 OUT = Path(__file__).resolve().parent.parent / "build" / "formal-tests"
@@ -128,11 +129,15 @@ def _mutant_key(bus, fault, check):
 
 
 def _jobs():
-    """Every SymbiYosys run of the tests: key -> (bus, check, fault or None, run options)."""
+    """Every SymbiYosys run of the tests: key -> (bus, check, fault or None, run options);
+    the checks that share one proof (`proven_together`) are one run, ``<bus>/together``,
+    whose check is the tuple of their names."""
     jobs = {}
     for bus in BUSES:
         for name in checks_for(bus):
-            jobs[f"{bus}/checks/{name}"] = (bus, name, None, {})
+            if name not in proven_together(bus):
+                jobs[f"{bus}/checks/{name}"] = (bus, name, None, {})
+        jobs[f"{bus}/together"] = (bus, tuple(proven_together(bus)), None, {})
         options = TIGHT_COMPLETION[bus]
         ready, idle = completion_bounds(options["latency"], PATIENCE, bus)
         jobs[f"{bus}/tight/completion"] = (bus, "completion", None,
@@ -145,14 +150,20 @@ def _jobs():
 JOBS = _jobs()
 
 
-def _run(key):
-    bus, name, fault, options = JOBS[key]
-    r = run_check(name, bus=bus, faults=frozenset() if fault is None else {fault},
-                  out_dir=OUT / key.split("/")[1], **options)
-    return {"name": name, "bus": r.bus, "status": r.status, "depth": r.depth,
+def _summary(r):
+    return {"name": r.name, "bus": r.bus, "status": r.status, "depth": r.depth,
             "failed": r.failed, "reached": r.reached, "step": r.step,
             "seconds": r.seconds, "trace": None if r.trace is None else str(r.trace),
-            "rtlil": str(r.workdir / "top.il"), "table": format_table([r])}
+            "together": list(r.together), "rtlil": str(r.workdir / "top.il"),
+            "table": format_table([r])}
+
+
+def _run(key):
+    bus, name, fault, options = JOBS[key]
+    if isinstance(name, tuple):
+        return {r.name: _summary(r) for r in run_together(name, bus=bus, out_dir=OUT / "checks")}
+    return _summary(run_check(name, bus=bus, faults=frozenset() if fault is None else {fault},
+                              out_dir=OUT / key.split("/")[1], **options))
 
 
 def verdict(key):
@@ -173,6 +184,14 @@ def verdict(key):
         return result
 
 
+def check_verdict(bus, name):
+    """The verdict of check ``name`` of the ``bus`` unit at its own settings: its own run's,
+    or the verdict it got in the run it shares (`run_together`)."""
+    if name in proven_together(bus):
+        return verdict(f"{bus}/together")[name]
+    return verdict(f"{bus}/checks/{name}")
+
+
 # -- the proofs --------------------------------------------------------------------------------
 
 def test_formal_tools_are_installed():
@@ -182,10 +201,37 @@ def test_formal_tools_are_installed():
 @pytest.mark.slow
 @pytest.mark.parametrize("bus, name", BUS_PROPERTIES)
 def test_property_holds(bus, name):
-    v = verdict(f"{bus}/checks/{name}")
+    v = check_verdict(bus, name)
     assert v["status"] == "PASS", v["table"]
     assert v["failed"] == [] and v["bus"] == bus
     assert v["depth"] == depths_for(bus)[name]
+
+
+def test_the_proofs_that_share_a_run_assume_nothing_of_their_own():
+    """`run_together` may prove only checks at the common setting (1-induction, any
+    latency) that add no assumption: invariants and completion each keep a run of their
+    own, and a harness refuses any other group."""
+    for bus in BUSES:
+        shared = proven_together(bus)
+        assert len(shared) >= 9 and "invariants" not in shared and "completion" not in shared
+        assert {settings_for(bus)[name] for name in shared} == {(1, None, None)}
+        for alone in ("invariants", "completion", "covers"):
+            with pytest.raises(ValueError, match="cannot share a run"):
+                FormalHarness("transfers", bus=bus, together=[alone])
+
+
+@pytest.mark.slow
+def test_a_shared_proof_that_fails_gives_each_check_its_own_verdict(tmp_path):
+    """A run of several proofs that does not pass says nothing of any one of them: each then
+    runs on its own. With lock raised outside a bus cycle, the bus protocol fails (already in
+    the initial state, whatever the invariants) and the #GP handshake still passes."""
+    bus, gp = run_together(["bus_protocol", "handshake_gp"], faults={Fault.LOCK_WITHOUT_CYC},
+                           out_dir=tmp_path)
+    assert "failed assertion" in (tmp_path / "together" / "sby.log").read_text()
+    assert bus.name == "bus_protocol" and bus.status == "FAIL" and not bus.together
+    assert bus.failed == ["lock_in_cyc"], format_table([bus])
+    assert gp.passed and not gp.together, format_table([gp])
+    assert (tmp_path / "handshake_gp+lock_without_cyc" / "sby.log").is_file()
 
 
 def test_the_cover_checks_share_out_every_cover():
@@ -569,7 +615,10 @@ def test_prove_runs_the_pipelined_checks(tmp_path, capsys):
         ("pipelined", "handshake_gp", "PASS", "unbounded"),
         ("pipelined", "issue_order", "PASS", "unbounded")]
     assert "pipelined/issue_order: PASS (prove, depth 1, unbounded," in capsys.readouterr().err
-    assert (tmp_path / "pipelined" / "issue_order" / "issue_order.sby").is_file()
+    # the pipelined unit's two proofs share one run (`run_together`); the classic one is alone
+    assert (tmp_path / "pipelined" / "together" / "together.sby").is_file()
+    assert [c["together"] for c in report["checks"]] == [[]] + 2 * [["handshake_gp",
+                                                                    "issue_order"]]
 
 
 def test_prove_with_a_pipelined_fault_runs_on_the_pipelined_unit(tmp_path):
@@ -598,7 +647,8 @@ def test_harness_elaborates_every_check():
     `JOBS` elaborate most (their tests fail if one does not), this test one check of each
     property function they leave out."""
     elaborated = {(bus, _property_code(bus, name), options.get("witness", False))
-                  for bus, name, _, options in JOBS.values()}
+                  for bus, names, _, options in JOBS.values()
+                  for name in (names if isinstance(names, tuple) else (names,))}
     rest = {(bus, _property_code(bus, name), witness): name for bus in BUSES
             for name in checks_for(bus) for witness in (False, True)}
     rest = {key: name for key, name in rest.items() if key not in elaborated}
@@ -624,7 +674,7 @@ def test_every_check_is_unbounded_or_a_cover(bus):
 def test_invariants_are_asserted_only_by_their_own_check(bus):
     """Read in the RTLIL of the proof runs (`JOBS`)."""
     for name, flavor in (("invariants", "assert"), ("outcome", "assume"), ("covers", "assume")):
-        text = Path(verdict(f"{bus}/checks/{name}")["rtlil"]).read_text()
+        text = Path(check_verdict(bus, name)["rtlil"]).read_text()
         cells = re.findall(r'parameter \\FORMAT "inv_[a-z_0-9]+"\n(?:\s+parameter .*\n)*?'
                            r'\s+parameter \\FLAVOR "(\w+)"', text)
         assert cells and set(cells) == {flavor}, name

@@ -10,7 +10,8 @@ from .spec import MAX_TRANSFERS
 
 
 __all__ = ["Check", "CHECKS", "COVERS", "DEEP_COVERS", "PIPELINED_CHECKS", "PIPELINED_COVERS",
-           "BUSES", "checks_for", "covers_for", "covers_of", "completion_bounds"]
+           "BUSES", "checks_for", "covers_for", "covers_of", "completion_bounds",
+           "proven_together"]
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,15 @@ BUSES = ("classic", "pipelined")
 def checks_for(bus):
     """The checks of the unit with memory port ``bus``, by name."""
     return {"classic": CHECKS, "pipelined": PIPELINED_CHECKS}[bus]
+
+
+def proven_together(bus):
+    """The proofs of the ``bus`` unit that may share one solver run: each asserts its
+    properties and assumes nothing of its own (not the invariants check, which asserts the
+    lemmas the others assume, nor completion, which assumes patient consumers), so a proof of
+    all their properties at once is a proof of each."""
+    return [name for name, check in checks_for(bus).items()
+            if check.mode == "prove" and name not in ("invariants", "completion")]
 
 
 def covers_for(bus):

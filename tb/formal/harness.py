@@ -40,7 +40,7 @@ from hdl import IPIVirtualizer
 from ..timing import validate_cycles
 from .checks import (
     BUSES, CHECKS, COVERS, Check, PIPELINED_CHECKS, PIPELINED_COVERS, checks_for, covers_for,
-    completion_bounds,
+    completion_bounds, proven_together,
 )
 from .environment import (
     WITNESS_CFG, assume_icr_held, assume_memory, drive_free, witness_memory,
@@ -56,7 +56,7 @@ from .properties import PROPERTIES
 
 __all__ = ["BUSES", "Check", "CHECKS", "COVERS", "FormalHarness", "PIPELINED_CHECKS",
            "PIPELINED_COVERS", "WITNESS_CFG", "checks_for", "completion_bounds", "covers_for",
-           "witness_memory"]
+           "proven_together", "witness_memory"]
 
 
 class FormalHarness(Elaboratable):
@@ -97,6 +97,10 @@ class FormalHarness(Elaboratable):
         ``completion`` only: the cycles after acceptance by which the unit must be ready
         again and idle; default `completion_bounds`. A test shortens them by one to show the
         check fails (the bounds are tight).
+    together : collection of str
+        More checks whose properties this harness asserts besides ``check``'s, for one
+        solver run of several proofs (`tb.formal.runner.run_together`): each must be a
+        safety proof that adds no assumption of its own (`proven_together`).
 
     Attributes
     ----------
@@ -106,12 +110,19 @@ class FormalHarness(Elaboratable):
     """
 
     def __init__(self, check, *, bus="classic", faults=frozenset(), maxphyaddr=36,
-                 latency=None, patience=1, invariants=True, witness=False, bounds=None):
+                 latency=None, patience=1, invariants=True, witness=False, bounds=None,
+                 together=()):
         if bus not in BUSES:
             raise ValueError(f"bus must be one of {', '.join(BUSES)}, not {bus!r}")
         checks = checks_for(bus)
         if check not in checks:
             raise ValueError(f"check must be one of {', '.join(checks)}, not {check!r}")
+        together = tuple(name for name in together if name != check)
+        alone = [name for name in (check, *together)
+                 if together and name not in proven_together(bus)]
+        if alone:
+            raise ValueError(f"checks {alone} cannot share a run: only "
+                             f"{', '.join(proven_together(bus))} can")
         if latency is not None:
             validate_cycles("latency", latency)
         validate_cycles("patience", patience)
@@ -121,6 +132,7 @@ class FormalHarness(Elaboratable):
             raise ValueError("a pipelined memory answers at least 1 cycle after a request is "
                              "taken: latency must be at least 1")
         self.check = check
+        self.together = together
         self.bus = bus
         self.bounds = bounds
         self.latency = latency
@@ -144,7 +156,8 @@ class FormalHarness(Elaboratable):
         assume_icr_held(m, dut.icr)
         monitor = Monitor(m, dut, maxphyaddr=self.maxphyaddr, active=active, answer=answer,
                           done=done)
-        PROPERTIES[self.check](m, dut, monitor, self)
+        for name in (self.check, *self.together):
+            PROPERTIES[name](m, dut, monitor, self)
         if self.invariants:
             add_invariants(m, dut, monitor, prove=(self.check == "invariants"))
         return m
@@ -155,6 +168,7 @@ class FormalHarness(Elaboratable):
         m.d.comb += dut.bus.stall.eq(AnySeq(1))
         assume_icr_held(m, dut.icr)
         monitor = PipelinedMonitor(m, dut, maxphyaddr=self.maxphyaddr, memory=memory)
-        PIPELINED_PROPERTIES[self.check](m, dut, monitor, self)
+        for name in (self.check, *self.together):
+            PIPELINED_PROPERTIES[name](m, dut, monitor, self)
         if self.invariants:
             add_pipelined_invariants(m, dut, monitor, prove=(self.check == "invariants"))

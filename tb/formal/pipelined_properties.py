@@ -7,8 +7,8 @@ memory port"). The handshakes, the outcome and the notifications are the classic
 from .checks import completion_bounds
 from .environment import past
 from .properties import (
-    add_covers, assert_named as _assert, common_covers, handshake, notifications, outcome,
-    request_rules, response_bound, transfer_is_spec,
+    COMMON_PROPERTIES, add_covers, assert_named as _assert, common_covers, notifications,
+    outcome, request_rules, response_bound, transfer_is_spec,
 )
 
 
@@ -83,14 +83,9 @@ def covers(m, dut, mon, options):
     add_covers(m, options, found)
 
 
-def invariants(m, dut, mon, options):
-    """Nothing beyond the invariants themselves (`tb.formal.pipelined_invariants`)."""
-
-
 #: Check name -> ``check(m, dut, monitor, options)``.
 PIPELINED_PROPERTIES = {
-    "invariants": invariants,
-    **{f"handshake_{name}": handshake(name) for name in ("exit", "notify", "self_ipi", "gp")},
+    **COMMON_PROPERTIES,
     "bus_protocol": bus_protocol,
     "transfers": transfers,
     "issue_order": issue_order,

@@ -14,9 +14,9 @@ from .checks import completion_bounds, covers_of
 from .environment import assume_patience, past
 
 
-__all__ = ["PROPERTIES", "byte_mask", "handshake", "outcome", "notifications",
-           "response_bound", "assert_named", "common_covers", "add_covers", "request_rules",
-           "transfer_is_spec"]
+__all__ = ["PROPERTIES", "COMMON_PROPERTIES", "byte_mask", "handshake", "outcome",
+           "notifications", "response_bound", "assert_named", "common_covers", "add_covers",
+           "request_rules", "transfer_is_spec"]
 
 
 def _assert(m, name, test):
@@ -188,13 +188,19 @@ def covers(m, dut, mon, options):
 
 
 def invariants(m, dut, mon, options):
-    """Nothing beyond the invariants themselves (`tb.formal.invariants`), asserted there."""
+    """Nothing beyond the invariants themselves, asserted where they are stated
+    (`tb.formal.invariants`, `tb.formal.pipelined_invariants`)."""
 
+
+#: The checks both bus variants open their tables with (they read only the unit's outputs).
+COMMON_PROPERTIES = {
+    "invariants": invariants,
+    **{f"handshake_{name}": handshake(name) for name in ("exit", "notify", "self_ipi", "gp")},
+}
 
 #: Check name -> ``check(m, dut, monitor, options)``.
 PROPERTIES = {
-    "invariants": invariants,
-    **{f"handshake_{name}": handshake(name) for name in ("exit", "notify", "self_ipi", "gp")},
+    **COMMON_PROPERTIES,
     "bus_protocol": bus_protocol,
     "transfers": transfers,
     "locked_rmw": locked_rmw,

