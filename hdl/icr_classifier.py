@@ -68,10 +68,13 @@ class EarlyVerdict(data.Struct):
     in_range: 1
 
     @staticmethod
-    def of(verdict, cfg):
-        """``verdict`` (a `Verdict`) under ``cfg`` as a value to assign to an `EarlyVerdict`."""
-        return Cat(verdict.self_ipi, verdict.must_exit, verdict.cause,
-                   verdict.dest <= cfg.last_pid_index)
+    def of(verdict, cfg, in_range=None):
+        """``verdict`` (a `Verdict`) under ``cfg`` as a value to assign to an `EarlyVerdict`;
+        ``in_range``: its range check when computed apart (`hdl.icr_write.offered_in_range`),
+        by default ``verdict.dest`` compared."""
+        if in_range is None:
+            in_range = verdict.dest <= cfg.last_pid_index
+        return Cat(verdict.self_ipi, verdict.must_exit, verdict.cause, in_range)
 
 
 def early_image(kind, image):

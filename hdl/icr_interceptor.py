@@ -24,7 +24,7 @@ from .formats import (
 from .icr_classifier import (
     EarlyVerdict, classify, early_image, late_in_range, late_verdict,
 )
-from .icr_write import accepted_write, preload_refusals, refuse
+from .icr_write import accepted_write, offered_in_range, preload_refusals, refuse
 from .fsm import transition_table
 from .requests import PostRequest, SelfIPIRequest
 from .stage import Stage
@@ -142,15 +142,16 @@ class ICRInterceptor(Stage):
         are the write's, and no handshake waits on the comparators or the payloads' enables."""
         preload_refusals(m, self.icr.p, exit_=self.exit, gp=self.gp)
         w, kind = accepted_write(m, self.icr.p, self.cfg), self.icr.p.kind
+        # Its kind and image too (read only once a write is taken): no enable waits on accept.
+        m.d.sync += [self.kind.eq(kind), self.xapic.eq(w.xapic), self.image.eq(w.image)]
         early = self.classify(m, early_image(kind, w.image), kind=kind, xapic=w.xapic)
-        m.d.sync += self.verdict.eq(EarlyVerdict.of(early, self.cfg))
+        m.d.sync += self.verdict.eq(EarlyVerdict.of(
+            early, self.cfg, in_range=offered_in_range(self.icr.p, self.cfg)))
 
     def take(self, m):
-        """Take a write: register its kind and image, and go to its first store (or end it
-        at once: the x2APIC intercept, #GP)."""
+        """Take a write (`classify_offered` registered its kind and image): go to its first
+        store, or end it at once (the x2APIC intercept, #GP)."""
         S, w = self.State, accepted_write(m, self.icr.p, self.cfg)
-        m.d.sync += [self.kind.eq(self.icr.p.kind), self.xapic.eq(w.xapic),
-                     self.image.eq(w.image)]
         with m.If(refuse(m, self.icr.p, w, exit_=self.exit, gp=self.gp)):
             self.go(m, S.OUTPUT)
         with m.Elif(w.starts_high):

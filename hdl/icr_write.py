@@ -13,7 +13,8 @@ from .formats import (
 )
 
 
-__all__ = ["AcceptedWrite", "accepted_write", "preload_refusals", "refuse"]
+__all__ = ["AcceptedWrite", "accepted_write", "offered_in_range", "preload_refusals",
+           "refuse"]
 
 
 class AcceptedWrite(NamedTuple):
@@ -48,6 +49,19 @@ def accepted_write(m, write, cfg):
         starts_high=(kind == ICRWriteKind.XAPIC_ICR_HI) | (uipi & ~cfg.x2apic),
         intercepted=x2 & ~cfg.ipiv,
         gp=x2 & cfg.ipiv & ((data[:32] & ICR_RESERVED_MASK) != 0))
+
+
+def offered_in_range(write, cfg):
+    """Whether T of ``write``'s image as taken (`hdl.icr_classifier.early_image`: an xAPIC
+    ICR-low write's counts as 0) is at most the last PID-pointer index: each format's T
+    compared straight from ``data`` and the answer chosen by kind, so that no comparator
+    waits on the image's multiplexers."""
+    data, kind, last = write.data, write.kind, cfg.last_pid_index
+    xapic_uipi = (kind == ICRWriteKind.SENDUIPI) & ~cfg.x2apic
+    return Mux(kind == ICRWriteKind.XAPIC_ICR_HI, data[24:32] <= last,
+               Mux(kind == ICRWriteKind.XAPIC_ICR_LO, 1,
+                   Mux(xapic_uipi, XAPICNDST(SendUIPIData(data).ndst).apic_id <= last,
+                       data[32:] <= last)))
 
 
 def preload_refusals(m, write, *, exit_, gp):

@@ -65,7 +65,7 @@ STAGES = (
 PIPELINED_STAGES = (
     Stage("sequencer", PipelinedSequencer, ("kind", "xapic", "image", "pid_line", "pir_word",
                                             "ni_word", "notifying", "irr_word", "verdict",
-                                            "lo_adr", "hi_adr", "irr_adr")),
+                                            "lo_adr", "hi_adr", "irr_adr", "entry_adr")),
 )
 
 

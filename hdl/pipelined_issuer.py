@@ -90,6 +90,14 @@ class PipelinedIssuer(wiring.Component):
         An ``err`` has been seen in this round trip.
     locked : Signal(1)
         The lock window is open (a locked request was taken and the window not yet closed).
+    one_out : Signal(1)
+        Exactly one request is outstanding (``answered + 1 == issued``).
+    all_issued : Signal(1)
+        Every request of the round trip is taken (``issued == trip.count``, nonzero).
+
+    ``one_out`` and ``all_issued`` are the counters' comparisons registered a cycle ahead, so
+    that ``done`` is one gate of the answer and registers (``count`` is held while a round
+    trip lasts).
     """
 
     def __init__(self, *, addr_width):
@@ -101,6 +109,8 @@ class PipelinedIssuer(wiring.Component):
         self.answered = Signal(range(MAX_REQUESTS + 1), name="answered")
         self.erred = Signal(name="erred")
         self.locked = Signal(name="locked")
+        self.one_out = Signal(name="one_out")
+        self.all_issued = Signal(name="all_issued")
 
     # -- the steps (hdl.mutants overrides some of them) -------------------------------------
 
@@ -108,10 +118,11 @@ class PipelinedIssuer(wiring.Component):
         """``lock``: the window is open, or a locked request is taken in this cycle."""
         return self.locked | (taken & current.lock)
 
-    def last_answer(self, answer, stop):
-        """The answer arriving in this cycle ends the round trip."""
-        return answer & (self.answered + 1 == self.issued) & \
-            (stop | (self.issued == self.trip.count))
+    def last_answer(self):
+        """The answer arriving in this cycle ends the round trip: the one outstanding, and an
+        ``err`` or every request taken (nothing is issued after an ``err``)."""
+        bus = self.bus
+        return self.one_out & (bus.err | (bus.ack & (self.erred | self.all_issued)))
 
     def slot_answered(self):
         """The request the arriving answer belongs to (in order: the oldest outstanding)."""
@@ -136,9 +147,10 @@ class PipelinedIssuer(wiring.Component):
             bus.adr.eq(current.adr), bus.we.eq(current.we), bus.sel.eq(current.sel),
             bus.dat_w.eq(current.dat_w),
             bus.lock.eq(self.lock(taken, current)),
-            trip.error.eq(self.erred | (answer & bus.err)),
+            # Read with done only, when the arriving answer is the one outstanding.
+            trip.error.eq(self.erred | bus.err),
             trip.last.eq(bus.dat_r),
-            trip.done.eq(self.last_answer(answer, stop)),
+            trip.done.eq(self.last_answer()),
         ]
 
         registers = [Signal(8 * BUS_BYTES, name=f"answer_{i}") for i in range(MAX_REQUESTS)]
@@ -151,10 +163,13 @@ class PipelinedIssuer(wiring.Component):
 
         with m.If(trip.done):
             m.d.sync += [self.issued.eq(0), self.answered.eq(0), self.erred.eq(0),
-                         self.locked.eq(trip.keep_lock & ~trip.error)]
+                         self.locked.eq(trip.keep_lock & ~trip.error), self.one_out.eq(0),
+                         self.all_issued.eq(0)]
         with m.Else():
+            m.d.sync += self.one_out.eq(self.answered + answer + 1 == self.issued + taken)
             with m.If(taken):
-                m.d.sync += self.issued.eq(self.issued + 1)
+                m.d.sync += [self.issued.eq(self.issued + 1),
+                             self.all_issued.eq(self.issued + 1 == trip.count)]
                 with m.If(current.lock):
                     m.d.sync += self.locked.eq(1)
             with m.If(answer):

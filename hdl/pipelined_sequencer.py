@@ -23,17 +23,18 @@ from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import Out
 
 from .core_signature import CoreSignature
-from .exits import load_exit, preload_exit
+from .exits import preload_exit
 from .formats import (
     APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, ExitCause, ICRLow, ICRWriteKind,
     NOTIFY_INFO_ON, NotifyInfo, PID_NOTIFY_INFO_OFFSET, PID_POINTER_ENTRY_LOW_MASK,
-    PID_POINTER_ENTRY_VALID, PIDPointerEntry, SEL_DWORD, SEL_QWORD, XAPICNDST,
+    PID_POINTER_ENTRY_VALID, PIDPointerEntry, SEL_DWORD, SEL_QWORD, X2APICICR, XAPICICR,
+    XAPICICRHigh, XAPICNDST,
 )
 from .fsm import transition_table
 from .icr_classifier import (
     EarlyVerdict, classify, early_image, late_in_range, late_verdict,
 )
-from .icr_write import accepted_write, refuse
+from .icr_write import accepted_write, offered_in_range, preload_refusals, refuse
 from .params import bus_addr_width, check_maxphyaddr
 from .pipelined_issuer import RoundTripSignature
 
@@ -65,12 +66,14 @@ class PipelinedSequencer(wiring.Component):
         As on `hdl.icr_interceptor.ICRInterceptor`.
     pid_line : Signal(58)
         The PID address >> 6, from the entry.
-    pir_word, ni_word : Signal(64)
-        The PIR word and NotifyInfo as read (``WRITES``, ``NOTIFY``).
+    pir_word : Signal(64)
+        The PIR word to write: as read, with V's bit set (``WRITES``).
+    ni_word : Signal(64)
+        NotifyInfo as read (``WRITES``, ``NOTIFY``).
     notifying : Signal(1)
         The posting found ON = SN = 0: NotifyInfo is written and a notification sent.
     irr_word : Signal(32)
-        The IRR word read (``IRR_WRITE``).
+        The IRR word to write: as read, with V's bit set (``IRR_WRITE``).
     verdict : Signal(EarlyVerdict)
         The write's classification and range check as taken
         (`hdl.icr_classifier.early_image`): registered so that the decision at the stores'
@@ -78,6 +81,9 @@ class PipelinedSequencer(wiring.Component):
     lo_adr, hi_adr, irr_adr : Signal(maxphyaddr - 3)
         Word addresses of VICR_LO, VICR_HI and the IRR word of V, registered every cycle
         (`addresses`).
+    entry_adr : Signal(maxphyaddr - 3)
+        Word address of T's PID-pointer entry, registered every cycle from the image being
+        classified (`addresses`).
     """
 
     class State(enum.Enum, shape=4):
@@ -127,6 +133,7 @@ class PipelinedSequencer(wiring.Component):
         self.lo_adr = Signal(self._addr_width, name="lo_adr")
         self.hi_adr = Signal(self._addr_width, name="hi_adr")
         self.irr_adr = Signal(self._addr_width, name="irr_adr")
+        self.entry_adr = Signal(self._addr_width, name="entry_adr")
 
     @property
     def outputs(self):
@@ -141,12 +148,14 @@ class PipelinedSequencer(wiring.Component):
         return [slot.adr.eq(adr), slot.we.eq(we), slot.sel.eq(sel), slot.dat_w.eq(dat_w),
                 slot.lock.eq(lock)]
 
-    def addresses(self, m, dest):
-        """Word addresses of this request's transfers (``dest``: virtual destination T).
+    def addresses(self, m, reading_hi):
+        """Word addresses of this request's transfers (``reading_hi``: T comes from the bus,
+        VICR_HI as it arrives).
 
         The vICR and IRR addresses are registered every cycle, off the requests' path: ``cfg``
         is held from acceptance and V does not change after it, and neither address is read
-        before the cycle after acceptance."""
+        before the cycle after acceptance. So is the entry's: its read is never the first
+        request of the stores, and the ``ENTRY`` round trip follows the answer that gave T."""
         cfg, aw = self.cfg, self._addr_width
         vector = ICRLow(self.image[:32]).vector
         m.d.sync += [
@@ -155,17 +164,23 @@ class PipelinedSequencer(wiring.Component):
             self.irr_adr.eq(self.word(cfg.vapic_page + APIC_OFFSET_IRR +
                                       Cat(C(0, 4), vector[5:8]))),
         ]
+        # T <= last index < 2**16 where the entry is read, so 16 bits of T address it. Both
+        # sums (T from the image, or from VICR_HI as it arrives) are formed, so that the
+        # adders wait on no state.
+        entry = [self.word(cfg.pid_table + Cat(C(0, 3), dest[:16])) for dest in (
+            Mux(self.xapic, XAPICICR(self.image).high.dest, X2APICICR(self.image).dest),
+            XAPICICRHigh(self.trip.last[:32]).dest)]
+        m.d.sync += self.entry_adr.eq(Mux(reading_hi, entry[1], entry[0]))
         return {
             "lo": self.lo_adr, "hi": self.hi_adr, "irr": self.irr_adr,
-            # T <= last index < 2**16 here, so 16 bits of T address the entry.
-            "entry": self.word(cfg.pid_table + Cat(C(0, 3), dest[:16])),
+            "entry": self.entry_adr,
             "pir": Cat(vector[6:8], C(0, 1), self.pid_line)[:aw],
             "ni": Cat(C(PID_NOTIFY_INFO_OFFSET // 8, 3), self.pid_line)[:aw],
         }
 
     def round_trips(self, m, adr, post_in_range):
         """Drive ``trip`` with the current state's requests."""
-        S, trip, image, vector = self.State, self.trip, self.image, ICRLow(self.image[:32]).vector
+        S, trip, image = self.State, self.trip, self.image
         slots = trip.requests
         store_hi = dict(adr=adr["hi"], we=1, sel=SEL_DWORD, dat_w=image[32:])
         store_lo = dict(adr=adr["lo"], we=1, sel=Mux(self.xapic, SEL_DWORD, SEL_QWORD),
@@ -194,10 +209,8 @@ class PipelinedSequencer(wiring.Component):
                              *self.request(slots[1], adr["ni"], lock=1),
                              trip.count.eq(2), trip.keep_lock.eq(1)]
             with m.Case(S.WRITES):
-                pir_bit = C(1, 64) << vector[:6]
                 m.d.comb += [
-                    *self.request(slots[0], adr["pir"], we=1, dat_w=self.pir_word | pir_bit,
-                                  lock=1),
+                    *self.request(slots[0], adr["pir"], we=1, dat_w=self.pir_word, lock=1),
                     *self.request(slots[1], adr["ni"], we=1, dat_w=self.ni_word | NOTIFY_INFO_ON,
                                   lock=1),
                     trip.count.eq(1 + self.notifying)]
@@ -205,9 +218,8 @@ class PipelinedSequencer(wiring.Component):
                 m.d.comb += [*self.request(slots[0], adr["irr"], sel=SEL_DWORD, lock=1),
                              trip.count.eq(1), trip.keep_lock.eq(1)]
             with m.Case(S.IRR_WRITE):
-                irr_bit = C(1, 32) << vector[:5]
                 m.d.comb += [*self.request(slots[0], adr["irr"], we=1, sel=SEL_DWORD,
-                                           dat_w=self.irr_word | irr_bit, lock=1),
+                                           dat_w=self.irr_word, lock=1),
                              trip.count.eq(1)]
 
     # -- the steps ------------------------------------------------------------------------------
@@ -215,9 +227,44 @@ class PipelinedSequencer(wiring.Component):
     def go(self, m, state):
         m.d.sync += self.state.eq(state)
 
-    def exit_with(self, m, cause, icr):
-        load_exit(m, self.exit, cause=cause, icr=icr)
+    def exit_with(self, m):
+        """Offer the exit whose payload `preload` loaded in this cycle."""
+        m.d.sync += self.exit.valid.eq(1)
         self.go(m, self.State.OUTPUT)
+
+    def ends_request(self):
+        """The current round trip, if no request of it errs, is the request's last: at its
+        last answer the next write may be taken (and refused), and no other exit follows."""
+        S = self.State
+        return ((self.state == S.STORES) & (self.kind == ICRWriteKind.XAPIC_ICR_HI)) | \
+            (self.state == S.WRITES) | (self.state == S.IRR_WRITE)
+
+    def preload(self, m, verdict, in_range):
+        """Load the exit and #GP payloads that this cycle's decision may offer, whatever it
+        is: so they wait on no answer or handshake, only their valids do.
+
+        Outside ``OUTPUT`` nothing is offered. Where the next write may be taken, only its
+        refusal can follow (the intercept or #GP, `preload_refusals`); at a round trip's last
+        answer otherwise, an exit of this request: a bus error, or the cause the stores or the
+        entry decide (`stores_done`, `entry_read`)."""
+        S = self.State
+        idle = (self.state == S.IDLE) | (self.state == S.NOTIFY) | (self.state == S.OFFER)
+        cause = Signal(ExitCause)
+        with m.If(self.trip.error):
+            m.d.comb += cause.eq(ExitCause.BUS_ERROR)
+        with m.Elif((self.state == S.STORES) & verdict.must_exit):
+            m.d.comb += cause.eq(verdict.cause)
+        with m.Elif((self.state == S.STORES) & ~in_range):
+            m.d.comb += cause.eq(ExitCause.INDEX_RANGE)
+        with m.Else():
+            m.d.comb += cause.eq(ExitCause.ENTRY_INVALID)
+        with m.If(self.state != S.OUTPUT):
+            with m.If(idle | (self.ends_request() & ~self.trip.error)):
+                preload_refusals(m, self.icr.p, exit_=self.exit, gp=self.gp)
+            with m.Else():
+                preload_exit(m, self.exit, icr=self._exit_icr)
+                m.d.sync += [self.exit.p.cause.eq(cause),
+                             self.gp.p.eq(self.icr.p.data)]     # a #GP is only a refusal
 
     def entry_ok(self, entry):
         """Bits 5:0 are 000001b and nothing is set at or above MAXPHYADDR."""
@@ -252,10 +299,8 @@ class PipelinedSequencer(wiring.Component):
         with m.Elif(verdict.self_ipi):
             m.d.sync += self.image.eq(full)
             self.go(m, S.IRR_READ)
-        with m.Elif(verdict.must_exit):
-            self.exit_with(m, verdict.cause, self._exit_icr)
-        with m.Elif(~in_range):
-            self.exit_with(m, ExitCause.INDEX_RANGE, self._exit_icr)
+        with m.Elif(verdict.must_exit | ~in_range):
+            self.exit_with(m)           # its cause, or INDEX_RANGE (`preload`)
         with m.Elif(kind == ICRWriteKind.XAPIC_ICR_LO):
             m.d.sync += self.image.eq(full)
             self.go(m, S.ENTRY)
@@ -270,12 +315,14 @@ class PipelinedSequencer(wiring.Component):
             m.d.sync += self.pid_line.eq(PIDPointerEntry(entry).pid_line)
             self.go(m, self.State.READS)
         with m.Else():
-            self.exit_with(m, ExitCause.ENTRY_INVALID, self._exit_icr)
+            self.exit_with(m)
 
     def reads_done(self, m):
         pir, ni = self.trip.answers[0], self.trip.last
         info = NotifyInfo(ni)
-        m.d.sync += [self.pir_word.eq(pir), self.ni_word.eq(ni),
+        # V's bit is set here, so the write's data waits on no decoder.
+        vector = ICRLow(self.image[:32]).vector
+        m.d.sync += [self.pir_word.eq(pir | (C(1, 64) << vector[:6])), self.ni_word.eq(ni),
                      self.notifying.eq(~(info.on | info.sn))]
         self.go(m, self.State.WRITES)
 
@@ -309,7 +356,7 @@ class PipelinedSequencer(wiring.Component):
         S, trip = self.State, self.trip
         with m.If(trip.error):
             # The image as known: a VICR_HI whose read failed (or came after an err) stays 0.
-            self.exit_with(m, ExitCause.BUS_ERROR, self._exit_icr)
+            self.exit_with(m)
         with m.Else():
             with m.Switch(self.state):
                 with m.Case(S.STORES):
@@ -321,7 +368,8 @@ class PipelinedSequencer(wiring.Component):
                 with m.Case(S.WRITES):
                     self.writes_done(m)
                 with m.Case(S.IRR_READ):
-                    m.d.sync += self.irr_word.eq(trip.last[:32])
+                    vector = ICRLow(self.image[:32]).vector
+                    m.d.sync += self.irr_word.eq(trip.last[:32] | (C(1, 32) << vector[:5]))
                     self.go(m, S.IRR_WRITE)
                 with m.Case(S.IRR_WRITE):
                     self.irr_write_done(m)
@@ -348,7 +396,7 @@ class PipelinedSequencer(wiring.Component):
         in_range = late_in_range(self.verdict, vicr_hi, kind=self.kind, cfg=self.cfg)
         # Read where a write that is not an xAPIC ICR-low one decides its stores' count.
         post_in_range = ~self.verdict.self_ipi & ~self.verdict.must_exit & self.verdict.in_range
-        self.round_trips(m, self.addresses(m, verdict.dest), post_in_range)
+        self.round_trips(m, self.addresses(m, reading_hi), post_in_range)
 
         # The classification of whatever is offered, taken or not, whenever a write may be
         # taken: the one registered as the write is taken is its own, and no handshake
@@ -356,7 +404,8 @@ class PipelinedSequencer(wiring.Component):
         w, kind = accepted_write(m, self.icr.p, self.cfg), self.icr.p.kind
         early = classify(m, early_image(kind, w.image), kind=kind, xapic=w.xapic, cfg=self.cfg)
         with m.If((self.state != S.STORES) | self.trip.done):
-            m.d.sync += self.verdict.eq(EarlyVerdict.of(early, self.cfg))
+            m.d.sync += self.verdict.eq(EarlyVerdict.of(
+                early, self.cfg, in_range=offered_in_range(self.icr.p, self.cfg)))
 
         with m.Switch(self.state):
             with m.Case(S.IDLE):
@@ -375,11 +424,10 @@ class PipelinedSequencer(wiring.Component):
                                  self.self_ipi.p.eq(ICRLow(self.image[:32]).vector)]
                     self.go(m, S.IDLE)
             with m.Default():
-                # No exit is offered on the bus: load its payload ahead, so that only valid
-                # and the cause wait on the answer.
-                preload_exit(m, self.exit, icr=self._exit_icr)
                 with m.If(self.trip.done):
                     self.after_round_trip(m, full, verdict, in_range)
+        # Last: the payloads follow this, not the decision (refuse loads them too).
+        self.preload(m, verdict, in_range)
 
         m.d.comb += self.busy.eq((self.state != S.IDLE) |
                                  Cat(out.valid for out in self.outputs).any())

@@ -10,10 +10,11 @@ and the round trip's answers as the issuer hands them to the sequencer (``trip.a
 port). Asserted by the ``invariants`` check, assumed by the other checks.
 """
 
-from amaranth import Mux, Value
+from amaranth import C, Mux, Value
 
 from hdl.formats import (
     APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, APIC_REGISTER_STRIDE, ICRWriteKind,
+    PID_POINTER_ENTRY_BYTES,
 )
 
 from .invariants import Published, _Invariants, early_verdict, transition_tables
@@ -22,7 +23,7 @@ from .invariants import Published, _Invariants, early_verdict, transition_tables
 __all__ = ["add_pipelined_invariants", "ISSUER_REGISTERS"]
 
 #: The issuer's public registers (`hdl.pipelined_issuer.PipelinedIssuer`).
-ISSUER_REGISTERS = ("issued", "answered", "erred", "locked")
+ISSUER_REGISTERS = ("issued", "answered", "erred", "locked", "one_out", "all_issued")
 
 
 class _PipelinedInvariants:
@@ -46,6 +47,9 @@ class _PipelinedInvariants:
             (self.seq("hi_adr") == word(vapic + APIC_OFFSET_ICR_HI))
         self.irr_adr = self.seq("irr_adr") == \
             word(vapic + APIC_OFFSET_IRR + APIC_REGISTER_STRIDE * spec.vector[5:8])
+        # The entry's, from T as known (in STORES, from the cycle after acceptance).
+        self.entry_adr = self.seq("entry_adr") == \
+            word(mon.cfg.pid_table + PID_POINTER_ENTRY_BYTES * spec.dest[:16])
         self.ok = mon.live & ~mon.err
         self.fin = self.ok & (mon.answered == mon.n)
         self.on_bus = mon.on_bus
@@ -70,6 +74,11 @@ class _PipelinedInvariants:
         self.inv("nothing_before_acceptance",
                  mon.live | (self.idle & self.q_idle & ~dut.notify.valid & ~dut.self_ipi.valid))
         self.inv("lock_window_is_the_issuers", self.issuer["locked"] == mon.lock_open)
+        # The issuer's comparisons registered ahead (the round trip's count is held).
+        q, count = self.issuer, self.dut.issuer.trip.count
+        self.inv("issuer_one_out", q["one_out"] == (q["answered"] + 1 == q["issued"]))
+        self.inv("issuer_all_issued",
+                 q["all_issued"] == ((q["issued"] != 0) & (q["issued"] == count)))
         # The sequencer's published transition table is complete (tb/fsm_coverage relies on
         # it).
         self.inv("transition_tables", transition_tables(self.m, dut))
@@ -88,15 +97,18 @@ class _PipelinedInvariants:
             (Value.cast(self.dut.issuer.trip.answers[0]) == mon.rmw)
         phases = [
             ("STORES", what["store_hi"] | what["store_lo"] | what["read_hi"] |
-             (what["entry"] & ~lo), self.common & self.classified & self.vicr_adr),
-            ("ENTRY", what["entry"] & lo, self.common),
+             (what["entry"] & ~lo), self.common & self.classified & self.vicr_adr &
+             ((q["issued"] == 0) | lo | self.entry_adr)),
+            ("ENTRY", what["entry"] & lo, self.common & self.entry_adr),
             ("READS", what["pir_read"] | what["ni_read"], self.common & pid & pir_kept),
             ("WRITES", what["pir_write"] | what["ni_write"],
-             self.common & pid & (self.seq("pir_word") == mon.rmw) &
+             self.common & pid &
+             (self.seq("pir_word") == (mon.rmw | (C(1, 64) << spec.vector[:6]))) &
              (self.seq("ni_word") == mon.ni) & (self.seq("notifying") == spec.notify)),
             ("IRR_READ", what["irr_read"], self.common & self.irr_adr),
             ("IRR_WRITE", what["irr_write"],
-             self.common & self.irr_adr & (self.seq("irr_word") == mon.rmw[:32])),
+             self.common & self.irr_adr &
+             (self.seq("irr_word") == (mon.rmw[:32] | (C(1, 32) << spec.vector[:5])))),
         ]
         for state, when, config in phases:
             self.inv(f"at_{state.lower()}", ~(self.on_bus & when) |
