@@ -152,8 +152,14 @@ def run(argv, capsys, monkeypatch):
     return status, out, err
 
 
+def _shown(argv):
+    """The command line as a test id, without this checkout's paths (so that the ids, and
+    the durations recorded under them, are the same in every clone)."""
+    return " ".join(arg.replace(ROOT, "<repo>").replace(BINARY, "<python>") for arg in argv)
+
+
 @pytest.mark.parametrize("argv,status,message", [
-    pytest.param(argv, status, message, id=f"{command}: {' '.join(argv)}")
+    pytest.param(argv, status, message, id=f"{command}: {_shown(argv)}")
     for command, cases in CASES.items() for argv, status, message in cases])
 def test_bad_input_is_one_line(argv, status, message, capsys, monkeypatch):
     start = time.monotonic()
