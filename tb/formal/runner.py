@@ -464,6 +464,9 @@ def run_checks(names=None, *, bus="classic", depth=None, out_dir="build/formal",
     with ``"start"``, ``"search"`` and ``"done"`` (``name`` is ``pipelined/<check>`` for the
     pipelined unit).
 
+    Without a ``depth`` or run option (``faults`` aside), the checks of `proven_together`
+    that are chosen share one run per unit (`run_together`).
+
     Every ``prove`` check but ``invariants`` assumes the auxiliary invariants. If the
     ``invariants`` check of a variant ran and did not pass, those proofs rest on something
     false: a check of that variant that passed is then reported ``UNPROVEN``. With
