@@ -40,7 +40,7 @@ fpga: $(STAMP)
 	$(BIN)/ipiv build --synth-only --place
 
 # The README's table of the bare unit: each memory port on ECP5 and iCE40, placed and routed
-# with SEEDS nextpnr seeds (the median quoted); about 3 minutes a seed on this machine.
+# with SEEDS nextpnr seeds (the median quoted); about 6 minutes for 5 seeds on this machine.
 SEEDS ?= 5
 fpga-bench: $(STAMP)
 	$(BIN)/ipiv build --sweep --seeds $(SEEDS)

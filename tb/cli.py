@@ -11,7 +11,10 @@ so that ``ipiv --help`` and light commands start fast.
 
 import os
 import sys
+import warnings
 from importlib.metadata import PackageNotFoundError, entry_points, version
+
+from amaranth.hdl import UnusedElaboratable
 
 from sim.commands.args import Parser
 
@@ -60,6 +63,9 @@ def main(argv=None):
     commands (`sim.commands.args.fail`), an operating-system error (a file that cannot be
     written) as ``ipiv CMD: error: ...``; a closed pipe (``ipiv sim | head -1``) ends quietly."""
     prog = "ipiv"
+    # A run on a kept simulator (`tb.amaranth_reuse`) leaves the DUT it was given
+    # unelaborated by design; Amaranth would warn of each such unit at exit.
+    warnings.filterwarnings("ignore", category=UnusedElaboratable)
     try:
         args = build_parser().parse_args(argv)
         prog = f"ipiv {args.command}"
