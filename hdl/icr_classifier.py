@@ -19,7 +19,7 @@ from .formats import (
 
 
 __all__ = ["EarlyVerdict", "Verdict", "classify", "early_image", "late_in_range",
-           "late_verdict"]
+           "late_verdict", "virtual_destination"]
 
 
 class Verdict(NamedTuple):
@@ -31,12 +31,18 @@ class Verdict(NamedTuple):
     dest: object            # virtual destination T
 
 
+def virtual_destination(image, *, xapic):
+    """Virtual destination T of the vICR ``image``: the xAPIC destination byte (VICR_HI
+    bits 31:24) or the x2APIC destination (bits 63:32)."""
+    return Mux(xapic, XAPICICR(image).high.dest, X2APICICR(image).dest)
+
+
 def classify(m, full, *, kind, xapic, cfg, ineligible_mask=ICR_IPIV_INELIGIBLE_MASK):
     """The `Verdict` of the image ``full`` (64 bits: x2APIC value or VICR_HI:VICR_LO) of a write
     of ``kind``; ``xapic``: the image uses the xAPIC formats. When several exit causes apply,
     the first of the contract's order is given."""
     low = ICRLow(full[:32])
-    dest = Mux(xapic, XAPICICR(full).high.dest, X2APICICR(full).dest)
+    dest = virtual_destination(full, xapic=xapic)
     self_ipi = Signal()
     m.d.comb += self_ipi.eq(
         (kind == ICRWriteKind.XAPIC_ICR_LO) & cfg.vid
@@ -88,7 +94,7 @@ def late_verdict(m, early, full, *, kind, xapic, vicr_hi):
     write): only an xAPIC ICR-low write's broadcast check reads VICR_HI (``vicr_hi``, as it
     arrives from the bus; ignored for other kinds), and BROADCAST comes last in the
     contract's order of causes."""
-    dest = Mux(xapic, XAPICICR(full).high.dest, X2APICICR(full).dest)
+    dest = virtual_destination(full, xapic=xapic)
     late_broadcast = (kind == ICRWriteKind.XAPIC_ICR_LO) & \
         (XAPICICRHigh(vicr_hi).dest == XAPIC_BROADCAST_ID)
     must_exit, cause = Signal(), Signal(ExitCause)

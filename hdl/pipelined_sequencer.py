@@ -27,12 +27,11 @@ from .exits import preload_exit
 from .formats import (
     APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, ExitCause, ICRLow, ICRWriteKind,
     NOTIFY_INFO_ON, NotifyInfo, PID_NOTIFY_INFO_OFFSET, PID_POINTER_ENTRY_LOW_MASK,
-    PID_POINTER_ENTRY_VALID, PIDPointerEntry, SEL_DWORD, SEL_QWORD, X2APICICR, XAPICICR,
-    XAPICICRHigh, XAPICNDST,
+    PID_POINTER_ENTRY_VALID, PIDPointerEntry, SEL_DWORD, SEL_QWORD, XAPICICRHigh, XAPICNDST,
 )
 from .fsm import transition_table
 from .icr_classifier import (
-    EarlyVerdict, classify, early_image, late_in_range, late_verdict,
+    EarlyVerdict, classify, early_image, late_in_range, late_verdict, virtual_destination,
 )
 from .icr_write import accepted_write, offered_in_range, preload_refusals, refuse
 from .params import bus_addr_width, check_maxphyaddr
@@ -168,7 +167,7 @@ class PipelinedSequencer(wiring.Component):
         # sums (T from the image, or from VICR_HI as it arrives) are formed, so that the
         # adders wait on no state.
         entry = [self.word(cfg.pid_table + Cat(C(0, 3), dest[:16])) for dest in (
-            Mux(self.xapic, XAPICICR(self.image).high.dest, X2APICICR(self.image).dest),
+            virtual_destination(self.image, xapic=self.xapic),
             XAPICICRHigh(self.trip.last[:32]).dest)]
         m.d.sync += self.entry_adr.eq(Mux(reading_hi, entry[1], entry[0]))
         return {

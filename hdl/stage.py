@@ -1,10 +1,7 @@
 """What the classic unit's four stages share: the VMCS and memory ports, a state register,
 and outputs that stay offered until they are taken."""
 
-from functools import reduce
-from operator import or_
-
-from amaranth import Module, Signal
+from amaranth import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -81,7 +78,7 @@ class Stage(wiring.Component):
                 m.d.sync += out.valid.eq(0)
 
     def output_taken(self):
-        return reduce(or_, (out.valid & out.ready for out in self.outputs))
+        return Cat(out.valid & out.ready for out in self.outputs).any()
 
     def end_with_exit(self, m, cause):
         """Take the ``request`` (of a stage fed by one) and offer its exit for ``cause``."""
