@@ -2,7 +2,8 @@
 
 `generate` converts `hdl.IPIVirtualizer` or `hdl.IPIVSystem`, with either memory port, inside
 the testbench top of `tb.testbench_top`, with Amaranth's built-in Yosys into ``build/verilog/``
-and returns the file. A file is keyed by the design's parameters and a hash of the gateware's
+and returns the file; a `Batch` puts several designs side by side in one file, one simulator
+for all of them. A file is keyed by the design's parameters and a hash of the gateware's
 sources, so an edit of ``hdl/`` makes a new file and an unchanged design
 is converted only once, even by many pytest-xdist workers at the same time (an ``fcntl`` lock
 per file, written to a temporary name and renamed).
@@ -30,7 +31,7 @@ from hdl.params import check_bus, check_maxphyaddr
 from .testbench_top import TestbenchTop
 
 
-__all__ = ["Design", "generate", "fix_icarus_time0", "ROOT", "BUILD"]
+__all__ = ["Design", "Batch", "generate", "fix_icarus_time0", "ROOT", "BUILD"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
@@ -95,6 +96,54 @@ class Design:
                           faults=faults)
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Several designs side by side in one simulator: a top module holding each design's
+    testbench top as an instance (``dut.<name>``), its ports left for the testbench to drive,
+    so that one simulator start and one compile serve them all (the checkers' fault tests:
+    every mutant of a memory port).
+
+    Parameters
+    ----------
+    designs : dict
+        Instance name -> `Design`; all of one memory port and MAXPHYADDR.
+    """
+    designs: tuple      # ((instance name, Design), ...), in order
+
+    def __post_init__(self):
+        designs = tuple(dict(self.designs).items()) if isinstance(self.designs, dict) \
+            else tuple(self.designs)
+        if not designs:
+            raise ValueError("a batch needs at least one design")
+        if len({(d.bus, d.maxphyaddr, d.n_cores) for _, d in designs}) != 1:
+            raise ValueError("the designs of a batch share one memory port, MAXPHYADDR and "
+                             "core count")
+        object.__setattr__(self, "designs", designs)
+
+    @property
+    def first(self):
+        return self.designs[0][1]
+
+    n_cores = property(lambda self: self.first.n_cores)
+    maxphyaddr = property(lambda self: self.first.maxphyaddr)
+    bus = property(lambda self: self.first.bus)
+    faults = ()
+
+    @property
+    def toplevel(self):
+        digest = hashlib.sha256(repr(self.designs).encode()).hexdigest()[:8]
+        return f"batch_{self.first.toplevel.split('_fault_')[0]}_{digest}"
+
+
+def _batch_text(batch):
+    """The Verilog of ``batch``: each design's file, then the top instancing each."""
+    parts = [generate(design).read_text() for _, design in batch.designs]
+    top = [f"module {batch.toplevel}();"]
+    top += [f"  {design.toplevel} {name} ();" for name, design in batch.designs]
+    top.append("endmodule")
+    return "\n".join(parts + ["\n".join(top), ""])
+
+
 #: The testbench helpers compiled into the top (`tb.testbench_top`), part of the hash too.
 HELPERS = tuple(Path(__file__).resolve().parent / name for name in (
     "testbench_top.py", "testbench_pipelined.py", "testbench_hdl.py", "timing.py"))
@@ -118,7 +167,8 @@ def generate(design=Design(), *, out_dir=None):
     """Return the path of the Verilog of ``design`` inside its testbench top
     (`tb.testbench_top.TestbenchTop`, module ``design.toplevel``, the gateware as instance
     ``dut``; Icarus time-0 fix applied), converting it first unless an up-to-date file
-    exists. Safe to call from parallel processes."""
+    exists; a `Batch`: its designs' files and the top around them. Safe to call from
+    parallel processes."""
     out_dir = Path(out_dir) if out_dir is not None else BUILD / "verilog"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{design.toplevel}-{source_hash()}.v"
@@ -127,9 +177,12 @@ def generate(design=Design(), *, out_dir=None):
     with open(out_dir / f".{path.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not path.exists():       # another process may have made it while we waited
-            top = TestbenchTop(design.elaboratable(), negedge_wake=True)
-            text = fix_icarus_time0(verilog.convert(top, name=design.toplevel,
-                                                    ports=top.top_ports()))
+            if isinstance(design, Batch):
+                text = _batch_text(design)
+            else:
+                top = TestbenchTop(design.elaboratable(), negedge_wake=True)
+                text = fix_icarus_time0(verilog.convert(top, name=design.toplevel,
+                                                        ports=top.top_ports()))
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(text)
             os.replace(tmp, path)

@@ -16,7 +16,7 @@ from tb.checker import Checker, MismatchError, ReplayMemory, expected_events
 from tb.cocotb import runner
 from tb.cocotb.agent import AgentError, SoftwareAgent
 from tb.cocotb.config import sizes
-from tb.verilog import Design
+from tb.verilog import Batch, Design, generate
 
 CFG = Config(ipiv=True, vid=True, x2apic=True, host_x2apic=True, last_pid_index=3,
              pid_table=0x8000, vapic_page=0x4000)
@@ -131,23 +131,30 @@ def test_agent_sees_a_split_read_modify_write():
 
 # -- broken gateware makes the cocotb regression fail --------------------------------------
 
-@pytest.mark.parametrize("fault", [f.value for f in Fault if FAULT_BUS[f] in sizes().buses])
-def test_broken_unit_fails_the_random_regression(fault, request, record_property):
+@pytest.mark.parametrize("bus", sizes().buses)
+def test_broken_units_fail_the_random_regression(bus, request, record_property):
     """Each deliberate defect fails a short random run on Icarus with the checker, on the unit
     (classic or pipelined port) that has it: the same stimulus for every defect, with
     back-pressure and wait states in bursts (`tb.timing`; pipelined: stalls too) and bursts of
     back-to-back postings (the "previous notification still offered" path). The pipelined
     defects fail the checker's golden-model replay or the memory helper's protocol checks
-    (`tb.testbench_pipelined`: lock window, cyc held while answers are outstanding)."""
+    (`tb.testbench_pipelined`: lock window, cyc held while answers are outstanding).
+    Every defective unit of the port runs in one simulator, side by side (`Batch`), each with
+    its own testbench, and is stopped by its own checker."""
     params = {"seed": 4, "count": 150, "chunks": 4, "maxphyaddr": 52,
               "timing": [1, 0.2, 0.3, 0.06]}
-    bus = FAULT_BUS[Fault(fault)]
-    result = runner.run(Design(faults=(fault,), bus=bus), "tb.cocotb.unit_tests", "random_run",
-                        params, test_name=request.node.name)
-    assert not result.ok, f"the regression passed a {bus} unit with fault {fault}"
-    assert result.failures, "cocotb's results XML must record the failure"
-    assert result.error.startswith(("MismatchError", "ProtocolError")), result.error
-    record_property("caught_by", result.error[:200])
+    faults = [f.value for f in Fault if FAULT_BUS[f] == bus]
+    batch = Batch({fault: Design(faults=(fault,), bus=bus) for fault in faults})
+    result = runner.run(batch, "tb.cocotb.unit_tests", "random_side_by_side",
+                        {**params, "instances": faults}, test_name=request.node.name)
+    assert result.ok, result.explain()
+    ended = result.stats["ended"]
+    assert sorted(ended) == sorted(faults)
+    passed = [fault for fault, error in ended.items() if error is None]
+    assert not passed, f"the regression passed a {bus} unit with fault {passed}"
+    for fault, error in ended.items():
+        assert error.startswith(("MismatchError", "ProtocolError")), f"{fault}: {error}"
+        record_property(f"caught_by[{fault}]", error[:200])
 
 
 def test_unlocked_pid_write_fails_the_locked_rmw_rule_on_cocotb(request, record_property):
@@ -194,3 +201,20 @@ def test_lost_notification_fails_the_cosimulation(request, record_property):
     assert re.search(r"lost notification|the golden model expects \[\('notify'", result.error), \
         result.error
     record_property("caught_by", result.error[:200])
+
+
+def test_a_batch_is_one_top_instancing_each_design():
+    """`Batch`: each design's testbench top as an instance named by the caller, in one file;
+    the designs share a memory port and MAXPHYADDR."""
+    designs = {"first": Design(faults=("drop_lock",)), "second": Design(faults=("lock_gap",))}
+    batch = Batch(designs)
+    text = generate(batch).read_text()
+    top = text[text.index(f"module {batch.toplevel}("):]
+    for name, design in designs.items():
+        assert f"module {design.toplevel}(" in text
+        assert f"  {design.toplevel} {name} ();" in top
+    assert batch.bus == "classic" and batch.maxphyaddr == 52 and batch.faults == ()
+    with pytest.raises(ValueError, match="share one memory port"):
+        Batch({"a": Design(), "b": Design(bus="pipelined")})
+    with pytest.raises(ValueError, match="at least one design"):
+        Batch({})

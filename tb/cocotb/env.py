@@ -24,10 +24,17 @@ from .common import design_bus
 from .wake_callback import WakeCallback
 
 
-__all__ = ["TB", "CLOCK_NS"]
+__all__ = ["TB", "CLOCK_NS", "stop_clock"]
 
 CLOCK_NS = 10
-_clock_started = False
+_clocks = {}        # the clock of each DUT (a top or an instance of a batch), started once
+
+
+def stop_clock(dut):
+    """Stop the clock of ``dut`` (a DUT no test drives any more costs the simulator nothing)."""
+    clock = _clocks.pop(dut, None)
+    if clock is not None:
+        clock.stop()
 
 
 class TB:
@@ -117,11 +124,10 @@ class TB:
     # -- set-up --------------------------------------------------------------------------------
     async def start(self, reset_cycles=2):
         """Start the clock, reset the DUT, then run the wake-up loop in the background."""
-        global _clock_started
-        if not _clock_started:
+        if self.dut not in _clocks:
             # The C clock: a Python one would wake the interpreter twice a cycle.
-            Clock(self.dut.clk, CLOCK_NS, unit="ns", impl="gpi").start()
-            _clock_started = True
+            _clocks[self.dut] = Clock(self.dut.clk, CLOCK_NS, unit="ns", impl="gpi")
+            _clocks[self.dut].start()
         else:   # a later TB on the same DUT
             await FallingEdge(self.dut.clk)
         self.dut.rst.value = 1

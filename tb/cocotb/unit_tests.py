@@ -6,7 +6,8 @@ against a shadow run of the golden model, coverage sampled. ``directed``: one fa
 directed suite (`tb.directed`, shared with the Amaranth backend), each case under its timings,
 checked by `tb.checker` and against the spec's expected outcome (`tb.directed.verify`);
 ``directed_families``: several families in one simulator run (the families of one design
-share a simulator process).
+share a simulator process). ``random_side_by_side``: ``random_run`` on each design of a batch
+side by side (the checkers' fault tests).
 """
 
 import random
@@ -18,7 +19,7 @@ from sim.stimulus import (
 )
 from tb import directed as suite
 from .common import Report, params, timing as timing_of
-from .env import TB
+from .env import TB, stop_clock
 
 
 def _max_cycles(n_requests, latency, wait_states, bursts=0.0):
@@ -26,32 +27,63 @@ def _max_cycles(n_requests, latency, wait_states, bursts=0.0):
     return 500 + n_requests * 8 * per_transfer * 4
 
 
-@cocotb.test()
-async def random_run(dut):
-    p = params()
+async def _random_chunks(dut, p, report, *, coverage=True):
+    """The ``random_run`` workload on ``dut``: ``chunks`` random VM images of ``count`` ICR
+    writes each, under the timing of ``p`` (or of its seed); coverage sampled into
+    ``report`` unless told not to."""
     seed = p["seed"]
-    report = Report(f"random seed {seed}")
     timing = timing_of(p, seed)
     latency, wait_states = timing["latency"], timing["wait_states"]
     rng = random.Random(seed)
+    for chunk in range(p.get("chunks", 1)):
+        case = posting_bursts(random_case(rng, maxphyaddr=p["maxphyaddr"],
+                                          count=p["count"]), rng)
+        if rng.random() < p.get("error_runs", 0.5):
+            dense_errors(case, rng)
+        requests = with_barriers(more_self_ipis(case.requests, rng), rng)
+        tb = TB(dut, memory=case.memory, maxphyaddr=p["maxphyaddr"],
+                seed=rng.getrandbits(32), gap=rng.choice([0.0, 0.2]), shadow=True,
+                allowed_words=case.allowed_words(),
+                on_resolved=report.sampler(timing) if coverage else None,
+                on_barrier=host_side(case.pids, random.Random(rng.getrandbits(32))),
+                fsm_coverage=report.fsm_sampler() if coverage else None, **timing)
+        stats = await tb.run(requests, _max_cycles(len(case.requests), latency, wait_states,
+                                                   timing["bursts"]))
+        assert stats["checked"] == len(requests) == stats["icr_writes"], stats
+        report.add_tb(stats)
+    report.data.update(seed=seed, **timing)
+
+
+@cocotb.test()
+async def random_run(dut):
+    p = params()
+    report = Report(f"random seed {p['seed']}")
+    await report.run(lambda: _random_chunks(dut, p, report))
+
+
+@cocotb.test()
+async def random_side_by_side(dut):
+    """``random_run``'s workload on every design of a `tb.verilog.Batch` at once (the
+    instance names in the parameter ``instances``), no coverage: each runs until it ends or
+    its checker stops it. ``stats.json`` has, per instance, ``ended``: the error that
+    stopped it, or None."""
+    p = params()
+    report = Report(f"random seed {p['seed']} on {len(p['instances'])} designs")
+    ended = {}
+
+    async def one(name):
+        instance = getattr(dut, name)
+        try:
+            await _random_chunks(instance, p, Report(name), coverage=False)
+            ended[name] = None
+        except Exception as e:      # the checker's, the testbench's, a time-out
+            ended[name] = f"{type(e).__name__}: {e}"
+        stop_clock(instance)        # the simulator need not run it any further
 
     async def body():
-        for chunk in range(p.get("chunks", 1)):
-            case = posting_bursts(random_case(rng, maxphyaddr=p["maxphyaddr"],
-                                              count=p["count"]), rng)
-            if rng.random() < p.get("error_runs", 0.5):
-                dense_errors(case, rng)
-            requests = with_barriers(more_self_ipis(case.requests, rng), rng)
-            tb = TB(dut, memory=case.memory, maxphyaddr=p["maxphyaddr"],
-                    seed=rng.getrandbits(32), gap=rng.choice([0.0, 0.2]), shadow=True,
-                    allowed_words=case.allowed_words(), on_resolved=report.sampler(timing),
-                    on_barrier=host_side(case.pids, random.Random(rng.getrandbits(32))),
-                    fsm_coverage=report.fsm_sampler(), **timing)
-            stats = await tb.run(requests, _max_cycles(len(case.requests), latency, wait_states,
-                                                       timing["bursts"]))
-            assert stats["checked"] == len(requests) == stats["icr_writes"], stats
-            report.add_tb(stats)
-        report.data.update(seed=seed, **timing)
+        for task in [cocotb.start_soon(one(name)) for name in p["instances"]]:
+            await task
+        report.data["ended"] = ended
     await report.run(body)
 
 
