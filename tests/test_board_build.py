@@ -381,8 +381,10 @@ def test_programmer_gets_the_bitstream(monkeypatch, tmp_path, board, var, bitstr
 @pytest.mark.yosys
 def test_icebreaker_build_meets_timing(tmp_path, capsys):
     """The whole experiment for the iCEBreaker, built with the YoWASP tools; a missing tool
-    is a failure here, not a skip."""
-    status = main(["build", "--board", "icebreaker", "--json", "-o", str(tmp_path)])
+    is a failure here, not a skip. One core, for the time of `make test`: the board's two
+    (and the ULX3S) are built by `make fpga`, their figures in the README."""
+    status = main(["build", "--board", "icebreaker", "--cores", "1", "--json", "-o",
+                   str(tmp_path)])
     report = json.loads(capsys.readouterr().out)
     assert {"board", "lut", "ff", "fmax_mhz", "clock_mhz"} <= set(report)
     assert report["board"] == "icebreaker" and report["device"] == "iCE40UP5K"
@@ -390,7 +392,7 @@ def test_icebreaker_build_meets_timing(tmp_path, capsys):
     assert report["timing_met"] and report["fmax_mhz"] >= report["clock_mhz"] and status == 0
     assert 0 < report["lc"] <= report["lc_total"] == 5280
     assert report["lut"] > 1000 and report["ff"] > 500 and 1 <= report["ram"] <= 30
-    assert report["core"]["n_cores"] == 2
+    assert report["core"]["n_cores"] == 1
     # The figures are those of the report files the tools wrote.
     cells = parse_yosys_stat((tmp_path / "top.rpt").read_text())
     assert resources(cells, "ice40")["lut"] == report["lut"]
