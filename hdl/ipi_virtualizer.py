@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from amaranth import Cat, Module
 from amaranth.lib import wiring
-from amaranth.lib.wiring import Out, connect, flipped
+from amaranth.lib.wiring import Out, flipped
 
 from . import wishbone
 from .core_signature import CoreSignature
@@ -32,6 +32,7 @@ from .pid_update import PIDUpdate
 from .pipelined_issuer import PipelinedIssuer
 from .pipelined_sequencer import PipelinedSequencer
 from .virr_update import VIRRUpdate
+from .wires import connect_apart
 
 
 __all__ = ["CoreSignature", "IPIVirtualizer", "Stage", "STAGES", "PIPELINED_STAGES",
@@ -165,11 +166,11 @@ class IPIVirtualizer(wiring.Component):
         seq = self.sequencer
         m.submodules.issuer = self.issuer
         m.d.comb += [seq.cfg.eq(self.cfg), self.busy.eq(seq.busy)]
-        connect(m, flipped(self.icr), seq.icr)
+        connect_apart(m, "icr_wires", flipped(self.icr), seq.icr)
         for name in OUTPUT_STREAMS:
-            connect(m, getattr(seq, name), flipped(getattr(self, name)))
-        connect(m, seq.trip, self.issuer.trip)
-        connect(m, self.issuer.bus, flipped(self.bus))
+            connect_apart(m, f"{name}_wires", getattr(seq, name), flipped(getattr(self, name)))
+        connect_apart(m, "trip_wires", seq.trip, self.issuer.trip)
+        connect_apart(m, "bus_wires", self.issuer.bus, flipped(self.bus))
 
     def _connect_classic(self, m):
         stages = self.stages
@@ -178,13 +179,14 @@ class IPIVirtualizer(wiring.Component):
         for stage in stages:
             m.d.comb += stage.cfg.eq(self.cfg)
 
-        connect(m, flipped(self.icr), self.interceptor.icr)
-        connect(m, self.interceptor.post, self.lookup.request)
-        connect(m, self.lookup.post, self.pid_update.request)
-        connect(m, self.interceptor.self_ipi, self.virr_update.request)
-        connect(m, self.interceptor.gp, flipped(self.gp))
-        connect(m, self.pid_update.notify, flipped(self.notify))
-        connect(m, self.virr_update.self_ipi, flipped(self.self_ipi))
+        connect_apart(m, "icr_wires", flipped(self.icr), self.interceptor.icr)
+        connect_apart(m, "post_wires", self.interceptor.post, self.lookup.request)
+        connect_apart(m, "lookup_post_wires", self.lookup.post, self.pid_update.request)
+        connect_apart(m, "self_ipi_request_wires", self.interceptor.self_ipi,
+                      self.virr_update.request)
+        connect_apart(m, "gp_wires", self.interceptor.gp, flipped(self.gp))
+        connect_apart(m, "notify_wires", self.pid_update.notify, flipped(self.notify))
+        connect_apart(m, "self_ipi_wires", self.virr_update.self_ipi, flipped(self.self_ipi))
 
         # At most one stage offers an exit at a time (one request is in flight).
         exits = [stage.exit for stage in stages]
@@ -194,9 +196,9 @@ class IPIVirtualizer(wiring.Component):
             with m.If(e.valid):
                 m.d.comb += self.exit.p.eq(e.p)
 
-        for i, stage in enumerate(stages):
-            connect(m, stage.bus, self.arbiter.masters[i])
-        connect(m, self.arbiter.bus, flipped(self.bus))
+        for entry, stage, master in zip(self.stage_table, stages, self.arbiter.masters):
+            connect_apart(m, f"{entry.name}_bus_wires", stage.bus, master)
+        connect_apart(m, "bus_wires", self.arbiter.bus, flipped(self.bus))
 
         # The next write may be accepted when the later stages are idle, or in the cycle the
         # last transfer of a posting/self-IPI completes (then its vICR store follows the last
