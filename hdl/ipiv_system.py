@@ -2,12 +2,13 @@
 
 from amaranth import Module
 from amaranth.lib import wiring
-from amaranth.lib.wiring import Out, connect, flipped
+from amaranth.lib.wiring import Out, flipped
 
 from . import wishbone
 from .formats import OUTPUT_STREAMS
 from .ipi_virtualizer import CoreSignature, IPIVirtualizer
 from .params import bus_addr_width, check_bus, check_maxphyaddr
+from .wires import connect_apart
 
 
 __all__ = ["CoreSignature", "IPIVSystem"]
@@ -63,9 +64,10 @@ class IPIVSystem(wiring.Component):
         for i, (core, unit) in enumerate(zip(self.cores, self.units)):
             m.submodules[f"core{i}"] = unit
             m.d.comb += [unit.cfg.eq(core.cfg), core.busy.eq(unit.busy)]
-            connect(m, flipped(core.icr), unit.icr)
+            connect_apart(m, f"core{i}_icr_wires", flipped(core.icr), unit.icr)
             for name in OUTPUT_STREAMS:
-                connect(m, getattr(unit, name), flipped(getattr(core, name)))
-            connect(m, unit.bus, self.arbiter.masters[i])
-        connect(m, self.arbiter.bus, flipped(self.bus))
+                connect_apart(m, f"core{i}_{name}_wires", getattr(unit, name),
+                              flipped(getattr(core, name)))
+            connect_apart(m, f"core{i}_bus_wires", unit.bus, self.arbiter.masters[i])
+        connect_apart(m, "bus_wires", self.arbiter.bus, flipped(self.bus))
         return m
