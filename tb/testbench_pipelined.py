@@ -23,7 +23,7 @@ woken once per request, in the cycle it is taken.
 
 from amaranth import Array, Cat, Mux, Signal
 
-from .testbench_hdl import Armed, STALL_BITS, WAIT_BITS, fields, flag
+from .testbench_hdl import Armed, STALL_BITS, WAIT_BITS, fields, flag, sub
 
 
 __all__ = ["ANSWER_SLOTS", "MEM_FIELDS", "PIPELINED_BUS_ERRORS", "PipelinedMemoryHelper"]
@@ -54,7 +54,8 @@ class PipelinedMemoryHelper:
     """Builds the helper into ``m`` for ``top`` (a `tb.testbench_top.TestbenchTop`): fills
     ``status`` (``need``, ``acked``, ``cyc``) and ``errors["bus"]`` (all but the arbiter's),
     sets the top's ``_held`` (the agent owns the memory), ``_take`` and ``_may_start``;
-    ``wake`` says Python has a request to answer."""
+    ``wake`` says Python has a request to answer. Each part is a submodule of its own
+    (Amaranth's simulator re-runs a module's logic on any change of its inputs)."""
 
     def __init__(self, top, m, status, errors):
         bus = self.bus = top.dut.bus
@@ -66,11 +67,11 @@ class PipelinedMemoryHelper:
         self.take = top._take = flag(m, "take", req & ~bus.stall)
         self._stall(held, req)
         answering, err_now, locked_out, outstanding = self._answers()
-        grant, grant_q, locked = top._locked_cycles(m)
+        grant, grant_q, locked = top._locked_cycles(sub(m, "locked_cycles"))
         # the agent may start outside the DUT's lock window (it rises with the first locked
         # request taken, which Python performed then)
         top._may_start = flag(m, "may_start", ~locked)
-        top._bus_statistics(m, grant, grant_q, held, req)
+        top._bus_statistics(sub(m, "statistics"), grant, grant_q, held, req)
         errors["bus"] = self._checks(req, err_now, locked_out, outstanding, locked)
         acked = Signal(name="acked")
         m.d.sync += acked.eq(answering)
@@ -78,7 +79,7 @@ class PipelinedMemoryHelper:
         status.update(need=self.wake, acked=acked, cyc=bus.cyc)
 
     def _stall(self, held, req):
-        m, bus, answer = self.m, self.bus, self.answer
+        m, bus, answer = sub(self.m, "stall"), self.bus, self.answer
         left = Signal(STALL_BITS, name="stall_left")       # of the request now presented
         started = Signal(name="stall_started")             # ``left`` is loaded
         budget = Mux(started, left, self.top.first_stall)
@@ -92,7 +93,7 @@ class PipelinedMemoryHelper:
         """The answers planned and not given yet, oldest first; returns (an answer in this
         cycle, an ``err`` answer in this cycle, a locked request's answer outstanding, any
         answer outstanding)."""
-        m, bus, answer, top = self.m, self.bus, self.answer, self.top
+        m, bus, answer, top = sub(self.m, "answers"), self.bus, self.answer, self.top
         due = Array(Signal(DUE_BITS, name=f"due_{k}") for k in range(ANSWER_SLOTS))
         err = Array(Signal(name=f"err_{k}") for k in range(ANSWER_SLOTS))
         data = Array(Signal(64, name=f"data_{k}") for k in range(ANSWER_SLOTS))
@@ -127,7 +128,7 @@ class PipelinedMemoryHelper:
         return answering, err_now, locked_out, valid.any()
 
     def _checks(self, req, err_now, locked_out, outstanding, locked):
-        m, bus = self.m, self.bus
+        m, bus = sub(self.m, "checks"), self.bus
         # the request as the rules compare it: lock rises with the take, so it is not part
         request = Cat(bus.adr, bus.we, bus.sel, Mux(bus.we, bus.dat_w, 0))
         request_q = Signal(len(request), name="request_q")
