@@ -33,6 +33,11 @@ __all__ = ["SIMULATORS", "SimulatorMissing", "SimResult", "simulator", "waves_en
            "faults_for_bus"]
 
 TIMESCALE = ("1ns", "1ps")
+# pytest's assertion rewriting (detailed messages of a failing ``assert``) for the cocotb tests
+# only: cocotb's default rewrites every module imported, Amaranth's included, at each start
+# of the simulator (about a second of each run).
+REWRITE_ENV = "COCOTB_REWRITE_ASSERTION_FILES"
+REWRITE_FILES = "tb/cocotb/*.py"
 
 
 class SimulatorMissing(RuntimeError):
@@ -206,7 +211,9 @@ def run(design, module, testcase, params, *, test_name, sim=None):
                     hdl_toplevel_lang="verilog", testcase=testcase, build_dir=build_dir,
                     test_dir=test_dir, results_xml=str(results), log_file=log, waves=waves,
                     plusargs=plusargs, test_args=test_args, seed=params.get("seed", 0),
-                    extra_env={PARAMS_ENV: json.dumps(params)}, timescale=TIMESCALE)
+                    extra_env={PARAMS_ENV: json.dumps(params),
+                               REWRITE_ENV: os.environ.get(REWRITE_ENV, REWRITE_FILES)},
+                    timescale=TIMESCALE)
     except SystemExit:
         pass        # the runner exits on failures under pytest; the XML says what failed
     failures, ran = [], 0
