@@ -8,21 +8,23 @@ virtual-APIC page (xAPIC ICR-low writes then read VICR_HI back, since the destin
 there), and classifies the write (docs/architecture.md §4): a virtualized self-IPI, an IPIv
 posting (handed to the PID-table lookup), or an APIC-write exit whose cause is decided from
 the ICR and the VMCS alone. It compares T with the last PID index for the lookup
-(`PostRequest.in_range`), which acts on it and checks the entry.
+(`PostRequest.in_range`), which acts on it and checks the entry, and sums the addresses the
+later stages read (`PostRequest.entry_adr`, `SelfIPIRequest.irr_adr`).
 """
 
-from amaranth import Cat, Mux, Signal
+from amaranth import C, Cat, Mux, Signal
 from amaranth.lib import enum, stream
 from amaranth.lib.wiring import In, Out
 
 from . import wishbone
 from .exits import load_exit, preload_exit
 from .formats import (
-    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APICWriteExit, ExitCause, ICR_IPIV_INELIGIBLE_MASK,
-    ICRWrite, ICRWriteKind, SEL_DWORD, SEL_QWORD,
+    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, APIC_REGISTER_STRIDE, APICWriteExit,
+    ExitCause, ICR_IPIV_INELIGIBLE_MASK, ICRWrite, ICRWriteKind, SEL_DWORD, SEL_QWORD,
+    XAPICICRHigh,
 )
 from .icr_classifier import (
-    EarlyVerdict, classify, early_image, late_in_range, late_verdict,
+    EarlyVerdict, classify, early_image, late_in_range, late_verdict, virtual_destination,
 )
 from .icr_write import accepted_write, offered_in_range, preload_refusals, refuse
 from .fsm import transition_table
@@ -63,6 +65,8 @@ class ICRInterceptor(Stage):
         The write's classification and range check as taken
         (`hdl.icr_classifier.early_image`), registered so that the decision at the last
         store's answer reads no comparator but VICR_HI's.
+    lo_adr, hi_adr : Signal(maxphyaddr - 3)
+        Word addresses of VICR_LO and VICR_HI, registered every cycle from ``cfg``.
     """
 
     class State(enum.Enum, shape=3):
@@ -95,6 +99,8 @@ class ICRInterceptor(Stage):
         self.xapic = Signal(name="xapic")
         self.image = Signal(64, name="image")
         self.verdict = Signal(EarlyVerdict, name="verdict")
+        self.lo_adr = Signal(self._addr_width, name="lo_adr")
+        self.hi_adr = Signal(self._addr_width, name="hi_adr")
 
     @property
     def outputs(self):
@@ -112,16 +118,14 @@ class ICRInterceptor(Stage):
 
     def decide(self, m, full, verdict):
         """Offer what the stored write becomes: a self-IPI, an exit or a posting."""
-        vector, dest = verdict.vector, verdict.dest
+        vector = verdict.vector
         with m.If(verdict.self_ipi):
             m.d.sync += [self.self_ipi.valid.eq(1), self.self_ipi.p.vector.eq(vector),
                          self.self_ipi.p.icr.eq(full)]
         with m.Elif(verdict.must_exit):
             load_exit(m, self.exit, cause=verdict.cause, icr=self._exit_icr)
         with m.Else():
-            m.d.sync += [self.post.valid.eq(1), self.post.p.vector.eq(vector),
-                         self.post.p.dest.eq(dest), self.post.p.icr.eq(full),
-                         self.post.p.in_range.eq(self._in_range)]
+            m.d.sync += self.post.valid.eq(1)      # its payload loaded by `preload`
         self.go(m, self.State.OUTPUT)
 
     def bus_error(self, m):
@@ -133,8 +137,25 @@ class ICRInterceptor(Stage):
         valids (and the exit's cause) wait on the answer and the verdict."""
         preload_exit(m, self.exit, icr=self._exit_icr)
         m.d.sync += [self.self_ipi.p.vector.eq(verdict.vector), self.self_ipi.p.icr.eq(full),
+                     self.self_ipi.p.irr_adr.eq(self.word(
+                         self.cfg.vapic_page + APIC_OFFSET_IRR +
+                         APIC_REGISTER_STRIDE * verdict.vector[5:8])),
                      self.post.p.vector.eq(verdict.vector), self.post.p.dest.eq(verdict.dest),
-                     self.post.p.icr.eq(full), self.post.p.in_range.eq(self._in_range)]
+                     self.post.p.icr.eq(full), self.post.p.in_range.eq(self._in_range),
+                     self.post.p.entry_adr.eq(self.entry_address())]
+
+    def entry_address(self):
+        """Word address of T's PID-pointer entry, summed as the posting is loaded. T <= last
+        index < 2**16 where the entry is read, so 16 bits of T address it. An xAPIC ICR-low
+        write's T is taken straight from the bus (VICR_HI, loaded last as its read is
+        answered), chosen by kind so that the sum waits on no state."""
+        dest = Mux(self.kind == ICRWriteKind.XAPIC_ICR_LO,
+                   XAPICICRHigh(self.bus.dat_r[:32]).dest,
+                   virtual_destination(self.image, xapic=self.xapic)[:16])
+        return self.word(self.cfg.pid_table + Cat(C(0, 3), dest))
+
+    def word(self, byte_address):
+        return byte_address[3:3 + self._addr_width]
 
     def classify_offered(self, m):
         """Register the classification of whatever is offered, taken or not, and load the
@@ -190,13 +211,17 @@ class ICRInterceptor(Stage):
             self.decide(m, full, verdict)
 
     def machine(self, m):
-        aw = self._addr_width
-        lo_adr = (self.cfg.vapic_page + APIC_OFFSET_ICR_LO)[3:3 + aw]
-        hi_adr = (self.cfg.vapic_page + APIC_OFFSET_ICR_HI)[3:3 + aw]
+        # Registered every cycle, off the stores' path: cfg is held from acceptance, and the
+        # first store follows it.
+        lo_adr, hi_adr = self.lo_adr, self.hi_adr
+        m.d.sync += [lo_adr.eq(self.word(self.cfg.vapic_page + APIC_OFFSET_ICR_LO)),
+                     hi_adr.eq(self.word(self.cfg.vapic_page + APIC_OFFSET_ICR_HI))]
         S = self.State
         # The image being classified; VICR_HI comes straight from the bus while it is read.
+        # Chosen by kind, not state: an xAPIC ICR-low write's payloads loaded while it stores
+        # VICR_LO are loaded again as VICR_HI's read is answered, and nothing else reads it.
         full = Signal(64)
-        m.d.comb += full.eq(Cat(self.image[:32], Mux(self.state == S.READ_HI,
+        m.d.comb += full.eq(Cat(self.image[:32], Mux(self.kind == ICRWriteKind.XAPIC_ICR_LO,
                                                       self.bus.dat_r[:32], self.image[32:])))
         vicr_hi = self.bus.dat_r[:32]       # as it arrives (read in READ_HI)
         verdict = late_verdict(m, self.verdict, full, kind=self.kind, xapic=self.xapic,

@@ -55,7 +55,8 @@ class Stage(NamedTuple):
 #: The stages of the classic unit, in the order of its arbiter's masters. This is the one
 #: list of them.
 STAGES = (
-    Stage("interceptor", ICRInterceptor, ("kind", "xapic", "image", "verdict")),
+    Stage("interceptor", ICRInterceptor, ("kind", "xapic", "image", "verdict", "lo_adr",
+                                           "hi_adr")),
     Stage("lookup", PIDLookup, ()),
     Stage("pid_update", PIDUpdate, ("word",)),
     Stage("virr_update", VIRRUpdate, ("word",)),

@@ -1,13 +1,13 @@
 """The PID-pointer-table lookup: second stage of an IPIv posting.
 
 Ends a posting whose virtual destination T is above the last PID-pointer index (compared by
-the interceptor, `PostRequest.in_range`), reads the 8-byte entry at ``pid_table + 8*T`` and
-checks it (bits 5:0 == 000001b, nothing at or above MAXPHYADDR);
+the interceptor, `PostRequest.in_range`), reads the 8-byte entry at ``pid_table + 8*T``
+(summed by the interceptor, `PostRequest.entry_adr`) and checks it (bits 5:0 == 000001b,
+nothing at or above MAXPHYADDR);
 hands the PID address on to the PID update unit or ends the request as an APIC-write exit
 (``INDEX_RANGE``, ``ENTRY_INVALID``, ``BUS_ERROR``). No entry is read when T is out of range.
 """
 
-from amaranth import C, Cat
 from amaranth.lib import enum, stream
 from amaranth.lib.wiring import In, Out
 
@@ -115,9 +115,10 @@ class PIDLookup(Stage):
                 self.go(m, self.State.OUTPUT)
 
     def machine(self, m):
-        aw = self._addr_width
-        # T <= last index < 2**16 here, so 16 bits of T address the entry.
-        entry_adr = (self.cfg.pid_table + Cat(C(0, 3), self.request.p.dest[:16]))[3:3 + aw]
+        entry_adr = self.request.p.entry_adr[:self._addr_width]     # summed by the interceptor
+        # Presented in every cycle: the unit's arbiter passes it on only with cyc, so it needs
+        # no gate of its own.
+        m.d.comb += self.bus.adr.eq(entry_adr)
         S = self.State
         with m.Switch(self.state):
             with m.Case(S.IDLE):

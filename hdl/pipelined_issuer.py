@@ -46,8 +46,8 @@ class RoundTripSignature(wiring.Signature):
     keep_lock : Out(1)
         Keep ``cyc`` and ``lock`` high after this round trip ends (a locked one follows).
     answers : In(64).array(MAX_REQUESTS)
-        Read data of each request: registered, or straight from the bus in the cycle its
-        answer arrives.
+        Read data of each request, registered: there from the cycle after its answer (the
+        answer arriving now is ``last``), so that no reader waits on the answer's steering.
     last : In(64)
         The read data of the answer arriving in this cycle (the bus's ``dat_r``): with
         ``done``, the last request's, which needs no steering by ``ack``.
@@ -156,10 +156,9 @@ class PipelinedIssuer(wiring.Component):
         registers = [Signal(8 * BUS_BYTES, name=f"answer_{i}") for i in range(MAX_REQUESTS)]
         slot = self.slot_answered()
         for i, (reg, out) in enumerate(zip(registers, trip.answers)):
-            arriving = answer & (slot == i)
-            with m.If(arriving):
+            with m.If(answer & (slot == i)):
                 m.d.sync += reg.eq(bus.dat_r)
-            m.d.comb += out.eq(Mux(arriving, bus.dat_r, reg))
+            m.d.comb += out.eq(reg)
 
         with m.If(trip.done):
             m.d.sync += [self.issued.eq(0), self.answered.eq(0), self.erred.eq(0),

@@ -317,6 +317,7 @@ class PipelinedSequencer(wiring.Component):
             self.exit_with(m)
 
     def reads_done(self, m):
+        # The PIR word was answered before NotifyInfo, so it is in its register by now.
         pir, ni = self.trip.answers[0], self.trip.last
         info = NotifyInfo(ni)
         # V's bit is set here, so the write's data waits on no decoder.

@@ -2,6 +2,9 @@
 
 from amaranth.lib import data
 
+from .formats import MAXPHYADDR_MAX
+from .params import bus_addr_width
+
 
 __all__ = ["PostRequest", "SelfIPIRequest", "PIDPostRequest"]
 
@@ -12,12 +15,17 @@ class PostRequest(data.Struct):
     dest: 32        # virtual destination T
     icr: 64         # vICR image (for an exit further on)
     in_range: 1     # T <= the last PID-pointer index (compared as the write is decided)
+    # Word address of T's PID-pointer entry (summed as T is known, so the read waits on no
+    # adder); its low ``maxphyaddr - 3`` bits are the bus address.
+    entry_adr: bus_addr_width(MAXPHYADDR_MAX)
 
 
 class SelfIPIRequest(data.Struct):
     """A self-IPI to virtualize, from the interceptor to the VIRR update."""
     vector: 8
     icr: 64
+    # Word address of V's IRR register (summed as the self-IPI is loaded, as `entry_adr`).
+    irr_adr: bus_addr_width(MAXPHYADDR_MAX)
 
 
 class PIDPostRequest(data.Struct):

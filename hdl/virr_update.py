@@ -5,12 +5,12 @@ virtual-APIC page) with a locked read-modify-write, then offers V on ``self_ipi`
 consumer can raise RVI.
 """
 
-from amaranth import C, Cat, Signal
+from amaranth import C, Signal
 from amaranth.lib import enum, stream
 from amaranth.lib.wiring import In, Out
 
 from . import wishbone
-from .formats import APIC_OFFSET_IRR, APICWriteExit, SEL_DWORD
+from .formats import APICWriteExit, SEL_DWORD
 from .fsm import transition_table
 from .requests import SelfIPIRequest
 from .stage import Stage
@@ -71,9 +71,9 @@ class VIRRUpdate(Stage):
     # -- the steps (hdl.mutants overrides some of them) -------------------------------------
 
     def irr_address(self, req):
-        """IRR registers are 10H apart, so each sits in bits 31:0 of its 64-bit word."""
-        return (self.cfg.vapic_page + APIC_OFFSET_IRR +
-                Cat(C(0, 4), req.vector[5:8]))[3:3 + self._addr_width]
+        """IRR registers are 10H apart, so each sits in bits 31:0 of its 64-bit word (the
+        interceptor sums the address, `SelfIPIRequest.irr_adr`)."""
+        return req.irr_adr[:self._addr_width]
 
     def offer(self, m):
         """The self-IPI register is free as the update ends: fill it, done."""
@@ -111,6 +111,9 @@ class VIRRUpdate(Stage):
 
     def machine(self, m):
         irr_adr = self.irr_address(self.request.p)
+        # Presented in every cycle: the unit's arbiter passes it on only with cyc, so it needs
+        # no gate of its own.
+        m.d.comb += self.bus.adr.eq(irr_adr)
         S = self.State
         with m.Switch(self.state):
             with m.Case(S.IDLE):

@@ -111,8 +111,9 @@ PIPELINED_MUTANTS = [
     (Fault.NEXT_REQUEST_EARLY, "invariants",
      ("inv_outstanding_are_this_requests", "inv_at_stores"), 2),
     (Fault.LOCK_DROPPED_WITH_WRITE_OUTSTANDING, "lock_window", "lock_held_in_window", 5),
-    # The answers swapped in the PID reads show at the PIR write.
-    (Fault.ANSWER_MISMATCHED, "transfers", "transfer_is_spec", 7),
+    # The answers swapped in the PID reads show at the PIR write (the PIR word is read from
+    # its register, so a stale one shows only where it differs: step 8).
+    (Fault.ANSWER_MISMATCHED, "transfers", "transfer_is_spec", 8),
     (Fault.NOTIFY_BEFORE_LAST_ANSWER, "notifications", "notify_has_an_on_transition", 7),
 ]
 BUS_MUTANTS = [("classic", *mu) for mu in MUTANTS] + \

@@ -18,9 +18,12 @@ def lookup(requests, memory, maxphyaddr=52):
     async def bench(ctx):
         ctx.set(dut.cfg.as_value(), CFG.as_bits())
         for dest in requests:
-            # The interceptor compares T with the last index as it decides the posting.
-            await stream_put(ctx, dut.request, {"vector": 0x40, "dest": dest, "icr": dest,
-                                                "in_range": dest <= CFG.last_pid_index})
+            # The interceptor compares T with the last index and sums the entry's address as
+            # it decides the posting.
+            await stream_put(ctx, dut.request, {
+                "vector": 0x40, "dest": dest, "icr": dest,
+                "in_range": dest <= CFG.last_pid_index,
+                "entry_adr": (TABLE + 8 * (dest & 0xFFFF)) >> 3})
         for _ in range(6):
             await ctx.tick()
         assert not ctx.get(dut.busy)

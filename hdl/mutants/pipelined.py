@@ -27,7 +27,7 @@ class _WriteBeforeReadAnswered:
 class _NotifyBeforeLastAnswer:
     def reads_done(self, m):
         super().reads_done(m)
-        word = self.trip.answers[1]
+        word = self.trip.last           # NotifyInfo, as it arrives
         info = NotifyInfo(word)
         with m.If((~self.notify.valid | self.notify.ready) & ~info.on & ~info.sn):
             m.d.sync += self.notification(word)

@@ -1,15 +1,11 @@
 """Mutants of `hdl.virr_update.VIRRUpdate` (the self-IPI)."""
 
-from amaranth import C, Cat
-
 from ..faults import Fault
-from ..formats import APIC_OFFSET_IRR
 
 
 class _IRRWrongWord:
     def irr_address(self, req):
-        return (self.cfg.vapic_page + APIC_OFFSET_IRR + 8 +
-                Cat(C(0, 4), req.vector[5:8]))[3:3 + self._addr_width]
+        return (req.irr_adr + 1)[:self._addr_width]         # 8 bytes on
 
 
 class _SelfIPIOverwritten:

@@ -12,8 +12,9 @@ from amaranth import Cat, Mux, Value
 from amaranth.hdl import Assert, Assume
 
 from hdl.formats import (
+    APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR, APIC_REGISTER_STRIDE,
     APIC_WRITE_QUALIFICATION_ICR, EXIT_REASON_APIC_WRITE, ExitCause, ICR_IPIV_INELIGIBLE_MASK,
-    ICRWriteKind,
+    ICRWriteKind, PID_POINTER_ENTRY_BYTES,
 )
 
 from hdl.icr_classifier import EarlyVerdict, classify, early_image
@@ -84,15 +85,24 @@ class _Invariants:
         self.v_idle = self.state("virr_update", "IDLE") & ~V.exit.valid
         spec = mon.spec
         # The interceptor's registers while it stores and reads the vICR.
+        vapic, word = mon.cfg.vapic_page, spec.word
         self.i_regs = (self.reg("interceptor", "kind") == mon.kind.as_value()) & \
             (self.reg("interceptor", "image") == spec.image) & \
             (self.reg("interceptor", "xapic") == spec.xapic) & \
             (self.reg("interceptor", "verdict") ==
-             early_verdict(m, mon, dut.interceptor.ineligible_mask()))
+             early_verdict(m, mon, dut.interceptor.ineligible_mask())) & \
+            (self.reg("interceptor", "lo_adr") == word(vapic + APIC_OFFSET_ICR_LO)) & \
+            (self.reg("interceptor", "hi_adr") == word(vapic + APIC_OFFSET_ICR_HI))
+        # The addresses summed into the payloads are the bus's, at the width of its address.
+        aw = len(self.reg("interceptor", "lo_adr"))
         self.i_post = (I.post.p.vector == spec.vector) & (I.post.p.dest == spec.dest) & \
             (I.post.p.icr == spec.image) & \
-            (I.post.p.in_range == (spec.dest <= mon.cfg.last_pid_index))
-        self.i_self = (I.self_ipi.p.vector == spec.vector) & (I.self_ipi.p.icr == spec.image)
+            (I.post.p.in_range == (spec.dest <= mon.cfg.last_pid_index)) & \
+            (I.post.p.entry_adr[:aw] ==
+             word(mon.cfg.pid_table + PID_POINTER_ENTRY_BYTES * spec.dest[:16]))
+        self.i_self = (I.self_ipi.p.vector == spec.vector) & (I.self_ipi.p.icr == spec.image) & \
+            (I.self_ipi.p.irr_adr[:aw] ==
+             word(vapic + APIC_OFFSET_IRR + APIC_REGISTER_STRIDE * spec.vector[5:8]))
         self.l_post = (L.post.p.vector == spec.vector) & \
             (L.post.p.pid_line == mon.entry[6:]) & (L.post.p.icr == spec.image)
         self.ok = mon.live & ~mon.err
