@@ -34,11 +34,11 @@ from ..params import bus_addr_width, check_bus, check_maxphyaddr
 from .counters import EventCounters
 from .digest import term
 from .formats import (
-    COUNTER_BYTES, COUNTER_WIDTH, Command, Counter, IDENT_MAGIC, Ident,
+    COUNTER_BYTES, COUNTER_WIDTH, Command, Counter, EngineParams, IDENT_MAGIC, Ident,
     PID_DUMP_WORDS, PROTOCOL_VERSION, Reply, StartCommand, Status, VCPU_BITS, VM_VCPUS,
 )
 from .memory import VMMemory
-from .stimulus import StimulusEngine
+from .stimulus import MIX_BYTES, StimulusEngine
 from .uart import UARTReceiver, UARTTransmitter, check_divisor
 from .vm import Window
 
@@ -172,6 +172,8 @@ class BoardCore(wiring.Component):
                 port.cfg.as_value().eq(base), port.cfg.x2apic.eq(engine.x2apic),
                 port.cfg.ipiv.eq(engine.ipiv),
                 engine.params.eq(ctl.params), engine.start.eq(ctl.start),
+                engine.mix_we.eq(ctl.mix_we), engine.mix_addr.eq(ctl.mix_addr),
+                engine.mix_data.eq(ctl.mix_data),
                 engine.busy.eq(port.busy),
             ]
             connect(m, engine.icr, port.icr)
@@ -317,8 +319,13 @@ class BoardCore(wiring.Component):
                 with _payload_byte(m, rx, cmd.timer):
                     m.d.sync += [cmd.timer.eq(self.rx_timeout),
                                  cmd.payload_left.eq(cmd.payload_left - 1)]
-                    with m.If(cmd.start_ok):
+                    # The engines' parameters shift in; the mix's bytes (the last ones) go
+                    # to the engines' mix RAMs.
+                    with m.If(cmd.start_ok & (cmd.payload_left > MIX_BYTES)):
                         m.d.sync += ctl.params.eq(Cat(ctl.params.as_value()[8:], rx.payload))
+                    m.d.comb += [ctl.mix_we.eq(cmd.start_ok & (cmd.payload_left <= MIX_BYTES)),
+                                 ctl.mix_addr.eq(MIX_BYTES - cmd.payload_left),
+                                 ctl.mix_data.eq(rx.payload)]
                     with m.If(cmd.payload_left == 1):
                         m.next = "START_GO"
             with m.State("START_GO"):
@@ -439,7 +446,10 @@ class _Control:
 
     def __init__(self):
         self.reset_units = Signal()
-        self.params = Signal(StartCommand)
+        self.params = Signal(EngineParams)
+        self.mix_we = Signal()          # a byte of the mix for the engines
+        self.mix_addr = Signal(range(MIX_BYTES))
+        self.mix_data = Signal(8)
         self.running = Signal()         # from START to the end of the run
         self.counting = Signal()        # the engines run (cycles are counted)
         self.done = Signal()

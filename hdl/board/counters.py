@@ -5,7 +5,8 @@ cells each on an iCE40; here every counter only has a pending sum as wide as the
 ``n`` cycles can make it (a few bits), and one shared adder folds the pending sums into the
 RAM, one counter per cycle in turn. Each pending sum is therefore emptied every ``n`` cycles
 and cannot overflow. All sums are modulo ``2**width``, so a counter whose events are wide
-(the digest) simply keeps a full-width pending sum.
+(the digest) simply keeps a full-width pending sum. A clear zeroes the pending sums at once and
+the RAM words by the next round of folds, which write the pending sums alone.
 """
 
 from amaranth import Array, Cat, Module, Mux, Signal
@@ -34,8 +35,9 @@ class EventCounters(wiring.Component):
     clear : In(1)
         Zero every counter (the increments of this cycle are dropped).
     settled : Out(1)
-        As of the previous cycle: no increment came and every earlier one is in the RAM; with
-        no new increments since, ``read_data`` gives the totals.
+        As of the previous cycle: no increment came, every earlier one is in the RAM and the
+        last clear has reached every RAM word; with no new increments since, ``read_data``
+        gives the totals.
     read_en : In(1)
         Read counter ``read_addr`` (the folding waits this cycle: read only while no
         events come, as after a run).
@@ -82,38 +84,42 @@ class EventCounters(wiring.Component):
         m.d.sync += rdata.eq(rd.data)
 
         pending = [Signal(pw, name=f"pending{i}") for i, pw in enumerate(self.pending_widths)]
-        # A counter cleared since its last fold: its RAM word is stale and counts as 0.
-        zeroed = Signal(n)
         turn = Signal(range(n))         # the counter folded this cycle
         fold = Signal()                 # a fold step this cycle (not a read)
+        # From a clear until the fold of the last counter: folds replace the RAM word (one
+        # flag instead of a "cleared" bit per counter and its multiplexers).
+        clearing = Signal()
         # The fold's second cycle: the counter's RAM word arrives, its pending sum was taken.
         taken = Signal(w)
         taken_index = Signal(range(n))
-        taken_zeroed = Signal()
+        taken_clearing = Signal()
         taken_valid = Signal()
-        read_zeroed = Signal()
 
         m.d.comb += [
             fold.eq(~self.read_en & ~self.clear),
             rd.addr.eq(Mux(self.read_en, self.read_addr, turn)),
             wr.addr.eq(taken_index),
-            wr.data.eq(Mux(taken_zeroed, 0, rdata) + taken),
+            wr.data.eq(Mux(taken_clearing, 0, rdata) + taken),
             wr.en.eq(taken_valid),
-            self.read_data.eq(Mux(read_zeroed, 0, rdata)),
+            self.read_data.eq(rdata),
         ]
         # Registered: the increments come from deep in the units, the reader's decision must
         # not wait for them.
         m.d.sync += self.settled.eq(~Cat(*self.inc, *pending).any() &
-                                    ~(taken_valid & taken.any()))
+                                    ~(taken_valid & (taken.any() | taken_clearing)) &
+                                    ~clearing & ~self.clear)
         m.d.sync += [
             taken_valid.eq(fold),
             taken_index.eq(turn),
             taken.eq(Array(pending)[turn]),
-            taken_zeroed.eq(zeroed.bit_select(turn, 1)),
-            read_zeroed.eq(zeroed.bit_select(self.read_addr, 1)),
+            taken_clearing.eq(clearing),
         ]
-        with m.If(fold):
+        with m.If(self.clear):
+            m.d.sync += [turn.eq(0), clearing.eq(1), taken_valid.eq(0)]
+        with m.Elif(fold):
             m.d.sync += turn.eq(Mux(turn == n - 1, 0, turn + 1))
+            with m.If(turn == n - 1):
+                m.d.sync += clearing.eq(0)
         for i, (inc, acc) in enumerate(zip(self.inc, pending)):
             with m.If(self.clear):
                 m.d.sync += acc.eq(0)
@@ -121,8 +127,4 @@ class EventCounters(wiring.Component):
                 m.d.sync += acc.eq(inc)
             with m.Else():
                 m.d.sync += acc.eq(acc + inc)
-        with m.If(self.clear):
-            m.d.sync += [zeroed.eq(~0), taken_valid.eq(0)]
-        with m.Elif(taken_valid):
-            m.d.sync += zeroed.bit_select(taken_index, 1).eq(0)
         return m

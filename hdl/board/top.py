@@ -55,11 +55,11 @@ BOARDS = {
     "icebreaker": BoardSpec(
         "icebreaker", "ICEBreakerPlatform", "icebreaker", "ice40",
         leds=(("led_g", 0), ("led_r", 0), None),
-        # Measured: with the digest the UP5K needs 5270-5324 logic cells of 5280 (the units'
-        # output copies the digest reads: about 1200). With the request register (pipeline)
-        # 25.1 MHz (median of 5 seeds) at 9.22 cycles per ICR write; without it 22.1 MHz at
-        # 6.67 (seed 1, measured earlier): fewer ns per write, but under issue #20's 24 MHz.
-        core={"n_cores": 2, "maxphyaddr": 36, "digest": False, "pipeline": True},
+        # Measured: see README (FPGA) and docs/decisions.md "board-area-timing": with the
+        # digest (the units' output payloads kept) the UP5K fits two cores once the mix is in
+        # block RAM and the counters clear by a sweep; the request register (pipeline) keeps
+        # issue #20's 24 MHz.
+        core={"n_cores": 2, "maxphyaddr": 36, "digest": True, "pipeline": True},
         programmer="ICEPROG=iceprog"),
     "ulx3s-85f": BoardSpec(
         "ulx3s-85f", "ULX3S_85F_Platform", "ulx3s", "ecp5",
