@@ -240,31 +240,35 @@ async def _read_counters(ctx, dut):
 
 def test_counters_sum_every_cycle_at_full_rate_and_clear():
     # The largest increment every cycle for longer than the counters' RAM takes to go round
-    # (each pending sum at its bound), a wrap of the narrow counter, reads between folds.
-    dut = EventCounters(3, width=16, inc_widths=[8, 2, 1])
-    assert dut.pending_widths == [10, 4, 2]
+    # (each pending sum at its bound), a wrap of the narrow counter, reads between folds; the
+    # last counter's increments are as wide as it is: it is kept in flip-flops.
+    dut = EventCounters(4, width=16, inc_widths=[8, 2, 1, 16])
+    assert dut.pending_widths == [10, 4, 3, 16] and dut.in_flops == [3]
     cycles = 700
+    steps = (255, 3, 1, 0xFEDC)
 
     async def bench(ctx):
-        for i, step in enumerate((255, 3, 1)):
+        for i, step in enumerate(steps):
             ctx.set(dut.inc[i], step)
         for _ in range(cycles):
             await ctx.tick()
-        for i in range(3):
+        for i in range(4):
             ctx.set(dut.inc[i], 0)
         await ctx.tick()
         assert not ctx.get(dut.settled)
-        expect = [(255 * cycles) % 65536, 3 * cycles, cycles]
+        expect = [step * cycles % 65536 for step in steps]
         assert await _read_counters(ctx, dut) == expect
         assert await _read_counters(ctx, dut) == expect     # reading changes nothing
         ctx.set(dut.clear, 1)
         await ctx.tick()
         ctx.set(dut.clear, 0)
-        assert await _read_counters(ctx, dut) == [0, 0, 0]
+        assert await _read_counters(ctx, dut) == [0, 0, 0, 0]
         ctx.set(dut.inc[1], 2)
+        ctx.set(dut.inc[3], 5)
         await ctx.tick()
         ctx.set(dut.inc[1], 0)
-        assert await _read_counters(ctx, dut) == [0, 2, 0]
+        ctx.set(dut.inc[3], 0)
+        assert await _read_counters(ctx, dut) == [0, 2, 0, 5]
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)

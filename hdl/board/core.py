@@ -212,9 +212,10 @@ class BoardCore(wiring.Component):
         for c in Counter:
             combine = _or if c in _ONE_AT_A_TIME else _sum
             # The events a unit decides from a bus answer (its ``icr.ready`` waits on the
-            # other unit's bus grant) go through a register, so that the counters' adders do
-            # not follow them in the same cycle: the same counts, one cycle later.
-            domain = m.d.sync if c in _FROM_ANSWERS else m.d.comb
+            # other unit's bus grant) and the digest's term go through a register, so that
+            # the counters' adders do not follow them in the same cycle: the same counts, one
+            # cycle later.
+            domain = m.d.sync if c in _REGISTERED else m.d.comb
             domain += self.counters.inc[c].eq(combine(inc[c]))
 
     def _image_rom(self, m, ctl_addr):
@@ -425,8 +426,10 @@ _ONE_AT_A_TIME = frozenset(c for c in Counter
                            or Counter.EXIT_DISABLED <= c <= Counter.EXIT_BUS_ERROR)
 
 
-#: The counters of events that follow a bus answer in the same cycle.
-_FROM_ANSWERS = frozenset((Counter.ICR_WRITES, Counter.POSTED, Counter.SUPPRESSED))
+#: The counters whose increments go through a register: the events that follow a bus answer
+#: in the same cycle, and the digest's term (the outputs' priority and the fold of every
+#: payload).
+_REGISTERED = frozenset((Counter.ICR_WRITES, Counter.POSTED, Counter.SUPPRESSED, Counter.DIGEST))
 
 
 def _postings(unit):

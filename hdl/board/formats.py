@@ -138,7 +138,7 @@ class Status(data.Struct):
     done: 1         # a run has finished since the last START
     fault: 1        # a memory access outside the VM window since the last START
     reserved: 5
-    progress: 32    # operations core 0 has issued in this run
+    progress: 32    # operations core 0 has started in this run
 
 
 IDENT_MAGIC = int.from_bytes(b"IPIV", "little")

@@ -70,7 +70,8 @@ class StimulusEngine(wiring.Component):
     release : In(1)
     done : Out(1)
     issued : Out(32)
-        Operations issued in this run.
+        Operations started in this run (each counted as its first write is offered; all of
+        them issued whenever the engine is back at its next operation, a barrier or done).
     """
 
     def __init__(self, core):
@@ -233,16 +234,19 @@ class StimulusEngine(wiring.Component):
                 m.d.comb += lookup.take.eq(1)
                 m.next = "NEXT"
             with m.State("NEXT"):
-                # Every operation started has been issued here: no separate count of those
-                # left (32 flip-flops and a decrementer per engine).
+                # Every operation started has been issued here, so ``issued`` tells how many
+                # are left (no separate count: 32 flip-flops and a decrementer per engine).
                 with m.If(self.issued == p.count):
                     m.d.sync += self.done.eq(1)
                     m.next = "DONE"
                 with m.Elif((p.epoch != 0) & (until_barrier == 0)):
                     m.next = "BARRIER"
                 with m.Else():
+                    # ``issued`` counts the operation as it starts: the unit's ``ready`` then
+                    # only steers the state (not 32 flip-flops and their adder).
                     m.d.sync += [state.eq(nxt), until_barrier.eq(until_barrier - 1),
-                                 op.category.eq(next_category), op.x2.eq(next_x2)]
+                                 op.category.eq(next_category), op.x2.eq(next_x2),
+                                 self.issued.eq(self.issued + 1)]
                     m.d.comb += lookup.take.eq(1)
                     with m.If((next_x2 != self.x2apic) | (next_ipiv != self.ipiv)):
                         m.next = "CONFIGURE"
@@ -259,12 +263,10 @@ class StimulusEngine(wiring.Component):
                     with m.If(op.two):
                         m.next = "SECOND"
                     with m.Else():
-                        m.d.sync += self.issued.eq(self.issued + 1)
                         m.next = "NEXT"
             with m.State("SECOND"):
                 m.d.comb += [self.icr.valid.eq(1), self.icr.payload.eq(op.second)]
                 with m.If(self.icr.ready):
-                    m.d.sync += self.issued.eq(self.issued + 1)
                     m.next = "NEXT"
             with m.State("BARRIER"):
                 m.d.comb += self.at_barrier.eq(1)
