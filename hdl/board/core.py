@@ -188,9 +188,9 @@ class BoardCore(wiring.Component):
                 for name in OUTPUT_STREAMS]
 
     def _count_events(self, m, ctl):
-        """Each counter's increment this cycle: its events summed over the cores (an output
-        counter's: the output taken, at most one). With the digest kept, the DIGEST term is the
-        output taken's (no adder: one output per cycle)."""
+        """Each counter's increment: its events of a cycle summed over the cores (an output
+        counter's: the output taken, at most one), a cycle later. With the digest kept, the
+        DIGEST term is the output taken's (no adder: one output per cycle)."""
         inc = {c: [] for c in Counter}
         for port, unit in zip(self.system.cores, self.system.units):
             posted, suppressed = _postings(unit)
@@ -211,12 +211,11 @@ class BoardCore(wiring.Component):
         inc[Counter.WINDOW_FAULTS].append(self.memory.fault)
         for c in Counter:
             combine = _or if c in _ONE_AT_A_TIME else _sum
-            # The events a unit decides from a bus answer (its ``icr.ready`` waits on the
-            # other unit's bus grant) and the digest's term go through a register, so that
-            # the counters' adders do not follow them in the same cycle: the same counts, one
-            # cycle later.
-            domain = m.d.sync if c in _REGISTERED else m.d.comb
-            domain += self.counters.inc[c].eq(combine(inc[c]))
+            # Every increment goes through a register (the same counts, one cycle later): the
+            # events a unit decides from a bus answer (its ``icr.ready`` waits on the other
+            # unit's bus grant), the outputs' priority and the digest's fold of every payload
+            # stay out of the counters' adders and their ``settled``.
+            m.d.sync += self.counters.inc[c].eq(combine(inc[c]))
 
     def _image_rom(self, m, ctl_addr):
         """Word ``ctl_addr`` of the VM image (a ROM of its nonzero words)."""
@@ -424,12 +423,6 @@ def _sum(values):
 _ONE_AT_A_TIME = frozenset(c for c in Counter
                            if c in (Counter.NOTIFICATIONS, Counter.SELF_IPIS, Counter.GP)
                            or Counter.EXIT_DISABLED <= c <= Counter.EXIT_BUS_ERROR)
-
-
-#: The counters whose increments go through a register: the events that follow a bus answer
-#: in the same cycle, and the digest's term (the outputs' priority and the fold of every
-#: payload).
-_REGISTERED = frozenset((Counter.ICR_WRITES, Counter.POSTED, Counter.SUPPRESSED, Counter.DIGEST))
 
 
 def _postings(unit):
