@@ -15,7 +15,7 @@ from amaranth.sim import Simulator
 
 from hdl.board.counters import EventCounters
 from hdl.board.formats import (
-    Category, Command, Counter, MIX_SLOTS, Reply, StartCommand, VM_VCPUS,
+    Category, Command, Counter, EngineParams, MIX_SLOTS, Reply, StartCommand, VM_VCPUS,
 )
 from hdl.board.memory import VMMemory
 from hdl.board.stimulus import StimulusEngine
@@ -129,7 +129,16 @@ def run_engine(params, core, *, seed=0):
     writes, barriers = [], []
 
     async def bench(ctx):
-        ctx.set(dut.params.as_value(), params.as_bits())
+        start = pack(StartCommand, params.as_bits())
+        engine_bytes = data.Layout.cast(EngineParams).size // 8
+        ctx.set(dut.params.as_value(), int.from_bytes(start[:engine_bytes], "little"))
+        # The mix goes into the engine's RAM byte by byte, as the board's START does.
+        ctx.set(dut.mix_we, 1)
+        for i, byte in enumerate(start[engine_bytes:]):
+            ctx.set(dut.mix_addr, i)
+            ctx.set(dut.mix_data, byte)
+            await ctx.tick()
+        ctx.set(dut.mix_we, 0)
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)
@@ -231,31 +240,35 @@ async def _read_counters(ctx, dut):
 
 def test_counters_sum_every_cycle_at_full_rate_and_clear():
     # The largest increment every cycle for longer than the counters' RAM takes to go round
-    # (each pending sum at its bound), a wrap of the narrow counter, reads between folds.
-    dut = EventCounters(3, width=16, inc_widths=[8, 2, 1])
-    assert dut.pending_widths == [10, 4, 2]
+    # (each pending sum at its bound), a wrap of the narrow counter, reads between folds; the
+    # last counter's increments are as wide as it is: it is kept in flip-flops.
+    dut = EventCounters(4, width=16, inc_widths=[8, 2, 1, 16])
+    assert dut.pending_widths == [10, 4, 3, 16] and dut.in_flops == [3]
     cycles = 700
+    steps = (255, 3, 1, 0xFEDC)
 
     async def bench(ctx):
-        for i, step in enumerate((255, 3, 1)):
+        for i, step in enumerate(steps):
             ctx.set(dut.inc[i], step)
         for _ in range(cycles):
             await ctx.tick()
-        for i in range(3):
+        for i in range(4):
             ctx.set(dut.inc[i], 0)
         await ctx.tick()
         assert not ctx.get(dut.settled)
-        expect = [(255 * cycles) % 65536, 3 * cycles, cycles]
+        expect = [step * cycles % 65536 for step in steps]
         assert await _read_counters(ctx, dut) == expect
         assert await _read_counters(ctx, dut) == expect     # reading changes nothing
         ctx.set(dut.clear, 1)
         await ctx.tick()
         ctx.set(dut.clear, 0)
-        assert await _read_counters(ctx, dut) == [0, 0, 0]
+        assert await _read_counters(ctx, dut) == [0, 0, 0, 0]
         ctx.set(dut.inc[1], 2)
+        ctx.set(dut.inc[3], 5)
         await ctx.tick()
         ctx.set(dut.inc[1], 0)
-        assert await _read_counters(ctx, dut) == [0, 2, 0]
+        ctx.set(dut.inc[3], 0)
+        assert await _read_counters(ctx, dut) == [0, 2, 0, 5]
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -372,11 +385,11 @@ def test_pipelined_memory_takes_a_request_every_cycle_and_answers_in_order(pipel
 
 # -- the board top, end to end through the UART ----------------------------------------------
 
-# The two builds' parameters: ULX3S (digest, memory unregistered: ack+1), iCEBreaker (no
-# digest, MAXPHYADDR 36, registered memory requests).
+# The two builds' parameters: ULX3S (digest, memory unregistered: ack+1), iCEBreaker (digest,
+# MAXPHYADDR 36, registered memory requests).
 BUILDS = {
     "ulx3s-85f": {"n_cores": 2, "maxphyaddr": 52, "digest": True, "pipeline": False},
-    "icebreaker": {"n_cores": 2, "maxphyaddr": 36, "digest": False, "pipeline": True},
+    "icebreaker": {"n_cores": 2, "maxphyaddr": 36, "digest": True, "pipeline": True},
 }
 
 
@@ -523,7 +536,7 @@ def test_board_run_cli_on_the_simulated_board():
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["agree"] and report["memory_equal"] is None
-    assert report["board"] == {"n_cores": 2, "maxphyaddr": 36, "digest": False,
+    assert report["board"] == {"n_cores": 2, "maxphyaddr": 36, "digest": True,
                                "bus": "classic", "fault": False}
     assert report["counters"]["icr_writes"]["board"] == \
         report["counters"]["icr_writes"]["golden"] > 24
@@ -535,7 +548,7 @@ def test_board_cli_simulates_the_pipelined_port():
     on the classic port (the postings' round trips overlap)."""
     result = board_cli("board", "info", "--sim", "--bus", "pipelined")
     assert result.returncode == 0, result.stderr
-    assert "digest off, pipelined memory port" in result.stdout
+    assert "digest on, pipelined memory port" in result.stdout
     cycles = {}
     for bus in ("classic", "pipelined"):
         result = board_cli("board", "run", "--sim", "--board", "ulx3s-85f", "--bus", bus,

@@ -34,11 +34,11 @@ from ..params import bus_addr_width, check_bus, check_maxphyaddr
 from .counters import EventCounters
 from .digest import term
 from .formats import (
-    COUNTER_BYTES, COUNTER_WIDTH, Command, Counter, IDENT_MAGIC, Ident,
+    COUNTER_BYTES, COUNTER_WIDTH, Command, Counter, EngineParams, IDENT_MAGIC, Ident,
     PID_DUMP_WORDS, PROTOCOL_VERSION, Reply, StartCommand, Status, VCPU_BITS, VM_VCPUS,
 )
 from .memory import VMMemory
-from .stimulus import StimulusEngine
+from .stimulus import MIX_BYTES, StimulusEngine
 from .uart import UARTReceiver, UARTTransmitter, check_divisor
 from .vm import Window
 
@@ -72,7 +72,8 @@ class BoardCore(wiring.Component):
     digest : bool
         Keep the DIGEST counter (a sum over every output payload). Without it the units'
         exit images, #GP values and notification payloads go unused and synthesis drops
-        them: about 1850 fewer logic cells on an iCE40UP5K with two cores.
+        them (about 1200 logic cells on an iCE40UP5K with two cores), and the digest's fold
+        (about 330 LUTs) with them.
     pipeline : bool
         Register each memory request (`VMMemory`): one more cycle per bus transfer, a
         shorter path from the units' arbiters into the RAM.
@@ -172,6 +173,8 @@ class BoardCore(wiring.Component):
                 port.cfg.as_value().eq(base), port.cfg.x2apic.eq(engine.x2apic),
                 port.cfg.ipiv.eq(engine.ipiv),
                 engine.params.eq(ctl.params), engine.start.eq(ctl.start),
+                engine.mix_we.eq(ctl.mix_we), engine.mix_addr.eq(ctl.mix_addr),
+                engine.mix_data.eq(ctl.mix_data),
                 engine.busy.eq(port.busy),
             ]
             connect(m, engine.icr, port.icr)
@@ -186,9 +189,9 @@ class BoardCore(wiring.Component):
                 for name in OUTPUT_STREAMS]
 
     def _count_events(self, m, ctl):
-        """Each counter's increment this cycle: its events summed over the cores (an output
-        counter's: the output taken, at most one). With the digest kept, the DIGEST term is the
-        output taken's (no adder: one output per cycle)."""
+        """Each counter's increment: its events of a cycle summed over the cores (an output
+        counter's: the output taken, at most one), a cycle later. With the digest kept, the
+        DIGEST term is the output taken's (no adder: one output per cycle)."""
         inc = {c: [] for c in Counter}
         for port, unit in zip(self.system.cores, self.system.units):
             posted, suppressed = _postings(unit)
@@ -209,11 +212,11 @@ class BoardCore(wiring.Component):
         inc[Counter.WINDOW_FAULTS].append(self.memory.fault)
         for c in Counter:
             combine = _or if c in _ONE_AT_A_TIME else _sum
-            # The events a unit decides from a bus answer (its ``icr.ready`` waits on the
-            # other unit's bus grant) go through a register, so that the counters' adders do
-            # not follow them in the same cycle: the same counts, one cycle later.
-            domain = m.d.sync if c in _FROM_ANSWERS else m.d.comb
-            domain += self.counters.inc[c].eq(combine(inc[c]))
+            # Every increment goes through a register (the same counts, one cycle later): the
+            # events a unit decides from a bus answer (its ``icr.ready`` waits on the other
+            # unit's bus grant), the outputs' priority and the digest's fold of every payload
+            # stay out of the counters' adders and their ``settled``.
+            m.d.sync += self.counters.inc[c].eq(combine(inc[c]))
 
     def _image_rom(self, m, ctl_addr):
         """Word ``ctl_addr`` of the VM image (a ROM of its nonzero words)."""
@@ -317,8 +320,13 @@ class BoardCore(wiring.Component):
                 with _payload_byte(m, rx, cmd.timer):
                     m.d.sync += [cmd.timer.eq(self.rx_timeout),
                                  cmd.payload_left.eq(cmd.payload_left - 1)]
-                    with m.If(cmd.start_ok):
+                    # The engines' parameters shift in; the mix's bytes (the last ones) go
+                    # to the engines' mix RAMs.
+                    with m.If(cmd.start_ok & (cmd.payload_left > MIX_BYTES)):
                         m.d.sync += ctl.params.eq(Cat(ctl.params.as_value()[8:], rx.payload))
+                    m.d.comb += [ctl.mix_we.eq(cmd.start_ok & (cmd.payload_left <= MIX_BYTES)),
+                                 ctl.mix_addr.eq(MIX_BYTES - cmd.payload_left),
+                                 ctl.mix_data.eq(rx.payload)]
                     with m.If(cmd.payload_left == 1):
                         m.next = "START_GO"
             with m.State("START_GO"):
@@ -418,10 +426,6 @@ _ONE_AT_A_TIME = frozenset(c for c in Counter
                            or Counter.EXIT_DISABLED <= c <= Counter.EXIT_BUS_ERROR)
 
 
-#: The counters of events that follow a bus answer in the same cycle.
-_FROM_ANSWERS = frozenset((Counter.ICR_WRITES, Counter.POSTED, Counter.SUPPRESSED))
-
-
 def _postings(unit):
     """(posted, suppressed): pulses of a posting completed, and of one that sent no
     notification. The classic unit's PID update has them; the pipelined unit's sequencer
@@ -439,7 +443,10 @@ class _Control:
 
     def __init__(self):
         self.reset_units = Signal()
-        self.params = Signal(StartCommand)
+        self.params = Signal(EngineParams)
+        self.mix_we = Signal()          # a byte of the mix for the engines
+        self.mix_addr = Signal(range(MIX_BYTES))
+        self.mix_data = Signal(8)
         self.running = Signal()         # from START to the end of the run
         self.counting = Signal()        # the engines run (cycles are counted)
         self.done = Signal()

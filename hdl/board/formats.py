@@ -15,7 +15,7 @@ from ..formats import DeliveryMode, DestMode, ExitCause, Shorthand, TriggerMode
 
 __all__ = [
     "Category", "UNSUPPORTED_FORMS", "RESERVED_FORMS", "MIX_SLOTS", "Mix", "Modes", "Draw",
-    "Command", "Reply", "StartCommand", "Status", "Ident", "IDENT_MAGIC", "PROTOCOL_VERSION",
+    "Command", "Reply", "EngineParams", "StartCommand", "Status", "Ident", "IDENT_MAGIC", "PROTOCOL_VERSION",
     "Counter", "COUNTER_WIDTH", "COUNTER_BYTES", "PID_DUMP_WORDS", "seed_salt", "VM_IDS",
     "VM_VCPUS", "VCPU_BITS", "VM_STATES", "MAX_CORES",
 ]
@@ -115,14 +115,21 @@ class Reply(py_enum.IntEnum):
     UNKNOWN = ord("?")      # an unknown command byte
 
 
-class StartCommand(data.Struct):
-    """Payload of START: each core issues ``count`` operations; every ``epoch`` operations
-    (0: never) all cores meet and the host side handles pending notifications."""
+class EngineParams(data.Struct):
+    """What every stimulus engine holds for a run: each core issues ``count`` operations;
+    every ``epoch`` operations (0: never) all cores meet and the host side handles pending
+    notifications."""
     seed: 32
     count: 32
     epoch: 16
     modes: Modes
     reserved: 6
+
+
+class StartCommand(data.Struct):
+    """Payload of START: the engines' parameters, then the mix (which each engine keeps in a
+    block RAM, written as the bytes arrive: two slots a byte)."""
+    engine: EngineParams
     mix: Mix
 
 
@@ -131,7 +138,7 @@ class Status(data.Struct):
     done: 1         # a run has finished since the last START
     fault: 1        # a memory access outside the VM window since the last START
     reserved: 5
-    progress: 32    # operations core 0 has issued in this run
+    progress: 32    # operations core 0 has started in this run
 
 
 IDENT_MAGIC = int.from_bytes(b"IPIV", "little")

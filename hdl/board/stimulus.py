@@ -13,7 +13,7 @@ as the unit's contract requires.
 from typing import NamedTuple
 
 from amaranth import Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..formats import (
@@ -21,12 +21,15 @@ from ..formats import (
     X2APIC_BROADCAST_ID, X2APICICR, XAPIC_BROADCAST_ID, XAPICICRHigh, XAPICNDST,
 )
 from .formats import (
-    Category, Draw, RESERVED_FORMS, StartCommand, UNSUPPORTED_FORMS, VCPU_BITS, VM_IDS,
+    Category, Draw, EngineParams, Mix, RESERVED_FORMS, UNSUPPORTED_FORMS, VCPU_BITS, VM_IDS,
     VM_VCPUS, seed_salt,
 )
 
 
-__all__ = ["xorshift32", "StimulusEngine"]
+__all__ = ["xorshift32", "MIX_BYTES", "StimulusEngine"]
+
+#: The mix's bytes as START carries them: two slots a byte, slot ``2 * i`` in the low nibble.
+MIX_BYTES = data.Layout.cast(Mix).size // 8
 
 
 def xorshift32(x):
@@ -46,8 +49,13 @@ class StimulusEngine(wiring.Component):
 
     Members
     -------
-    params : In(StartCommand)
+    params : In(EngineParams)
         Held stable from ``start`` to ``done``.
+    mix_we : In(1)
+        Write ``mix_data`` as byte ``mix_addr`` of the mix (`Mix`), kept in a block RAM:
+        only while no run goes on.
+    mix_addr : In(range(MIX_BYTES))
+    mix_data : In(8)
     start : In(1)
         Pulse: begin a run (also from ``done``).
     icr : Out(stream.Signature(ICRWrite))
@@ -62,7 +70,8 @@ class StimulusEngine(wiring.Component):
     release : In(1)
     done : Out(1)
     issued : Out(32)
-        Operations issued in this run.
+        Operations started in this run (each counted as its first write is offered; all of
+        them issued whenever the engine is back at its next operation, a barrier or done).
     """
 
     def __init__(self, core):
@@ -70,7 +79,10 @@ class StimulusEngine(wiring.Component):
             raise ValueError(f"core must be a non-negative integer, not {core!r}")
         self.core = core
         super().__init__({
-            "params": In(StartCommand),
+            "params": In(EngineParams),
+            "mix_we": In(1),
+            "mix_addr": In(range(MIX_BYTES)),
+            "mix_data": In(8),
             "start": In(1),
             "icr": Out(stream.Signature(ICRWrite)),
             "x2apic": Out(1, init=1),
@@ -90,7 +102,8 @@ class StimulusEngine(wiring.Component):
         m.d.comb += nxt.eq(xorshift32(state))
 
         # The VMCS bits of the next operation (to change them in time, while idle).
-        next_category, next_x2 = self._mode_and_category(m, nxt)
+        lookup = _Lookup(fetch_nxt=Signal(), take=Signal())
+        next_category, next_x2 = self._mode_and_category(m, nxt, lookup)
         next_ipiv = next_category != Category.DISABLED
         # The current operation's writes, decoded from its draw (not stored twice).
         d = Draw(state)
@@ -101,20 +114,38 @@ class StimulusEngine(wiring.Component):
         low, dest = self._icr_fields(m, d, category, x2, state)
         first, second, two = self._writes(m, d, category, x2, low, dest)
         op = _Operation(category, x2, first, second, two)
-        self._sequencer(m, salt, state, nxt, (next_category, next_x2, next_ipiv), op)
+        self._sequencer(m, salt, state, nxt, (next_category, next_x2, next_ipiv), op, lookup)
         return m
 
-    def _mode_and_category(self, m, draw):
-        """The `Category` a draw's mix slot picks, and its APIC mode (x2APIC or xAPIC, random
-        only when both are enabled)."""
+    def _mode_and_category(self, m, nxt, lookup):
+        """The next draw's (``nxt``'s) `Category` and APIC mode (x2APIC or xAPIC, random only
+        when both are enabled).
+
+        The mix is a block RAM, read a draw ahead: its answer (for the draw after ``nxt``)
+        becomes ``category`` when the generator steps, so no RAM output reaches the
+        sequencer's decisions. After ``begin`` the states FETCH and FETCH2 read ``nxt``'s
+        slot itself (``lookup``, `_Lookup`). Either way the draws must not change in the cycle
+        before the answer is taken."""
         p = self.params
-        d = Draw(draw)
+        m.submodules.mix = mix = memory.Memory(shape=8, depth=MIX_BYTES, init=[],
+                                                attrs={"ram_style": "block"})
+        write = mix.write_port()
+        read = mix.read_port()
+        slot = Signal.like(Draw(nxt).slot)
+        high = Signal()                 # the slot read is the byte's high nibble
+        looked_up = Signal(Category)
         category = Signal(Category)
         x2 = Signal()
         m.d.comb += [
-            category.eq(p.mix.slots[d.slot]),
-            x2.eq(Mux(p.modes.x2apic & p.modes.xapic, d.x2apic, p.modes.x2apic)),
+            write.en.eq(self.mix_we), write.addr.eq(self.mix_addr), write.data.eq(self.mix_data),
+            slot.eq(Mux(lookup.fetch_nxt, Draw(nxt).slot, Draw(xorshift32(nxt)).slot)),
+            read.addr.eq(slot[1:]),
+            looked_up.eq(Mux(high, read.data[4:], read.data[:4])),
+            x2.eq(Mux(p.modes.x2apic & p.modes.xapic, Draw(nxt).x2apic, p.modes.x2apic)),
         ]
+        m.d.sync += high.eq(slot[0])
+        with m.If(lookup.take):
+            m.d.sync += category.eq(looked_up)
         return category, x2
 
     @staticmethod
@@ -173,7 +204,7 @@ class StimulusEngine(wiring.Component):
                          two.eq(1)]
         return first, second, two
 
-    def _sequencer(self, m, salt, state, nxt, next_mode, op):
+    def _sequencer(self, m, salt, state, nxt, next_mode, op, lookup):
         """The operation sequencer: ``count`` operations, a barrier every ``epoch``, the VMCS
         bits changed while the unit is idle (``next_mode``: the next operation's category,
         x2APIC and IPIv bits), then the operation's (`_Operation`) writes."""
@@ -188,23 +219,35 @@ class StimulusEngine(wiring.Component):
                          # The VMCS bits start as after reset (the unit is idle now), so
                          # a run's timing repeats with its seed.
                          self.x2apic.eq(1), self.ipiv.eq(1)]
-            m.next = "NEXT"
+            m.next = "FETCH"
 
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     begin()
+            with m.State("FETCH"):
+                # The first draw's mix slot is read, then the one after it (every later one
+                # is read while the writes of the draw two before go out).
+                m.d.comb += lookup.fetch_nxt.eq(1)
+                m.next = "FETCH2"
+            with m.State("FETCH2"):
+                m.d.comb += lookup.take.eq(1)
+                m.next = "NEXT"
             with m.State("NEXT"):
-                # Every operation started has been issued here: no separate count of those
-                # left (32 flip-flops and a decrementer per engine).
+                # Every operation started has been issued here, so ``issued`` tells how many
+                # are left (no separate count: 32 flip-flops and a decrementer per engine).
                 with m.If(self.issued == p.count):
                     m.d.sync += self.done.eq(1)
                     m.next = "DONE"
                 with m.Elif((p.epoch != 0) & (until_barrier == 0)):
                     m.next = "BARRIER"
                 with m.Else():
+                    # ``issued`` counts the operation as it starts: the unit's ``ready`` then
+                    # only steers the state (not 32 flip-flops and their adder).
                     m.d.sync += [state.eq(nxt), until_barrier.eq(until_barrier - 1),
-                                 op.category.eq(next_category), op.x2.eq(next_x2)]
+                                 op.category.eq(next_category), op.x2.eq(next_x2),
+                                 self.issued.eq(self.issued + 1)]
+                    m.d.comb += lookup.take.eq(1)
                     with m.If((next_x2 != self.x2apic) | (next_ipiv != self.ipiv)):
                         m.next = "CONFIGURE"
                     with m.Else():
@@ -220,12 +263,10 @@ class StimulusEngine(wiring.Component):
                     with m.If(op.two):
                         m.next = "SECOND"
                     with m.Else():
-                        m.d.sync += self.issued.eq(self.issued + 1)
                         m.next = "NEXT"
             with m.State("SECOND"):
                 m.d.comb += [self.icr.valid.eq(1), self.icr.payload.eq(op.second)]
                 with m.If(self.icr.ready):
-                    m.d.sync += self.issued.eq(self.issued + 1)
                     m.next = "NEXT"
             with m.State("BARRIER"):
                 m.d.comb += self.at_barrier.eq(1)
@@ -235,6 +276,12 @@ class StimulusEngine(wiring.Component):
             with m.State("DONE"):
                 with m.If(self.start):
                     begin()
+
+
+class _Lookup(NamedTuple):
+    """The sequencer's control of the mix lookup (`StimulusEngine._mode_and_category`)."""
+    fetch_nxt: object   # read the mix at ``nxt``'s slot (else at the draw after it)
+    take: object        # the RAM's answer is the next draw's category
 
 
 class _Operation(NamedTuple):

@@ -55,20 +55,21 @@ BOARDS = {
     "icebreaker": BoardSpec(
         "icebreaker", "ICEBreakerPlatform", "icebreaker", "ice40",
         leds=(("led_g", 0), ("led_r", 0), None),
-        # Measured: with the digest the UP5K needs 5270-5324 logic cells of 5280 (the units'
-        # output copies the digest reads: about 1200). With the request register (pipeline)
-        # 25.1 MHz (median of 5 seeds) at 9.22 cycles per ICR write; without it 22.1 MHz at
-        # 6.67 (seed 1, measured earlier): fewer ns per write, but under issue #20's 24 MHz.
-        core={"n_cores": 2, "maxphyaddr": 36, "digest": False, "pipeline": True},
+        # Measured (docs/decisions.md "board-area-timing"): with the digest (the units'
+        # output payloads kept) two cores take 5051 of the UP5K's 5280 logic cells, 26.3 MHz
+        # (median of 5 seeds) at 9.22 cycles per ICR write with the request register
+        # (pipeline); without it 22.1 MHz at 6.67 (seed 1, measured earlier): fewer ns per
+        # write, but under issue #20's 24 MHz.
+        core={"n_cores": 2, "maxphyaddr": 36, "digest": True, "pipeline": True},
         programmer="ICEPROG=iceprog"),
     "ulx3s-85f": BoardSpec(
         "ulx3s-85f", "ULX3S_85F_Platform", "ulx3s", "ecp5",
         leds=(("led", 0), ("led", 1), ("led", 2)),
-        # Measured with the registered unit (one seed): no memory register 64.3 MHz at 6.67
-        # cycles per ICR write (104 ns; 68.9 MHz, median of 5 seeds, 97 ns, once the system
-        # arbiter passed answers and write data by its owner); the answer registered 75.5 MHz at 9.22 (122 ns); both
-        # 87.7 MHz at 11.89 (136 ns). Each register costs more time per write than its Fmax
-        # gains (and the board runs at 25 MHz), so neither is on by default.
+        # Measured with the registered unit: no memory register 77.4 MHz (median of 5 seeds)
+        # at 6.67 cycles per ICR write (86 ns); earlier, one seed each: the answer registered
+        # 75.5 MHz at 9.22 (122 ns), both 87.7 MHz at 11.89 (136 ns). Each register costs more
+        # time per write than its Fmax gains (and the board runs at 25 MHz), so neither is on
+        # by default.
         core={"n_cores": 2, "maxphyaddr": 52, "digest": True, "pipeline": False},
         programmer="OPENFPGALOADER=openFPGALoader"),
 }

@@ -125,8 +125,8 @@ class RunParams:
     def as_bits(self):
         """The START payload (`StartCommand`) as an integer."""
         return data.Layout.cast(StartCommand).const({
-            "seed": self.seed, "count": self.count, "epoch": self.epoch,
-            "modes": {"x2apic": int(self.x2apic), "xapic": int(self.xapic)},
+            "engine": {"seed": self.seed, "count": self.count, "epoch": self.epoch,
+                       "modes": {"x2apic": int(self.x2apic), "xapic": int(self.xapic)}},
             "mix": {"slots": [Category(c) for c in self.mix]},
         }).as_bits()
 

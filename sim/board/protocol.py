@@ -78,7 +78,7 @@ class BoardStatus:
         A run is going on; one has finished since START; a memory access outside the VM
         window happened since START.
     progress : int
-        Operations core 0 has issued in this run.
+        Operations core 0 has started in this run.
     """
     running: bool
     done: bool

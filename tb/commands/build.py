@@ -204,8 +204,8 @@ def register_build(subparsers):
     p.add_argument("--cores", type=integer(1, MAX_CORES), default=None,
                    help=f"units on the board, 1..{MAX_CORES} (default: the board's, 2)")
     p.add_argument("--digest", action=argparse.BooleanOptionalAction, default=None,
-                   help="keep the output digest (default: on for ulx3s-85f; off for "
-                        "icebreaker, where it does not fit with 2 cores)")
+                   help="keep the output digest, a sum over every output payload "
+                        "(default: on)")
     p.add_argument("--bus", choices=(*BUSES, "both"), default=None,
                    help="the units' memory port, Wishbone B4 classic or pipelined (default: "
                         "classic for --board; both, side by side with their latency in ns, "
