@@ -56,7 +56,7 @@ BOARDS = {
         "icebreaker", "ICEBreakerPlatform", "icebreaker", "ice40",
         leds=(("led_g", 0), ("led_r", 0), None),
         # Measured (docs/decisions.md "board-area-timing"): with the digest (the units'
-        # output payloads kept) two cores take 5051 of the UP5K's 5280 logic cells, 26.3 MHz
+        # output payloads kept) two cores take 5067 of the UP5K's 5280 logic cells, 27.8 MHz
         # (median of 5 seeds) at 9.22 cycles per ICR write with the request register
         # (pipeline); without it 22.1 MHz at 6.67 (seed 1, measured earlier): fewer ns per
         # write, but under issue #20's 24 MHz.
@@ -65,8 +65,8 @@ BOARDS = {
     "ulx3s-85f": BoardSpec(
         "ulx3s-85f", "ULX3S_85F_Platform", "ulx3s", "ecp5",
         leds=(("led", 0), ("led", 1), ("led", 2)),
-        # Measured with the registered unit: no memory register 77.4 MHz (median of 5 seeds)
-        # at 6.67 cycles per ICR write (86 ns); earlier, one seed each: the answer registered
+        # Measured with the registered unit: no memory register 75.6 MHz (median of 5 seeds)
+        # at 6.67 cycles per ICR write (88 ns); earlier, one seed each: the answer registered
         # 75.5 MHz at 9.22 (122 ns), both 87.7 MHz at 11.89 (136 ns). Each register costs more
         # time per write than its Fmax gains (and the board runs at 25 MHz), so neither is on
         # by default.
