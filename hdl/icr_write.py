@@ -4,7 +4,7 @@ whether it ends at once. Shared by both bus variants of the unit."""
 
 from typing import NamedTuple
 
-from amaranth import C, Cat, Mux, Signal
+from amaranth import C, Cat, Module, Mux, Signal
 
 from .exits import load_exit, preload_exit
 from .formats import (
@@ -27,12 +27,16 @@ class AcceptedWrite(NamedTuple):
 
 
 def accepted_write(m, write, cfg):
-    """The `AcceptedWrite` of ``write`` (an `ICRWrite` view) under ``cfg``."""
+    """The `AcceptedWrite` of ``write`` (an `ICRWrite` view) under ``cfg``, formed in a
+    submodule of ``m`` of its own: it depends only on the offered write and ``cfg``, so
+    Amaranth's simulator need not re-run it with the rest of ``m``."""
+    parent, m = m, Module()
+    parent.submodules += m
     data, kind = write.data, write.kind
     upid = SendUIPIData(data)
     uipi = kind == ICRWriteKind.SENDUIPI
     x2 = kind == ICRWriteKind.X2APIC_ICR
-    xapic, image = Signal(), Signal(64)
+    xapic, image = Signal(name="xapic"), Signal(64, name="image")
     m.d.comb += xapic.eq(Mux(uipi, ~cfg.x2apic, ~x2))
     with m.Switch(kind):
         with m.Case(ICRWriteKind.XAPIC_ICR_HI):
