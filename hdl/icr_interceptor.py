@@ -162,7 +162,7 @@ class ICRInterceptor(Stage):
         payloads of its refusals (no output is offered in IDLE): the last ones loaded in IDLE
         are the write's, and no handshake waits on the comparators or the payloads' enables."""
         preload_refusals(m, self.icr.p, exit_=self.exit, gp=self.gp)
-        w, kind = accepted_write(m, self.icr.p, self.cfg), self.icr.p.kind
+        w, kind = self._offered, self.icr.p.kind
         # Its kind and image too (read only once a write is taken): no enable waits on accept.
         m.d.sync += [self.kind.eq(kind), self.xapic.eq(w.xapic), self.image.eq(w.image)]
         early = self.classify(m, early_image(kind, w.image), kind=kind, xapic=w.xapic)
@@ -172,7 +172,7 @@ class ICRInterceptor(Stage):
     def take(self, m):
         """Take a write (`classify_offered` registered its kind and image): go to its first
         store, or end it at once (the x2APIC intercept, #GP)."""
-        S, w = self.State, accepted_write(m, self.icr.p, self.cfg)
+        S, w = self.State, self._offered
         with m.If(refuse(m, self.icr.p, w, exit_=self.exit, gp=self.gp)):
             self.go(m, S.OUTPUT)
         with m.Elif(w.starts_high):
@@ -211,6 +211,8 @@ class ICRInterceptor(Stage):
             self.decide(m, full, verdict)
 
     def machine(self, m):
+        # What the offered write gives, formed once: classified in IDLE, taken on accept.
+        self._offered = accepted_write(m, self.icr.p, self.cfg)
         # Registered every cycle, off the stores' path: cfg is held from acceptance, and the
         # first store follows it.
         lo_adr, hi_adr = self.lo_adr, self.hi_adr

@@ -273,7 +273,7 @@ class PipelinedSequencer(wiring.Component):
     def take(self, m):
         """Accept the write offered on ``icr``: its kind and image, then its stores (or, for
         the x2APIC intercept and #GP, its outcome at once)."""
-        S, w = self.State, accepted_write(m, self.icr.p, self.cfg)
+        S, w = self.State, self._offered
         m.d.comb += self.icr.ready.eq(1)
         m.d.sync += [self.kind.eq(self.icr.p.kind), self.xapic.eq(w.xapic),
                      self.image.eq(w.image)]
@@ -377,6 +377,9 @@ class PipelinedSequencer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         S = self.State
+        # What the offered write gives, formed once: classified whenever a write may be
+        # taken, taken in IDLE or as a request completes.
+        self._offered = accepted_write(m, self.icr.p, self.cfg)
         for out in self.outputs:
             with m.If(out.ready):
                 m.d.sync += out.valid.eq(0)
@@ -401,7 +404,7 @@ class PipelinedSequencer(wiring.Component):
         # The classification of whatever is offered, taken or not, whenever a write may be
         # taken: the one registered as the write is taken is its own, and no handshake
         # waits on the comparators. Only STORES reads it.
-        w, kind = accepted_write(m, self.icr.p, self.cfg), self.icr.p.kind
+        w, kind = self._offered, self.icr.p.kind
         early = classify(m, early_image(kind, w.image), kind=kind, xapic=w.xapic, cfg=self.cfg)
         with m.If((self.state != S.STORES) | self.trip.done):
             m.d.sync += self.verdict.eq(EarlyVerdict.of(

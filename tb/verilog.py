@@ -131,8 +131,10 @@ class Batch:
 
     @property
     def toplevel(self):
+        # named after the designs' fault-free top, and the batch's contents
+        base = Design(n_cores=self.n_cores, maxphyaddr=self.maxphyaddr, bus=self.bus)
         digest = hashlib.sha256(repr(self.designs).encode()).hexdigest()[:8]
-        return f"batch_{self.first.toplevel.split('_fault_')[0]}_{digest}"
+        return f"batch_{base.toplevel}_{digest}"
 
 
 def _batch_text(batch):
