@@ -417,12 +417,13 @@ def test_icebreaker_build_meets_timing(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.yosys
 def test_unit_placed_between_registers(tmp_path):
-    """The unit's Fmax on ECP5 from two seeds, each with its report and worst path (the
-    smallest unit, MAXPHYADDR 36 on the classic port, for the shortest place and route)."""
+    """The unit's Fmax on ECP5 from nextpnr's report, with its worst path (the smallest unit,
+    MAXPHYADDR 36 on the classic port, one seed, for the shortest place and route; several
+    seeds and their statistics: `test_place_seeds_runs_every_seed`)."""
     from tb.board_build import synth_unit
     figures = synth_unit(out_dir=tmp_path, maxphyaddr=36, bus="classic", families=("ecp5",),
-                         place=True, seeds=2)["ecp5"]
-    assert [s["seed"] for s in figures["seeds"]] == [1, 2]
+                         place=True, seeds=1)["ecp5"]
+    assert [s["seed"] for s in figures["seeds"]] == [1]
     fmaxes = []
     for seed in figures["seeds"]:
         timing = parse_nextpnr_report((tmp_path / f"placed_ecp5.seed{seed['seed']}.json")

@@ -579,7 +579,14 @@ def test_prove_rejects_bad_arguments(capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
-def test_prove_runs_a_check_and_prints_the_table(tmp_path, capsys):
+def test_prove_runs_a_check_and_prints_the_table(tmp_path, capsys, monkeypatch):
+    """The table of a real run; then the same run again, as JSON, from the proof cache (a
+    cache of this test's own, on even under CI): one sby run, and the cache shown working on
+    a real verdict."""
+    from tb.formal import runner
+    monkeypatch.setattr(runner, "CACHE", tmp_path / "cache")
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("IPIV_PROOF_CACHE", "1")
     out = io.StringIO()
     args = _parser().parse_args(["prove", "--check", "handshake_notify", "-o", str(tmp_path)])
     assert args.func(args, stream=out) == 0
@@ -605,7 +612,8 @@ def test_prove_runs_a_check_and_prints_the_table(tmp_path, capsys):
     assert {k: check[k] for k in ("name", "bus", "mode", "depth", "requests", "result")} == \
         {"name": "handshake_notify", "bus": "classic", "mode": "prove",
          "depth": DEPTHS["handshake_notify"], "requests": "unbounded", "result": "PASS"}
-    assert check["seconds"] > 0
+    assert check["seconds"] > 0 and check["cached"] is True
+    assert (tmp_path / "handshake_notify" / "work" / "status").read_text().split()[0] == "PASS"
 
 
 def test_prove_runs_the_pipelined_checks(tmp_path, capsys):
