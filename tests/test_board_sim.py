@@ -533,11 +533,12 @@ def test_protocol_edge_cases():
     gold = predict(params, n_cores=2, maxphyaddr=52)
     assert counters[Counter.POSTED] == gold.counters[Counter.POSTED]
     assert counters[Counter.DIGEST] == gold.counters[Counter.DIGEST]
-    # A board that never answers: a one-line error, not a hang.
-    silent = SimulatedBoard(**BUILDS["ulx3s-85f"], read_cycles=64)
-    silent.write = lambda data: None        # the request never reaches the board
+    # A board that never answers: a one-line error, not a hang (the same board, not a second
+    # one elaborated).
+    board.read_cycles = 64
+    board.write = lambda data: None         # the request never reaches the board
     with pytest.raises(ProtocolError, match="no reply to PID from the board"):
-        BoardClient(silent).pid(1)
+        client.pid(1)
 
 
 # -- the transports and the command line -----------------------------------------------------
