@@ -2,7 +2,8 @@
 
 `SimulatedBoard` runs `hdl.board.BoardCore` and a UART peer (8N1 on the core's ``rx`` and
 ``tx`` pins) in the simulator, so ``sim.board.protocol.BoardClient`` talks to it exactly as
-it talks to a serial port. The simulation advances only while the host reads or pauses.
+it talks to a serial port. The simulation advances only while the host reads or pauses;
+the peer wakes Python per bit, not per cycle (the board's own logic is most of the time).
 """
 
 from collections import deque
