@@ -2,10 +2,12 @@
 
 `SimulatedBoard` runs `hdl.board.BoardCore` and a UART peer (8N1 on the core's ``rx`` and
 ``tx`` pins) in the simulator, so ``sim.board.protocol.BoardClient`` talks to it exactly as
-it talks to a serial port. The simulation advances only while the host reads or pauses.
+it talks to a serial port. The simulation advances only while the host reads or pauses;
+the peer wakes Python per bit, not per cycle (the board's own logic is most of the time).
 """
 
 from collections import deque
+from itertools import groupby
 
 from amaranth.sim import Simulator
 
@@ -19,11 +21,13 @@ __all__ = ["SimulatedBoard"]
 PERIOD = 1e-6       # notional; the host's timeouts are counted in cycles here
 
 
-async def _ticks(ctx, n):
-    # One-shot waits: `TickTrigger.repeat` holds an async generator, which Python complains
-    # about when the never-ending background testbench is collected.
-    for _ in range(n):
-        await ctx.tick()
+async def _until_edge(ctx, edge, target):
+    """Wait from just after rising clock edge ``edge`` (0: the start) until just after edge
+    ``target``, in one wake: a delay that ends on an edge wakes a testbench once that edge
+    has taken effect, as `ctx.tick` does. Returns ``target``."""
+    # The clock rises half a period after the start, then every period.
+    await ctx.delay((target - edge - (0.5 if edge == 0 else 0)) * PERIOD)
+    return target
 
 
 class SimulatedBoard(Transport):
@@ -60,29 +64,36 @@ class SimulatedBoard(Transport):
         self._sim.add_testbench(self._sample_tx, background=True)
 
     async def _drive_rx(self, ctx):
+        # Python wakes where the level changes, not every cycle. A frame starts on a bit
+        # boundary (every `divisor` cycles from the start); the host writes only between
+        # `_advance` calls, so an idle line needs a look only at the first boundary after the
+        # current call ends: the waveform is that of a peer looking at every boundary.
         rx, div = self.core.rx, self.divisor
         ctx.set(rx, 1)
+        edge = 0                        # rising clock edges so far
         while True:
             if not self._to_board:
-                await _ticks(ctx, div)
+                edge = await _until_edge(ctx, edge, (self.cycles // div + 1) * div)
                 continue
             byte = self._to_board.popleft()
-            for bit in [0, *((byte >> i) & 1 for i in range(8)), 1]:
-                ctx.set(rx, bit)
-                await _ticks(ctx, div)
+            for level, bits in groupby([0, *((byte >> i) & 1 for i in range(8)), 1]):
+                ctx.set(rx, level)
+                edge = await _until_edge(ctx, edge, edge + len(list(bits)) * div)
 
     async def _sample_tx(self, ctx):
+        # ``tx`` is registered: it falls on a clock edge, so whole periods from there end on
+        # the edges after which each bit is sampled (one wake per bit).
         tx, div = self.core.tx, self.divisor
         while True:
             await ctx.negedge(tx)
-            await _ticks(ctx, div // 2)
+            await ctx.delay(div // 2 * PERIOD)
             if ctx.get(tx):
                 continue                    # a glitch, not a start bit
             byte = 0
             for i in range(8):
-                await _ticks(ctx, div)
+                await ctx.delay(div * PERIOD)
                 byte |= ctx.get(tx) << i
-            await _ticks(ctx, div)
+            await ctx.delay(div * PERIOD)
             if ctx.get(tx):                 # a good stop bit
                 self._from_board.append(byte)
 

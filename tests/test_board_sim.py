@@ -449,6 +449,71 @@ def test_four_cores_share_the_memory_port():
     assert counters[Counter.POSTED] > 0
 
 
+def test_uart_peer_seen_every_cycle_is_an_8n1_peer():
+    """The simulated board's UART peer sleeps from one level change or bit sample to the
+    next; seen after every clock edge it is still the peer the host expects: a frame starts
+    on the first bit boundary (every ``divisor`` cycles from the start) after the host wrote
+    it, queued frames follow back to back, each bit lasts ``divisor`` cycles; a byte from the
+    board is sampled ``divisor // 2`` cycles into each bit after ``tx`` falls, and arrives at
+    the edge its stop bit is sampled."""
+    board = SimulatedBoard(**BUILDS["ulx3s-85f"], pause_cycles=150)
+    div = board.divisor
+    rx_seen, tx_seen, arrived = [None], [1], [0]       # index: rising edges so far
+
+    async def monitor(ctx):
+        while True:
+            await ctx.tick()
+            rx_seen.append(ctx.get(board.core.rx))
+            tx_seen.append(ctx.get(board.core.tx))
+            arrived.append(len(board._from_board))
+
+    board._sim.add_testbench(monitor, background=True)
+    writes = []
+    # At the start, off a bit boundary (450), two frames at once, on a boundary (1200).
+    for data in (bytes([Command.IDENT]), bytes([Command.STATUS, Command.IDENT]),
+                 bytes([Command.IDENT])):
+        writes.append((board.cycles, data))
+        board.write(data)
+        for _ in range(3 + 2 * (len(data) - 1)):
+            board.pause(0)
+    assert [m for m, _ in writes] == [0, 450, 1200]
+    cycles = board.cycles
+    assert len(rx_seen) == cycles + 1
+
+    # rx, per cycle: the host's bytes framed on the bit boundaries.
+    rx_want, free = [1] * (cycles + 1), 0
+    for written, data in writes:
+        first = 0 if written == 0 else (written // div + 1) * div
+        for byte in data:
+            start = max(free, first)
+            for i, bit in enumerate([0, *((byte >> k) & 1 for k in range(8)), 1]):
+                rx_want[start + i * div:start + (i + 1) * div] = [bit] * div
+            free = start + 10 * div
+    assert rx_seen[1:] == rx_want[1:]
+
+    # tx, per cycle: the frames the board sent, and when each byte should have arrived.
+    frames, edge = [], 1
+    while edge + div // 2 + 9 * div <= cycles:
+        if not (tx_seen[edge - 1] and not tx_seen[edge]):
+            edge += 1
+            continue
+        start = edge + div // 2
+        if tx_seen[start]:
+            edge = start + 1
+            continue
+        byte = sum(tx_seen[start + (k + 1) * div] << k for k in range(8))
+        stop = start + 9 * div
+        if tx_seen[stop]:
+            frames.append((stop, byte))
+        edge = stop + 1
+    received = bytes(board._from_board)
+    assert received == bytes(byte for _, byte in frames)
+    assert arrived == [sum(stop <= edge for stop, _ in frames) for edge in range(cycles + 1)]
+    ident = received[:8]
+    assert ident[:4] == b"IPIV" and len(received) == 8 + 5 + 8 + 8
+    assert received[13:21] == received[21:] == ident
+
+
 def test_protocol_edge_cases():
     board = SimulatedBoard(**BUILDS["ulx3s-85f"])
     client = BoardClient(board)
@@ -468,11 +533,12 @@ def test_protocol_edge_cases():
     gold = predict(params, n_cores=2, maxphyaddr=52)
     assert counters[Counter.POSTED] == gold.counters[Counter.POSTED]
     assert counters[Counter.DIGEST] == gold.counters[Counter.DIGEST]
-    # A board that never answers: a one-line error, not a hang.
-    silent = SimulatedBoard(**BUILDS["ulx3s-85f"], read_cycles=64)
-    silent.write = lambda data: None        # the request never reaches the board
+    # A board that never answers: a one-line error, not a hang (the same board, not a second
+    # one elaborated).
+    board.read_cycles = 64
+    board.write = lambda data: None         # the request never reaches the board
     with pytest.raises(ProtocolError, match="no reply to PID from the board"):
-        BoardClient(silent).pid(1)
+        client.pid(1)
 
 
 # -- the transports and the command line -----------------------------------------------------
