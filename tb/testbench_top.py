@@ -323,13 +323,12 @@ class TestbenchTop(Elaboratable):
     def _bus_statistics(self, m, grant, grant_q, held, req):
         bus, c = self.dut.bus, self.counters
         run = Signal(COUNTER_BITS)
-        longer = _flag(m, "run_next", run + 1)      # one adder, not one per use
         cyc_q, lock_q = Signal(), Signal()
         m.d.sync += [cyc_q.eq(bus.cyc), lock_q.eq(bus.lock & bus.cyc)]
         with m.If(bus.cyc):
-            m.d.sync += [c["cyc_cycles"].eq(c["cyc_cycles"] + 1), run.eq(longer)]
-            with m.If(longer > c["longest_cyc_run"]):
-                m.d.sync += c["longest_cyc_run"].eq(longer)
+            m.d.sync += [c["cyc_cycles"].eq(c["cyc_cycles"] + 1), run.eq(run + 1)]
+            with m.If(run + 1 > c["longest_cyc_run"]):
+                m.d.sync += c["longest_cyc_run"].eq(run + 1)
             with m.If(cyc_q & (grant != grant_q)):
                 m.d.sync += c["handovers_in_cyc"].eq(c["handovers_in_cyc"] + 1)
                 with m.If(bus.lock & lock_q):
