@@ -19,13 +19,18 @@ as nonblocking assignments to the register itself:
 The same clock edge and values: the next value is computed from what the inputs hold just
 before the edge (the nonblocking assignments of the edge take effect only after every
 clocked block has run), as the ``always @*`` block had computed it. A module's folded
-registers share one clocked block per clock edge, with one reset test each. Only the blocks
-of that exact shape are folded, the rest is left as it is:
+registers share one clocked block per clock edge, which tests each condition once where
+several registers depend on it: the reset (a block's last statement, assigning all of the
+register under one condition, becomes the first test), and the condition of blocks that are
+one ``if`` without ``else``. Their order does not matter: each register has its own
+assignments, nonblocking. Only the blocks of that exact shape are folded, the rest is left
+as it is:
 
 - the clocked block is ``always @(<edge> <clock>) q <= d;``;
 - ``d`` is a ``reg`` that appears nowhere but in its declaration, that clocked block and
   one ``always @*`` block, which assigns ``d`` alone (whole or a part of it, never reading
-  it), first unconditionally, and whose other lines are ``if``/``case`` structure;
+  it), all of it on every path (else the block would keep a value between two edges, a
+  latch), and whose other lines are ``if``/``case`` structure;
 - no line of the block mentions a signal used as a clock in the module.
 """
 
@@ -180,19 +185,35 @@ def _fold_module(text):
     new = []
     for (edge, clock), bodies in groups.items():
         new.append(f"  always @({edge} {clock}) begin")
-        for lines, reset in bodies:
-            if reset is None:
-                new += lines
+        new += _share_conditions([lines for lines, reset in bodies if reset is None])
         for signal in dict.fromkeys(r[0] for _, r in bodies if r is not None):
             mine = [(lines, r) for lines, r in bodies if r is not None and r[0] == signal]
+            rest = _share_conditions([lines for lines, _ in mine])
             new.append(f"    if ({signal}) begin")
             new += [f"      {r[1]}" for _, r in mine]
-            new.append("    end else begin")
-            new += ["  " + line for lines, _ in mine for line in lines]
+            new += ["    end else begin"] + ["  " + line for line in rest] if rest else []
             new.append("    end")
         new.append("  end")
     end = text.rindex("endmodule")
     return text[:end] + "\n".join(new) + "\n" + text[end:]
+
+
+def _share_conditions(bodies):
+    """The lines of ``bodies`` (each a register's), those that are one ``if`` without ``else``
+    under the same condition merged into one (a condition tested once, not once a register:
+    each body assigns its own register, with nonblocking assignments, so their order does not
+    matter)."""
+    guarded, lines = {}, []
+    for body in bodies:
+        if len(body) >= 2 and re.fullmatch(r"    if \(.*\) begin", body[0]) \
+                and body[-1] == "    end" \
+                and all(line.startswith("      ") for line in body[1:-1]):
+            guarded.setdefault(body[0], []).append(body[1:-1])
+        else:
+            lines += body
+    for condition, insides in guarded.items():
+        lines += [condition] + [line for inside in insides for line in inside] + ["    end"]
+    return lines
 
 
 def fold_registers(text):

@@ -179,3 +179,20 @@ def test_a_folded_design_simulates_the_same_cycle_by_cycle(tmp_path):
     plain = _simulate(tmp_path, "plain", fix_icarus_time0(text))
     assert len(plain.splitlines()) == 400 and len(set(plain.splitlines())) > 100
     assert _simulate(tmp_path, "folded", fix_icarus_time0(folded)) == plain
+
+
+def test_registers_under_the_same_condition_share_its_test():
+    def register(q, d):
+        return (f"  reg [3:0] {q} = 4'h0;\n  reg [3:0] {d} ;\n"
+                f"  always @(posedge clk)\n    {q} <= {d} ;\n"
+                f"  always @* begin\n    {d}  = {q};\n"
+                f"    if (en) begin\n      {d}  = a;\n    end\n"
+                f"    if (rst) begin\n      {d}  = 4'h0;\n    end\n  end\n")
+    text = ("module m(clk, rst, en, a);\n  input clk;\n  input rst;\n  input en;\n"
+            "  input [3:0] a;\n" + register("p", "\\$1") + register("q", "\\$2") +
+            "endmodule\n")
+    folded = fold_registers(text)
+    assert folded.count("if (en) begin") == 1
+    assert ("    if (rst) begin\n      p <= 4'h0;\n      q <= 4'h0;\n    end else begin\n"
+            "      if (en) begin\n        p <= a;\n        q <= a;\n      end\n    end\n"
+            in folded)
