@@ -373,7 +373,7 @@ class Testbench:
             data, err = 0, 1
         wait = wait_cycles(self.rng, self.latency, self.wait_states, self.bursts)
         transfer = self._performed(master, field["lock_id"](r) if lock else None, wait,
-                                   err=err, data=data)
+                                   wait=wait, err=err, data=data)
         if self.agent is not None:
             self.outstanding = transfer         # acked after holds nobody knows yet
         else:
@@ -389,17 +389,18 @@ class Testbench:
                                              sel=field["sel"](r), dat_w=field["dat_w"](r),
                                              lock=lock)
         transfer = self._performed(master, field["lock_id"](r) if lock else None, due - t,
-                                   err=err, data=data, stall=self.pipelined.stall())
+                                   due=due, err=err, data=data, stall=self.pipelined.stall())
         self._record(due, _TRANSFER, "transfer", transfer)
 
-    def _performed(self, master, lock_id, wait, **answer):
+    def _performed(self, master, lock_id, delay, **answer):
         """The memory performed ``master``'s transfer (the last of its log): load its answer,
-        due ``wait`` cycles on (``answer``: the answer's other fields), and tell those who
-        follow the transfers. Returns the transfer: (master, access, lock id)."""
+        due ``delay`` cycles on (``answer``: the answer's fields, of the port's `mem_fields`),
+        and tell those who follow the transfers. Returns the transfer: (master, access, lock
+        id)."""
         access = self.memory.log[-1]
-        self.longest_wait = max(self.longest_wait, wait)
+        self.longest_wait = max(self.longest_wait, delay)
         self.mem_toggle ^= 1
-        self._write_answer(self.answer.pack(toggle=self.mem_toggle, wait=wait, **answer))
+        self._write_answer(self.answer.pack(toggle=self.mem_toggle, **answer))
         self.transfers += 1
         if self.on_transfer is not None:
             self.on_transfer(lock_id)

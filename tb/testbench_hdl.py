@@ -1,14 +1,14 @@
 """What the testbench top's helpers (`tb.testbench_top`, `tb.testbench_pipelined`) are built
 from: the widths of the values Python loads, and the small HDL pieces every helper uses."""
 
-from amaranth import Module, Signal, Value
+from amaranth import Cat, Module, Signal, Value
 
 from .timing import MAX_STALL
 
 
 __all__ = ["CYCLE_BITS", "WAIT_BITS", "STALL_BITS", "DELAY_BITS", "HOLD_BITS",
            "AGENT_WAIT_BITS", "LOCK_ID_BITS", "COUNTER_BITS", "sub", "flag", "fields", "width",
-           "Armed"]
+           "Armed", "request_changed"]
 
 CYCLE_BITS = 32
 WAIT_BITS = 8               # memory wait cycles after a request (latency + stalls)
@@ -60,3 +60,16 @@ class Armed:
         m.d.sync += seen.eq(toggle)
         self.armed = Signal(name=f"{name}_armed")
         m.d.comb += self.armed.eq(toggle != seen)
+
+
+def request_changed(m, load, parts):
+    """Whether any of ``parts`` (the values of a bus request) differs from its copy registered
+    in the last cycle with ``load`` high. Part by part, not as one concatenation: a simulator
+    rebuilds a concatenation bit by bit whenever a part changes."""
+    diffs = []
+    for k, part in enumerate(parts):
+        copy = Signal(len(Value.cast(part)), name=f"request_q{k}")
+        with m.If(load):
+            m.d.sync += copy.eq(part)
+        diffs.append(part != copy)
+    return Cat(diffs).any()

@@ -8,7 +8,8 @@ woken once per request, in the cycle it is taken.
   request's come from the input ``first_stall``, written at reset). A request is taken in a
   cycle with ``cyc & stb & ~stall``.
 - **take** (``need``): Python performs the request then and loads, in the same cycle, its
-  answer (``ack`` with the data, or ``err``) with the cycle it is due, and the stall of the
+  answer (``ack`` with the data, or ``err``) with the cycle it is due (modulo 2**16: the
+  helper compares it with the cycle count, nothing is added each cycle), and the stall of the
   next request. The helper keeps up to `ANSWER_SLOTS` answers and gives each in its cycle, in
   the order taken (Python never plans one in the cycle its request is taken, nor two in one
   cycle); ``dat_r`` carries garbage outside an answer.
@@ -23,7 +24,7 @@ woken once per request, in the cycle it is taken.
 
 from amaranth import Array, Cat, Mux, Signal
 
-from .testbench_hdl import Armed, STALL_BITS, WAIT_BITS, fields, flag, sub
+from .testbench_hdl import Armed, STALL_BITS, WAIT_BITS, fields, flag, request_changed, sub
 
 
 __all__ = ["ANSWER_SLOTS", "MEM_FIELDS", "PIPELINED_BUS_ERRORS", "PipelinedMemoryHelper"]
@@ -33,9 +34,10 @@ __all__ = ["ANSWER_SLOTS", "MEM_FIELDS", "PIPELINED_BUS_ERRORS", "PipelinedMemor
 #: one before).
 ANSWER_SLOTS = 4
 DUE_BITS = 16               # an answer's cycle, modulo 2**16 (it is due within 2**WAIT_BITS)
+assert 2 ** WAIT_BITS + 2 * ANSWER_SLOTS < 2 ** DUE_BITS
 
 #: Python's answer to a request taken, with the stall of the next request.
-MEM_FIELDS = [("toggle", 1), ("stall", STALL_BITS), ("wait", WAIT_BITS), ("err", 1),
+MEM_FIELDS = [("toggle", 1), ("stall", STALL_BITS), ("due", DUE_BITS), ("err", 1),
               ("data", 64)]
 
 #: The bus protocol errors of the pipelined port, one ``errors`` bit each (in this order).
@@ -113,7 +115,7 @@ class PipelinedMemoryHelper:
                      bus.dat_r.eq(Mux(answering, data[head], lfsr))]
         push = self.arm.armed
         with m.If(push):
-            m.d.sync += [due[tail].eq(top.cycle + answer["wait"]), err[tail].eq(answer["err"]),
+            m.d.sync += [due[tail].eq(answer["due"]), err[tail].eq(answer["err"]),
                          data[tail].eq(answer["data"]), tail.eq(tail + 1)]
             for k in range(ANSWER_SLOTS):
                 with m.If(tail == k):
@@ -130,15 +132,12 @@ class PipelinedMemoryHelper:
     def _checks(self, req, err_now, locked_out, outstanding, locked):
         m, bus = sub(self.m, "checks"), self.bus
         # the request as the rules compare it: lock rises with the take, so it is not part
-        request = Cat(bus.adr, bus.we, bus.sel, Mux(bus.we, bus.dat_w, 0))
-        request_q = Signal(len(request), name="request_q")
+        changed = request_changed(m, req, [bus.adr, bus.we, bus.sel, Mux(bus.we, bus.dat_w, 0)])
         stalled_q, locked_q = Signal(name="stalled_q"), Signal(name="locked_q")
         m.d.sync += [stalled_q.eq(req & bus.stall), locked_q.eq(locked)]
-        with m.If(req):
-            m.d.sync += request_q.eq(request)
         return [flag(m, "stb_without_cyc", ~bus.cyc & (bus.stb | bus.lock)),
                 flag(m, "withdrawn", stalled_q & ~req & ~err_now),
-                flag(m, "changed", stalled_q & req & (request != request_q) & ~err_now),
+                flag(m, "changed", stalled_q & req & changed & ~err_now),
                 flag(m, "cyc_dropped", outstanding & ~bus.cyc),
                 flag(m, "lock_dropped", locked_out & ~locked),
                 flag(m, "lock_rose", locked & ~locked_q & ~self.take),

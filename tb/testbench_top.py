@@ -46,7 +46,8 @@ from hdl.params import bus_addr_width, check_bus
 from hdl.pipelined_sequencer import PipelinedSequencer
 from .testbench_hdl import (
     AGENT_WAIT_BITS, COUNTER_BITS, CYCLE_BITS, DELAY_BITS, HOLD_BITS, LOCK_ID_BITS, STALL_BITS,
-    WAIT_BITS, Armed, fields as _fields, flag as _flag, sub as _sub, width as _width,
+    WAIT_BITS, Armed, fields as _fields, flag as _flag, request_changed as _request_changed,
+    sub as _sub, width as _width,
 )
 from .testbench_pipelined import MEM_FIELDS as PIPELINED_MEM_FIELDS, PIPELINED_BUS_ERRORS, \
     PipelinedMemoryHelper
@@ -264,8 +265,6 @@ class TestbenchTop(Elaboratable):
         count = Signal(WAIT_BITS)
         held = Signal()                         # the agent owns the memory this cycle
         self._held, self._take = held, Const(0)
-        request = Cat(bus.adr, bus.we, bus.sel, Mux(bus.we, bus.dat_w, 0), bus.lock)
-        request_q = Signal(len(request))
         req = bus.cyc & bus.stb
         pending = serving | arm.armed
         wait = Mux(arm.armed, answer["wait"], count)
@@ -279,8 +278,8 @@ class TestbenchTop(Elaboratable):
             bus.ack.eq(done & ~answer["err"]), bus.err.eq(done & answer["err"]),
             bus.dat_r.eq(Mux(done, answer["data"], lfsr)),
         ]
-        with m.If(arm.armed):
-            m.d.sync += request_q.eq(request)
+        changed = _request_changed(m, arm.armed, [bus.adr, bus.we, bus.sel,
+                                                  Mux(bus.we, bus.dat_w, 0), bus.lock])
         with m.If(done):
             m.d.sync += serving.eq(0)
         with m.Elif(pending & req):
@@ -289,7 +288,7 @@ class TestbenchTop(Elaboratable):
         m.d.sync += acked.eq(done)
         errors["bus"] = [_flag(m, "stb_without_cyc", ~bus.cyc & (bus.stb | bus.lock)),
                          _flag(m, "withdrawn", pending & ~req),
-                         _flag(m, "changed", serving & req & (request != request_q))]
+                         _flag(m, "changed", serving & req & changed)]
         grant, grant_q, locked = self._locked_cycles(m)
         # the agent may start outside a locked sequence of the DUT: one whose first locked
         # request Python has answered (the answer is where a transfer takes effect)

@@ -8,7 +8,9 @@ sources, so an edit of ``hdl/`` makes a new file and an unchanged design
 is converted only once, even by many pytest-xdist workers at the same time (an ``fcntl`` lock
 per file, written to a temporary name and renamed).
 
-The output is post-processed for Icarus Verilog 11 (``docs/toolchain.md``, gotcha 1): Yosys
+The output is post-processed for Icarus Verilog 11 (``docs/toolchain.md``, gotchas 1 and 8):
+each register's next value is computed in its clocked block instead of an ``always @*`` block
+of its own (`tb.verilog_fold`: the same values, about half of Icarus' work); and Yosys
 declares ``reg \\$auto$verilog_backend...$N = 0;`` and relies on that initialiser to run its
 ``always @*`` blocks at time 0; in ``-g2012`` mode Icarus 11 schedules no event for it, and
 outputs stay X. Such declarations become a declaration plus ``initial X = 0;``.
@@ -29,6 +31,7 @@ from hdl.faults import Fault
 from hdl.mutants import FAULT_BUS
 from hdl.params import check_bus, check_maxphyaddr
 from .testbench_top import TestbenchTop
+from .verilog_fold import fold_registers
 
 
 __all__ = ["Design", "Batch", "generate", "fix_icarus_time0", "ROOT", "BUILD"]
@@ -146,9 +149,11 @@ def _batch_text(batch):
     return "\n".join(parts + ["\n".join(top), ""])
 
 
-#: The testbench helpers compiled into the top (`tb.testbench_top`), part of the hash too.
+#: The testbench helpers compiled into the top (`tb.testbench_top`) and the code that writes
+#: the Verilog, part of the hash too.
 HELPERS = tuple(Path(__file__).resolve().parent / name for name in (
-    "testbench_top.py", "testbench_pipelined.py", "testbench_hdl.py", "timing.py"))
+    "testbench_top.py", "testbench_pipelined.py", "testbench_hdl.py", "timing.py",
+    "verilog.py", "verilog_fold.py"))
 
 
 def source_hash():
@@ -183,8 +188,8 @@ def generate(design=Design(), *, out_dir=None):
                 text = _batch_text(design)
             else:
                 top = TestbenchTop(design.elaboratable(), negedge_wake=True)
-                text = fix_icarus_time0(verilog.convert(top, name=design.toplevel,
-                                                        ports=top.top_ports()))
+                text = fix_icarus_time0(fold_registers(verilog.convert(
+                    top, name=design.toplevel, ports=top.top_ports())))
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(text)
             os.replace(tmp, path)

@@ -4,9 +4,11 @@ The bus-functional models themselves are the HDL helpers of `tb.testbench_top` a
 Python testbench `tb.testbench`; this module hands `tb.testbench.Testbench` its ``read`` and
 ``write``: each handle is fetched once, a read converts the simulator's bit string straight
 to an integer (no `cocotb.types.LogicArray` in between), and a write hands cocotb the
-simulator's setter and the value already converted, queued for the read-write phase as
-``handle.value = v`` queues it (cocotb 2.1's ``_schedule_write``; the generic ``value``
-setter re-checks the type and width of every write, a third of a wake's writing cost).
+simulator's setter and the value already converted, the way ``handle.value = v`` writes
+(cocotb 2.1's ``_schedule_write``: queued for the read-write phase, or on Icarus handed to
+the simulator at once, `tb.cocotb.runner`'s ``COCOTB_TRUST_INERTIAL_WRITES``; the generic
+``value`` setter re-checks the type and width of every write, a third of a wake's writing
+cost).
 """
 
 from cocotb.handle import LogicArrayObject, _GPISetAction, _schedule_write
