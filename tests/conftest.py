@@ -9,9 +9,11 @@ does not know counts as short, or as very long if it is marked ``slow``. ``pytes
 session fixture's work counts for the test that first needs it; tests the run did not collect
 keep their entries). Before the workers start, the controller runs each WebAssembly tool once
 (`tb.wasm_tools`), so that a fresh machine compiles each once, not once per worker. YoWASP's
-Yosys, about a minute of one core, compiles in the background: each worker first runs about
+Yosys, about 80 s of one core, compiles in the background: each worker first runs about
 ``HEAD_SECONDS`` of tests not marked ``yosys``, and whatever needs that Yosys waits for the
-compile (`tb.wasm_tools.wait_for_warm_up`).
+compile (`tb.wasm_tools.wait_for_warm_up`). The compile shares the two cores with the two
+workers, so it takes about two minutes of wall time; a shorter head leaves the workers
+waiting on its lock.
 """
 
 import json
@@ -25,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DURATIONS = Path(__file__).resolve().parent / "durations.json"
 UNKNOWN = 0.5       # seconds assumed for a test the durations file does not have,
 UNKNOWN_SLOW = 600  # or for one marked slow (first: ipiv regress's long co-simulation)
-HEAD_SECONDS = 60   # per worker, of tests without Yosys, while Yosys compiles on a fresh machine
+HEAD_SECONDS = 120  # per worker, of tests without Yosys, while Yosys compiles on a fresh machine
 WARMING_LOCK = Path(__file__).resolve().parent.parent / "build" / ".wasm-warming.lock"
 
 
