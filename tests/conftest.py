@@ -67,7 +67,12 @@ def pytest_collection_modifyitems(config, items):
     # from the end of another's queue: in plain longest-first order one worker would get
     # all the longest tests, one after the other. Dealt out in turn instead, each share
     # holds every n-th test, longest first.
-    items[:] = [item for w in range(workers) for item in head[w::workers] + rest[w::workers]]
+    # Head and rest are dealt as one list: dealt apart, the rest would start again at the
+    # first worker, which then held both of ``ipiv regress``'s long co-simulations, one after
+    # the other (xdist steals nothing from a worker with two tests or fewer queued, the one it
+    # runs included).
+    order = head + rest
+    items[:] = [item for w in range(workers) for item in order[w::workers]]
 
 
 class _Recorder:
