@@ -12,6 +12,7 @@ from itertools import groupby
 from amaranth.sim import Simulator
 
 from hdl.board import BoardCore
+from hdl.board.uart import frame_levels
 from sim.board.transport import Transport
 from sim.board.vm import board_vm
 
@@ -76,7 +77,7 @@ class SimulatedBoard(Transport):
                 edge = await _until_edge(ctx, edge, (self.cycles // div + 1) * div)
                 continue
             byte = self._to_board.popleft()
-            for level, bits in groupby([0, *((byte >> i) & 1 for i in range(8)), 1]):
+            for level, bits in groupby(frame_levels(byte)):
                 ctx.set(rx, level)
                 edge = await _until_edge(ctx, edge, edge + len(list(bits)) * div)
 

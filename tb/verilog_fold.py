@@ -56,6 +56,7 @@ _TIME0 = "$auto$verilog_backend"
 
 
 def _name(token):
+    # an escaped identifier (``\a.b ``) ends with the space that closes it
     return token.strip()
 
 

@@ -20,7 +20,7 @@ from hdl.board.formats import (
 from hdl.board.memory import VMMemory
 from hdl.board.stimulus import StimulusEngine
 from hdl.board.top import BOARDS
-from hdl.board.uart import UARTReceiver, UARTTransmitter
+from hdl.board.uart import FRAME_BITS, UARTReceiver, UARTTransmitter, frame_levels
 from hdl.board.vm import Window
 from sim.board.vm import board_vm
 from hdl.formats import APIC_OFFSET_ICR_HI, APIC_OFFSET_ICR_LO, APIC_OFFSET_IRR
@@ -486,9 +486,9 @@ def test_uart_peer_seen_every_cycle_is_an_8n1_peer():
         first = 0 if written == 0 else (written // div + 1) * div
         for byte in data:
             start = max(free, first)
-            for i, bit in enumerate([0, *((byte >> k) & 1 for k in range(8)), 1]):
+            for i, bit in enumerate(frame_levels(byte)):
                 rx_want[start + i * div:start + (i + 1) * div] = [bit] * div
-            free = start + 10 * div
+            free = start + FRAME_BITS * div
     assert rx_seen[1:] == rx_want[1:]
 
     # tx, per cycle: the frames the board sent, and when each byte should have arrived.

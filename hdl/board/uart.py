@@ -6,7 +6,15 @@ from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
 
-__all__ = ["check_divisor", "UARTReceiver", "UARTTransmitter"]
+__all__ = ["FRAME_BITS", "frame_levels", "check_divisor", "UARTReceiver", "UARTTransmitter"]
+
+FRAME_BITS = 10        # an 8N1 frame: a start bit, 8 data bits, a stop bit
+
+
+def frame_levels(byte):
+    """The line levels of ``byte``'s 8N1 frame, in the order they are sent: the start bit
+    (0), the data bits least significant first, the stop bit (1)."""
+    return [0, *((byte >> i) & 1 for i in range(8)), 1]
 
 
 def check_divisor(divisor):
@@ -98,14 +106,14 @@ class UARTTransmitter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         timer = Signal(range(self.divisor))
-        bits = Signal(range(10))
-        frame = Signal(10, init=0x3FF)     # stop, data, start: sent LSB first
+        bits = Signal(range(FRAME_BITS))
+        frame = Signal(FRAME_BITS, init=0x3FF)     # stop, data, start: sent LSB first
 
         with m.If(bits == 0):
             m.d.comb += self.data.ready.eq(1)
             with m.If(self.data.valid):
-                m.d.sync += [frame.eq((1 << 9) | (self.data.payload << 1)), bits.eq(10),
-                             timer.eq(self.divisor - 1), self.tx.eq(0)]
+                m.d.sync += [frame.eq((1 << 9) | (self.data.payload << 1)),
+                             bits.eq(FRAME_BITS), timer.eq(self.divisor - 1), self.tx.eq(0)]
         with m.Elif(timer != 0):
             m.d.sync += timer.eq(timer - 1)
         with m.Else():
