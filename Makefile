@@ -6,20 +6,28 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: sim test bench fpga fpga-bench regress formal simulator clean
+.PHONY: sim test bench fpga fpga-bench regress formal simulator bytecode clean
 
 # uv fetches and installs the wheels in parallel: about 20 s where pip takes 30-120 s here
 # (the wheels are large: nextpnr, Yosys, z3). Plain pip if uv cannot be had or fails.
+# Bytecode is compiled at install (uv does not by default): where PYTHONDONTWRITEBYTECODE is
+# set, as on our CI machines, every Python process would otherwise compile each module it
+# imports (Amaranth, cocotb, wasmtime) from source, again and again.
 UV := uv==0.13.9
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	( $(BIN)/pip install --quiet '$(UV)' && \
-	  $(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test,fpga]' ) || \
+	  $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python \
+	    -e '.[test,fpga]' ) || \
 	  $(BIN)/pip install --quiet -e '.[test,fpga]'
 	touch $@
 
-sim: $(STAMP)
+# Our own modules' bytecode, for the same reason (each simulator and tool run imports them).
+bytecode: $(STAMP)
+	@$(BIN)/python -m compileall -q -j 0 hdl sim tb
+
+sim: $(STAMP) bytecode
 	$(BIN)/ipiv sim
 
 bench: $(STAMP)
@@ -60,7 +68,7 @@ simulator:
 	@iverilog -V 2>/dev/null | head -n 1
 
 # Both cores: longest tests first (tests/durations.json), idle workers steal from busy ones.
-test: $(STAMP) simulator
+test: $(STAMP) simulator bytecode
 	mkdir -p build
 	$(BIN)/python -m pytest -n auto --dist worksteal --junitxml=build/test-results.xml
 
