@@ -285,9 +285,13 @@ def sby_verdict(folder, check):
 
 
 def same_as_sby(verdict_, check):
-    """Assert that SymbiYosys gives ``verdict_`` (the runner's) for the same run."""
+    """Assert that SymbiYosys gives ``verdict_`` (the runner's) for the same run, from the
+    same SMT-LIB model byte for byte."""
     folder = Path(verdict_["rtlil"]).parent
     theirs = sby_verdict(folder, check)
+    if (folder / "work" / "model.smt2").exists():     # not for a stand-in folder
+        (model,) = (folder / "sby" / "model").glob("design_smt2*.smt2")
+        assert model.read_bytes() == (folder / "work" / "model.smt2").read_bytes(), folder
     ours = {"status": verdict_["status"], "failed": set(verdict_["failed"]),
             "reached": {k: v for k, v in verdict_["reached"].items() if v is not None},
             "step": verdict_["step"]}

