@@ -174,10 +174,10 @@ def run(work, il_text, mode, depth, engine, *, skip=None, timeout, env=None,
         log.append(f"yosys {script.relative_to(work)}: returncode {status}\n")
         if status != 0:
             return EngineRun("ERROR", "".join(log) + _tail(model / f"{name}.log"))
-    outputs = _solve(work, solver_commands(mode, depth, engine, skip, smtbmc), env, deadline)
+    commands = solver_commands(mode, depth, engine, skip, smtbmc)
+    outputs = _solve(work, commands, env, deadline)
     for role, (code, text) in outputs.items():
-        log.append(f"{role}: {' '.join(solver_commands(mode, depth, engine, skip, smtbmc)[role])}"
-                   f"\n{text}{role}: returncode {code}\n")
+        log.append(f"{role}: {' '.join(commands[role])}\n{text}{role}: returncode {code}\n")
     result = EngineRun("ERROR", "")
     if any(code is None for code, _ in outputs.values()):
         result.status = "TIMEOUT"
