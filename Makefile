@@ -11,8 +11,8 @@ STAMP  := $(VENV)/.installed
 # uv fetches and installs the wheels in parallel: about 20 s where pip takes 30-120 s here
 # (the wheels are large: nextpnr, Yosys, z3). Plain pip if uv cannot be had or fails.
 # Bytecode is compiled at install (uv does not by default): where PYTHONDONTWRITEBYTECODE is
-# set, as on our CI machines, every Python process would otherwise compile each module it
-# imports (Amaranth, cocotb, wasmtime) from source, again and again.
+# set, as on our development machine, every Python process would otherwise compile each
+# module it imports (Amaranth, cocotb, wasmtime) from source, again and again.
 UV := uv==0.13.9
 
 $(STAMP): pyproject.toml

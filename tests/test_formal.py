@@ -270,16 +270,18 @@ def sby_verdict(folder, check):
     return its verdict in the runner's terms: status, failed assertions, the step of a BMC
     counterexample, covers reached (name -> step)."""
     from tb.formal.runner import _env, _messages
+    from tb.formal.smtbmc import REACHED_LINE, STEP_LINE
     proc = subprocess.run(["yowasp-sby", "-f", "-d", "sby", f"{check}.sby"], cwd=folder,
                           env=_env(), capture_output=True, text=True, timeout=900)
     log = proc.stdout
     status = (folder / "sby" / "status").read_text().split()[0]
     names = _messages((folder / "top.il").read_text())
+    # the failed assertions from sby's own summary; the covers and steps are smtbmc's lines,
+    # which sby passes on
     failed = {names[cell] for cell in
               re.findall(r"failed assertion top\._witness_\.check_(\d+)", log)}
-    steps = re.findall(r"Checking assertions in step (\d+)", log)
-    reached = {names[cell]: int(step) for step, cell in re.findall(
-        r"Reached cover statement in step (\d+) at .*\(_witness_\.check_(\d+)\)", log)}
+    steps = STEP_LINE.findall(log)
+    reached = {names[cell]: int(step) for step, cell in REACHED_LINE.findall(log)}
     return {"status": status, "failed": failed, "reached": reached,
             "step": int(steps[-1]) if status == "FAIL" and steps else None}
 

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -188,13 +187,7 @@ def _sby_text(mode, depth, engine, skip=None):
         "",
         "[script]",
         "read_rtlil top.il",
-        # Flattened, so Yosys drops the logic no property of this check looks at. Not `prep`:
-        # sby's own preparation optimises and checks the design again, and prep's passes
-        # cost more (in WebAssembly) than they save the solver.
-        "hierarchy -check -top top",
-        "proc",
-        "flatten",
-        "opt_clean",
+        *smtbmc.CHECK_SCRIPT,
         "",
         "[files]",
         "top.il",

