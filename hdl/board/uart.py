@@ -112,7 +112,7 @@ class UARTTransmitter(wiring.Component):
         with m.If(bits == 0):
             m.d.comb += self.data.ready.eq(1)
             with m.If(self.data.valid):
-                m.d.sync += [frame.eq((1 << 9) | (self.data.payload << 1)),
+                m.d.sync += [frame.eq((1 << (FRAME_BITS - 1)) | (self.data.payload << 1)),
                              bits.eq(FRAME_BITS), timer.eq(self.divisor - 1), self.tx.eq(0)]
         with m.Elif(timer != 0):
             m.d.sync += timer.eq(timer - 1)
