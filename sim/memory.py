@@ -6,7 +6,7 @@ logs and may end in an injected bus error; ``read``/``write`` are backdoor byte-
 accessors for setting up and inspecting memory (not logged, never failing).
 """
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from hdl.formats import BUS_BYTES, SEL_QWORD
 
@@ -20,9 +20,10 @@ class BusError(Exception):
     """A bus transfer ended with ``err``."""
 
 
-@dataclass(frozen=True)
-class Access:
-    """One bus transfer as the memory saw it."""
+class Access(NamedTuple):
+    """One bus transfer as the memory saw it. A named tuple: the memory, the checker's shadow
+    memory and the golden model each make one per transfer of a simulation, and a tuple is
+    built in a third of the time of a frozen dataclass."""
     write: bool
     adr: int          # word address
     sel: int          # byte enables

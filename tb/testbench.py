@@ -289,8 +289,11 @@ class Testbench:
                     (not core.waiting_idle or not core.busy):
                 self._present(core, t)
         # only an ICR write taken in this cycle would still come (at the next wake)
-        done = t if all(c.presenting is None or c.valid_from > t for c in self.cores) \
-            else t - 1
+        done = t
+        for core in self.cores:
+            if core.presenting is not None and core.valid_from <= t:
+                done = t - 1
+                break
         self.flush(done)
         if self.check:
             check_delivery = self.checker.delivery.check     # the delivery bound

@@ -1,7 +1,8 @@
 """Verilog of the gateware for HDL simulators, generated once per parameter set.
 
 `generate` converts `hdl.IPIVirtualizer` or `hdl.IPIVSystem`, with either memory port, inside
-the testbench top of `tb.testbench_top`, with Amaranth's built-in Yosys into ``build/verilog/``
+the testbench top of `tb.testbench_top`, with Amaranth's built-in Yosys (in this process,
+`tb.amaranth_verilog`) into ``build/verilog/``
 and returns the file; a `Batch` puts several designs side by side in one file, one simulator
 for all of them. A file is keyed by the design's parameters and a hash of the gateware's
 sources, so an edit of ``hdl/`` makes a new file and an unchanged design
@@ -24,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import amaranth
-from amaranth.back import verilog
 
 from hdl import IPIVirtualizer, IPIVSystem
 from hdl.faults import Fault
 from hdl.mutants import FAULT_BUS
 from hdl.params import check_bus, check_maxphyaddr
+from . import amaranth_verilog
 from .testbench_top import TestbenchTop
 from .verilog_fold import fold_registers
 
@@ -153,7 +154,7 @@ def _batch_text(batch):
 #: the Verilog, part of the hash too.
 HELPERS = tuple(Path(__file__).resolve().parent / name for name in (
     "testbench_top.py", "testbench_pipelined.py", "testbench_hdl.py", "timing.py",
-    "verilog.py", "verilog_fold.py"))
+    "verilog.py", "verilog_fold.py", "amaranth_verilog.py"))
 
 
 def source_hash():
@@ -188,7 +189,7 @@ def generate(design=Design(), *, out_dir=None):
                 text = _batch_text(design)
             else:
                 top = TestbenchTop(design.elaboratable(), negedge_wake=True)
-                text = fix_icarus_time0(fold_registers(verilog.convert(
+                text = fix_icarus_time0(fold_registers(amaranth_verilog.convert(
                     top, name=design.toplevel, ports=top.top_ports())))
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(text)

@@ -3,7 +3,6 @@ model runs once per request, each replayed transfer is also made on the shadow m
 must give what the gateware got (read data, ``err``), the transfers that stand after an err
 on the pipelined bus are made there too, and the memories must be equal at the end."""
 
-from dataclasses import replace
 
 import pytest
 
@@ -95,7 +94,7 @@ def _shadow_error(log):
 
 def _gateware_error(log):
     """The gateware got err on the PIR read, the shadow memory does not."""
-    return memory(), log[:2] + [replace(log[2], data=0, error=True)]
+    return memory(), log[:2] + [log[2]._replace(data=0, error=True)]
 
 
 @pytest.mark.parametrize("plant", [_other_pir, _shadow_error, _gateware_error])
@@ -132,4 +131,4 @@ def test_standing_transfers_after_an_err_are_made_on_the_shadow():
 
 def test_a_standing_read_with_other_data_is_caught():
     with pytest.raises(MismatchError, match="on the shadow memory"):
-        _standing_run(lambda a: replace(a, data=a.data ^ 1))
+        _standing_run(lambda a: a._replace(data=a.data ^ 1))

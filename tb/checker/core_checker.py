@@ -196,7 +196,11 @@ class CoreChecker:
         """Every write after the request's first read (i.e. every write but the vICR stores)
         is the second half of a locked read-modify-write of its word, in the same locked bus
         cycle."""
-        first_read = next((i for i, a in enumerate(consumed) if not a.write), len(consumed))
+        first_read = len(consumed)
+        for i, access in enumerate(consumed):
+            if not access.write:
+                first_read = i
+                break
         for i in range(first_read + 1, len(consumed)):
             write, read = consumed[i], consumed[i - 1]
             if not write.write:

@@ -3,8 +3,6 @@ request is checked transfer by transfer whatever else is on the memory; with a `
 memory (one core alone), each transfer is also made there and must give what the gateware
 got, so one run of the golden model checks both."""
 
-from dataclasses import replace
-
 from hdl.formats import SEL_QWORD
 from sim.memory import Access, BusError, sel_mask
 from .errors import MismatchError
@@ -85,7 +83,7 @@ class ReplayMemory:
             pass            # logged with ``error``, compared below
         made = log[-1]
         if not self.compare_lock:
-            made = replace(made, lock=got.lock)
+            made = made._replace(lock=got.lock)
         if made != got:
             raise MismatchError(f"bus transfer {len(self.consumed)} of the request: gateware "
                                 f"{got}, the same transfer on the shadow memory (golden model, "

@@ -5,12 +5,13 @@ Python testbench `tb.testbench`; this module hands `tb.testbench.Testbench` its 
 ``write``: each handle is fetched once, a read converts the simulator's bit string straight
 to an integer (no `cocotb.types.LogicArray` in between), and a write hands cocotb the
 simulator's setter and the value already converted, the way ``handle.value = v`` writes
-(cocotb 2.1's ``_schedule_write``: queued for the read-write phase, or on Icarus handed to
-the simulator at once, `tb.cocotb.runner`'s ``COCOTB_TRUST_INERTIAL_WRITES``; the generic
+(cocotb 2.1's ``_schedule_write``: queued for the read-write phase, or, as `tb.cocotb.runner`
+sets ``COCOTB_TRUST_INERTIAL_WRITES``, handed to the simulator at once; the generic
 ``value`` setter re-checks the type and width of every write, a third of a wake's writing
 cost).
 """
 
+from cocotb import handle as _cocotb_handle
 from cocotb.handle import LogicArrayObject, _GPISetAction, _schedule_write
 
 from tb.checker import ProtocolError
@@ -58,11 +59,18 @@ class TopAccess:
         as_int = isinstance(handle, LogicArrayObject) and bits <= 32     # cocotb's own rule
         setter = sim_handle.set_signal_val_int if as_int else sim_handle.set_signal_val_binstr
         text = f"0{bits}b"
+        deposit = _GPISetAction.DEPOSIT
+        trusted = _cocotb_handle._trust_inertial   # then `_schedule_write` calls the setter
+        action = deposit.value
 
         def put(value):
             value = int(value)
             if value < 0 or value >> bits:
                 raise ValueError(f"{value:#x} does not fit the {bits}-bit input {name}")
-            _schedule_write(handle, setter, _GPISetAction.DEPOSIT,
-                            value if as_int else format(value, text))
+            if not as_int:
+                value = format(value, text)
+            if trusted:
+                setter(action, value)
+            else:
+                _schedule_write(handle, setter, deposit, value)
         return put

@@ -38,11 +38,12 @@ TIMESCALE = ("1ns", "1ps")
 # of the simulator (about a second of each run).
 REWRITE_ENV = "COCOTB_REWRITE_ASSERTION_FILES"
 REWRITE_FILES = "tb/cocotb/*.py"
-# Icarus applies an input written through VPI (a zero-delay inertial write) as an event of the
-# current time step, after the callback that wrote it, as cocotb's own queue would at the
-# time step's read-write phase: cocotb may hand it over at once, sparing that phase's callback
-# at each wake-up (the testbench writes only at the falling edge, half a cycle before any
-# register samples an input). Verilator keeps cocotb's queue.
+# Both simulators apply an input written through VPI (a zero-delay inertial write) after the
+# callback that wrote it, in the same time step, as cocotb's own queue would at the time step's
+# read-write phase (Icarus as an event of the current time step; Verilator's loop applies its
+# inertial writes and evaluates again): cocotb may hand it over at once, sparing that phase's
+# callback at each wake-up (the testbench writes only at the falling edge, half a cycle before
+# any register samples an input).
 TRUST_WRITES_ENV = "COCOTB_TRUST_INERTIAL_WRITES"
 
 
@@ -219,8 +220,7 @@ def run(design, module, testcase, params, *, test_name, sim=None):
                     plusargs=plusargs, test_args=test_args, seed=params.get("seed", 0),
                     extra_env={PARAMS_ENV: json.dumps(params),
                                REWRITE_ENV: os.environ.get(REWRITE_ENV, REWRITE_FILES),
-                               TRUST_WRITES_ENV: os.environ.get(
-                                   TRUST_WRITES_ENV, "1" if sim == "icarus" else "0")},
+                               TRUST_WRITES_ENV: os.environ.get(TRUST_WRITES_ENV, "1")},
                     timescale=TIMESCALE)
     except SystemExit:
         pass        # the runner exits on failures under pytest; the XML says what failed
