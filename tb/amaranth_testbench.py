@@ -2,9 +2,11 @@
 `tb.amaranth_harness.Harness` for a unit or system on either memory port.
 
 The simulated design is the testbench top (`tb.testbench_top.TestbenchTop`) around the DUT. The
-coroutine steps cycle by cycle (``ctx.tick()`` each cycle, so a wrapped context such as
-`tb.waves.RecordingHarness`'s still samples every cycle), reads the top's ``status`` once a
-cycle and hands the cycle to `Testbench.wake`, which acts only on what the helpers report.
+coroutine steps cycle by cycle, reads the top's ``status`` once a cycle and hands the cycle to
+`Testbench.wake`, which acts only on what the helpers report. It iterates over one
+``ctx.tick()`` (Amaranth builds the trigger once, not at every ``await ctx.tick()``: about a
+twentieth of the run); a wrapped context such as `tb.waves.RecordingHarness`'s hooks in
+through that iteration and still samples every cycle.
 """
 
 from .testbench import Testbench
@@ -52,6 +54,19 @@ async def run_on_top(harness, ctx, top, run, limit, progress):
     bench.on_transfer = lambda lock_cycle: run.lock_cycles.append(lock_cycle)
     bench.reset_inputs(write)
     bench.submit(run.requests)
+    ticks = ctx.tick().__aiter__()
+    try:
+        cycle = await _cycles(bench, run, top, limit, ticks)
+    finally:
+        await ticks.aclose()
+    bench.finish_coverage(cycle)
+    run.cycles = cycle
+    run.memory_log = harness.memory.log
+    run.grant_switches_in_cycle = bench.counters()["grant_switches"]
+
+
+async def _cycles(bench, run, top, limit, ticks):
+    """Wake the testbench every cycle until everything is settled; returns the last cycle."""
     layout = bench.status
     cyc_bit = layout.offset["cyc"]
     pulses = [(layout.offset[f"posted{i}"], layout.offset[f"suppressed{i}"])
@@ -65,12 +80,8 @@ async def run_on_top(harness, ctx, top, run, limit, progress):
             run.posted += s >> posted & 1
             run.suppressed += s >> suppressed & 1
         if bench.settled():
-            break
+            return cycle
         if cycle >= limit:
             raise TimeoutError(f"no completion after {cycle} cycles "
                                f"({len(run.accepted)}/{len(run.requests)} accepted)")
-        await ctx.tick()
-    bench.finish_coverage(cycle)
-    run.cycles = cycle
-    run.memory_log = harness.memory.log
-    run.grant_switches_in_cycle = bench.counters()["grant_switches"]
+        await ticks.__anext__()

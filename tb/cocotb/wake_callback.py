@@ -8,7 +8,7 @@ Here the simulator calls ``on_change`` directly. What cocotb still needs from us
 cocotb 2.1, private names, checked by tests/test_cocotb_unit.py):
 
 - writes made in ``on_change`` are queued for the read-write phase as in any trigger's
-  reaction (unless cocotb hands them to the simulator at once: Icarus, `tb.cocotb.runner`),
+  reaction (unless cocotb hands them to the simulator at once, as `tb.cocotb.runner` has it do),
   so cocotb must believe a value-change trigger is the one firing;
 - tasks woken by ``on_change`` (an `Event` set) run when it returns, as after a trigger.
 """

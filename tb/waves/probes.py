@@ -168,6 +168,27 @@ class Recording:
         return len(self.rows)
 
 
+class _SamplingTicks:
+    """A ``ctx.tick()`` that samples every probe before each clock edge it waits for,
+    awaited once or iterated (`tb.amaranth_testbench` iterates over one)."""
+
+    def __init__(self, tick, sample):
+        self._tick, self._sample = tick, sample
+
+    def __await__(self):
+        self._sample()
+        return self._tick.__await__()
+
+    async def __aiter__(self):
+        ticks = self._tick.__aiter__()
+        try:
+            while True:
+                self._sample()
+                yield await ticks.__anext__()
+        finally:
+            await ticks.aclose()
+
+
 class _SamplingContext:
     """The harness's testbench context, sampling every probe before each clock tick."""
 
@@ -178,8 +199,7 @@ class _SamplingContext:
         return getattr(self._ctx, name)
 
     def tick(self, *args, **kwargs):
-        self._sample(self._ctx)
-        return self._ctx.tick(*args, **kwargs)
+        return _SamplingTicks(self._ctx.tick(*args, **kwargs), lambda: self._sample(self._ctx))
 
 
 class RecordingHarness(Harness):
