@@ -7,8 +7,8 @@ about forty designs (the mutants of a memory port alone are twenty), so `convert
 that call does, in this process: `amaranth.back.rtlil.convert`, then the same Yosys script
 (``proc -nomux -norom``, ``memory_collect``, ``write_verilog -norename``), on the same
 Yosys, its module loaded once per process (from the same wasmtime cache) and a fresh
-instance each call. tests/test_verilog_fold.py checks that the text is Amaranth's, byte for
-byte.
+instance each call. tests/test_amaranth_verilog.py checks that the text is Amaranth's, byte
+for byte.
 """
 
 import os
