@@ -63,8 +63,7 @@ class TopAccess:
         trusted = _cocotb_handle._trust_inertial   # then `_schedule_write` calls the setter
         action = deposit.value
 
-        def put(value):
-            value = int(value)
+        def put(value):         # value: an int or a bool (the testbench's own)
             if value < 0 or value >> bits:
                 raise ValueError(f"{value:#x} does not fit the {bits}-bit input {name}")
             if not as_int:
