@@ -289,11 +289,12 @@ def sby_verdict(folder, check):
 def same_as_sby(verdict_, check):
     """Assert that SymbiYosys gives ``verdict_`` (the runner's) for the same run, from the
     same SMT-LIB model byte for byte."""
+    from tb.formal.smtbmc import MODEL
     folder = Path(verdict_["rtlil"]).parent
     theirs = sby_verdict(folder, check)
-    if (folder / "work" / "model.smt2").exists():     # not for a stand-in folder
-        (model,) = (folder / "sby" / "model").glob("design_smt2*.smt2")
-        assert model.read_bytes() == (folder / "work" / "model.smt2").read_bytes(), folder
+    (model,) = (folder / "sby" / "model").glob("design_smt2*.smt2")
+    assert model.read_bytes() == (folder / "work" / MODEL).read_bytes(), \
+        f"{folder}: the runner's SMT-LIB model is not SymbiYosys's"
     ours = {"status": verdict_["status"], "failed": set(verdict_["failed"]),
             "reached": {k: v for k, v in verdict_["reached"].items() if v is not None},
             "step": verdict_["step"]}
@@ -314,12 +315,18 @@ def test_symbiyosys_gives_the_same_verdict(key, check):
 
 
 def test_symbiyosys_verdicts_are_read_in_full(tmp_path, monkeypatch):
-    """`same_as_sby` tells verdicts apart: a wrong status, assertion, step or cover fails."""
+    """`same_as_sby` tells verdicts apart: a wrong status, assertion, step or cover fails, and
+    so does a model that differs from SymbiYosys's."""
     folder = tmp_path / "x"
     (folder / "sby").mkdir(parents=True)
     (folder / "top.il").write_text('cell $check $7\n  parameter \\FORMAT "lock_in_cyc"\n'
                                    '  parameter \\FLAVOR "assert"\n')
     (folder / "sby" / "status").write_text("FAIL 2\n")
+    from tb.formal.smtbmc import MODEL
+    ours, theirs = folder / "work" / MODEL, folder / "sby" / "model" / "design_smt2.smt2"
+    for path in (ours, theirs):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("(declare-sort |top_s| 0)\n")
     log = ("Checking assertions in step 2..\n"
            "summary:   failed assertion top._witness_.check_7 at x.py:1 step 2\n")
     monkeypatch.setattr(subprocess, "run",
@@ -331,6 +338,9 @@ def test_symbiyosys_verdicts_are_read_in_full(tmp_path, monkeypatch):
                 {"reached": {"lock_in_cyc": 1}}):
         with pytest.raises(AssertionError, match="SymbiYosys"):
             same_as_sby({**good, **bad}, "x")
+    theirs.write_text("(declare-sort |top_s| 0)\n; another cell order\n")
+    with pytest.raises(AssertionError, match="model is not SymbiYosys's"):
+        same_as_sby(good, "x")
 
 
 def test_every_fault_and_every_property_has_a_mutant():

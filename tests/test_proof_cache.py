@@ -6,7 +6,7 @@ off. The solver run itself is replaced by a stand-in that counts its runs (the p
 import pytest
 
 from hdl.faults import Fault
-from tb.formal import runner
+from tb.formal import runner, smtbmc
 
 
 @pytest.fixture
@@ -20,6 +20,10 @@ def solver(tmp_path, monkeypatch):
         trace.parent.mkdir(parents=True)
         trace.write_text(f"$comment run {len(runs)} $end\n")
         (folder / f"{result.name}.sby").write_text(engine)
+        model = folder / "work" / smtbmc.MODEL          # the model, and a design before it
+        model.parent.mkdir()
+        for path in (model, model.parent / "design_prep.il"):
+            path.write_text(f"; {path.name}\n")
         result.status, result.seconds, result.trace = "FAIL", 12.5, trace
         result.failed.append("transfer_is_spec")
         return result
@@ -47,6 +51,15 @@ def test_a_repeated_run_comes_from_the_cache_with_its_trace(solver, tmp_path):
     assert again.trace.is_relative_to(tmp_path / "b")
     assert "(cached)" in runner.format_table([again])
     assert again.as_dict()["cached"] is True
+
+
+def test_the_cache_keeps_the_model_but_not_the_designs_before_it(solver, tmp_path):
+    """The sby comparison (tests/test_formal.py) reads the model of a cached run too."""
+    _run(tmp_path, "a")
+    again = _run(tmp_path, "b")
+    model = again.workdir / "work" / smtbmc.MODEL
+    assert again.cached and model.read_text() == "; design_smt2.smt2\n"
+    assert not (model.parent / "design_prep.il").exists()
 
 
 def test_a_skip_is_shown_and_kept(solver, tmp_path):

@@ -269,15 +269,23 @@ def _from_cache(key, folder):
                        trace=None if trace is None else folder / trace)
 
 
+def _left_out(folder, names):
+    """What a cached folder leaves out: the sources, the solver's databases, and the model's
+    intermediate designs (the model itself stays: the sby comparison of tests/test_formal.py
+    reads it)."""
+    if Path(folder).name == Path(smtbmc.MODEL).parent.name:
+        return {n for n in names if n != Path(smtbmc.MODEL).name}
+    return {n for n in names if n == "src" or n.endswith(".sqlite")}
+
+
 def _to_cache(key, result):
-    """Keep ``result`` and its folder (without sby's copies of the model) under ``key``."""
+    """Keep ``result`` and its folder (`_left_out` left out) under ``key``."""
     if result.status not in _CACHED_STATUSES:
         return
     entry = CACHE / key
     tmp = CACHE / f".{key}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(result.workdir, tmp / "files",
-                    ignore=shutil.ignore_patterns("model", "src", "*.sqlite"))
+    shutil.copytree(result.workdir, tmp / "files", ignore=_left_out)
     saved = {k: getattr(result, k) for k in ("name", "mode", "engine", "depth", "status",
                                              "seconds", "failed", "reached", "latency", "step",
                                              "bus", "skip")}
