@@ -154,7 +154,7 @@ def _batch_text(batch):
 #: the Verilog, part of the hash too.
 HELPERS = tuple(Path(__file__).resolve().parent / name for name in (
     "testbench_top.py", "testbench_pipelined.py", "testbench_hdl.py", "timing.py",
-    "verilog.py", "verilog_fold.py", "amaranth_verilog.py"))
+    "verilog.py", "verilog_fold.py", "amaranth_verilog.py", "wasm_yosys.py"))
 
 
 def source_hash():

