@@ -492,7 +492,7 @@ class Testbench:
         """Every write accepted, every core idle with nothing offered (then no record can
         turn up for this cycle: all are handed to the checker)."""
         for c in self.cores:        # a loop, not all(...): this runs after every wake
-            if c.presenting is not None or c.head != len(c.queue) or c.busy:
+            if c.busy or not c.idle:
                 return False
         self.flush()
         return not any(c.open_offers for c in self.cores)

@@ -169,15 +169,11 @@ class Recording:
 
 
 class _SamplingTicks:
-    """A ``ctx.tick()`` that samples every probe before each clock edge it waits for,
-    awaited once or iterated (`tb.amaranth_testbench` iterates over one)."""
+    """A ``ctx.tick()`` to iterate over (as `tb.amaranth_testbench` does), sampling every
+    probe before each clock edge it waits for."""
 
     def __init__(self, tick, sample):
         self._tick, self._sample = tick, sample
-
-    def __await__(self):
-        self._sample()
-        return self._tick.__await__()
 
     async def __aiter__(self):
         ticks = self._tick.__aiter__()
